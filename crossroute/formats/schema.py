@@ -1,0 +1,335 @@
+"""JSON-schema cleaning for Gemini function declarations and response schemas.
+
+Gemini accepts a subset of JSON Schema (``parametersJsonSchema`` / ``responseJsonSchema``) and an
+even smaller OpenAPI subset in the legacy ``parameters`` / ``responseSchema`` fields. Schemas from
+OpenAI or Anthropic clients routinely use keywords outside that subset ($ref, $defs, title, const,
+type arrays, patternProperties, x-* extensions...) and the API answers 400 on them. ``clean_schema``
+rewrites such a schema into the accepted subset without losing meaning where a rewrite exists:
+
+1. normalise malformed input (a bare property map at the root, boolean ``required`` on properties);
+2. inline local ``$ref`` (``#/$defs/X``, ``#/definitions/X``), cycles become an untyped object;
+3. ``const`` -> one-value ``enum``; enum values become strings (type ``string``);
+4. ``allOf`` branches merge into one object;
+5. ``anyOf``/``oneOf`` with a ``null`` branch -> ``nullable``; one remaining branch is merged in;
+6. type arrays ``["string", "null"]`` -> ``type: string`` + ``nullable``;
+7. keywords outside the accepted set are dropped (only schema keywords: a *property* named
+   ``title`` or ``$id`` is kept, since property maps are never filtered);
+8. ``required`` is pruned to properties that exist.
+
+``from_gemini_schema`` goes the other way for the legacy OpenAPI form (upper-case types,
+``nullable``) so that neutral tool parameters are plain JSON Schema.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import orjson
+
+__all__ = ["clean_schema", "from_gemini_schema"]
+
+# Keywords kept on a schema node (JSON-schema field). Everything else is dropped.
+_KEEP = frozenset(
+    {
+        "type",
+        "format",
+        "description",
+        "nullable",
+        "enum",
+        "items",
+        "properties",
+        "required",
+        "anyOf",
+        "minItems",
+        "maxItems",
+        "minimum",
+        "maximum",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minProperties",
+        "maxProperties",
+        "propertyOrdering",
+        "default",
+        "example",
+        "additionalProperties",
+    }
+)
+# String formats the API accepts; others ("uri", "email"...) are rejected with a 400.
+_STRING_FORMATS = frozenset({"enum", "date-time"})
+# Words that mark a dict as a schema node rather than a bare property map.
+_SCHEMA_WORDS = frozenset(
+    {
+        "type",
+        "properties",
+        "items",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "$ref",
+        "enum",
+        "const",
+        "description",
+        "required",
+        "$schema",
+        "$defs",
+        "definitions",
+        "additionalProperties",
+        "format",
+        "title",
+        "nullable",
+    }
+)
+_SCALAR_TYPES = {"string": str, "boolean": bool, "integer": int, "number": (int, float)}
+_MAX_REF_DEPTH = 16
+
+
+def clean_schema(schema: dict[str, Any], *, legacy: bool = False) -> dict[str, Any]:
+    """A new schema Gemini accepts. ``legacy=True`` targets the OpenAPI-subset ``parameters`` /
+    ``responseSchema`` fields, which also reject ``additionalProperties``."""
+    if not isinstance(schema, dict):
+        return {"type": "object", "properties": {}}
+    root = _normalise_root(schema)
+    defs: dict[str, Any] = {}
+    for key in ("$defs", "definitions"):
+        d = root.get(key)
+        if isinstance(d, dict):
+            for name, sub in d.items():
+                defs[f"#/{key}/{name}"] = sub
+    out = _clean(root, defs, legacy, ())
+    if "type" not in out and "properties" in out:
+        out["type"] = "object"
+    return out
+
+
+def _normalise_root(schema: dict[str, Any]) -> dict[str, Any]:
+    """A bare property map ({"city": {"type": "string"}}) becomes an object schema."""
+    if schema and not (schema.keys() & _SCHEMA_WORDS) and all(isinstance(v, dict) for v in schema.values()):
+        return {"type": "object", "properties": schema}
+    return schema
+
+
+def _clean(node: Any, defs: dict[str, Any], legacy: bool, refs: tuple[str, ...]) -> dict[str, Any]:
+    if node is True or not isinstance(node, dict):
+        return {}
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        target = defs.get(ref)
+        if target is None or ref in refs or len(refs) >= _MAX_REF_DEPTH:
+            resolved: dict[str, Any] = {"type": "object"}
+        else:
+            resolved = _clean(target, defs, legacy, (*refs, ref))
+        desc = node.get("description")
+        if isinstance(desc, str) and desc:
+            resolved["description"] = desc
+        return resolved
+
+    src = node
+    if isinstance(src.get("allOf"), list):
+        src = _merge_all_of(src)
+
+    out: dict[str, Any] = {}
+    nullable = src.get("nullable") is True
+
+    # type: lower-case; arrays -> first non-null type + nullable
+    t = src.get("type")
+    if isinstance(t, list):
+        types = [x.lower() for x in t if isinstance(x, str)]
+        if "null" in types:
+            nullable = True
+        non_null = [x for x in types if x != "null"]
+        if non_null:
+            out["type"] = non_null[0]
+    elif isinstance(t, str):
+        if t.lower() == "null":
+            nullable = True
+        else:
+            out["type"] = t.lower()
+
+    # anyOf / oneOf: drop null branches; a single branch is merged in
+    branches = src.get("anyOf")
+    if not isinstance(branches, list):
+        branches = src.get("oneOf")
+    if isinstance(branches, list):
+        kept = []
+        for b in branches:
+            if isinstance(b, dict) and (b.get("type") == "null" or b.get("type") == ["null"]):
+                nullable = True
+                continue
+            kept.append(_clean(b, defs, legacy, refs))
+        if len(kept) == 1:
+            for k, v in kept[0].items():
+                if k == "nullable":
+                    nullable = nullable or v is True
+                elif k not in out:
+                    out[k] = v
+        elif kept:
+            out["anyOf"] = kept
+
+    # const / enum -> string enum
+    if "const" in src:
+        enum_src: Any = [src["const"]]
+    else:
+        enum_src = src.get("enum")
+    if isinstance(enum_src, list):
+        values: list[str] = []
+        for v in enum_src:
+            if v is None:
+                nullable = True
+                continue
+            s = _enum_str(v)
+            if s not in values:
+                values.append(s)
+        if values:
+            out["enum"] = values
+            out["type"] = "string"
+
+    for key, value in src.items():
+        if key in out or key not in _KEEP or key in ("type", "anyOf", "enum", "nullable"):
+            continue
+        if key == "properties":
+            if isinstance(value, dict):
+                props, req = _clean_properties(value, defs, legacy, refs)
+                out["properties"] = props
+                if req:
+                    out["_bool_required"] = req
+        elif key == "items":
+            if isinstance(value, list):  # tuple form: keep the first schema
+                value = value[0] if value else {}
+            out["items"] = _clean(value, defs, legacy, refs)
+        elif key == "additionalProperties":
+            if legacy:
+                continue
+            if isinstance(value, bool):
+                out[key] = value
+            elif isinstance(value, dict):
+                out[key] = _clean(value, defs, legacy, refs)
+        elif key == "required":
+            if isinstance(value, list):
+                out["required"] = [r for r in value if isinstance(r, str)]
+        elif key == "format":
+            if isinstance(value, str) and (out.get("type") != "string" or value in _STRING_FORMATS):
+                out[key] = value
+        elif key == "default":
+            if _valid_default(value, out.get("type"), out.get("enum")):
+                out[key] = value
+        elif key == "description":
+            if isinstance(value, str):
+                out[key] = value
+        else:
+            out[key] = value
+
+    if "items" not in out and out.get("type") == "array" and isinstance(src.get("prefixItems"), list):
+        first = src["prefixItems"][0] if src["prefixItems"] else {}
+        out["items"] = _clean(first, defs, legacy, refs)
+
+    # required: merge boolean per-property flags, dedupe, prune to existing properties
+    req = list(out.pop("required", []))
+    req.extend(out.pop("_bool_required", []))
+    props = out.get("properties")
+    if req and isinstance(props, dict):
+        seen: list[str] = []
+        for r in req:
+            if r in props and r not in seen:
+                seen.append(r)
+        if seen:
+            out["required"] = seen
+    if "properties" in out and "type" not in out:
+        out["type"] = "object"
+    if nullable:
+        out["nullable"] = True
+    return out
+
+
+def _clean_properties(
+    props: dict[str, Any], defs: dict[str, Any], legacy: bool, refs: tuple[str, ...]
+) -> tuple[dict[str, Any], list[str]]:
+    """Clean every property schema (names are never filtered); collect draft-3 style
+    ``"required": true`` flags on properties into the parent's required list."""
+    out: dict[str, Any] = {}
+    required: list[str] = []
+    for name, sub in props.items():
+        if isinstance(sub, dict) and isinstance(sub.get("required"), bool):
+            if sub["required"]:
+                required.append(name)
+            sub = {k: v for k, v in sub.items() if k != "required"}
+        out[name] = _clean(sub, defs, legacy, refs)
+    return out, required
+
+
+def _merge_all_of(node: dict[str, Any]) -> dict[str, Any]:
+    merged = {k: v for k, v in node.items() if k != "allOf"}
+    props: dict[str, Any] = dict(merged.get("properties") or {})
+    required: list[Any] = (
+        list(merged.get("required") or []) if isinstance(merged.get("required"), list) else []
+    )
+    for branch in node["allOf"]:
+        if not isinstance(branch, dict):
+            continue
+        if isinstance(branch.get("allOf"), list):
+            branch = _merge_all_of(branch)
+        for k, v in branch.items():
+            if k == "properties" and isinstance(v, dict):
+                props.update(v)
+            elif k == "required" and isinstance(v, list):
+                required.extend(v)
+            elif k not in merged:
+                merged[k] = v
+    if props:
+        merged["properties"] = props
+    if required:
+        merged["required"] = required
+    return merged
+
+
+def _enum_str(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)):
+        return str(v)
+    return orjson.dumps(v).decode()
+
+
+def _valid_default(value: Any, typ: Any, enum: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(enum, list):
+        return isinstance(value, str) and value in enum
+    if typ in _SCALAR_TYPES:
+        if typ != "boolean" and isinstance(value, bool):
+            return False
+        return isinstance(value, _SCALAR_TYPES[typ])
+    if typ == "array":
+        return isinstance(value, list)
+    if typ == "object":
+        return isinstance(value, dict)
+    return False
+
+
+def from_gemini_schema(schema: Any) -> Any:
+    """Legacy Gemini (OpenAPI subset) schema -> plain JSON Schema: lower-case types and
+    ``nullable: true`` -> ``type: [t, "null"]``. Returns a new object."""
+    if isinstance(schema, list):
+        return [from_gemini_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return copy.deepcopy(schema)
+    out: dict[str, Any] = {}
+    for k, v in schema.items():
+        if k == "properties" and isinstance(v, dict):
+            out[k] = {name: from_gemini_schema(sub) for name, sub in v.items()}
+        elif k in ("items", "anyOf", "oneOf", "allOf") or (
+            k == "additionalProperties" and isinstance(v, dict)
+        ):
+            out[k] = from_gemini_schema(v)
+        elif k == "type" and isinstance(v, str):
+            out[k] = v.lower()
+        elif k == "nullable":
+            continue
+        else:
+            out[k] = copy.deepcopy(v)
+    if schema.get("nullable") is True and isinstance(out.get("type"), str):
+        out["type"] = [out["type"], "null"]
+    return out
