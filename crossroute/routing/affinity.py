@@ -1,0 +1,99 @@
+"""Session affinity: keep a conversation on one credential so the upstream prompt cache hits.
+
+``SessionAffinitySelector`` wraps the configured selector. The first request of a session is placed
+by the wrapped selector (so new sessions spread like any other request) and the choice is bound to
+the session. Later requests reuse the bound credential while it is available, even when it sits
+below the best priority tier. When it is not (cooling down, disabled, removed, already tried),
+the wrapped selector picks again and the session is rebound.
+
+Bindings are keyed ``<session id>::<model>`` and stored in the State with a TTL that
+each use refreshes. A fallback id (the first-turn hash, or ``conv:`` beside ``pck:``) is looked up
+when the primary misses, and a hit binds the primary too, so the first turn's credential is
+inherited by the rest of the conversation. The provider is not part of the key: credential ids
+are unique across providers, a binding is honoured only when its credential is among the request's
+candidates, and ``report_success``/``report_failure`` receive only the chosen candidate, which
+could not rebuild a key made from the whole candidate list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from crossroute.routing.selectors import CandidateLike, Selector
+from crossroute.routing.session_ids import SessionIds
+from crossroute.state.base import State
+
+__all__ = ["SessionAffinitySelector", "binding_key"]
+
+C = TypeVar("C", bound=CandidateLike)
+
+
+def binding_key(session_id: str, model: str) -> str:
+    return f"{session_id}::{model}"
+
+
+def _find(available: Sequence[C], credential_id: str) -> C | None:
+    for c in available:
+        if c.credential_id == credential_id:
+            return c
+    return None
+
+
+class SessionAffinitySelector(Selector):
+    def __init__(self, inner: Selector, state: State, ttl: float) -> None:
+        self.inner = inner
+        self._state = state
+        self.ttl = ttl
+        self.name = f"session-affinity({inner.name})"
+
+    def accepts(self, cand: Any) -> bool:
+        return self.inner.accepts(cand)
+
+    async def select(self, tier: Sequence[C], cursor_key: str) -> C:
+        return await self.inner.select(tier, cursor_key)
+
+    async def select_for_session(
+        self,
+        available: Sequence[C],
+        tier: Sequence[C],
+        cursor_key: str,
+        model: str,
+        session: SessionIds,
+    ) -> C:
+        """``available``: every usable candidate (all tiers); ``tier``: the best priority tier."""
+        state = self._state
+        ttl = self.ttl
+        pkey = binding_key(session.primary, model)
+        bound = await state.get_binding(pkey, ttl)
+        if bound is not None:
+            c = _find(available, bound)
+            if c is not None:
+                return c
+        if session.fallback is not None:
+            inherited = await state.get_binding(binding_key(session.fallback, model), ttl)
+            if inherited is not None:
+                c = _find(available, inherited)
+                if c is not None:
+                    await state.set_binding(pkey, inherited, ttl)
+                    return c
+        c = await self.inner.select(tier, cursor_key)
+        await state.set_binding(pkey, c.credential_id, ttl)
+        return c
+
+    async def touch(self, credential_id: str, model: str, session: SessionIds) -> None:
+        """After a success: (re)bind the primary id to the credential that served it."""
+        await self._state.set_binding(binding_key(session.primary, model), credential_id, self.ttl)
+
+    async def unbind(self, credential_id: str, model: str, session: SessionIds) -> None:
+        """After a failure: drop the session's bindings that still point at the credential."""
+        state = self._state
+        await state.delete_binding_if(binding_key(session.primary, model), credential_id)
+        if session.fallback is not None:
+            await state.delete_binding_if(binding_key(session.fallback, model), credential_id)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def stop(self) -> None:
+        await self.inner.stop()

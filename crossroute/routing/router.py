@@ -1,0 +1,239 @@
+"""The routing facade the dispatcher calls: pick a credential, report how it went.
+
+``Router.pick`` skips disabled candidates, the ones already tried in this request and those cooling
+down for this model; keeps only the best priority tier that still has a candidate; and lets the
+selector (wrapped by session affinity when that is on) choose. ``report_success`` and
+``report_failure`` keep bindings and cooldowns up to date. All state goes through a ``State`` so
+that several gateway processes can share it through Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from crossroute.routing.affinity import SessionAffinitySelector
+from crossroute.routing.cooldown import LEVEL_KEEP, plan_cooldown
+from crossroute.routing.selectors import STRATEGIES, Selector, build_selector
+from crossroute.routing.session_ids import SessionIds
+from crossroute.state.base import State
+
+__all__ = ["AllCoolingDown", "Candidate", "Router", "RoutingSettings"]
+
+log = logging.getLogger("crossroute.routing")
+
+
+class Candidate(Protocol):
+    """What the dispatcher hands in; the router only reads these attributes."""
+
+    @property
+    def credential_id(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def weight(self) -> int: ...
+    @property
+    def disabled(self) -> bool: ...
+
+
+C = TypeVar("C", bound=Candidate)
+
+
+@dataclass
+class RoutingSettings:
+    strategy: str = "round-robin"  # | "fill-first" | "weighted-round-robin"
+    session_affinity: bool = False
+    session_affinity_ttl: float = 3600.0
+    disable_cooling: bool = False
+    transient_cooldown: float = 60.0  # seconds; -1 disables the transient cooldown
+
+    def selector_fields(self) -> tuple[str, bool, float]:
+        return (normalize_strategy(self.strategy), self.session_affinity, float(self.session_affinity_ttl))
+
+
+def normalize_strategy(strategy: str) -> str:
+    s = (strategy or "round-robin").strip().lower().replace("_", "-")
+    if s not in STRATEGIES:
+        raise ValueError(f"unknown routing strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    return s
+
+
+class AllCoolingDown(Exception):
+    """Every candidate that could serve the request is cooling down (answer 429 + Retry-After)."""
+
+    def __init__(self, retry_after: float, model: str = "") -> None:
+        super().__init__(
+            f"all credentials for model {model!r} are cooling down; retry after {retry_after:.1f}s"
+        )
+        self.retry_after = retry_after
+        self.model = model
+
+
+def provider_group(candidates: Sequence[Candidate]) -> str:
+    """The provider part of cursor and binding keys: the provider, or the sorted set of them."""
+    first = candidates[0].provider
+    for c in candidates:
+        if c.provider != first:
+            return ",".join(sorted({x.provider for x in candidates}))
+    return first
+
+
+class Router:
+    def __init__(
+        self, settings: RoutingSettings, state: State, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._state = state
+        self._clock = clock
+        self._settings = settings
+        self._fields = settings.selector_fields()
+        self._selector, self._affinity = self._build(settings)
+        self._started = False
+
+    # ------------------------------------------------------------ construction and lifecycle
+    def _build(self, settings: RoutingSettings) -> tuple[Selector, SessionAffinitySelector | None]:
+        strategy, affinity, ttl = settings.selector_fields()
+        inner = build_selector(strategy, self._state)
+        if not affinity:
+            return inner, None
+        wrapped = SessionAffinitySelector(inner, self._state, ttl)
+        return wrapped, wrapped
+
+    @property
+    def settings(self) -> RoutingSettings:
+        return self._settings
+
+    @property
+    def selector(self) -> Selector:
+        return self._selector
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    async def start(self) -> None:
+        await self._state.start()
+        await self._selector.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        self._started = False
+        await self._selector.stop()
+        await self._state.stop()
+
+    async def apply_settings(self, settings: RoutingSettings) -> None:
+        """Hot reload. A change of strategy, affinity or affinity TTL rebuilds the selector (the
+        old one is stopped); bindings live in the State and survive the rebuild."""
+        fields = settings.selector_fields()  # raises ValueError before anything changes
+        if fields != self._fields:
+            selector, affinity = self._build(settings)
+            if self._started:
+                await selector.start()
+            old = self._selector
+            self._selector, self._affinity, self._fields = selector, affinity, fields
+            await old.stop()
+            log.info("routing selector rebuilt: %s", selector.name)
+        self._settings = settings
+
+    async def invalidate_credential(self, credential_id: str) -> None:
+        """A credential was removed or disabled: its sessions rebind on their next request."""
+        n = await self._state.delete_bindings_for(credential_id)
+        if n:
+            log.info("dropped %d session binding(s) of credential %s", n, credential_id)
+
+    # ------------------------------------------------------------ selection
+    async def pick(
+        self,
+        candidates: Sequence[C],
+        model: str,
+        session: SessionIds | None,
+        exclude: Collection[str] = (),
+    ) -> C:
+        if not candidates:
+            raise LookupError(f"no credential serves model {model!r}")
+        selector = self._selector
+        settings = self._settings
+        if settings.disable_cooling:
+            cooling = None
+        else:
+            cooling = await self._state.get_cooldowns([c.credential_id for c in candidates], model)
+        now = self._clock()
+        accepts = selector.accepts
+        available: list[C] = []
+        top = 0
+        mixed = False
+        earliest: float | None = None
+        for c in candidates:
+            if c.disabled or (exclude and c.credential_id in exclude) or not accepts(c):
+                continue
+            if cooling:
+                cd = cooling.get(c.credential_id)
+                if cd is not None and cd.until > now:
+                    if earliest is None or cd.until < earliest:
+                        earliest = cd.until
+                    continue
+            if not available:
+                top = c.priority
+            elif c.priority != top:
+                mixed = True
+                if c.priority > top:
+                    top = c.priority
+            available.append(c)
+        if not available:
+            if earliest is not None:
+                raise AllCoolingDown(max(earliest - now, 0.0), model)
+            raise LookupError(f"no available credential for model {model!r}")
+        tier = [c for c in available if c.priority == top] if mixed else available
+        group = provider_group(candidates)
+        cursor_key = group + "::" + model
+        affinity = self._affinity
+        if session is not None and affinity is not None:
+            return await affinity.select_for_session(available, tier, cursor_key, model, session)
+        return await selector.select(tier, cursor_key)
+
+    # ------------------------------------------------------------ outcomes
+    async def report_success(self, cand: Candidate, model: str, session: SessionIds | None) -> None:
+        await self._state.clear_cooldown(cand.credential_id, model)  # also resets the 429 ladder
+        affinity = self._affinity
+        if session is not None and affinity is not None:
+            await affinity.touch(cand.credential_id, model, session)
+
+    async def report_failure(
+        self,
+        cand: Candidate,
+        model: str,
+        session: SessionIds | None,
+        status: int | None,
+        retry_after: float | None,
+    ) -> None:
+        """``status`` None means a connection error or timeout; ``retry_after`` is the upstream's
+        Retry-After in seconds when it sent one."""
+        settings = self._settings
+        plan = plan_cooldown(status, retry_after, 0, settings.transient_cooldown)
+        if plan is None:
+            return  # the request was wrong, not the credential: no cooldown, binding kept
+        affinity = self._affinity
+        if session is not None and affinity is not None:
+            await affinity.unbind(cand.credential_id, model, session)
+        if settings.disable_cooling:
+            return
+        cid = cand.credential_id
+        prev = (await self._state.get_cooldowns((cid,), model)).get(cid)
+        if prev is not None and prev.level:
+            plan = plan_cooldown(status, retry_after, prev.level, settings.transient_cooldown)
+            assert plan is not None
+        if plan.seconds <= 0:
+            return
+        now = self._clock()
+        until = now + plan.seconds
+        if prev is not None and prev.until > until:
+            until = prev.until  # a longer cooldown already running (concurrent failures) stays
+        keep = until + LEVEL_KEEP if plan.level else until
+        await self._state.set_cooldown(cid, model, until, plan.level, keep)
+        log.info(
+            "credential %s cooling down for model %s: %.1fs (status %s)", cid, model, until - now, status
+        )

@@ -1,0 +1,215 @@
+"""In-process state: O(1) per operation, expired entries swept by a periodic task."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+from crossroute.state.base import Cooldown, State
+
+__all__ = ["MemoryState"]
+
+_CURSOR_CAP = 4096
+
+
+class MemoryState(State):
+    """Bindings live in an OrderedDict ordered by last refresh, so the sweep only pops the front.
+
+    All methods are synchronous inside (never suspend), so each is atomic under asyncio. The
+    ``*_now`` methods are the same operations for callers that are not coroutines (RedisState's
+    mirror, tests).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time, sweep_interval: float = 30.0) -> None:
+        self._clock = clock
+        self._sweep_interval = sweep_interval
+        # key -> [credential_id, expires_at]
+        self._bindings: OrderedDict[str, list] = OrderedDict()
+        self._by_credential: dict[str, set[str]] = {}
+        # (credential_id, model) -> (Cooldown, keep_until)
+        self._cooldowns: dict[tuple[str, str], tuple[Cooldown, float]] = {}
+        self._cursors: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ bindings
+    def get_binding_now(self, key: str, ttl: float) -> str | None:
+        e = self._bindings.get(key)
+        if e is None:
+            return None
+        now = self._clock()
+        if e[1] <= now:
+            self._drop(key, e[0])
+            return None
+        e[1] = now + ttl
+        self._bindings.move_to_end(key)
+        return e[0]
+
+    def peek_binding(self, key: str) -> tuple[str, float] | None:
+        """(credential id, expires_at) without refreshing, or None."""
+        e = self._bindings.get(key)
+        if e is None or e[1] <= self._clock():
+            return None
+        return e[0], e[1]
+
+    def set_binding_now(self, key: str, credential_id: str, ttl: float) -> None:
+        expires = self._clock() + ttl
+        e = self._bindings.get(key)
+        if e is not None:
+            if e[0] != credential_id:
+                self._unindex(key, e[0])
+                e[0] = credential_id
+                self._index(key, credential_id)
+            e[1] = expires
+            self._bindings.move_to_end(key)
+            return
+        self._bindings[key] = [credential_id, expires]
+        self._index(key, credential_id)
+
+    def delete_binding_if_now(self, key: str, credential_id: str) -> bool:
+        e = self._bindings.get(key)
+        if e is None or e[0] != credential_id:
+            return False
+        self._drop(key, credential_id)
+        return True
+
+    def delete_bindings_for_now(self, credential_id: str) -> int:
+        keys = self._by_credential.pop(credential_id, None)
+        if not keys:
+            return 0
+        for k in keys:
+            self._bindings.pop(k, None)
+        return len(keys)
+
+    def binding_count(self) -> int:
+        return len(self._bindings)
+
+    def iter_bindings(self) -> list[tuple[str, str, float]]:
+        """Live bindings as (key, credential id, expires_at)."""
+        now = self._clock()
+        return [(k, e[0], e[1]) for k, e in self._bindings.items() if e[1] > now]
+
+    def _index(self, key: str, credential_id: str) -> None:
+        s = self._by_credential.get(credential_id)
+        if s is None:
+            self._by_credential[credential_id] = {key}
+        else:
+            s.add(key)
+
+    def _unindex(self, key: str, credential_id: str) -> None:
+        s = self._by_credential.get(credential_id)
+        if s is not None:
+            s.discard(key)
+            if not s:
+                del self._by_credential[credential_id]
+
+    def _drop(self, key: str, credential_id: str) -> None:
+        del self._bindings[key]
+        self._unindex(key, credential_id)
+
+    # ------------------------------------------------------------ cooldowns
+    def get_cooldowns_now(self, credential_ids: Sequence[str], model: str) -> dict[str, Cooldown]:
+        if not self._cooldowns:
+            return {}
+        out: dict[str, Cooldown] = {}
+        now = self._clock()
+        for cid in credential_ids:
+            e = self._cooldowns.get((cid, model))
+            if e is not None:
+                if e[1] <= now:
+                    del self._cooldowns[(cid, model)]
+                else:
+                    out[cid] = e[0]
+        return out
+
+    def set_cooldown_now(
+        self, credential_id: str, model: str, until: float, level: int, keep_until: float
+    ) -> None:
+        self._cooldowns[(credential_id, model)] = (Cooldown(until, level), max(until, keep_until))
+
+    def clear_cooldown_now(self, credential_id: str, model: str) -> bool:
+        return self._cooldowns.pop((credential_id, model), None) is not None
+
+    def has_cooldown(self, credential_id: str, model: str) -> bool:
+        return (credential_id, model) in self._cooldowns
+
+    def iter_cooldowns(self) -> list[tuple[str, str, Cooldown, float]]:
+        now = self._clock()
+        return [(c, m, cd, keep) for (c, m), (cd, keep) in self._cooldowns.items() if keep > now]
+
+    # ------------------------------------------------------------ cursors
+    def incr_now(self, key: str) -> int:
+        v = self._cursors.get(key, 0) + 1
+        if v == 1 and len(self._cursors) >= _CURSOR_CAP:
+            self._cursors.clear()
+        self._cursors[key] = v
+        return v
+
+    # ------------------------------------------------------------ State interface
+    async def get_binding(self, key: str, ttl: float) -> str | None:
+        return self.get_binding_now(key, ttl)
+
+    async def set_binding(self, key: str, credential_id: str, ttl: float) -> None:
+        self.set_binding_now(key, credential_id, ttl)
+
+    async def delete_binding_if(self, key: str, credential_id: str) -> bool:
+        return self.delete_binding_if_now(key, credential_id)
+
+    async def delete_bindings_for(self, credential_id: str) -> int:
+        return self.delete_bindings_for_now(credential_id)
+
+    async def get_cooldowns(self, credential_ids: Sequence[str], model: str) -> dict[str, Cooldown]:
+        return self.get_cooldowns_now(credential_ids, model)
+
+    async def set_cooldown(
+        self, credential_id: str, model: str, until: float, level: int, keep_until: float
+    ) -> None:
+        self.set_cooldown_now(credential_id, model, until, level, keep_until)
+
+    async def clear_cooldown(self, credential_id: str, model: str) -> None:
+        self.clear_cooldown_now(credential_id, model)
+
+    async def incr(self, key: str) -> int:
+        return self.incr_now(key)
+
+    # ------------------------------------------------------------ cleanup
+    def sweep(self) -> int:
+        """Remove expired bindings and cooldown entries; returns how many were removed."""
+        now = self._clock()
+        removed = 0
+        b = self._bindings
+        # ordered by last refresh: with one TTL the expired ones are all at the front
+        while b:
+            key, e = next(iter(b.items()))
+            if e[1] > now:
+                break
+            self._drop(key, e[0])
+            removed += 1
+        if self._cooldowns:
+            dead = [k for k, (_, keep) in self._cooldowns.items() if keep <= now]
+            for k in dead:
+                del self._cooldowns[k]
+            removed += len(dead)
+        return removed
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            self.sweep()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._sweep_loop(), name="crossroute-state-sweep")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
