@@ -21,7 +21,6 @@ _OPENAI_TYPES = {
 }
 _OPENAI_CODES = {
     401: "invalid_api_key",
-    403: "insufficient_quota",
     404: "model_not_found",
     429: "rate_limit_exceeded",
 }

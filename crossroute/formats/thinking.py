@@ -72,3 +72,38 @@ def split_suffix(model: str) -> tuple[str, Reasoning | None]:
     if arg not in LEVEL_BUDGETS:
         return model, None
     return m.group("base"), Reasoning(effort=arg)
+
+
+def apply_to_body(fmt: str, body: dict, r: Reasoning, model: str) -> None:  # type: ignore[type-arg]
+    """Apply a suffix-requested reasoning level to a same-format (passthrough) body in place."""
+    effort = effective_effort(r) or "medium"
+    budget = effective_budget(r)
+    if fmt == "openai":
+        body["reasoning_effort"] = effort
+    elif fmt == "responses":
+        current = body.get("reasoning")
+        body["reasoning"] = {**(current if isinstance(current, dict) else {}), "effort": effort}
+    elif fmt == "claude":
+        if effort == "none" or budget == 0:
+            body["thinking"] = {"type": "disabled"}
+            return
+        budget = max(1024, budget if budget and budget > 0 else LEVEL_BUDGETS["medium"])
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        max_tokens = body.get("max_tokens")
+        if not isinstance(max_tokens, int) or max_tokens <= budget:
+            body["max_tokens"] = budget + 4096
+        body.pop("temperature", None)
+    elif fmt == "gemini":
+        gen = body.get("generationConfig")
+        if not isinstance(gen, dict):
+            gen = body["generationConfig"] = {}
+        cfg = gen.get("thinkingConfig")
+        cfg = dict(cfg) if isinstance(cfg, dict) else {}
+        if model.lower().startswith("gemini-3") and budget not in (None, -1, 0):
+            cfg.pop("thinkingBudget", None)
+            cfg["thinkingLevel"] = "low" if effort in ("minimal", "low") else "high"
+        else:
+            cfg["thinkingBudget"] = budget if budget is not None else -1
+        if budget != 0:
+            cfg.setdefault("includeThoughts", True)
+        gen["thinkingConfig"] = cfg

@@ -1,0 +1,242 @@
+"""The server edge: an RSGI application (granian) around the request pipeline.
+
+It does what every route shares — Host and Origin checks, the client key, the body limit,
+routing by path — and writes replies, streaming them event by event. A client that goes away
+cancels the stream task, which closes the upstream request at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from . import __version__
+from .api import models, openai_chat
+from .api.request import ApiError, Request
+from .config import is_loopback
+from .gateway import Gateway
+from .replies import Reply, StreamReply, error_reply, json_reply
+
+log = logging.getLogger("crossroute")
+
+Handler = Callable[[Gateway, Request], Awaitable[Reply | StreamReply]]
+
+
+class Route:
+    __slots__ = ("auth", "fmt", "handler")
+
+    def __init__(self, handler: Handler, fmt: str = "openai", auth: bool = True) -> None:
+        self.handler = handler
+        self.fmt = fmt
+        self.auth = auth
+
+
+async def _healthz(gw: Gateway, req: Request) -> Reply:
+    return json_reply({"status": "ok"})
+
+
+async def _root(gw: Gateway, req: Request) -> Reply:
+    return json_reply({"message": f"crossroute {__version__}", "endpoints": sorted(f"{m} {p}" for m, p in ROUTES)})
+
+
+ROUTES: dict[tuple[str, str], Route] = {
+    ("GET", "/healthz"): Route(_healthz, auth=False),
+    ("HEAD", "/healthz"): Route(_healthz, auth=False),
+    ("GET", "/"): Route(_root, auth=False),
+    ("GET", "/v1/models"): Route(models.list_models),
+    ("POST", "/v1/chat/completions"): Route(openai_chat.chat_completions),
+}
+# Paths served under a prefix with a path parameter (Gemini's /v1beta/models/{model}:{action}).
+PREFIX_ROUTES: list[tuple[str, str, Route]] = []
+
+
+def register(method: str, path: str, route: Route) -> None:
+    ROUTES[(method, path)] = route
+
+
+def register_prefix(method: str, prefix: str, route: Route) -> None:
+    PREFIX_ROUTES.append((method, prefix, route))
+
+
+def _format_for_path(path: str) -> str:
+    if path.startswith("/v1/messages"):
+        return "claude"
+    if path.startswith("/v1beta/") or ":" in path:
+        return "gemini"
+    if path.startswith("/v1/responses"):
+        return "responses"
+    return "openai"
+
+
+def _client_key(req: Request) -> str | None:
+    auth = req.headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        return value.strip() if scheme.lower() == "bearer" and value.strip() else auth.strip()
+    return req.headers.get("x-api-key") or req.headers.get("x-goog-api-key") or req.query("key")
+
+
+def _key_matches(presented: str, keys: list[bytes]) -> bool:
+    candidate = presented.encode()
+    ok = False
+    for key in keys:  # compare against every key, in constant time each
+        ok |= hmac.compare_digest(candidate, key)
+    return ok
+
+
+class App:
+    """RSGI application. ``gateway`` may be swapped on reload."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._keys: list[bytes] = []
+        self._allowed_hosts: set[str] = set()
+        self.configure()
+
+    def configure(self) -> None:
+        s = self.gateway.settings
+        self._keys = [k.encode() for k in s.api_keys]
+        hosts = {h.lower() for h in s.allowed_hosts}
+        if s.host not in ("0.0.0.0", "::", ""):
+            hosts.add(s.host.lower())
+        self._allowed_hosts = hosts
+        self._allowed_origins = set(s.allowed_origins)
+
+    # ------------------------------------------------------------ RSGI hooks
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.create_task(self.gateway.ensure_started())
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        pass
+
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        if scope.proto != "http":
+            proto.close(1008)
+            return
+        headers = scope.headers
+        method = scope.method
+        try:
+            reply = await self._handle(scope, proto, headers, method)
+        except ApiError as exc:
+            reply = exc.reply
+        except Exception:  # never a traceback to the client
+            log.exception("unhandled error for %s %s", method, scope.path)
+            reply = error_reply(_format_for_path(scope.path), 500, "internal error in crossroute (see its log)")
+        if isinstance(reply, StreamReply):
+            await self._stream(proto, reply)
+        elif method == "HEAD":
+            proto.response_empty(reply.status, reply.headers)
+        else:
+            proto.response_bytes(reply.status, reply.headers, reply.body)
+
+    async def _handle(self, scope: Any, proto: Any, headers: Any, method: str) -> Reply | StreamReply:
+        path = scope.path
+        fmt = _format_for_path(path)
+        if not self._host_allowed(headers.get("host")):
+            return error_reply(fmt, 403, "Host header not allowed (add it to allowed-hosts)")
+        origin = headers.get("origin")
+        cors: list[tuple[str, str]] = []
+        if origin is not None:
+            if origin.rstrip("/") not in self._allowed_origins:
+                return error_reply(fmt, 403, f"Origin {origin!r} is not allowed (see allowed-origins)")
+            cors = [("access-control-allow-origin", origin), ("vary", "Origin")]
+            if method == "OPTIONS":
+                return Reply(204, b"", [*cors, ("access-control-allow-methods", "GET, POST, OPTIONS"),
+                                        ("access-control-allow-headers", headers.get(
+                                            "access-control-request-headers", "authorization, content-type")),
+                                        ("access-control-max-age", "600")])
+        route = ROUTES.get((method, path))
+        params: dict[str, str] = {}
+        if route is None:
+            for m, prefix, r in PREFIX_ROUTES:
+                if m == method and path.startswith(prefix):
+                    route, params = r, {"rest": path[len(prefix):]}
+                    break
+        if route is None:
+            if any(p == path for _, p in ROUTES) or any(path.startswith(p) for _, p, _ in PREFIX_ROUTES):
+                return error_reply(fmt, 405, f"method {method} is not allowed on {path}")
+            return error_reply(fmt, 404, f"no route for {method} {path}")
+        fmt = route.fmt
+        gw = self.gateway
+        req = Request(method, path, scope.query_string, headers, b"")
+        req.path_params = params
+        if route.auth and self._keys:
+            key = _client_key(req)
+            if not key:
+                return error_reply(fmt, 401, "missing API key (send Authorization: Bearer <key>)")
+            if not _key_matches(key, self._keys):
+                return error_reply(fmt, 401, "invalid API key")
+            req.client_key = key
+        if method in ("POST", "PUT", "PATCH"):
+            limit = gw.settings.body_limit
+            length = headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > limit:
+                return error_reply(fmt, 413, f"request body is larger than the {limit} byte limit (body-limit-mb)")
+            req.body = await _read_body(proto, limit)
+            if req.body is None:
+                return error_reply(fmt, 413, f"request body is larger than the {limit} byte limit (body-limit-mb)")
+        await gw.ensure_started()
+        reply = await route.handler(gw, req)
+        if cors:
+            reply.headers = [*reply.headers, *cors]
+        return reply
+
+    def _host_allowed(self, host: str | None) -> bool:
+        if not host:
+            return True  # HTTP/1.0 clients; DNS rebinding needs a browser, which always sends Host
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        name = name.strip("[]").lower()
+        if is_loopback(name) or name in self._allowed_hosts or "*" in self._allowed_hosts:
+            return True
+        return False
+
+    async def _stream(self, proto: Any, reply: StreamReply) -> None:
+        transport = proto.response_stream(reply.status, reply.headers)
+        chunks = reply.chunks
+
+        async def pump() -> None:
+            try:
+                async for chunk in chunks:
+                    await transport.send_bytes(chunk)
+            finally:
+                await chunks.aclose()  # type: ignore[attr-defined]
+
+        task = asyncio.ensure_future(pump())
+        gone = asyncio.ensure_future(proto.client_disconnect())
+        try:
+            await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+            gone.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception) as exc:  # client gone: nothing left to tell it
+                if not isinstance(exc, asyncio.CancelledError):
+                    log.debug("stream ended early: %r", exc)
+
+
+async def _read_body(proto: Any, limit: int) -> bytes | None:
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in proto:
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts) if len(parts) != 1 else parts[0]
+
+
+def app_from_env() -> App:
+    """Factory for multi-worker mode: each worker process loads the config named in the env."""
+    from .config import load
+    from .logs import setup_logging
+
+    settings = load(os.environ["CROSSROUTE_CONFIG"])
+    setup_logging(settings.debug)
+    return App(Gateway(settings))

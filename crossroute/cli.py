@@ -1,0 +1,154 @@
+"""Command line: ``crossroute serve``, ``crossroute check``, ``crossroute --version``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import ConfigError, Settings, check_exposure, find_config, load
+
+log = logging.getLogger("crossroute")
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _load_for(args: argparse.Namespace) -> tuple[Path, Settings] | None:
+    path = find_config(args.config)
+    if path is None:
+        _say("crossroute: no config file found: looked for ./config.yaml and ~/.crossroute/config.yaml "
+             "(pass --config PATH; config.example.yaml is a commented starting point)")
+        return None
+    if not path.is_file():
+        _say(f"crossroute: config file {path} does not exist")
+        return None
+    try:
+        settings = load(path)
+    except ConfigError as exc:
+        _say(f"crossroute: invalid config:\n{exc.render()}")
+        return None
+    return path, settings
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    loaded = _load_for(args)
+    if loaded is None:
+        return 1
+    path, settings = loaded
+    for w in settings.warnings:
+        _say(f"warning: {w}")
+    problem = check_exposure(settings)
+    if problem:
+        _say(problem)
+        return 1
+    creds = len(settings.providers)
+    _say(f"{path}: OK ({creds} upstream credential{'s' if creds != 1 else ''})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .logs import setup_logging
+
+    loaded = _load_for(args)
+    if loaded is None:
+        return 1
+    path, settings = loaded
+    if args.host:
+        settings.host = args.host
+    if args.port:
+        settings.port = args.port
+    setup_logging(settings.debug)
+    _say(f"crossroute {__version__}: using config {path.resolve()}")
+    for w in settings.warnings:
+        log.warning("%s", w)
+    problem = check_exposure(settings)
+    if problem:
+        _say(problem)
+        return 1
+    if args.workers > 1:
+        return _serve_workers(path, settings, args.workers)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(_serve_one(path, settings))
+
+
+async def _serve_one(path: Path, settings: Settings) -> int:
+    from granian.constants import Interfaces
+    from granian.server.embed import Server
+
+    from .app import App
+    from .gateway import Gateway
+    from .reload import watch_config
+
+    gateway = Gateway(settings)
+    await gateway.start()
+    app = App(gateway)
+    server = Server(app, address=settings.host, port=settings.port, interface=Interfaces.RSGI,
+                    log_enabled=False, backlog=2048, websockets=True)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.stop)
+    watcher = asyncio.create_task(watch_config(path, app))
+    serving = asyncio.create_task(server.serve())
+    await asyncio.sleep(0)
+    _say(f"crossroute: listening on http://{_display_host(settings.host)}:{settings.port}")
+    try:
+        await serving
+    finally:
+        watcher.cancel()
+        await gateway.stop()
+    return 0
+
+
+def _display_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _serve_workers(path: Path, settings: Settings, workers: int) -> int:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    os.environ["CROSSROUTE_CONFIG"] = str(path.resolve())
+    _say(f"crossroute: {workers} worker processes listening on http://{_display_host(settings.host)}:{settings.port}"
+         " (hot reload of config.yaml is per single-process mode; restart to apply changes)")
+    Granian(
+        "crossroute.app:app_from_env", factory=True, address=settings.host, port=settings.port,
+        interface=Interfaces.RSGI, workers=workers, log_enabled=False, backlog=2048,
+    ).serve()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crossroute", description="A gateway for LLM APIs.")
+    p.add_argument("--version", action="version", version=f"crossroute {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="start the gateway")
+    serve.add_argument("--config", help="config file (default ./config.yaml, then ~/.crossroute/config.yaml)")
+    serve.add_argument("--host", help="override the config's host")
+    serve.add_argument("--port", type=int, help="override the config's port")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.set_defaults(func=cmd_serve)
+    check = sub.add_parser("check", help="validate a config file")
+    check.add_argument("--config", help="config file (default ./config.yaml, then ~/.crossroute/config.yaml)")
+    check.set_defaults(func=cmd_check)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

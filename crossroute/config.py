@@ -1,0 +1,536 @@
+"""config.yaml: loading with line numbers, validation, and the typed settings the gateway runs on.
+
+Key names follow CLIProxyAPI so existing configs load. Unknown keys are warned about, never
+fatal; invalid values stop start-up with ``<file>:<line>: <field>: <problem>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+DEFAULT_PORT = 8317
+DEFAULT_BODY_LIMIT_MB = 32
+PROVIDER_LISTS = ("openai-compatibility", "claude-api-key", "gemini-api-key", "codex-api-key")
+
+
+class ConfigError(Exception):
+    def __init__(self, path: str, problems: list[tuple[int | None, str, str]]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        out = []
+        for line, fld, msg in self.problems:
+            where = f"{self.path}:{line}" if line else self.path
+            out.append(f"{where}: {fld}: {msg}" if fld else f"{where}: {msg}")
+        return "\n".join(out)
+
+
+# ---------------------------------------------------------------- YAML with line numbers
+
+
+class _LineDict(dict):  # type: ignore[type-arg]
+    line: int = 0
+    lines: dict[Any, int]
+
+
+class _LineList(list):  # type: ignore[type-arg]
+    line: int = 0
+    lines: list[int]
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _LineDict:
+    loader.flatten_mapping(node)
+    out = _LineDict()
+    out.line = node.start_mark.line + 1
+    out.lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.lines[key] = key_node.start_mark.line + 1
+    return out
+
+
+def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> _LineList:
+    out = _LineList(loader.construct_object(child, deep=True) for child in node.value)
+    out.line = node.start_mark.line + 1
+    out.lines = [child.start_mark.line + 1 for child in node.value]
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+# ---------------------------------------------------------------- settings
+
+
+@dataclass(slots=True)
+class ModelMap:
+    name: str  # upstream model name
+    alias: str | None = None  # what clients ask for
+
+
+@dataclass(slots=True)
+class ProviderEntry:
+    """One upstream credential as configured (one API key of one provider list entry)."""
+
+    kind: str  # "openai" (openai-compatibility), "claude", "gemini", "codex"
+    provider: str  # provider key: "openai-compatibility:<name>", "claude", "gemini", "codex"
+    name: str
+    api_key: str
+    base_url: str
+    proxy_url: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    models: list[ModelMap] = field(default_factory=list)
+    prefix: str | None = None
+    priority: int = 0
+    weight: int = 1
+    disabled: bool = False
+    excluded_models: list[str] = field(default_factory=list)
+    responses_native: bool = False
+    disable_cooling: bool | None = None
+    line: int = 0
+
+    @property
+    def id(self) -> str:
+        """Stable id: provider, base URL and a hash of the key (never the key itself)."""
+        digest = hashlib.sha256(f"{self.base_url}\0{self.api_key}".encode()).hexdigest()[:12]
+        return f"{self.provider}#{digest}"
+
+
+@dataclass(slots=True)
+class Routing:
+    strategy: str = "round-robin"
+    session_affinity: bool = False
+    session_affinity_ttl: float = 3600.0
+
+
+@dataclass(slots=True)
+class Settings:
+    path: str = ""
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    auth_dir: str = "~/.crossroute/auth"
+    api_keys: list[str] = field(default_factory=list)
+    debug: bool = False
+    proxy_url: str | None = None
+    request_retry: int = 0
+    max_retry_interval: float = 30.0
+    allow_unauthenticated: bool = False
+    allowed_origins: list[str] = field(default_factory=list)
+    allowed_hosts: list[str] = field(default_factory=list)
+    body_limit: int = DEFAULT_BODY_LIMIT_MB * 1024 * 1024
+    connect_timeout: float = 10.0
+    read_timeout: float = 600.0
+    default_max_tokens: int | None = None
+    force_model_prefix: bool = False
+    disable_cooling: bool = False
+    transient_cooldown: float = 60.0
+    passthrough_headers: bool = False
+    routing: Routing = field(default_factory=Routing)
+    redis_url: str | None = None
+    request_log: bool = False
+    providers: list[ProviderEntry] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    digest: str = ""
+
+
+_TOP_KEYS = {
+    "host", "port", "auth-dir", "api-keys", "debug", "proxy-url", "request-retry", "max-retry-interval",
+    "allow-unauthenticated", "allowed-origins", "allowed-hosts", "body-limit-mb", "connect-timeout-seconds",
+    "read-timeout-seconds", "default-max-tokens", "force-model-prefix", "disable-cooling",
+    "transient-error-cooldown-seconds", "passthrough-headers", "routing", "state", "request-log",
+    "claude-code-session-affinity", *PROVIDER_LISTS,
+}
+_ENTRY_KEYS = {
+    "name", "base-url", "prefix", "api-key-entries", "api-key", "proxy-url", "models", "headers", "priority",
+    "weight", "disabled", "excluded-models", "responses", "disable-cooling",
+}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_DEFAULT_BASE = {
+    "claude": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com",
+    "codex": "https://api.openai.com/v1",
+}
+
+
+class _Checker:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.problems: list[tuple[int | None, str, str]] = []
+        self.warnings: list[str] = []
+
+    def fail(self, line: int | None, fld: str, msg: str) -> None:
+        self.problems.append((line, fld, msg))
+
+    def warn(self, line: int | None, fld: str, msg: str) -> None:
+        self.warnings.append(f"{self.path}:{line}: {fld}: {msg}" if line else f"{self.path}: {fld}: {msg}")
+
+
+def _line(container: Any, key: Any) -> int | None:
+    if isinstance(container, _LineDict):
+        return container.lines.get(key, container.line)
+    if isinstance(container, _LineList) and isinstance(key, int) and key < len(container.lines):
+        return container.lines[key]
+    return None
+
+
+def _get(c: _Checker, d: dict[str, Any], key: str, fld: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    if key not in d or d[key] is None:
+        return default
+    value = d[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        c.fail(_line(d, key), fld, f"must be {_article(names)} {names}, got {type(value).__name__} {value!r}")
+        return default
+    return value
+
+
+def _article(name: str) -> str:
+    return "an" if name[:1] in "aeiou" else "a"
+
+
+def _str_list(c: _Checker, d: dict[str, Any], key: str, fld: str) -> list[str]:
+    value = d.get(key)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        c.fail(_line(d, key), fld, "must be a list of strings")
+        return []
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str | int) or isinstance(item, bool):
+            c.fail(_line(value, i) or _line(d, key), f"{fld}[{i}]", "must be a string")
+            continue
+        item = str(item).strip()
+        if item and item not in out:
+            out.append(item)
+    return out
+
+
+def parse_duration(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    return None
+
+
+def _url(c: _Checker, d: dict[str, Any], key: str, fld: str, *, schemes: tuple[str, ...]) -> str | None:
+    value = d.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        c.fail(_line(d, key), fld, "must be a URL string")
+        return None
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        _ = parts.port
+    except ValueError as exc:
+        c.fail(_line(d, key), fld, f"malformed URL {value!r}: {exc}")
+        return None
+    if parts.scheme not in schemes or not parts.hostname:
+        c.fail(_line(d, key), fld, f"malformed URL {value!r}: expected {'/'.join(schemes)}://host[:port][/path]")
+        return None
+    return value.rstrip("/")
+
+
+def _headers(c: _Checker, d: dict[str, Any], fld: str) -> dict[str, str]:
+    value = d.get("headers")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        c.fail(_line(d, "headers"), f"{fld}.headers", "must be a mapping of header name to value")
+        return {}
+    out = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str | int | float) or isinstance(v, bool):
+            c.fail(_line(value, k), f"{fld}.headers.{k}", "must be a string")
+            continue
+        out[k] = str(v)
+    return out
+
+
+def _models(c: _Checker, d: dict[str, Any], fld: str) -> list[ModelMap]:
+    value = d.get("models")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        c.fail(_line(d, "models"), f"{fld}.models", "must be a list of {name, alias}")
+        return []
+    out = []
+    for i, item in enumerate(value):
+        where = f"{fld}.models[{i}]"
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict):
+            c.fail(_line(value, i), where, "must be a mapping with a name")
+            continue
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip():
+            c.fail(_line(value, i), f"{where}.name", "is required (the upstream model name)")
+            continue
+        alias = item.get("alias")
+        if alias is not None and (not isinstance(alias, str) or not alias.strip()):
+            c.fail(_line(item, "alias"), f"{where}.alias", "must be a non-empty string")
+            alias = None
+        for key in item:
+            if key not in {"name", "alias", "display-name", "max-context-length", "force-mapping", "thinking"}:
+                c.warn(_line(item, key), f"{where}.{key}", "unknown key, ignored")
+        out.append(ModelMap(name=name.strip(), alias=alias.strip() if isinstance(alias, str) else None))
+    return out
+
+
+def _entries(c: _Checker, raw: dict[str, Any], list_key: str, kind: str) -> list[ProviderEntry]:
+    value = raw.get(list_key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        c.fail(_line(raw, list_key), list_key, "must be a list")
+        return []
+    out: list[ProviderEntry] = []
+    for i, item in enumerate(value):
+        fld = f"{list_key}[{i}]"
+        line = _line(value, i)
+        if isinstance(item, str) and kind != "openai":
+            item = {"api-key": item}
+        if not isinstance(item, dict):
+            c.fail(line, fld, "must be a mapping")
+            continue
+        for key in item:
+            if key not in _ENTRY_KEYS:
+                c.warn(_line(item, key), f"{fld}.{key}", "unknown key, ignored")
+        name = item.get("name")
+        if kind == "openai":
+            if not isinstance(name, str) or not name.strip():
+                c.fail(line, f"{fld}.name", "is required (names the upstream in errors and /v1/models)")
+                continue
+            name = name.strip()
+        else:
+            name = str(name) if isinstance(name, str) else kind
+        base = _url(c, item, "base-url", f"{fld}.base-url", schemes=("http", "https"))
+        if base is None:
+            if kind == "openai":
+                if "base-url" not in item or not item.get("base-url"):
+                    c.fail(line, f"{fld}.base-url", "is required")
+                continue
+            base = _DEFAULT_BASE[kind]
+        proxy = _url(c, item, "proxy-url", f"{fld}.proxy-url", schemes=("http", "https", "socks5", "direct"))
+        prefix = _get(c, item, "prefix", f"{fld}.prefix", str, None)
+        prefix = prefix.strip().strip("/") or None if prefix else None
+        common = {
+            "kind": kind,
+            "provider": f"openai-compatibility:{name}" if kind == "openai" else kind,
+            "name": name,
+            "base_url": base,
+            "headers": _headers(c, item, fld),
+            "models": _models(c, item, fld),
+            "prefix": prefix,
+            "priority": _get(c, item, "priority", f"{fld}.priority", int, 0),
+            "weight": _get(c, item, "weight", f"{fld}.weight", int, 1),
+            "disabled": _get(c, item, "disabled", f"{fld}.disabled", bool, False),
+            "excluded_models": _str_list(c, item, "excluded-models", f"{fld}.excluded-models"),
+            "responses_native": _get(c, item, "responses", f"{fld}.responses", bool, False),
+            "disable_cooling": _get(c, item, "disable-cooling", f"{fld}.disable-cooling", bool, None),
+            "line": line or 0,
+        }
+        if kind == "openai" and not common["models"]:
+            c.warn(line, f"{fld}.models", "no models listed: this upstream serves no model until you list some")
+        keys: list[tuple[str, str | None]] = []
+        if kind == "openai":
+            entries = item.get("api-key-entries")
+            if entries is None:
+                keys = [(str(item.get("api-key") or ""), proxy)]
+            elif not isinstance(entries, list):
+                c.fail(_line(item, "api-key-entries"), f"{fld}.api-key-entries", "must be a list")
+            else:
+                for j, e in enumerate(entries):
+                    efld = f"{fld}.api-key-entries[{j}]"
+                    if isinstance(e, str):
+                        e = {"api-key": e}
+                    if not isinstance(e, dict):
+                        c.fail(_line(entries, j), efld, "must be a mapping with api-key")
+                        continue
+                    key = e.get("api-key")
+                    if not isinstance(key, str):
+                        c.fail(_line(entries, j), f"{efld}.api-key", "is required and must be a string")
+                        continue
+                    eproxy = _url(c, e, "proxy-url", f"{efld}.proxy-url",
+                                  schemes=("http", "https", "socks5", "direct"))
+                    keys.append((key.strip(), eproxy or proxy))
+        else:
+            key = item.get("api-key")
+            if not isinstance(key, str) or not key.strip():
+                c.fail(line, f"{fld}.api-key", "is required")
+                continue
+            keys = [(key.strip(), proxy)]
+        for key, kproxy in keys:
+            out.append(ProviderEntry(api_key=key, proxy_url=kproxy, **common))
+    return out
+
+
+def parse(text: str, path: str = "config.yaml") -> Settings:
+    """Parse and validate config text. Raises ConfigError listing every problem."""
+    c = _Checker(path)
+    try:
+        raw = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(path, [(line, "", f"YAML syntax error: {problem}")]) from None
+    if raw is None:
+        raw = _LineDict()
+    if not isinstance(raw, dict):
+        raise ConfigError(path, [(1, "", "the top level must be a mapping of settings")])
+    s = Settings(path=path)
+    for key in raw:
+        if key not in _TOP_KEYS:
+            c.warn(_line(raw, key), str(key), "unknown key, ignored")
+
+    host = _get(c, raw, "host", "host", str, "127.0.0.1")
+    s.host = host.strip() or "0.0.0.0"  # CLIProxyAPI: "" means all interfaces
+    port = _get(c, raw, "port", "port", int, DEFAULT_PORT)
+    if not 1 <= port <= 65535:
+        c.fail(_line(raw, "port"), "port", f"must be between 1 and 65535, got {port}")
+    s.port = port
+    s.auth_dir = _get(c, raw, "auth-dir", "auth-dir", str, s.auth_dir)
+    s.api_keys = _str_list(c, raw, "api-keys", "api-keys")
+    s.debug = _get(c, raw, "debug", "debug", bool, False)
+    s.proxy_url = _url(c, raw, "proxy-url", "proxy-url", schemes=("http", "https", "socks5"))
+    s.request_retry = _get(c, raw, "request-retry", "request-retry", int, 0)
+    if s.request_retry < 0:
+        c.fail(_line(raw, "request-retry"), "request-retry", "must be 0 or more")
+    s.max_retry_interval = _get(c, raw, "max-retry-interval", "max-retry-interval", float, 30.0)
+    s.allow_unauthenticated = _get(c, raw, "allow-unauthenticated", "allow-unauthenticated", bool, False)
+    s.allowed_origins = [o.rstrip("/") for o in _str_list(c, raw, "allowed-origins", "allowed-origins")]
+    s.allowed_hosts = [h.lower() for h in _str_list(c, raw, "allowed-hosts", "allowed-hosts")]
+    limit = _get(c, raw, "body-limit-mb", "body-limit-mb", float, float(DEFAULT_BODY_LIMIT_MB))
+    if limit <= 0:
+        c.fail(_line(raw, "body-limit-mb"), "body-limit-mb", "must be greater than 0")
+    s.body_limit = int(limit * 1024 * 1024)
+    for key, attr in (("connect-timeout-seconds", "connect_timeout"), ("read-timeout-seconds", "read_timeout")):
+        value = _get(c, raw, key, key, float, getattr(s, attr))
+        if value <= 0:
+            c.fail(_line(raw, key), key, "must be greater than 0")
+        setattr(s, attr, value)
+    dmt = _get(c, raw, "default-max-tokens", "default-max-tokens", int, None)
+    if dmt is not None and dmt <= 0:
+        c.fail(_line(raw, "default-max-tokens"), "default-max-tokens", "must be greater than 0")
+    s.default_max_tokens = dmt
+    s.force_model_prefix = _get(c, raw, "force-model-prefix", "force-model-prefix", bool, False)
+    s.disable_cooling = _get(c, raw, "disable-cooling", "disable-cooling", bool, False)
+    tc = _get(c, raw, "transient-error-cooldown-seconds", "transient-error-cooldown-seconds", float, 0.0)
+    s.transient_cooldown = 60.0 if tc == 0 else (-1.0 if tc < 0 else tc)
+    s.passthrough_headers = _get(c, raw, "passthrough-headers", "passthrough-headers", bool, False)
+    s.request_log = _get(c, raw, "request-log", "request-log", bool, False)
+
+    routing = raw.get("routing") or {}
+    if not isinstance(routing, dict):
+        c.fail(_line(raw, "routing"), "routing", "must be a mapping")
+        routing = {}
+    strategy = _get(c, routing, "strategy", "routing.strategy", str, "round-robin")
+    if strategy not in ("round-robin", "fill-first", "weighted-round-robin"):
+        c.fail(_line(routing, "strategy"), "routing.strategy",
+               f"must be round-robin, fill-first or weighted-round-robin, got {strategy!r}")
+    affinity = _get(c, routing, "session-affinity", "routing.session-affinity", bool, None)
+    if "claude-code-session-affinity" in raw:
+        c.warn(_line(raw, "claude-code-session-affinity"), "claude-code-session-affinity",
+               "deprecated: use routing.session-affinity")
+        legacy = _get(c, raw, "claude-code-session-affinity", "claude-code-session-affinity", bool, False)
+        if affinity is None:
+            affinity = legacy
+    ttl_raw = routing.get("session-affinity-ttl", "1h")
+    ttl = parse_duration(ttl_raw)
+    if ttl is None or ttl <= 0:
+        c.fail(_line(routing, "session-affinity-ttl"), "routing.session-affinity-ttl",
+               f"must be a duration like 30m or 1h, got {ttl_raw!r}")
+        ttl = 3600.0
+    for key in routing:
+        if key not in ("strategy", "session-affinity", "session-affinity-ttl"):
+            c.warn(_line(routing, key), f"routing.{key}", "unknown key, ignored")
+    s.routing = Routing(strategy=strategy, session_affinity=bool(affinity), session_affinity_ttl=ttl)
+
+    state = raw.get("state") or {}
+    if not isinstance(state, dict):
+        c.fail(_line(raw, "state"), "state", "must be a mapping")
+        state = {}
+    s.redis_url = _url(c, state, "redis-url", "state.redis-url", schemes=("redis", "rediss", "unix"))
+    for key in state:
+        if key != "redis-url":
+            c.warn(_line(state, key), f"state.{key}", "unknown key, ignored")
+
+    kinds = {"openai-compatibility": "openai", "claude-api-key": "claude",
+             "gemini-api-key": "gemini", "codex-api-key": "codex"}
+    for list_key, kind in kinds.items():
+        s.providers.extend(_entries(c, raw, list_key, kind))
+
+    if c.problems:
+        raise ConfigError(path, c.problems)
+    s.warnings = c.warnings
+    s.digest = hashlib.sha256(text.encode()).hexdigest()
+    return s
+
+
+def load(path: str | os.PathLike[str]) -> Settings:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(p), [(None, "", f"cannot read: {exc.strerror or exc}")]) from None
+    return parse(text, str(p))
+
+
+def find_config(explicit: str | None) -> Path | None:
+    """--config wins; else ./config.yaml; else ~/.crossroute/config.yaml."""
+    if explicit:
+        return Path(explicit)
+    for candidate in (Path.cwd() / "config.yaml", Path.home() / ".crossroute" / "config.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(s: Settings) -> str | None:
+    """Refuse to serve without keys on a non-loopback address unless explicitly allowed."""
+    if not s.api_keys and not is_loopback(s.host) and not s.allow_unauthenticated:
+        return (
+            f"{s.path}: refusing to listen on {s.host} with no api-keys: anyone who can reach this address could "
+            "use your upstream credentials. Add api-keys, bind 127.0.0.1, or set allow-unauthenticated: true."
+        )
+    return None

@@ -1,0 +1,123 @@
+"""Per-request translation: the client body is converted to each upstream format at most once,
+whole responses are converted back, and stream pipes are chosen by (upstream, client) format."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+import orjson
+
+from .neutral import Reasoning, Request, Usage
+from .pipes import ChatPassthrough, ClaudePassthrough, GeminiPassthrough, Pipe, ResponsesPassthrough, TranslatePipe
+from .thinking import apply_to_body
+
+_MODULE_NAMES = {"openai": "openai_chat", "responses": "responses", "claude": "claude", "gemini": "gemini"}
+_modules: dict[str, ModuleType] = {}
+
+
+def module(fmt: str) -> ModuleType:
+    mod = _modules.get(fmt)
+    if mod is None:
+        mod = _modules[fmt] = importlib.import_module(f"{__package__}.{_MODULE_NAMES[fmt]}")
+    return mod
+
+
+def usage_of(fmt: str, obj: Any) -> Usage | None:
+    """Usage out of a whole (non-stream) response of format ``fmt``."""
+    if not isinstance(obj, dict):
+        return None
+    if fmt == "openai":
+        return module("openai").usage_from_chat(obj.get("usage"))
+    if fmt == "claude":
+        raw = obj.get("usage")
+        return module("claude").usage_from_claude(raw) if isinstance(raw, dict) else None
+    if fmt == "gemini":
+        raw = obj.get("usageMetadata")
+        return module("gemini").usage_from_gemini(raw) if isinstance(raw, dict) else None
+    raw = obj.get("usage")
+    return module("responses").usage_from_responses(raw) if isinstance(raw, dict) else None
+
+
+class Prepared:
+    """The client's request, ready to be sent in any upstream format."""
+
+    __slots__ = ("_bodies", "_neutral", "body", "client_format", "options", "reasoning")
+
+    def __init__(self, client_format: str, body: dict[str, Any], reasoning: Reasoning | None,
+                 options: dict[str, Any]) -> None:
+        self.client_format = client_format
+        self.body = body
+        self.reasoning = reasoning
+        self.options = options
+        self._neutral: Request | None = None
+        self._bodies: dict[tuple[str, str, bool], bytes] = {}
+
+    def neutral(self) -> Request:
+        """The neutral form (raises BadRequest when the body is wrong for its API)."""
+        if self._neutral is None:
+            kwargs = {}
+            if self.client_format == "claude" and self.options.get("default_max_tokens"):
+                kwargs["default_max_tokens"] = self.options["default_max_tokens"]
+            self._neutral = module(self.client_format).request_to_neutral(
+                self.body, self.options.get("model"), **kwargs
+            )
+        return self._neutral
+
+    def body_for(self, wire: str, upstream_model: str, stream: bool) -> bytes:
+        key = (wire, upstream_model, stream)
+        cached = self._bodies.get(key)
+        if cached is not None:
+            return cached
+        if wire == self.client_format:
+            body = dict(self.body)
+            if wire != "gemini":
+                body["model"] = upstream_model
+            if self.reasoning is not None:
+                apply_to_body(wire, body, self.reasoning, upstream_model)
+            if wire == "claude" and "max_tokens" not in body and self.options.get("default_max_tokens"):
+                body["max_tokens"] = self.options["default_max_tokens"]
+        else:
+            req = self.neutral()
+            req.stream = stream
+            if self.reasoning is not None:
+                req.reasoning = self.reasoning
+            body = module(wire).request_from_neutral(req, upstream_model)
+        if wire == "openai" and stream:
+            opts = body.get("stream_options")
+            body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
+        out = self._bodies[key] = orjson.dumps(body)
+        return out
+
+    def response(self, wire: str, raw: bytes, model: str, operation: str) -> tuple[bytes, Usage | None]:
+        obj = orjson.loads(raw)
+        if wire == self.client_format:
+            return raw, usage_of(wire, obj)
+        resp = module(wire).response_to_neutral(obj)
+        return orjson.dumps(module(self.client_format).response_from_neutral(resp, model)), resp.usage
+
+    def client_wants_usage(self) -> bool:
+        opts = self.body.get("stream_options")
+        return isinstance(opts, dict) and opts.get("include_usage") is True
+
+    def pipe(self, wire: str, model: str) -> Pipe:
+        client = self.client_format
+        if wire == client:
+            if wire == "openai":
+                return ChatPassthrough(self.client_wants_usage())
+            if wire == "claude":
+                return ClaudePassthrough()
+            if wire == "gemini":
+                return GeminiPassthrough(sse=not self.options.get("json_array"))
+            return ResponsesPassthrough(codex_client=bool(self.options.get("codex_client")))
+        decoder = module(wire).StreamDecoder(model)
+        encoder_opts: dict[str, Any] = {}
+        if client == "openai":
+            encoder_opts["include_usage"] = self.client_wants_usage()
+        elif client == "gemini":
+            encoder_opts["sse"] = not self.options.get("json_array")
+        elif client == "responses":
+            encoder_opts["codex_client"] = bool(self.options.get("codex_client"))
+        encoder = module(client).StreamEncoder(model, **encoder_opts)
+        return TranslatePipe(decoder, encoder)

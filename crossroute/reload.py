@@ -1,0 +1,62 @@
+"""Hot reload of config.yaml: validate first, apply only a real change, never drop traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import ConfigError, check_exposure, parse
+
+if TYPE_CHECKING:
+    from .app import App
+
+log = logging.getLogger("crossroute")
+
+
+async def reload_once(path: Path, app: App) -> bool:
+    """Re-read ``path``; apply it when valid and different. Returns True when applied."""
+    try:
+        text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+    except OSError as exc:
+        log.error("config reload: cannot read %s: %s; keeping the running config", path, exc)
+        return False
+    gw = app.gateway
+    if hashlib.sha256(text.encode()).hexdigest() == gw.settings.digest:
+        return False
+    try:
+        settings = parse(text, str(path))
+    except ConfigError as exc:
+        log.error("config reload rejected, keeping the running config:\n%s", exc.render())
+        return False
+    # Listening address cannot change without a restart; keep the running one.
+    if (settings.host, settings.port) != (gw.settings.host, gw.settings.port):
+        log.warning("config reload: host/port changes need a restart; keeping %s:%s", gw.settings.host,
+                    gw.settings.port)
+        settings.host, settings.port = gw.settings.host, gw.settings.port
+    problem = check_exposure(settings)
+    if problem:
+        log.error("config reload rejected: %s", problem)
+        return False
+    for w in settings.warnings:
+        log.warning("%s", w)
+    await gw.apply(settings)
+    app.configure()
+    log.info("config reloaded from %s (%d upstream credentials)", path, len(settings.providers))
+    return True
+
+
+async def watch_config(path: Path, app: App) -> None:
+    from watchfiles import awatch
+
+    path = await asyncio.to_thread(path.resolve)
+    try:
+        async for _ in awatch(path.parent, debounce=150, recursive=False,
+                              watch_filter=lambda _change, name: Path(name).name == path.name):
+            await reload_once(path, app)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("config watcher stopped")
