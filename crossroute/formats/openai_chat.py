@@ -501,7 +501,7 @@ def _user_to_chat(msg: Message, i: int, out: list[dict[str, Any]]) -> None:
 
     def flush() -> None:
         if pending:
-            out.append({**extra, "role": "user", "content": _content_to_chat(pending)})
+            out.append({**extra, "role": "user", "content": _content_to_chat(pending[:])})
             pending.clear()
 
     for j, p in enumerate(msg.content):
