@@ -355,8 +355,6 @@ class ResponsesFramer:
         else:
             etype = b""
         seq = obj.get("sequence_number")
-        if isinstance(seq, int) and seq > self._seq:
-            self._seq = seq
         resp = obj.get("response")
         if not isinstance(resp, dict):
             resp = None
@@ -366,7 +364,12 @@ class ResponsesFramer:
             or (resp is not None and resp.get("error") is not None)
             or ("code" in obj and "message" in obj)
         ):
-            return self._fail_from(obj, resp, etype)
+            # the error frame takes the upstream's own sequence number when it has one
+            if isinstance(seq, int) and seq > self._seq:
+                self._seq = seq - 1
+            return self._fail_from(obj, resp)
+        if isinstance(seq, int) and seq > self._seq:
+            self._seq = seq
         self.last_event = etype.decode("utf-8", "replace") if etype else self.last_event
 
         if etype == b"response.output_item.done":
@@ -402,7 +405,7 @@ class ResponsesFramer:
 
     # ------------------------------------------------------------ errors
 
-    def _fail_from(self, obj: dict[str, Any], resp: dict[str, Any] | None, etype: bytes) -> bytes:
+    def _fail_from(self, obj: dict[str, Any], resp: dict[str, Any] | None) -> bytes:
         raw = obj.get("error")
         err: dict[str, Any] | None = raw if isinstance(raw, dict) else None
         if err is None and resp is not None and isinstance(resp.get("error"), dict):
