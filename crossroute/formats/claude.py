@@ -670,7 +670,8 @@ def request_from_neutral(req: Request, model: str) -> dict[str, Any]:
         body["thinking"] = thinking
     if req.temperature is not None and not enabled:
         body["temperature"] = req.temperature
-    if req.top_p is not None and (not enabled or req.top_p >= 0.95):
+    # recent models reject temperature together with top_p: temperature wins (as in CLIProxyAPI)
+    if req.top_p is not None and "temperature" not in body and (not enabled or req.top_p >= 0.95):
         body["top_p"] = req.top_p
     if req.top_k is not None and not enabled:
         body["top_k"] = req.top_k

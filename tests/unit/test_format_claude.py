@@ -663,7 +663,6 @@ FULL_BODY: dict[str, Any] = {
     ],
     "tool_choice": {"type": "auto", "disable_parallel_tool_use": True},
     "temperature": 0.5,
-    "top_p": 0.9,
     "top_k": 40,
     "stop_sequences": ["###"],
     "stream": True,
@@ -699,7 +698,7 @@ def test_request_to_neutral_full() -> None:
                                 parameters=FULL_BODY["tools"][0]["input_schema"])
     assert req.tools[2] == Tool(name="web_search", raw=FULL_BODY["tools"][2], raw_format="claude")
     assert req.tool_choice == ToolChoice("auto") and req.parallel_tool_calls is False
-    assert (req.temperature, req.top_p, req.top_k, req.stop) == (0.5, 0.9, 40, ["###"])
+    assert (req.temperature, req.top_p, req.top_k, req.stop) == (0.5, None, 40, ["###"])
     assert req.metadata == {"user_id": "u-1"} and req.user == "u-1"
     assert req.extra == {"claude": {"service_tier": "auto"}}
     assert req.reasoning is None
@@ -838,6 +837,13 @@ def openai_like_request(**kw: Any) -> Request:
     return Request(**base)  # type: ignore[arg-type]
 
 
+def test_temperature_wins_over_top_p() -> None:
+    body = request_from_neutral(openai_like_request(temperature=0.3, top_p=0.8), "c")
+    assert body["temperature"] == 0.3 and "top_p" not in body
+    body = request_from_neutral(openai_like_request(top_p=0.8), "c")
+    assert body["top_p"] == 0.8 and "temperature" not in body
+
+
 def test_request_from_neutral_openai_shaped() -> None:
     body = request_from_neutral(openai_like_request(temperature=0.2, stop=["x"], user="alice"), "claude-up")
     assert body["model"] == "claude-up" and body["max_tokens"] == 32000 and body["stream"] is True
@@ -902,7 +908,7 @@ def test_reasoning_to_claude_thinking(reasoning: Reasoning, max_tokens: int | No
         # Anthropic rejects temperature/top_k (and top_p < 0.95) with thinking
         assert "temperature" not in body and "top_k" not in body and "top_p" not in body
     else:
-        assert body["temperature"] == 0.7 and body["top_k"] == 5
+        assert body["temperature"] == 0.7 and body["top_k"] == 5 and "top_p" not in body
 
 
 def test_forced_tool_choice_disables_thinking() -> None:
@@ -997,3 +1003,46 @@ def test_module_surface() -> None:
                               "output_tokens": 4}) == Usage(input_tokens=6, output_tokens=4, cached_tokens=2,
                                                             cache_creation_tokens=3)
     assert usage_from_claude({}) == Usage()
+
+
+def test_response_from_neutral_is_a_valid_sdk_message() -> None:
+    for name in ("nonstream_thinking_tool_use.json", "nonstream_parallel_tool_use.json"):
+        out = response_from_neutral(response_to_neutral(load(name)), "alias")
+        msg = anthropic.types.Message.model_validate(out)
+        assert msg.model == "alias" and msg.content[-1].type == "tool_use"
+
+
+def test_cross_translation_with_openai_chat_module() -> None:
+    """An OpenAI chat conversation (tool round trip) read by the openai_chat translator and written
+    for a Claude upstream, and a Claude conversation written for an OpenAI upstream."""
+    openai_chat = pytest.importorskip("crossroute.formats.openai_chat")
+    if not hasattr(openai_chat, "request_to_neutral"):
+        pytest.skip("openai_chat translator not available")
+    body = {
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "system", "content": "sys"},
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}},
+                {"id": "call_2", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "r1"},
+            {"role": "tool", "tool_call_id": "call_2", "content": "r2"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+    }
+    out = request_from_neutral(openai_chat.request_to_neutral(body), "claude-x")
+    assert out["system"] == [{"type": "text", "text": "sys"}]
+    assert [m["role"] for m in out["messages"]] == ["user", "assistant", "user"]
+    assert [b["tool_use_id"] for b in out["messages"][2]["content"]] == ["call_1", "call_2"]
+    back = openai_chat.request_from_neutral(request_to_neutral({
+        "model": "c", "max_tokens": 100, "system": "s",
+        "messages": [{"role": "user", "content": "q"},
+                     {"role": "assistant", "content": [
+                         {"type": "thinking", "thinking": "t", "signature": "S"},
+                         {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"a": 1}}]},
+                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                                   "content": "ok"}]}]}), "gpt")
+    roles = [m["role"] for m in back["messages"]]
+    assert roles == ["system", "user", "assistant", "tool"]
+    assert back["messages"][2]["tool_calls"][0]["function"]["arguments"] == '{"a":1}'
