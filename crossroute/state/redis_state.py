@@ -1,0 +1,291 @@
+"""Redis-backed state, shared by several gateway processes, that keeps serving when Redis is down.
+
+Layout (every key starts with the prefix, ``crossroute:`` by default):
+
+- ``b:<session>::<model>``: the bound credential id, expiring after the affinity TTL (``PX``),
+  refreshed on every use with ``GETEX``;
+- ``bc:<credential>``: a set of the binding keys made for a credential, for invalidation;
+- ``cd:<credential>|<model>``: ``"<until> <level>"`` (cooldown end, 429 level), expiring when the
+  entry stops mattering;
+- ``rr:<providers>::<model>``: round-robin cursors (``INCR``).
+
+Every write also goes to a local ``MemoryState`` mirror, and reads that hit Redis refresh it. When a
+Redis call fails (short socket timeouts, no client-side retries), the state switches to the
+mirror, logs one warning, and a background task pings Redis until it answers; then the writes made
+during the outage are pushed back (without overwriting newer values) and Redis is used again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from crossroute.state.base import Cooldown, State
+from crossroute.state.memory import MemoryState
+
+__all__ = ["RedisState"]
+
+log = logging.getLogger("crossroute.state")
+
+_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+# compare-and-delete: drop KEYS[1] only while it still holds ARGV[1]
+_CAD = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+class RedisState(State):
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "crossroute:",
+        socket_timeout: float = 0.25,
+        retry_interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        mirror: MemoryState | None = None,
+    ) -> None:
+        self._url = url
+        self._prefix = prefix
+        self._clock = clock
+        self._retry_interval = retry_interval
+        self.mirror = mirror if mirror is not None else MemoryState(clock=clock)
+        self._redis = Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+            retry_on_timeout=False,
+            decode_responses=True,
+        )
+        self._cad = self._redis.register_script(_CAD)
+        self._up = True
+        self._reconnect_task: asyncio.Task[None] | None = None
+        # keys written while Redis was unreachable, pushed back on reconnect
+        self._dirty_bindings: set[str] = set()
+        self._dirty_cooldowns: set[tuple[str, str]] = set()
+        self._closed = False
+
+    # ------------------------------------------------------------ health
+    @property
+    def available(self) -> bool:
+        """True while Redis is in use, False while serving from the local mirror."""
+        return self._up
+
+    def _down(self, exc: BaseException) -> None:
+        if self._up:
+            self._up = False
+            log.warning(
+                "redis at %s unreachable (%s: %s); serving from local state and reconnecting",
+                self._url, type(exc).__name__, exc,
+            )
+        if not self._closed and (self._reconnect_task is None or self._reconnect_task.done()):
+            self._reconnect_task = asyncio.get_running_loop().create_task(
+                self._reconnect_loop(), name="crossroute-redis-reconnect"
+            )
+
+    async def _reconnect_loop(self) -> None:
+        while not self._up and not self._closed:
+            await asyncio.sleep(self._retry_interval)
+            try:
+                # drop connections broken by the outage before trying a fresh one
+                await self._redis.connection_pool.disconnect()
+                await self._redis.ping()
+                await self._resync()
+            except _ERRORS:
+                continue
+            self._up = True
+            log.warning("redis at %s reachable again; shared state restored", self._url)
+
+    async def _resync(self) -> None:
+        """Push what was written during the outage, never overwriting newer values."""
+        m = self.mirror
+        now = self._clock()
+        pipe = self._redis.pipeline(transaction=False)
+        for key in self._dirty_bindings:
+            e = m.peek_binding(key)
+            if e is not None:
+                cid, expires = e
+                pipe.set(self._bk(key), cid, px=_ms(expires - now), nx=True)
+                pipe.sadd(self._ck(cid), key)
+        for cid, model in self._dirty_cooldowns:
+            got = m.get_cooldowns_now((cid,), model).get(cid)
+            if got is not None:
+                keep = max(got.until, now + 1.0)
+                pipe.set(self._dk(cid, model), f"{got.until!r} {got.level}", px=_ms(keep - now), nx=True)
+        await pipe.execute()
+        self._dirty_bindings.clear()
+        self._dirty_cooldowns.clear()
+
+    # ------------------------------------------------------------ keys
+    def _bk(self, key: str) -> str:
+        return self._prefix + "b:" + key
+
+    def _ck(self, credential_id: str) -> str:
+        return self._prefix + "bc:" + credential_id
+
+    def _dk(self, credential_id: str, model: str) -> str:
+        return f"{self._prefix}cd:{credential_id}|{model}"
+
+    # ------------------------------------------------------------ bindings
+    async def get_binding(self, key: str, ttl: float) -> str | None:
+        m = self.mirror
+        if self._up:
+            try:
+                v = await self._redis.getex(self._bk(key), px=_ms(ttl))
+            except _ERRORS as e:
+                self._down(e)
+            else:
+                if v is not None:
+                    m.set_binding_now(key, v, ttl)
+                    return v
+                # Redis lost it (e.g. restarted empty) but this process still knows it: restore
+                local = m.get_binding_now(key, ttl)
+                if local is not None:
+                    await self._write_binding(key, local, ttl, nx=True)
+                return local
+        return m.get_binding_now(key, ttl)
+
+    async def _write_binding(self, key: str, credential_id: str, ttl: float, nx: bool = False) -> None:
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.set(self._bk(key), credential_id, px=_ms(ttl), nx=nx)
+            ck = self._ck(credential_id)
+            pipe.sadd(ck, key)
+            pipe.pexpire(ck, _ms(ttl))
+            await pipe.execute()
+        except _ERRORS as e:
+            self._dirty_bindings.add(key)
+            self._down(e)
+
+    async def set_binding(self, key: str, credential_id: str, ttl: float) -> None:
+        self.mirror.set_binding_now(key, credential_id, ttl)
+        if self._up:
+            await self._write_binding(key, credential_id, ttl)
+        else:
+            self._dirty_bindings.add(key)
+
+    async def delete_binding_if(self, key: str, credential_id: str) -> bool:
+        done = self.mirror.delete_binding_if_now(key, credential_id)
+        self._dirty_bindings.discard(key)
+        if self._up:
+            try:
+                return bool(await self._cad(keys=[self._bk(key)], args=[credential_id])) or done
+            except _ERRORS as e:
+                self._down(e)
+        return done
+
+    async def delete_bindings_for(self, credential_id: str) -> int:
+        n = self.mirror.delete_bindings_for_now(credential_id)
+        if self._up:
+            try:
+                ck = self._ck(credential_id)
+                keys = await self._redis.smembers(ck)
+                removed = 0
+                if keys:
+                    pipe = self._redis.pipeline(transaction=False)
+                    for k in keys:
+                        self._cad(keys=[self._bk(k)], args=[credential_id], client=pipe)
+                    removed = sum(int(x) for x in await pipe.execute())
+                await self._redis.delete(ck)
+                return max(n, removed)
+            except _ERRORS as e:
+                self._down(e)
+        return n
+
+    # ------------------------------------------------------------ cooldowns
+    async def get_cooldowns(self, credential_ids: Sequence[str], model: str) -> dict[str, Cooldown]:
+        m = self.mirror
+        if self._up:
+            try:
+                values = await self._redis.mget([self._dk(c, model) for c in credential_ids])
+            except _ERRORS as e:
+                self._down(e)
+            else:
+                out: dict[str, Cooldown] = {}
+                now = self._clock()
+                for cid, raw in zip(credential_ids, values, strict=True):
+                    if raw is None:
+                        if m.has_cooldown(cid, model):
+                            m.clear_cooldown_now(cid, model)
+                        continue
+                    until_s, _, level_s = raw.partition(" ")
+                    cd = Cooldown(float(until_s), int(level_s or 0))
+                    out[cid] = cd
+                    # mirror it so the 429 ladder and the fallback know about it
+                    m.set_cooldown_now(cid, model, cd.until, cd.level, max(cd.until, now + 1.0))
+                return out
+        return m.get_cooldowns_now(credential_ids, model)
+
+    async def set_cooldown(
+        self, credential_id: str, model: str, until: float, level: int, keep_until: float
+    ) -> None:
+        self.mirror.set_cooldown_now(credential_id, model, until, level, keep_until)
+        if self._up:
+            keep = max(until, keep_until) - self._clock()
+            if keep <= 0:
+                return
+            try:
+                await self._redis.set(
+                    self._dk(credential_id, model), f"{until!r} {level}", px=_ms(keep)
+                )
+                return
+            except _ERRORS as e:
+                self._down(e)
+        self._dirty_cooldowns.add((credential_id, model))
+
+    async def clear_cooldown(self, credential_id: str, model: str) -> None:
+        # the mirror sees every entry this process read or wrote; nothing there, nothing to clear
+        if not self.mirror.clear_cooldown_now(credential_id, model):
+            return
+        self._dirty_cooldowns.discard((credential_id, model))
+        if self._up:
+            try:
+                await self._redis.delete(self._dk(credential_id, model))
+            except _ERRORS as e:
+                self._down(e)
+
+    # ------------------------------------------------------------ cursors
+    async def incr(self, key: str) -> int:
+        if self._up:
+            try:
+                return int(await self._redis.incr(self._prefix + key))
+            except _ERRORS as e:
+                self._down(e)
+        return self.mirror.incr_now(key)
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._closed = False
+        await self.mirror.start()
+        try:
+            await self._redis.ping()
+        except _ERRORS as e:
+            self._down(e)
+
+    async def stop(self) -> None:
+        self._closed = True
+        task, self._reconnect_task = self._reconnect_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.mirror.stop()
+        with contextlib.suppress(*_ERRORS):
+            await self._redis.aclose()
