@@ -225,15 +225,11 @@ def _tool_call(tc: Any, where: str) -> ToolCall:
         raise BadRequest("tool call must be an object", param=where)
     if tc.get("type") == "custom" and isinstance(tc.get("custom"), dict):
         c = tc["custom"]
-        return ToolCall(
-            id=str(tc.get("id") or ""), name=str(c.get("name") or ""), arguments=str(c.get("input") or "")
-        )
+        return ToolCall(id=str(tc.get("id") or ""), name=str(c.get("name") or ""), arguments=str(c.get("input") or ""))
     fn = tc.get("function")
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
         raise BadRequest("tool call needs function.name", param=f"{where}.function.name")
-    return ToolCall(
-        id=str(tc.get("id") or new_id("call_")), name=fn["name"], arguments=_args_text(fn.get("arguments"))
-    )
+    return ToolCall(id=str(tc.get("id") or new_id("call_")), name=fn["name"], arguments=_args_text(fn.get("arguments")))
 
 
 def _messages(msgs: list[Any], req: Request) -> None:
@@ -260,9 +256,7 @@ def _messages(msgs: list[Any], req: Request) -> None:
                 name = m.get("name")
                 pending = legacy_ids.get(name or "")
                 call_id = pending.pop(0) if pending else new_id("call_")
-            tc: str | list[Text | Image] = (
-                content if isinstance(content, str) else list(_texts(content, where))
-            )
+            tc: str | list[Text | Image] = content if isinstance(content, str) else list(_texts(content, where))
             result = ToolResult(call_id=call_id, content=tc, name=name if isinstance(name, str) else None)
             last = out[-1] if out else None
             if last is not None and last.role == "user" and last.extra.get("_tool_group"):
@@ -458,10 +452,9 @@ def _image_to_chat(p: Image) -> dict[str, Any]:
 
 def _part_to_chat(p: Part, where: str) -> dict[str, Any]:
     if isinstance(p, Text):
-        d: dict[str, Any] = {"type": "text", "text": p.text}
-        if p.cache_control:
-            d["cache_control"] = p.cache_control
-        return d
+        # cache_control (Anthropic-style hints some clients send) is not sent on: OpenAI caches
+        # prompts by itself and strict servers reject unknown keys in content parts.
+        return {"type": "text", "text": p.text}
     if isinstance(p, Image):
         return _image_to_chat(p)
     if isinstance(p, Audio):
@@ -481,7 +474,7 @@ def _part_to_chat(p: Part, where: str) -> dict[str, Any]:
 
 
 def _content_to_chat(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
-    if len(parts) == 1 and parts[0]["type"] == "text" and "cache_control" not in parts[0]:
+    if len(parts) == 1 and parts[0]["type"] == "text":
         return parts[0]["text"]
     return parts
 
@@ -535,9 +528,7 @@ def _assistant_to_chat(msg: Message, i: int) -> dict[str, Any]:
             if p.source in ("openai", None) and p.text:
                 reasoning.append(p.text)  # foreign (signed) thinking is not replayed
         elif isinstance(p, ToolCall):
-            calls.append(
-                {"id": p.id, "type": "function", "function": {"name": p.name, "arguments": p.arguments}}
-            )
+            calls.append({"id": p.id, "type": "function", "function": {"name": p.name, "arguments": p.arguments}})
         elif isinstance(p, Image):
             images.append(_image_to_chat(p))
         else:
@@ -564,10 +555,8 @@ def request_from_neutral(req: Request, model: str) -> dict[str, Any]:
     body: dict[str, Any] = {"model": model}
     msgs: list[dict[str, Any]] = []
     if req.system:
-        if any(t.cache_control for t in req.system):
-            msgs.append({"role": "system", "content": [_part_to_chat(t, "system") for t in req.system]})
-        else:
-            msgs.append({"role": "system", "content": "\n\n".join(t.text for t in req.system)})
+        # several system texts stay separate parts of one system message
+        msgs.append({"role": "system", "content": _content_to_chat([_part_to_chat(t, "system") for t in req.system])})
     for i, msg in enumerate(req.messages):
         if msg.role == "user":
             _user_to_chat(msg, i, msgs)
@@ -579,17 +568,13 @@ def request_from_neutral(req: Request, model: str) -> dict[str, Any]:
         for i, t in enumerate(req.tools):
             if t.raw is not None:
                 if t.raw_format != FORMAT:
-                    raise Unsupported(
-                        f"the {t.name} tool is not supported by openai upstreams", param=f"tools[{i}]"
-                    )
+                    raise Unsupported(f"the {t.name} tool is not supported by openai upstreams", param=f"tools[{i}]")
                 tools.append(t.raw)
                 continue
             fn: dict[str, Any] = {"name": t.name}
             if t.description is not None:
                 fn["description"] = t.description
-            fn["parameters"] = (
-                t.parameters if t.parameters is not None else {"type": "object", "properties": {}}
-            )
+            fn["parameters"] = t.parameters if t.parameters is not None else {"type": "object", "properties": {}}
             if t.strict is not None:
                 fn["strict"] = t.strict
             tools.append({"type": "function", "function": fn})
@@ -676,9 +661,7 @@ def _message_parts(msg: dict[str, Any]) -> list[Part]:
             )
     fc = msg.get("function_call")
     if isinstance(fc, dict) and fc.get("name"):
-        parts.append(
-            ToolCall(id=new_id("call_"), name=str(fc["name"]), arguments=_args_text(fc.get("arguments")))
-        )
+        parts.append(ToolCall(id=new_id("call_"), name=str(fc["name"]), arguments=_args_text(fc.get("arguments"))))
     return parts
 
 
@@ -712,9 +695,7 @@ def response_from_neutral(resp: Response, model: str) -> dict[str, Any]:
             if p.text:
                 reasoning.append(p.text)
         elif isinstance(p, ToolCall):
-            calls.append(
-                {"id": p.id, "type": "function", "function": {"name": p.name, "arguments": p.arguments}}
-            )
+            calls.append({"id": p.id, "type": "function", "function": {"name": p.name, "arguments": p.arguments}})
         elif isinstance(p, Image):
             images.append(_image_to_chat(p))
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}

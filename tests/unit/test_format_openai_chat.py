@@ -227,9 +227,7 @@ def test_decoder_late_tool_name_and_id() -> None:
     raw = (
         _chunk({"role": "assistant"})
         + _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a":'}}]})
-        + _chunk(
-            {"tool_calls": [{"index": 0, "id": "call_late", "function": {"name": "f", "arguments": "1}"}}]}
-        )
+        + _chunk({"tool_calls": [{"index": 0, "id": "call_late", "function": {"name": "f", "arguments": "1}"}}]})
         + _chunk({}, "tool_calls")
         + b"data: [DONE]\n\n"
     )
@@ -329,9 +327,7 @@ def test_response_to_neutral_reasoning_tokens() -> None:
 
 def test_response_to_neutral_tool_calls() -> None:
     r = oc.response_to_neutral(orjson.loads((FIX / "nonstream_tool_calls.json").read_bytes()))
-    assert r.content == [
-        ToolCall(id="call_iXFttys57ap0o16JSlC8yhYo", name="get_user_country", arguments="{}")
-    ]
+    assert r.content == [ToolCall(id="call_iXFttys57ap0o16JSlC8yhYo", name="get_user_country", arguments="{}")]
     assert r.finish_reason == "tool_calls"
     assert r.usage == Usage(input_tokens=68, output_tokens=12)
 
@@ -560,9 +556,7 @@ def test_request_to_neutral_full() -> None:
     assert req.max_tokens == 100  # max_tokens wins over max_completion_tokens
     assert (req.temperature, req.top_p, req.stop) == (0.5, 0.9, ["END"])
     assert req.reasoning == Reasoning(effort="high")
-    assert req.response_format == ResponseFormat(
-        type="json_schema", schema={"type": "object"}, name="out", strict=True
-    )
+    assert req.response_format == ResponseFormat(type="json_schema", schema={"type": "object"}, name="out", strict=True)
     assert req.stream is True and req.include_usage is True
     assert req.user == "u1" and req.metadata == {"k": "v"}
     extra = req.extra["openai"]
@@ -627,9 +621,7 @@ def test_request_misc_choices() -> None:
         }
     )
     assert req.stop == ["a", "b"] and req.response_format == ResponseFormat(type="json_object")
-    assert req.tools == [
-        Tool(name="web_search_preview", raw={"type": "web_search_preview"}, raw_format="openai")
-    ]
+    assert req.tools == [Tool(name="web_search_preview", raw={"type": "web_search_preview"}, raw_format="openai")]
     assert oc.request_to_neutral(base, model="from-url").model == "m"
     assert oc.request_to_neutral({"messages": base["messages"]}, model="from-url").model == "from-url"
 
@@ -684,7 +676,10 @@ def test_request_round_trip_chat_neutral_chat() -> None:
     body = oc.request_from_neutral(oc.request_to_neutral(src), "upstream-model")
     assert body["model"] == "upstream-model"
     msgs = body["messages"]
-    assert msgs[0] == {"role": "system", "content": "Be brief.\n\nUse tools."}
+    assert msgs[0] == {
+        "role": "system",
+        "content": [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Use tools."}],
+    }
     assert msgs[1]["role"] == "user"
     assert msgs[1]["content"] == [
         {"type": "text", "text": "Look:"},
@@ -757,9 +752,7 @@ def test_request_from_neutral_claude_like() -> None:
             Message(
                 "user",
                 [
-                    ToolResult(
-                        call_id="toolu_01", content=[Text("found"), Image(url="https://i.test/p.png")]
-                    ),
+                    ToolResult(call_id="toolu_01", content=[Text("found"), Image(url="https://i.test/p.png")]),
                     Text("and now?"),
                 ],
             ),
@@ -778,10 +771,7 @@ def test_request_from_neutral_claude_like() -> None:
     assert body["messages"] == [
         {
             "role": "system",
-            "content": [
-                {"type": "text", "text": "sys A", "cache_control": {"type": "ephemeral"}},
-                {"type": "text", "text": "sys B"},
-            ],
+            "content": [{"type": "text", "text": "sys A"}, {"type": "text", "text": "sys B"}],
         },
         {
             "role": "user",
@@ -950,9 +940,7 @@ def test_encoder_frames() -> None:
         {"tool_calls": [{"index": 1, "function": {"arguments": '{"tz": "UTC"}'}}]},
         {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]},
     ]
-    assert chunks[-2]["choices"] == [
-        {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}
-    ]
+    assert chunks[-2]["choices"] == [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}]
     assert chunks[-1]["choices"] == []
     assert chunks[-1]["usage"] == {
         "prompt_tokens": 20,
@@ -1038,9 +1026,7 @@ def test_sdk_reads_encoder_stream(include_usage: bool) -> None:
         for choice in chunk.choices:
             d = choice.delta
             text += d.content or ""
-            reasoning += (
-                getattr(d, "reasoning_content", None) or (d.model_extra or {}).get("reasoning_content") or ""
-            )
+            reasoning += getattr(d, "reasoning_content", None) or (d.model_extra or {}).get("reasoning_content") or ""
             for tc in d.tool_calls or ():
                 c = calls.setdefault(tc.index, {"id": "", "name": "", "args": ""})
                 if tc.id:
@@ -1120,3 +1106,66 @@ def test_fixture_relay_decoder_to_encoder_sdk() -> None:
     ]
     assert final.choices[0].finish_reason == "tool_calls"
     assert final.usage is not None and (final.usage.prompt_tokens, final.usage.completion_tokens) == (149, 60)
+
+
+def test_single_system_text_is_a_string() -> None:
+    req = Request(model="m", system=[Text("only")], messages=[Message("user", [Text("q")])])
+    assert oc.request_from_neutral(req, "m")["messages"][0] == {"role": "system", "content": "only"}
+
+
+def test_cross_claude_request_to_chat_body() -> None:
+    """A Claude Messages body (docs shape) through the claude translator, then to a chat body."""
+    claude = pytest.importorskip("crossroute.formats.claude")
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 1024,
+        "system": [{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}}],
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "messages": [
+            {"role": "user", "content": "What's the weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "need tool", "signature": "EqQBCkgIARAB"},
+                    {"type": "text", "text": "Let me check."},
+                    {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_01", "content": [{"type": "text", "text": "15C"}]},
+                    {"type": "text", "text": "thanks"},
+                ],
+            },
+        ],
+        "tools": [{"name": "get_weather", "description": "w", "input_schema": {"type": "object"}}],
+        "tool_choice": {"type": "any"},
+        "stop_sequences": ["STOP"],
+        "stream": True,
+    }
+    chat = oc.request_from_neutral(claude.request_to_neutral(body), "gpt-4.1")
+    assert chat["messages"] == [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "What's the weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": "Let me check.",
+            "tool_calls": [
+                {
+                    "id": "toolu_01",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "toolu_01", "content": "15C"},
+        {"role": "user", "content": "thanks"},
+    ]
+    assert chat["tools"] == [
+        {"type": "function", "function": {"name": "get_weather", "description": "w", "parameters": {"type": "object"}}}
+    ]
+    assert chat["tool_choice"] == "required"
+    assert chat["reasoning_effort"] == "medium"  # 2048-token budget
+    assert (chat["max_tokens"], chat["stop"], chat["stream"]) == (1024, ["STOP"], True)
+    assert chat["stream_options"] == {"include_usage": True}
