@@ -194,7 +194,8 @@ class StreamDecoder:
         self._flush_pending_tools(out)
         self._close_text(out)
         self._close_tools(out)
-        out.append(Finish(self._finish or "stop", usage=self._usage or Usage()))
+        # usage None: the upstream sent none (a compatible server ignoring include_usage)
+        out.append(Finish(self._finish or "stop", usage=self._usage))
         self._done = True
 
     # -- public

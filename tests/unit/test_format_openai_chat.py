@@ -282,7 +282,7 @@ def test_decoder_ignores_comments_empty_and_garbage() -> None:
     evs = dec.feed(SSEEvent(None, b'  {"id":"x","choices":[{"index":0,"delta":{"content":""}}]}  '))
     assert [type(e) for e in evs] == [Start]
     evs = dec.feed(SSEEvent(None, b"[DONE]"))
-    assert evs == [Finish("stop", usage=Usage())]
+    assert evs == [Finish("stop", usage=None)]
     assert dec.feed(SSEEvent(None, b'{"choices":[]}')) == [] and dec.close() == []
 
 
