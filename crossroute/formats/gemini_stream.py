@@ -4,9 +4,11 @@ mappings shared with ``gemini.py``.
 Upstream (decoder): every ``data:`` chunk is a whole GenerateContentResponse. Text parts form one
 text block while text continues, ``thought: true`` parts a thinking block, and each
 ``functionCall`` part becomes one complete tool_call block (its whole ``args`` as one arguments
-delta). A ``thoughtSignature`` becomes a ``signature`` delta on the block of the part that carried
-it. ``usageMetadata`` repeats on every chunk (the latest wins). The Finish is held back until the
-next chunk or EOF so that a trailing usage-only chunk is counted.
+delta). A ``thoughtSignature`` on a thought part or a functionCall becomes a ``signature`` delta
+on that block (ToolCall.signature); one on a plain text part is not carried in streams.
+``usageMetadata`` repeats on every chunk (the latest wins, reported as UsageUpdate when it
+changes). The Finish is held back until the next chunk or EOF so that a trailing usage-only chunk
+is counted.
 
 Client (encoder): ``data: <json>\\r\\n\\r\\n`` chunks only (google-genai accepts nothing else), or
 with ``sse=False`` the JSON-array form (``[`` ... ``,`` ... ``]``) that streamGenerateContent uses
@@ -259,14 +261,13 @@ class StreamDecoder:
                     tool_name=str(fc.get("name") or ""),
                 )
             )
-            out.append(
-                BlockDelta(index=idx, arguments=orjson.dumps(args if isinstance(args, dict) else {}).decode())
-            )
+            out.append(BlockDelta(index=idx, arguments=orjson.dumps(args if isinstance(args, dict) else {}).decode()))
             if isinstance(sig, str) and sig:
                 out.append(BlockDelta(index=idx, signature=sig))
             out.append(BlockStop(index=idx))
             return
         text = part.get("text")
+        thought = part.get("thought") is True
         if not isinstance(text, str):
             code = gget(part, "executableCode")
             result = gget(part, "codeExecutionResult")
@@ -274,13 +275,15 @@ class StreamDecoder:
                 text = f"\n```{str(code.get('language') or '').lower()}\n{code.get('code') or ''}\n```\n"
             elif isinstance(result, dict):
                 text = f"\n```\n{result.get('output') or ''}\n```\n"
-            elif not (isinstance(sig, str) and sig):
-                return  # inlineData output and other parts have no stream block
             else:
-                text = ""
-        kind = "thinking" if part.get("thought") is True else "text"
+                text = ""  # inlineData output and other parts have no stream block
+        # A signature on a non-thought part has no neutral stream field (no other family can
+        # carry it, and Gemini-to-Gemini traffic is passed through): only thinking keeps it.
+        if not thought:
+            sig = None
         if not text and not (isinstance(sig, str) and sig):
             return
+        kind = "thinking" if thought else "text"
         if self._block < 0 or self._block_kind != kind:
             self._stop_block(out)
             self._block = self._next
@@ -288,7 +291,7 @@ class StreamDecoder:
             self._next += 1
             out.append(BlockStart(index=self._block, block=kind))  # type: ignore[arg-type]
         if text:
-            if kind == "thinking":
+            if thought:
                 out.append(BlockDelta(index=self._block, thinking=text))
             else:
                 out.append(BlockDelta(index=self._block, text=text))
@@ -303,9 +306,7 @@ class StreamDecoder:
 
     def _emit_finish(self, out: list[Event]) -> None:
         self._done = True
-        out.append(
-            Finish(reason=finish_from_gemini(self._finish, self._saw_tool), usage=self._usage or Usage())
-        )
+        out.append(Finish(reason=finish_from_gemini(self._finish, self._saw_tool), usage=self._usage or Usage()))
 
 
 # ---------------------------------------------------------------- encoder

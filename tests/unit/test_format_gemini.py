@@ -171,7 +171,8 @@ def test_stream_thought_parts_fixture(seed: int) -> None:
     assert "**Crafting Safe Instructions**" in thinking["text"]
     assert text["text"].startswith("This is a great question! Safely crossing")
     assert text["text"].endswith("Always assume a driver might not see you.")
-    assert text["sig"].startswith("CiIB0e2Kb6Syj1a961Ef")  # thoughtSignature on the first text part
+    # the thoughtSignature on the first text part has no stream field (only thinking/tool calls)
+    assert text["sig"] is None
     fin = s["last"]
     assert isinstance(fin, Finish) and fin.reason == "stop"
     assert fin.usage == Usage(input_tokens=34, output_tokens=469 + 787, reasoning_tokens=787)
@@ -1173,3 +1174,19 @@ def test_format_module_contract() -> None:
         "usage_from_gemini",
     ):
         assert hasattr(gemini, name)
+
+
+def test_decoder_signature_only_parts() -> None:
+    dec = StreamDecoder("m")
+    out: list[Event] = []
+    out += dec.feed(_ev(_chunk([{"text": "deep thought", "thought": True}])))
+    out += dec.feed(_ev(_chunk([{"text": "", "thought": True, "thoughtSignature": SIG}])))
+    out += dec.feed(_ev(_chunk([{"text": "", "thoughtSignature": SIG}])))  # plain part: nothing
+    out += dec.feed(_ev(_chunk([{"text": "answer"}], finish="STOP")))
+    out += dec.close()
+    check_order(out)
+    s = summarize(out)
+    assert [(b["kind"], b["text"], b["sig"]) for b in s["blocks"]] == [
+        ("thinking", "deep thought", SIG),
+        ("text", "answer", None),
+    ]
