@@ -67,9 +67,7 @@ def _choice_text(choice: dict[str, Any], key: str) -> str:
         if isinstance(content, str):
             return content
         if isinstance(content, list):
-            return "".join(
-                p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-            )
+            return "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return ""
 
 
@@ -121,9 +119,7 @@ class CompletionsStream:
             finish = c.get("finish_reason")
             if not text and not finish:
                 continue
-            choices.append(
-                {"text": text, "index": c.get("index", i), "logprobs": None, "finish_reason": finish}
-            )
+            choices.append({"text": text, "index": c.get("index", i), "logprobs": None, "finish_reason": finish})
         usage = chunk.get("usage")
         if not choices and not isinstance(usage, dict):
             return None

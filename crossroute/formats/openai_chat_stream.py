@@ -61,9 +61,7 @@ def _error_event(err: Any) -> Error:
             status = int(v)
             break
     if not status:
-        status = _ERROR_STATUS.get(etype or "", 0) or _ERROR_STATUS.get(
-            code if isinstance(code, str) else "", 500
-        )
+        status = _ERROR_STATUS.get(etype or "", 0) or _ERROR_STATUS.get(code if isinstance(code, str) else "", 500)
     return Error(
         status=status,
         message=msg if isinstance(msg, str) and msg else "upstream stream error",
@@ -337,9 +335,7 @@ class StreamEncoder:
                 ti = self._tools.get(ev.index)
                 if ti is None:
                     return pre
-                return pre + self._chunk(
-                    {"tool_calls": [{"index": ti, "function": {"arguments": ev.arguments}}]}
-                )
+                return pre + self._chunk({"tool_calls": [{"index": ti, "function": {"arguments": ev.arguments}}]})
             return pre  # signatures / redacted reasoning have no chat field
         if isinstance(ev, Start):
             if self._started:
@@ -375,12 +371,7 @@ class StreamEncoder:
         out = self._head + b'{},"logprobs":null,"finish_reason":' + orjson.dumps(reason) + b"}]}\n\n"
         usage = ev.usage or self._usage
         if self._include_usage:
-            body = (
-                self._prefix()
-                + b',"choices":[],"usage":'
-                + orjson.dumps(usage_to_chat(usage or Usage()))
-                + b"}"
-            )
+            body = self._prefix() + b',"choices":[],"usage":' + orjson.dumps(usage_to_chat(usage or Usage())) + b"}"
             out += b"data: " + body + b"\n\n"
         return pre + out
 
