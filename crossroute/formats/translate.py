@@ -117,6 +117,8 @@ class Prepared:
             encoder_opts["include_usage"] = self.client_wants_usage()
         elif client == "gemini":
             encoder_opts["sse"] = not self.options.get("json_array")
+        elif client == "claude":
+            encoder_opts["upstream_family"] = "gemini" if wire == "gemini" else "openai"
         elif client == "responses":
             encoder_opts["codex_client"] = bool(self.options.get("codex_client"))
         encoder = module(client).StreamEncoder(model, **encoder_opts)
