@@ -1,0 +1,130 @@
+"""The Router facade: filtering, keys, hot reload, lifecycle; MemoryState operations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from crossroute.routing.router import Router, RoutingSettings, normalize_strategy, provider_group
+from crossroute.routing.selectors import FillFirstSelector, WeightedRoundRobinSelector
+from crossroute.routing.session_ids import SessionIds
+from crossroute.state.memory import MemoryState
+
+
+@dataclass(frozen=True)
+class Cand:
+    credential_id: str
+    provider: str = "openai-compatibility:local"
+    priority: int = 0
+    weight: int = 1
+    disabled: bool = False
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 4_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def test_pick_returns_the_callers_object() -> None:
+    router = Router(RoutingSettings(), MemoryState())
+    cands = [Cand("a"), Cand("b")]
+    got = await router.pick(cands, "m", None)
+    assert any(got is c for c in cands)
+
+
+async def test_exclude_accepts_any_collection() -> None:
+    router = Router(RoutingSettings(strategy="fill-first"), MemoryState())
+    cands = [Cand("a"), Cand("b"), Cand("c")]
+    assert (await router.pick(cands, "m", None, exclude={"a"})).credential_id == "b"
+    assert (await router.pick(cands, "m", None, exclude=["a", "b"])).credential_id == "c"
+    assert (await router.pick(cands, "m", None, exclude=frozenset())).credential_id == "a"
+
+
+def test_provider_group() -> None:
+    assert provider_group([Cand("a", provider="claude"), Cand("b", provider="claude")]) == "claude"
+    assert provider_group([Cand("a", provider="gemini"), Cand("b", provider="claude")]) == "claude,gemini"
+
+
+async def test_mixed_provider_candidates_share_one_cursor() -> None:
+    router = Router(RoutingSettings(), MemoryState())
+    cands = [Cand("a", provider="claude"), Cand("b", provider="gemini")]
+    got = [(await router.pick(cands, "m", None)).credential_id for _ in range(4)]
+    assert got == ["a", "b", "a", "b"]
+
+
+def test_normalize_strategy() -> None:
+    assert normalize_strategy("Fill_First") == "fill-first"
+    assert normalize_strategy("") == "round-robin"
+    with pytest.raises(ValueError):
+        normalize_strategy("least-busy")
+    with pytest.raises(ValueError):
+        Router(RoutingSettings(strategy="least-busy"), MemoryState())
+
+
+async def test_hot_reload_switches_strategy_and_keeps_other_fields_live() -> None:
+    clock = Clock()
+    router = Router(RoutingSettings(), MemoryState(clock=clock), clock=clock)
+    await router.start()
+    cands = [Cand("a", weight=3), Cand("b", weight=1)]
+    assert [(await router.pick(cands, "m", None)).credential_id for _ in range(2)] == ["a", "b"]
+    await router.apply_settings(RoutingSettings(strategy="fill-first"))
+    assert isinstance(router.selector, FillFirstSelector)
+    assert [(await router.pick(cands, "m", None)).credential_id for _ in range(3)] == ["a", "a", "a"]
+    await router.apply_settings(RoutingSettings(strategy="weighted-round-robin"))
+    assert isinstance(router.selector, WeightedRoundRobinSelector)
+    assert "".join([(await router.pick(cands, "m", None)).credential_id for _ in range(8)]) == "aabaaaba"
+    # transient cooldown changes apply without a rebuild
+    sel = router.selector
+    await router.apply_settings(RoutingSettings(strategy="weighted-round-robin", transient_cooldown=5))
+    assert router.selector is sel
+    await router.report_failure(cands[0], "m", None, 503, None)
+    assert (await router.pick(cands, "m", None)).credential_id == "b"
+    clock.t += 5.1
+    await router.stop()
+
+
+async def test_success_without_affinity_still_resets_cooldown_ladder() -> None:
+    clock = Clock()
+    state = MemoryState(clock=clock)
+    router = Router(RoutingSettings(), state, clock=clock)
+    a = Cand("a")
+    await router.report_failure(a, "m", None, 429, None)
+    assert state.has_cooldown("a", "m")
+    await router.report_success(a, "m", SessionIds("ignored"))
+    assert not state.has_cooldown("a", "m")
+    assert state.binding_count() == 0  # affinity off: nothing bound
+
+
+async def test_memory_state_operations() -> None:
+    clock = Clock()
+    st = MemoryState(clock=clock)
+    assert await st.incr("k") == 1
+    assert await st.incr("k") == 2
+    assert await st.incr("other") == 1
+    await st.set_binding("s1", "a", 10)
+    await st.set_binding("s2", "a", 10)
+    await st.set_binding("s3", "b", 10)
+    assert await st.get_binding("s1", 10) == "a"
+    await st.set_binding("s2", "b", 10)  # rebinding moves it between credential indexes
+    assert await st.delete_binding_if("s1", "b") is False
+    assert await st.delete_binding_if("s1", "a") is True
+    assert await st.get_binding("s1", 10) is None
+    assert await st.delete_bindings_for("b") == 2
+    assert st.binding_count() == 0
+    await st.set_cooldown("a", "m", clock.t + 5, 2, clock.t + 100)
+    got = await st.get_cooldowns(["a", "b"], "m")
+    assert got == {"a": (clock.t + 5, 2)}
+    clock.t += 50  # cooldown over, entry (and its level) kept
+    assert (await st.get_cooldowns(["a"], "m"))["a"].level == 2
+    clock.t += 51
+    assert await st.get_cooldowns(["a"], "m") == {}
+    await st.start()
+    await st.start()  # idempotent
+    assert st.running
+    await st.stop()
+    await st.stop()
+    assert not st.running
