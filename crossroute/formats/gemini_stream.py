@@ -209,16 +209,17 @@ class StreamDecoder:
             self._stop_block(out)
             out.extend(self._fail(status, str(err.get("message") or "upstream error"), gstat))
             return
-        if not self._started:
-            self._started = True
-            rid = gget(chunk, "responseId")
-            out.append(Start(id=rid if isinstance(rid, str) and rid else new_call_id()[5:], model=self.model))
         meta = gget(chunk, "usageMetadata")
-        if isinstance(meta, dict):
-            u = usage_from_gemini(meta)
-            if u != self._usage:
-                self._usage = u
-                out.append(UsageUpdate(usage=u))
+        u = usage_from_gemini(meta) if isinstance(meta, dict) else None
+        if not self._started:
+            # the first chunk's usage (the prompt count) rides on Start, as Claude reports it
+            self._started = True
+            self._usage = u
+            rid = gget(chunk, "responseId")
+            out.append(Start(id=rid if isinstance(rid, str) and rid else new_call_id()[5:], model=self.model, usage=u))
+        elif u is not None and u != self._usage:
+            self._usage = u
+            out.append(UsageUpdate(usage=u))
         cands = chunk.get("candidates")
         cand = cands[0] if isinstance(cands, list) and cands and isinstance(cands[0], dict) else None
         if cand is not None:

@@ -150,13 +150,13 @@ def test_stream_text_fixture(seed: int) -> None:
     events = decode_fixture("stream_text.sse", seed)
     check_order(events)
     s = summarize(events)
-    assert events[0] == Start(id="w1peaMz6INOvnvgPgYfPiQY", model="gemini-x")
+    assert events[0] == Start(id="w1peaMz6INOvnvgPgYfPiQY", model="gemini-x", usage=Usage(input_tokens=15))
     assert [b["kind"] for b in s["blocks"]] == ["text"]
     assert s["blocks"][0]["text"] == "The capital of France is Paris.\n"
     assert s["last"] == Finish(reason="stop", usage=Usage(input_tokens=13, output_tokens=8))
     # usage is reported live as it changes
     updates = [ev.usage for ev in events if isinstance(ev, UsageUpdate)]
-    assert updates == [Usage(input_tokens=15), Usage(input_tokens=13, output_tokens=8)]
+    assert updates == [Usage(input_tokens=13, output_tokens=8)]
 
 
 @pytest.mark.parametrize("seed", range(3))
