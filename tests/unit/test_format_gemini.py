@@ -1190,3 +1190,75 @@ def test_decoder_signature_only_parts() -> None:
         ("thinking", "deep thought", SIG),
         ("text", "answer", None),
     ]
+
+
+# ---------------------------------------------------------------- across the real sibling translators
+
+
+def test_openai_chat_client_to_gemini_upstream() -> None:
+    from crossroute.formats import openai_chat
+
+    body = {
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "system", "content": "sys"},
+            {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "ok"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "title": "F"}}}],
+        "max_tokens": 50,
+    }
+    out = request_from_neutral(openai_chat.request_to_neutral(body), "gemini-3-pro-preview")
+    assert out["systemInstruction"] == {"parts": [{"text": "sys"}]}
+    assert out["contents"] == [
+        {"role": "user", "parts": [{"text": "hi"}]},
+        {
+            "role": "model",
+            "parts": [{"functionCall": {"name": "f", "args": {"a": 1}}, "thoughtSignature": SKIP_SIGNATURE}],
+        },
+        {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"result": "ok"}}}]},
+    ]
+    assert out["tools"] == [{"functionDeclarations": [{"name": "f", "parametersJsonSchema": {"type": "object"}}]}]
+    assert out["generationConfig"]["maxOutputTokens"] == 50
+
+
+def test_gemini_thinking_signature_survives_a_claude_client() -> None:
+    """Gemini upstream -> Claude client (signature tagged) -> next turn -> Gemini upstream."""
+    from crossroute.formats import claude
+
+    dec = StreamDecoder("g")
+    enc = claude.StreamEncoder("g", upstream_family="gemini")
+    evs = dec.feed(_ev(_chunk([{"text": "hmm", "thought": True, "thoughtSignature": SIG}])))
+    evs += dec.feed(_ev(_chunk([{"text": "Hi!"}], finish="STOP", usage={"promptTokenCount": 2})))
+    evs += dec.close()
+    raw = b"".join(enc.encode(e) for e in evs)
+    sig = None
+    for block in raw.split(b"\n\n"):
+        for line in block.split(b"\n"):
+            if line.startswith(b"data: ") and b"signature_delta" in line:
+                sig = orjson.loads(line[6:])["delta"]["signature"]
+    assert sig == "gemini:" + SIG
+    claude_body = {
+        "model": "claude-x",
+        "max_tokens": 10,
+        "messages": [
+            {"role": "user", "content": "q"},
+            {
+                "role": "assistant",
+                "content": [{"type": "thinking", "thinking": "hmm", "signature": sig}, {"type": "text", "text": "Hi!"}],
+            },
+            {"role": "user", "content": "again"},
+        ],
+    }
+    out = request_from_neutral(claude.request_to_neutral(claude_body), "gemini-2.5-pro")
+    assert out["contents"][1]["parts"] == [
+        {"text": "hmm", "thought": True, "thoughtSignature": SIG},
+        {"text": "Hi!"},
+    ]
