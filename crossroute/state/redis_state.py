@@ -76,6 +76,7 @@ class RedisState(State):
         )
         self._cad = self._redis.register_script(_CAD)
         self._up = True
+        self._run_id: str | None = None  # the server's run_id: a change means it restarted empty
         self._reconnect_task: asyncio.Task[None] | None = None
         # keys written while Redis was unreachable, pushed back on reconnect
         self._dirty_bindings: set[str] = set()
@@ -107,28 +108,50 @@ class RedisState(State):
                 # drop connections broken by the outage before trying a fresh one
                 await self._redis.connection_pool.disconnect()
                 await self._redis.ping()
-                await self._resync()
+                run_id = await self._server_run_id()
+                # a restarted server lost everything: give it all this process knows
+                await self._resync(everything=run_id != self._run_id)
+                self._run_id = run_id
             except _ERRORS:
                 continue
             self._up = True
             log.warning("redis at %s reachable again; shared state restored", self._url)
 
-    async def _resync(self) -> None:
-        """Push what was written during the outage, never overwriting newer values."""
+    async def _server_run_id(self) -> str | None:
+        info = await self._redis.info("server")
+        rid = info.get("run_id")
+        return str(rid) if rid is not None else None
+
+    async def _resync(self, everything: bool) -> None:
+        """Push the writes made during the outage (or, after a server restart, every live entry
+        of the mirror), never overwriting newer values. Sent in chunks of pipelined commands."""
         m = self.mirror
         now = self._clock()
+        if everything:
+            bindings = [(k, cid, exp) for k, cid, exp in m.iter_bindings()]
+            cooldowns = [(c, mo, cd, keep) for c, mo, cd, keep in m.iter_cooldowns()]
+        else:
+            bindings = []
+            for key in self._dirty_bindings:
+                e = m.peek_binding(key)
+                if e is not None:
+                    bindings.append((key, e[0], e[1]))
+            cooldowns = []
+            for cid, model in self._dirty_cooldowns:
+                got = m.get_cooldowns_now((cid,), model).get(cid)
+                if got is not None:
+                    cooldowns.append((cid, model, got, max(got.until, now + 1.0)))
         pipe = self._redis.pipeline(transaction=False)
-        for key in self._dirty_bindings:
-            e = m.peek_binding(key)
-            if e is not None:
-                cid, expires = e
-                pipe.set(self._bk(key), cid, px=_ms(expires - now), nx=True)
-                pipe.sadd(self._ck(cid), key)
-        for cid, model in self._dirty_cooldowns:
-            got = m.get_cooldowns_now((cid,), model).get(cid)
-            if got is not None:
-                keep = max(got.until, now + 1.0)
-                pipe.set(self._dk(cid, model), f"{got.until!r} {got.level}", px=_ms(keep - now), nx=True)
+        n = 0
+        for key, cid, expires in bindings:
+            pipe.set(self._bk(key), cid, px=_ms(expires - now), nx=True)
+            pipe.sadd(self._ck(cid), key)
+            pipe.pexpire(self._ck(cid), _ms(expires - now))  # ascending expiry: the last one wins
+            n += 1
+            if n % 1000 == 0:
+                await pipe.execute()
+        for cid, model, cd, keep in cooldowns:
+            pipe.set(self._dk(cid, model), f"{cd.until!r} {cd.level}", px=_ms(keep - now), nx=True)
         await pipe.execute()
         self._dirty_bindings.clear()
         self._dirty_cooldowns.clear()
@@ -154,12 +177,7 @@ class RedisState(State):
             else:
                 if v is not None:
                     m.set_binding_now(key, v, ttl)
-                    return v
-                # Redis lost it (e.g. restarted empty) but this process still knows it: restore
-                local = m.get_binding_now(key, ttl)
-                if local is not None:
-                    await self._write_binding(key, local, ttl, nx=True)
-                return local
+                return v
         return m.get_binding_now(key, ttl)
 
     async def _write_binding(self, key: str, credential_id: str, ttl: float, nx: bool = False) -> None:
@@ -201,7 +219,7 @@ class RedisState(State):
                 if keys:
                     pipe = self._redis.pipeline(transaction=False)
                     for k in keys:
-                        self._cad(keys=[self._bk(k)], args=[credential_id], client=pipe)
+                        await self._cad(keys=[self._bk(k)], args=[credential_id], client=pipe)
                     removed = sum(int(x) for x in await pipe.execute())
                 await self._redis.delete(ck)
                 return max(n, removed)
@@ -275,7 +293,7 @@ class RedisState(State):
         self._closed = False
         await self.mirror.start()
         try:
-            await self._redis.ping()
+            self._run_id = await self._server_run_id()
         except _ERRORS as e:
             self._down(e)
 
