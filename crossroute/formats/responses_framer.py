@@ -143,14 +143,18 @@ def _status_of(*sources: Any) -> int:
 
 # ---------------------------------------------------------------- framing
 
-_TERMINAL_OK = frozenset({b"response.completed", b"response.incomplete", b"response.done"})
-_TERMINAL_ERR = frozenset({b"response.failed", b"response.error", b"error"})
+_TERMINAL_OK = frozenset({"response.completed", "response.incomplete", "response.done"})
+_TERMINAL_ERR = frozenset({"response.failed", "response.error", "error"})
 _TERMINAL = _TERMINAL_OK | _TERMINAL_ERR
 _FIELD_STARTS = (b"data:", b"event:", b"id:", b"retry:", b":")
 
 
 def _fields(frame: bytes) -> tuple[bytes | None, list[bytes]]:
     """(event name, data lines) of one frame (WHATWG field rules; CR, LF, CRLF line ends)."""
+    if frame.startswith(b"event: "):  # fast path: the usual two-line frame
+        nl = frame.find(b"\n")
+        if nl > 0 and frame.startswith(b"data: ", nl + 1) and frame.find(b"\n", nl + 1) < 0 and b"\r" not in frame:
+            return frame[7:nl].strip(), [frame[nl + 7 :]]
     if b"\r" in frame:
         frame = frame.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     event: bytes | None = None
@@ -265,11 +269,7 @@ class ResponsesFramer:
                 if self.terminal:
                     self._pending = b""
                     return b"".join(out)
-            elif (
-                pending[-1:] not in (b"\n", b"\r")
-                and chunk.startswith(_FIELD_STARTS)
-                and _line_complete(pending)
-            ):
+            elif pending[-1:] not in (b"\n", b"\r") and chunk.startswith(_FIELD_STARTS) and _line_complete(pending):
                 # the upstream dropped the line end between two fields
                 pending += b"\n"
         scan = max(0, len(pending) - 3)
@@ -348,12 +348,13 @@ class ResponsesFramer:
                 f"upstream sent an event that is not a JSON object (last event: {self.last_event or 'none'})",
             )
         ptype = obj.get("type")
-        if event is not None and (event in _TERMINAL or not isinstance(ptype, str)):
-            etype = event
+        ename = event.decode("utf-8", "replace") if event is not None else None
+        if ename is not None and (ename in _TERMINAL or not isinstance(ptype, str)):
+            etype = ename
         elif isinstance(ptype, str):
-            etype = ptype.encode()
+            etype = ptype
         else:
-            etype = b""
+            etype = ""
         seq = obj.get("sequence_number")
         resp = obj.get("response")
         if not isinstance(resp, dict):
@@ -370,9 +371,10 @@ class ResponsesFramer:
             return self._fail_from(obj, resp)
         if isinstance(seq, int) and seq > self._seq:
             self._seq = seq
-        self.last_event = etype.decode("utf-8", "replace") if etype else self.last_event
+        if etype:
+            self.last_event = etype
 
-        if etype == b"response.output_item.done":
+        if etype == "response.output_item.done":
             item = obj.get("item")
             idx = obj.get("output_index")
             if isinstance(idx, int) and not isinstance(idx, bool):
@@ -421,9 +423,7 @@ class ResponsesFramer:
         if not isinstance(code, str) or not code or code == "error":
             code = _default_code(status) if not isinstance(code, int) else str(code)
         param = src.get("param")
-        return self._fail(
-            status, code, message, param=param if isinstance(param, str) else None, base=resp
-        )
+        return self._fail(status, code, message, param=param if isinstance(param, str) else None, base=resp)
 
     def _fail(
         self,
