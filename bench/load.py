@@ -193,9 +193,7 @@ _NON2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 _SOCKERR = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 
 
-def run_wrk(
-    target: Target, connections: int, seconds: float, lua_dir: str, cpus: set[int] | None
-) -> LoadResult:
+def run_wrk(target: Target, connections: int, seconds: float, lua_dir: str, cpus: set[int] | None) -> LoadResult:
     exe = wrk_path()
     assert exe is not None
     lua = write_lua(target, lua_dir)
@@ -253,9 +251,7 @@ async def _aiohttp_load(target: Target, connections: int, seconds: float) -> Loa
     return LoadResult(done / elapsed, done, errors, "aiohttp")
 
 
-def run_load(
-    target: Target, connections: int, seconds: float, lua_dir: str, cpus: set[int] | None
-) -> LoadResult:
+def run_load(target: Target, connections: int, seconds: float, lua_dir: str, cpus: set[int] | None) -> LoadResult:
     """wrk when installed, else the aiohttp loop (slower: figures are then bound by the client)."""
     if wrk_path():
         return run_wrk(target, connections, seconds, lua_dir, cpus)

@@ -210,3 +210,28 @@ def tree_memory_mb(root: int) -> tuple[float, float, int]:
     rss = sum(_status_kb(p, b"VmRSS:") for p in pids)
     pss = sum(_pss_kb(p) for p in pids)
     return rss / 1024.0, pss / 1024.0, len(pids)
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds used so far by root and its descendants (all threads)."""
+    total = 0
+    for pid in [root, *tree_pids(root)]:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / _TICKS
+
+
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"

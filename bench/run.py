@@ -30,7 +30,6 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from load import (  # noqa: E402
-    LoadResult,
     Target,
     check_stream,
     fetch,
@@ -44,7 +43,9 @@ from procs import (  # noqa: E402
     cpu_count,
     free_port,
     install_signal_handlers,
+    loadavg,
     stop_all,
+    tree_cpu_seconds,
     tree_memory_mb,
     wait_ready,
 )
@@ -144,6 +145,8 @@ class Results:
     added_p99: dict[str, list[float]] = field(default_factory=dict)
     rps: dict[str, list[float]] = field(default_factory=dict)
     sps: dict[str, list[float]] = field(default_factory=dict)
+    cpu_plain: dict[str, list[float]] = field(default_factory=dict)  # CPU µs per request
+    cpu_stream: dict[str, list[float]] = field(default_factory=dict)  # CPU µs per stream
     errors: dict[str, int] = field(default_factory=dict)
     tool: str = "wrk"
 
@@ -272,15 +275,11 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
         config = os.path.join(tmp, "config.yaml")
         with open(config, "w") as f:
             f.write(
-                CONFIG_TEMPLATE.format(
-                    port=cr_port, key=BENCH_KEY, upstream_port=up_port, upstream_key=UPSTREAM_KEY
-                )
+                CONFIG_TEMPLATE.format(port=cr_port, key=BENCH_KEY, upstream_port=up_port, upstream_key=UPSTREAM_KEY)
             )
         env = dict(os.environ)
         env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-        crossroute = Server(
-            "crossroute", cr_port, crossroute_argv(config, args.workers), BENCH_KEY, proxy_cpus, env
-        )
+        crossroute = Server("crossroute", cr_port, crossroute_argv(config, args.workers), BENCH_KEY, proxy_cpus, env)
 
     starts = 1 if args.quick else 3
     print(
@@ -357,11 +356,20 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
     assert crossroute.child is not None and reference.child is not None
     idle = {s.label: tree_memory_mb(s.child.pid) for s in (reference, crossroute) if s.child}
 
-    def note_errors(key: str, r: LoadResult) -> float:
-        if r.errors:
-            res.errors[key] = res.errors.get(key, 0) + r.errors
-        return r.rps
+    pids = {"reference": reference.child.pid, "crossroute": crossroute.child.pid}
 
+    def measure(key: str, t: Target, conns: int, who: str, cpu_table: dict[str, list[float]], row: str) -> float:
+        """One timed load run; records errors and, for a proxy, its CPU µs per request."""
+        pid = pids.get(who)
+        before = tree_cpu_seconds(pid) if pid else 0.0
+        result = run_load(t, conns, seconds, tmp, driver_cpus)
+        if pid and result.requests:
+            res.add(cpu_table, row, (tree_cpu_seconds(pid) - before) / result.requests * 1e6)
+        if result.errors:
+            res.errors[key] = res.errors.get(key, 0) + result.errors
+        return result.rps
+
+    load_start = loadavg()
     for r in range(rounds):
         order = rotate(live, r)
         t0 = time.perf_counter()
@@ -377,15 +385,12 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
                 res.add(res.added_median, n, median(s) - base_med)
                 res.add(res.added_p99, n, percentile(s, 99) - base_p99)
         for n in order:
-            res.add(res.rps, n, note_errors(f"{n} c64", run_load(plain[n], 64, seconds, tmp, driver_cpus)))
+            res.add(res.rps, n, measure(f"{n} c64", plain[n], 64, n, res.cpu_plain, n))
         for n in order:
-            res.add(res.sps, n, note_errors(f"{n} streams", run_load(streams[n], 16, seconds, tmp, driver_cpus)))
+            res.add(res.sps, n, measure(f"{n} streams", streams[n], 16, n, res.cpu_stream, n))
         if messages is not None:
-            res.add(
-                res.sps,
-                "crossroute-messages",
-                note_errors("cr messages", run_load(messages, 16, seconds, tmp, driver_cpus)),
-            )
+            xf = "crossroute-messages"
+            res.add(res.sps, xf, measure("cr messages", messages, 16, "crossroute", res.cpu_stream, xf))
         line = " ".join(
             f"{n}: +{res.added_median[n][-1]:.3f}ms {res.rps[n][-1]:.0f}rps {res.sps[n][-1]:.0f}sps"
             for n in order
@@ -394,6 +399,7 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
         print(f"round {r + 1}/{rounds} ({time.perf_counter() - t0:.0f} s): {line}", flush=True)
 
     after = {s.label: tree_memory_mb(s.child.pid) for s in (reference, crossroute) if s.child}
+    print(f"load average (1/5/15 min) at start of rounds: {load_start}; at end: {loadavg()}")
     print_table(res, reference, crossroute, idle, after, messages_note, broken, args)
     if res.errors:
         print("load errors (non-2xx or socket errors): " + ", ".join(f"{k}={v}" for k, v in res.errors.items()))
@@ -479,11 +485,27 @@ def print_table(
 
     ratio_row("throughput c=64 non-stream (req/s)", res.rps, cr, "reference", 0.75)
     ratio_row(f"streams/s c=16 ({args.events} events)", res.sps, cr, "reference", 0.75)
+
+    def cpu_row(metric: str, table: dict[str, list[float]], key: str) -> None:
+        c, r = m(table, key), m(table, "reference")
+        ratio = f"cr/ref {c / r:.2f}" if c == c and r == r and r else "-"
+        row(metric, "", fmt(r, 0), fmt(c, 0), ratio, "", None)
+
+    cpu_row("  proxy CPU per request (us)", res.cpu_plain, cr)
+    cpu_row("  proxy CPU per stream (us)", res.cpu_stream, cr)
     if messages_note:
-        row("cross-format streams/s (anthropic client)", "", fmt(m(res.sps, "reference"), 0), messages_note, "-",
-            ">= 0.60 x ref", None)
+        row(
+            "cross-format streams/s (anthropic client)",
+            "",
+            fmt(m(res.sps, "reference"), 0),
+            messages_note,
+            "-",
+            ">= 0.60 x ref",
+            None,
+        )
     else:
         ratio_row("cross-format streams/s (anthropic client)", res.sps, "crossroute-messages", "reference", 0.60)
+        cpu_row("  proxy CPU per stream (us)", res.cpu_stream, "crossroute-messages")
     ri, ci = idle.get(reference.label), idle.get(crossroute.label)
     row(
         "idle RSS, process tree (MB)",
