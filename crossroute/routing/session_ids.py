@@ -58,9 +58,15 @@ def clean_id(value: Any) -> str | None:
 
 
 def fnv1a64(data: bytes) -> int:
+    """64-bit FNV-1a. Four bytes per step with one mask: the bits above 64 that the unmasked
+    products carry never reach the low 64 bits, so masking once per step gives the same hash."""
+    p = _FNV_PRIME
     h = _FNV_OFFSET
-    for b in data:
-        h = ((h ^ b) * _FNV_PRIME) & _MASK64
+    it = iter(data)
+    for a, b, c, d in zip(it, it, it, it, strict=False):
+        h = ((((((((h ^ a) * p) ^ b) * p) ^ c) * p) ^ d) * p) & _MASK64
+    for x in data[len(data) & ~3 :]:
+        h = ((h ^ x) * p) & _MASK64
     return h
 
 
@@ -132,7 +138,9 @@ def _messages_start(messages: Any, system: str) -> tuple[str, str, str]:
         elif role == "system" or role == "developer":
             if not system:
                 system = _join_text(m.get("content"))
-        if user and assistant and system:
+        if user and assistant:
+            # a system message after the first exchange does not count: stop scanning here so
+            # long conversations cost the same as short ones
             break
     return system, user, assistant
 
@@ -210,7 +218,7 @@ def _responses_start(body: dict[str, Any]) -> tuple[str, str, str]:
                 assistant = _join_text(item.get("content"))
         elif (role == "system" or role == "developer") and not system:
             system = _join_text(item.get("content"))
-        if user and assistant and system:
+        if user and assistant:
             break
     return system, user, assistant
 

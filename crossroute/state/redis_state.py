@@ -230,6 +230,8 @@ class RedisState(State):
     # ------------------------------------------------------------ cooldowns
     async def get_cooldowns(self, credential_ids: Sequence[str], model: str) -> dict[str, Cooldown]:
         m = self.mirror
+        if not credential_ids:
+            return {}
         if self._up:
             try:
                 values = await self._redis.mget([self._dk(c, model) for c in credential_ids])
@@ -244,7 +246,10 @@ class RedisState(State):
                             m.clear_cooldown_now(cid, model)
                         continue
                     until_s, _, level_s = raw.partition(" ")
-                    cd = Cooldown(float(until_s), int(level_s or 0))
+                    try:
+                        cd = Cooldown(float(until_s), int(level_s or 0))
+                    except ValueError:
+                        continue  # not ours; ignore rather than fail the request
                     out[cid] = cd
                     # mirror it so the 429 ladder and the fallback know about it
                     m.set_cooldown_now(cid, model, cd.until, cd.level, max(cd.until, now + 1.0))
