@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import __version__
-from .api import models, openai_chat
+from .api import claude, completions, gemini, models, openai_chat, responses
 from .api.request import ApiError, Request
 from .config import is_loopback
 from .gateway import Gateway
@@ -49,9 +49,20 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/"): Route(_root, auth=False),
     ("GET", "/v1/models"): Route(models.list_models),
     ("POST", "/v1/chat/completions"): Route(openai_chat.chat_completions),
+    ("POST", "/v1/completions"): Route(completions.completions),
+    ("POST", "/v1/messages"): Route(claude.messages, "claude"),
+    ("POST", "/v1/messages/count_tokens"): Route(claude.messages_count_tokens, "claude"),
+    ("POST", "/v1/responses"): Route(responses.responses, "responses"),
+    ("POST", "/v1/responses/compact"): Route(responses.compact, "responses"),
+    ("GET", "/v1beta/models"): Route(gemini.list_models, "gemini"),
 }
 # Paths served under a prefix with a path parameter (Gemini's /v1beta/models/{model}:{action}).
-PREFIX_ROUTES: list[tuple[str, str, Route]] = []
+PREFIX_ROUTES: list[tuple[str, str, Route]] = [
+    ("POST", "/v1beta/models/", Route(gemini.model_action, "gemini")),
+    ("POST", "/v1/models/", Route(gemini.model_action, "gemini")),
+    ("GET", "/v1beta/models/", Route(gemini.get_model, "gemini")),
+    ("GET", "/v1/models/", Route(models.get_model)),
+]
 
 
 def register(method: str, path: str, route: Route) -> None:

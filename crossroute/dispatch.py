@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from .formats import errors, translate
+from .formats import count, errors, translate
 from .formats.neutral import BadRequest, Reasoning, Usage
 from .formats.thinking import split_suffix
 from .gateway import Gateway
@@ -174,12 +174,11 @@ def _build(gw: Gateway, call: Call, cand: Candidate, prepared: translate.Prepare
     provider = PROVIDERS[entry.kind]
     wire = provider.wire_format(entry, call.client_format)
     body = prepared.body_for(wire, cand.upstream_model, call.stream)
-    if call.operation == "count_tokens":
-        req = provider.count_tokens(entry, cand.upstream_model, body, call.headers)
-        if req is None:
-            raise LookupError
-    elif call.operation == "compact":
-        req = provider.compact(entry, body, call.headers)  # type: ignore[attr-defined]
+    if call.operation == "compact":
+        compact = getattr(provider, "compact", None)
+        if compact is None or wire != "responses":
+            raise BadRequest(f"upstream {entry.name} does not support Responses compaction", param="model")
+        req = compact(entry, body, call.headers)
     else:
         req = provider.generate(entry, cand.upstream_model, body, call.stream, call.headers, wire)
     if idem := call.headers.get("idempotency-key"):
@@ -293,6 +292,65 @@ async def _relay(gw: Gateway, call: Call, cand: Candidate, resp: aiohttp.ClientR
         else:
             resp.close()  # client went away or upstream misbehaved: do not reuse the connection
         gw.record(call)
+
+
+async def count_tokens(gw: Gateway, call: Call) -> Reply:
+    """Anthropic / Gemini token counting: the upstream's own count endpoint when it has one,
+    otherwise a local estimate, labelled ``x-crossroute-token-count: estimate``."""
+    fmt = call.client_format
+    base_model, _ = split_suffix(call.model)
+    candidates = gw.registry.resolve(base_model) or gw.registry.resolve(call.model)
+    if not candidates:
+        return error_reply(fmt, 404 if fmt == "gemini" else 400,
+                           f"model '{call.model}' is not served by any configured upstream", param="model")
+    prepared = translate.Prepared(fmt, call.body, None, call.options)
+    try:
+        cand = await gw.router.pick(candidates, base_model, None)
+    except (AllCoolingDown, LookupError):
+        cand = candidates[0]
+    entry = cand.entry
+    provider = PROVIDERS[entry.kind]
+    wire = provider.wire_format(entry, fmt)
+    try:
+        if wire in ("claude", "gemini"):
+            body = count.count_body(wire, prepared.body_dict(wire, cand.upstream_model, False), cand.upstream_model)
+            req = provider.count_tokens(entry, cand.upstream_model, orjson.dumps(body), call.headers)
+            if req is not None:
+                reply = await _count_upstream(gw, call, cand, req, wire)
+                if reply is not None:
+                    return reply
+        total = count.estimate(prepared.neutral())
+    except BadRequest as exc:
+        return error_reply(fmt, exc.status, exc.message, param=exc.param)
+    return Reply(200, orjson.dumps(count.answer_for(fmt, total)),
+                 [*JSON_HEADERS, ("x-crossroute-token-count", "estimate")])
+
+
+async def _count_upstream(gw: Gateway, call: Call, cand: Candidate, req: UpstreamRequest, wire: str
+                          ) -> Reply | None:
+    """The upstream's count; None when it could not answer (the caller estimates instead)."""
+    try:
+        async with gw.http.post(req.url, data=req.body, headers=req.headers, proxy=_proxy(
+                cand.entry.proxy_url or gw.settings.proxy_url), timeout=gw.timeout) as resp:
+            raw = await resp.read()
+            status = resp.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("count_tokens on %s failed (%s); answering with an estimate", cand.entry.name, exc)
+        return None
+    if status >= 500 or status == 429:
+        return None
+    if status >= 400:
+        if wire == call.client_format:
+            return Reply(status, raw, JSON_HEADERS)
+        message, _ = errors.upstream_error_message(raw)
+        return error_reply(call.client_format, status, message)
+    if wire == call.client_format:
+        return Reply(200, raw, JSON_HEADERS)
+    try:
+        total = count.total_from(wire, orjson.loads(raw))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    return Reply(200, orjson.dumps(count.answer_for(call.client_format, total)), JSON_HEADERS)
 
 
 def _passthrough_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:

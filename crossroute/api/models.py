@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from ..gateway import Gateway
-from ..replies import Reply, json_reply
+from ..replies import Reply, error_reply, json_reply
 from .request import Request
 
 _CREATED = int(time.time())
@@ -30,3 +30,16 @@ async def list_models(gw: Gateway, req: Request) -> Reply:
         "object": "list",
         "data": [{"id": m.id, "object": "model", "created": _CREATED, "owned_by": m.owned_by} for m in models],
     })
+
+
+async def get_model(gw: Gateway, req: Request) -> Reply:
+    """GET /v1/models/{id}: OpenAI's retrieve shape, or Gemini's for google-genai clients."""
+    from . import gemini
+
+    if gemini.is_gemini_client(req):
+        return await gemini.get_model(gw, req)
+    name = req.path_params["rest"]
+    for m in gw.registry.models():
+        if m.id.lower() == name.lower():
+            return json_reply({"id": m.id, "object": "model", "created": _CREATED, "owned_by": m.owned_by})
+    return error_reply("openai", 404, f"model '{name}' is not served by any configured upstream", param="model")

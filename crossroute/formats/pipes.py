@@ -231,28 +231,31 @@ class GeminiPassthrough:
 class ResponsesPassthrough:
     """Responses -> Responses through the framer (which repairs and terminates the stream)."""
 
-    __slots__ = ("_framer", "done")
+    __slots__ = ("_framer",)
 
     def __init__(self, codex_client: bool) -> None:
         from .responses_framer import ResponsesFramer
 
         self._framer = ResponsesFramer(codex_client=codex_client)
-        self.done = False
 
     @property
     def usage(self) -> Usage | None:
         return self._framer.usage
 
+    @property
+    def done(self) -> bool:
+        return self._framer.terminal
+
     def feed(self, chunk: bytes) -> bytes:
         return self._framer.feed(chunk)
 
     def finish(self) -> bytes:
-        self.done = True
         return self._framer.finish()
 
     def error(self, status: int, message: str) -> bytes:
-        self.done = True
-        return self._framer.error(status, message)
+        from .responses_framer import _default_code
+
+        return self._framer._fail(status, _default_code(status), message)
 
 
 class TranslatePipe:

@@ -68,8 +68,12 @@ class Prepared:
     def body_for(self, wire: str, upstream_model: str, stream: bool) -> bytes:
         key = (wire, upstream_model, stream)
         cached = self._bodies.get(key)
-        if cached is not None:
-            return cached
+        if cached is None:
+            cached = self._bodies[key] = orjson.dumps(self.body_dict(wire, upstream_model, stream))
+        return cached
+
+    def body_dict(self, wire: str, upstream_model: str, stream: bool) -> dict[str, Any]:
+        """The request body for an upstream of format ``wire`` (a new dict each call)."""
         if wire == self.client_format:
             body = dict(self.body)
             if wire != "gemini":
@@ -87,8 +91,7 @@ class Prepared:
         if wire == "openai" and stream:
             opts = body.get("stream_options")
             body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
-        out = self._bodies[key] = orjson.dumps(body)
-        return out
+        return body
 
     def response(self, wire: str, raw: bytes, model: str, operation: str) -> tuple[bytes, Usage | None]:
         obj = orjson.loads(raw)

@@ -9,8 +9,22 @@ from .fake_upstream import FakeUpstream
 from .gateway_process import GatewayProcess
 
 CLIENT_KEY = "test-client-key"
-SCENARIOS = ["text", "tools", "parallel", "thinking", "refusal", "midstream", "cut", "hang", "trickle",
-             "err400", "err401", "err429", "err500", "err503"]
+SCENARIOS = [
+    "text",
+    "tools",
+    "parallel",
+    "thinking",
+    "refusal",
+    "midstream",
+    "cut",
+    "hang",
+    "trickle",
+    "err400",
+    "err401",
+    "err429",
+    "err500",
+    "err503",
+]
 
 
 @pytest.fixture(scope="session")
@@ -21,8 +35,9 @@ def upstream() -> Iterator[FakeUpstream]:
     up.stop()
 
 
-def provider_config(upstream: FakeUpstream, kinds: tuple[str, ...] = ("openai", "claude", "gemini", "responses"),
-                    keys: int = 1) -> dict[str, Any]:
+def provider_config(
+    upstream: FakeUpstream, kinds: tuple[str, ...] = ("openai", "claude", "gemini", "responses"), keys: int = 1
+) -> dict[str, Any]:
     """One upstream per kind, each serving every scenario as '<kind>-<scenario>'."""
     cfg: dict[str, Any] = {}
 
@@ -30,10 +45,14 @@ def provider_config(upstream: FakeUpstream, kinds: tuple[str, ...] = ("openai", 
         return [{"name": s, "alias": f"{kind}-{s}"} for s in SCENARIOS]
 
     if "openai" in kinds:
-        cfg["openai-compatibility"] = [{
-            "name": "fake-openai", "base-url": upstream.base + "/v1",
-            "api-key-entries": [{"api-key": f"sk-openai-{i}"} for i in range(keys)], "models": models("openai"),
-        }]
+        cfg["openai-compatibility"] = [
+            {
+                "name": "fake-openai",
+                "base-url": upstream.base + "/v1",
+                "api-key-entries": [{"api-key": f"sk-openai-{i}"} for i in range(keys)],
+                "models": models("openai"),
+            }
+        ]
     if "responses" in kinds:
         cfg["codex-api-key"] = [
             {"api-key": f"sk-responses-{i}", "base-url": upstream.base + "/v1", "models": models("responses")}
@@ -52,8 +71,13 @@ def provider_config(upstream: FakeUpstream, kinds: tuple[str, ...] = ("openai", 
 
 @pytest.fixture(scope="session")
 def gateway(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    cfg = {"api-keys": [CLIENT_KEY], "read-timeout-seconds": 2, "connect-timeout-seconds": 2,
-           **provider_config(upstream)}
+    cfg = {
+        "api-keys": [CLIENT_KEY],
+        "read-timeout-seconds": 2,
+        "connect-timeout-seconds": 2,
+        "disable-cooling": True,
+        **provider_config(upstream),
+    }
     gw = GatewayProcess(cfg, tmp_path_factory.mktemp("gw")).start()
     yield gw
     gw.stop()
