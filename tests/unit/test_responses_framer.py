@@ -10,6 +10,7 @@ import httpx2
 import openai
 import orjson
 import pytest
+from openai.types.responses import Response as SDKResponse
 
 from crossroute.formats.responses_framer import (
     ResponsesFramer,
@@ -21,8 +22,12 @@ from crossroute.formats.sse import SSEParser
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "openai_responses"
 ALL_SSE = sorted(p.name for p in FIX.glob("*.sse"))
-SMALL = ["stream_text_2025.sse", "stream_function_call.sse", "stream_failed.SYNTHETIC.sse",
-         "stream_error_event.SYNTHETIC.sse"]  # fmt: skip
+SMALL = [
+    "stream_text_2025.sse",
+    "stream_function_call.sse",
+    "stream_failed.SYNTHETIC.sse",
+    "stream_error_event.SYNTHETIC.sse",
+]
 
 
 def run(chunks: list[bytes], codex: bool = False) -> tuple[bytes, ResponsesFramer]:
@@ -41,20 +46,52 @@ def ev(name: str | None, payload: dict) -> bytes:
     return head + b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-CREATED = {"type": "response.created", "sequence_number": 0,
-           "response": {"id": "resp_1", "object": "response", "created_at": 1, "model": "m", "status": "in_progress",
-                        "output": []}}  # fmt: skip
-DELTA = {"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0,
-         "delta": "hi", "sequence_number": 1}  # fmt: skip
-ITEM = {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
-        "content": [{"type": "output_text", "text": "hi", "annotations": []}]}  # fmt: skip
-USAGE = {"input_tokens": 7, "input_tokens_details": {"cached_tokens": 3}, "output_tokens": 5,
-         "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 12}  # fmt: skip
+CREATED = {
+    "type": "response.created",
+    "sequence_number": 0,
+    "response": {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1,
+        "model": "m",
+        "status": "in_progress",
+        "output": [],
+    },
+}
+DELTA = {
+    "type": "response.output_text.delta",
+    "item_id": "msg_1",
+    "output_index": 0,
+    "content_index": 0,
+    "delta": "hi",
+    "sequence_number": 1,
+}
+ITEM = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "status": "completed",
+    "content": [{"type": "output_text", "text": "hi", "annotations": []}],
+}
+USAGE = {
+    "input_tokens": 7,
+    "input_tokens_details": {"cached_tokens": 3},
+    "output_tokens": 5,
+    "output_tokens_details": {"reasoning_tokens": 2},
+    "total_tokens": 12,
+}
 
 
 def completed(output: list | None = None, seq: int = 3, drop_output: bool = False) -> dict:
-    resp = {"id": "resp_1", "object": "response", "created_at": 1, "model": "m", "status": "completed",
-            "output": output if output is not None else [], "usage": USAGE}  # fmt: skip
+    resp = {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1,
+        "model": "m",
+        "status": "completed",
+        "output": output if output is not None else [],
+        "usage": USAGE,
+    }
     if drop_output:
         del resp["output"]
     return {"type": "response.completed", "response": resp, "sequence_number": seq}
@@ -67,9 +104,12 @@ def item_done(item: dict, idx: int | None, seq: int) -> dict:
     return d
 
 
-GOOD = ev("response.created", CREATED) + ev("response.output_text.delta", DELTA) + ev(
-    "response.output_item.done", item_done(ITEM, 0, 2)
-) + ev("response.completed", completed([ITEM]))
+GOOD = (
+    ev("response.created", CREATED)
+    + ev("response.output_text.delta", DELTA)
+    + ev("response.output_item.done", item_done(ITEM, 0, 2))
+    + ev("response.completed", completed([ITEM]))
+)
 
 
 # ---------------------------------------------------------------- pass-through
@@ -81,9 +121,15 @@ def test_well_formed_stream_passes_through_byte_for_byte() -> None:
     assert f.completed and f.terminal and f.error is None
 
 
-@pytest.mark.parametrize("name", ["stream_text_2025.sse", "stream_function_call.sse",
-                                  "stream_reasoning_summary_text.sse",
-                                  "stream_reasoning_summary_code_interpreter_cached.sse"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "stream_text_2025.sse",
+        "stream_function_call.sse",
+        "stream_reasoning_summary_text.sse",
+        "stream_reasoning_summary_code_interpreter_cached.sse",
+    ],
+)
 def test_real_fixtures_pass_through_unchanged(name: str) -> None:
     data = (FIX / name).read_bytes()
     out, f = run([data])
@@ -105,9 +151,17 @@ def test_usage_taken_from_completed_for_accounting() -> None:
 
 
 def test_incomplete_is_a_successful_terminal_with_usage() -> None:
-    inc = {"type": "response.incomplete", "sequence_number": 1,
-           "response": {"id": "resp_1", "status": "incomplete", "output": [ITEM], "usage": USAGE,
-                        "incomplete_details": {"reason": "max_output_tokens"}}}  # fmt: skip
+    inc = {
+        "type": "response.incomplete",
+        "sequence_number": 1,
+        "response": {
+            "id": "resp_1",
+            "status": "incomplete",
+            "output": [ITEM],
+            "usage": USAGE,
+            "incomplete_details": {"reason": "max_output_tokens"},
+        },
+    }
     out, f = run([ev("response.created", CREATED) + ev("response.incomplete", inc)])
     assert [e for e, _ in frames(out)] == ["response.created", "response.incomplete"]
     assert f.completed and f.usage is not None and f.usage.output_tokens == 5
@@ -268,7 +322,7 @@ def test_incomplete_trailing_frame_is_dropped_then_error() -> None:
 
 
 def test_no_terminal_event_gives_error_with_last_event_none() -> None:
-    out, f = run([b""])
+    out, _ = run([b""])
     fr = frames(out)
     assert fr == [
         (
@@ -377,8 +431,13 @@ def test_rebuilt_output_is_what_the_sdk_returns() -> None:
 
 
 def test_upstream_error_event_is_sanitised_and_keeps_sequence_number() -> None:
-    err = {"type": "error", "code": "server_error", "param": None, "sequence_number": 2,
-           "message": "failed for api_key=sk-live-123 with Authorization: Bearer abc.def"}  # fmt: skip
+    err = {
+        "type": "error",
+        "code": "server_error",
+        "param": None,
+        "sequence_number": 2,
+        "message": "failed for api_key=sk-live-123 with Authorization: Bearer abc.def",
+    }
     out, f = run([ev("response.created", CREATED) + ev("error", err)])
     name, payload = frames(out)[-1]
     assert name == "error"
@@ -550,7 +609,9 @@ def _client(body: bytes) -> openai.OpenAI:
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
 
     return openai.OpenAI(
-        api_key="test", base_url="http://127.0.0.1:9/v1", http_client=httpx2.Client(transport=httpx2.MockTransport(handler))
+        api_key="test",
+        base_url="http://127.0.0.1:9/v1",
+        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
     )
 
 
@@ -558,6 +619,6 @@ def _sdk_events(body: bytes) -> list:
     return list(_client(body).responses.create(model="m", input="hi", stream=True))
 
 
-def _sdk_final(body: bytes):  # noqa: ANN202
+def _sdk_final(body: bytes) -> SDKResponse:
     with _client(body).responses.stream(model="m", input="hi") as s:
         return s.get_final_response()
