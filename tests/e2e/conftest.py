@@ -42,7 +42,8 @@ def provider_config(
     cfg: dict[str, Any] = {}
 
     def models(kind: str) -> list[dict[str, str]]:
-        return [{"name": s, "alias": f"{kind}-{s}"} for s in SCENARIOS]
+        extra = [{"name": "text", "alias": "local"}] if kind == "openai" else []  # the README's model name
+        return [{"name": s, "alias": f"{kind}-{s}"} for s in SCENARIOS] + extra
 
     if "openai" in kinds:
         cfg["openai-compatibility"] = [
