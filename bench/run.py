@@ -322,9 +322,10 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
                 problems[f"{n} {kind}"] = err
     messages_note = ""
     assert messages is not None
-    status, _ = fetch(messages)
+    status, answer = fetch(messages)
     if status == 404:
         messages_note = "n/a (endpoint not available)"
+        print(f"CHECK crossroute messages: 404 {answer[:200].decode('utf-8', 'replace')}")
         messages = None
     elif status == 401:  # some gateways only read Authorization; say so and use it
         alt = target("crossroute-messages", cr_port, "/v1/messages", keys["crossroute"], MESSAGES_BODY)
