@@ -32,6 +32,8 @@ from .neutral import Usage
 
 __all__ = [
     "ResponsesFramer",
+    "default_code",
+    "failed_response",
     "is_codex_client",
     "sanitize_error_text",
     "usage_from_responses",
@@ -114,7 +116,8 @@ def sanitize_error_text(text: str, limit: int = MESSAGE_LIMIT) -> str:
     return _clip(text, limit)
 
 
-def _default_code(status: int) -> str:
+def default_code(status: int) -> str:
+    """The OpenAI error code a status maps to when the upstream gave none."""
     if status == 429:
         return "rate_limit_exceeded"
     if status == 401:
@@ -126,6 +129,9 @@ def _default_code(status: int) -> str:
     if status >= 500:
         return "server_error"
     return "invalid_request_error"
+
+
+_default_code = default_code  # kept for callers that imported the private name
 
 
 def _status_of(*sources: Any) -> int:
@@ -407,6 +413,14 @@ class ResponsesFramer:
 
     # ------------------------------------------------------------ errors
 
+    def fail(self, status: int, message: str, code: str | None = None) -> bytes:
+        """End the stream now with a terminal error of the client's kind (e.g. the gateway lost
+        the upstream mid-stream); b"" if a terminal event already went out."""
+        if self.terminal:
+            return b""
+        self._pending = b""
+        return self._fail(status, code or default_code(status), message)
+
     def _fail_from(self, obj: dict[str, Any], resp: dict[str, Any] | None) -> bytes:
         raw = obj.get("error")
         err: dict[str, Any] | None = raw if isinstance(raw, dict) else None
@@ -421,7 +435,7 @@ class ResponsesFramer:
             message = raw if isinstance(raw, str) and raw else "upstream error"
         code = src.get("code") or src.get("type") or obj.get("code")
         if not isinstance(code, str) or not code or code == "error":
-            code = _default_code(status) if not isinstance(code, int) else str(code)
+            code = default_code(status) if not isinstance(code, int) else str(code)
         param = src.get("param")
         return self._fail(status, code, message, param=param if isinstance(param, str) else None, base=resp)
 

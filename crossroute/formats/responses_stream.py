@@ -31,7 +31,13 @@ from .neutral import (
     Usage,
     UsageUpdate,
 )
-from .responses_framer import failed_response, sanitize_error_text, usage_from_responses, usage_to_responses
+from .responses_framer import (
+    default_code,
+    failed_response,
+    sanitize_error_text,
+    usage_from_responses,
+    usage_to_responses,
+)
 from .sse import SSEEvent
 
 __all__ = [
@@ -734,7 +740,7 @@ class StreamEncoder:
             return b""
         self._done = True
         message = sanitize_error_text(message)
-        code = error_type or _code_for(status)
+        code = error_type or default_code(status)
         if self.codex_client:
             r = failed_response(
                 None,
@@ -749,17 +755,3 @@ class StreamEncoder:
 
     def close(self) -> bytes:
         return b""
-
-
-def _code_for(status: int) -> str:
-    if status == 429:
-        return "rate_limit_exceeded"
-    if status == 401:
-        return "invalid_api_key"
-    if status == 403:
-        return "insufficient_quota"
-    if status == 404:
-        return "model_not_found"
-    if status >= 500:
-        return "server_error"
-    return "invalid_request_error"

@@ -622,3 +622,18 @@ def _sdk_events(body: bytes) -> list:
 def _sdk_final(body: bytes) -> SDKResponse:
     with _client(body).responses.stream(model="m", input="hi") as s:
         return s.get_final_response()
+
+
+def test_public_fail_ends_the_stream_once() -> None:
+    f = ResponsesFramer()
+    out = f.feed(ev("response.created", CREATED) + b"event: response.output_text.delta\ndata: {\"ty")
+    out += f.fail(504, "upstream timed out")
+    name, payload = frames(out)[-1]
+    assert (name, payload["code"], payload["message"], payload["sequence_number"]) == (
+        "error",
+        "server_error",
+        "upstream timed out",
+        1,
+    )
+    assert f.error == (504, "server_error", "upstream timed out")
+    assert f.fail(500, "again") == b"" and f.feed(GOOD) == b"" and f.finish() == b""
