@@ -198,10 +198,16 @@ def _get(c: _Checker, d: dict[str, Any], key: str, fld: str, kind: type | tuple[
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        c.fail(_line(d, key), fld, f"must be {_article(names)} {names}, got {type(value).__name__} {value!r}")
+        kinds = (kind,) if isinstance(kind, type) else kind
+        names = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+        got = _TYPE_NAMES.get(type(value), type(value).__name__)
+        c.fail(_line(d, key), fld, f"must be {_article(names)} {names}, got {got} {value!r}")
         return default
     return value
+
+
+_TYPE_NAMES = {int: "integer", str: "string", bool: "boolean", float: "number", list: "list", dict: "mapping",
+               _LineDict: "mapping", _LineList: "list"}
 
 
 def _article(name: str) -> str:
@@ -333,13 +339,12 @@ def _entries(c: _Checker, raw: dict[str, Any], list_key: str, kind: str) -> list
             name = name.strip()
         else:
             name = str(name) if isinstance(name, str) else kind
+        problems_before = len(c.problems)
         base = _url(c, item, "base-url", f"{fld}.base-url", schemes=("http", "https"))
         if base is None:
-            if kind == "openai":
-                if "base-url" not in item or not item.get("base-url"):
-                    c.fail(line, f"{fld}.base-url", "is required")
-                continue
-            base = _DEFAULT_BASE[kind]
+            if kind == "openai" and not item.get("base-url"):
+                c.fail(line, f"{fld}.base-url", "is required")
+            base = _DEFAULT_BASE.get(kind, "")
         proxy = _url(c, item, "proxy-url", f"{fld}.proxy-url", schemes=("http", "https", "socks5", "direct"))
         prefix = _get(c, item, "prefix", f"{fld}.prefix", str, None)
         prefix = prefix.strip().strip("/") or None if prefix else None
@@ -389,6 +394,8 @@ def _entries(c: _Checker, raw: dict[str, Any], list_key: str, kind: str) -> list
                 c.fail(line, f"{fld}.api-key", "is required")
                 continue
             keys = [(key.strip(), proxy)]
+        if len(c.problems) > problems_before:
+            continue  # reported; the whole config is rejected anyway
         for key, kproxy in keys:
             out.append(ProviderEntry(api_key=key, proxy_url=kproxy, **common))
     return out
