@@ -125,10 +125,7 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
                     if round_no + 1 < rounds and 0 < wait <= gw.settings.max_retry_interval:
                         await asyncio.sleep(wait)
                         continue
-                    return error_reply(
-                        fmt, 429, f"all credentials for model '{call.model}' are cooling down; retry later",
-                        headers=[("retry-after", str(max(1, int(exc.retry_after + 0.999))))],
-                    )
+                    return _cooling_reply(gw, call, candidates, exc.retry_after)
                 break
             except LookupError:
                 break
@@ -140,6 +137,7 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
             if not isinstance(outcome, _Failure):
                 return outcome
             last = outcome
+            gw.last_failures[cand.credential_id] = (outcome.status, outcome.message)
             await gw.router.report_failure(cand, base_model, call.session, outcome.status or None,
                                            outcome.retry_after)
             log.warning("upstream %s failed for model %s: %s %s", cand.provider, cand.upstream_model,
@@ -151,6 +149,20 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
     if last is None:
         return error_reply(fmt, 503, f"no credential is available for model '{call.model}'")
     return _failure_reply(call, None, last)
+
+
+def _cooling_reply(gw: Gateway, call: Call, candidates: list[Candidate], retry_after: float) -> Reply:
+    """Every candidate is cooling down. Quota cooldowns answer 429; when the cooldowns come from
+    outages (connection errors, 5xx), the client learns what is wrong: the last upstream error."""
+    headers = [("retry-after", str(max(1, int(retry_after + 0.999))))]
+    seen = [gw.last_failures.get(c.credential_id) for c in candidates]
+    if seen and all(f is not None and f[0] != 429 for f in seen):
+        status, message = seen[-1]  # type: ignore[misc]
+        status = status if status >= 500 else 502
+        return error_reply(call.client_format, status,
+                           f"{message} (cooling down; retry in {headers[0][1]} s)", headers=headers)
+    return error_reply(call.client_format, 429,
+                       f"all credentials for model '{call.model}' are cooling down; retry later", headers=headers)
 
 
 def _failure_reply(call: Call, cand: Candidate | None, f: _Failure) -> Reply:
@@ -234,6 +246,7 @@ async def _attempt(
             return _Failure(502, f"upstream {cand.entry.name} sent an answer that could not be read: {exc}")
         call.usage = usage
         call.status = 200
+        gw.last_failures.pop(cand.credential_id, None)
         await gw.router.report_success(cand, base_model, call.session)
         gw.record(call)
         return Reply(200, out, [*JSON_HEADERS, *extra_headers])
@@ -253,6 +266,7 @@ async def _attempt(
         return _Failure(502, f"upstream {cand.entry.name} closed the stream without data")
     pipe = prepared.pipe(wire, call.model)
     call.status = 200
+    gw.last_failures.pop(cand.credential_id, None)
     await gw.router.report_success(cand, base_model, call.session)
     content_type = "application/json" if call.options.get("json_array") else None
     headers = SSE_HEADERS if content_type is None else [("content-type", content_type)]

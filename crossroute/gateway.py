@@ -55,6 +55,8 @@ class Gateway:
             total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
         )
         self._http: aiohttp.ClientSession | None = None
+        # The latest failure of each credential (status, message), to explain cooldowns.
+        self.last_failures: dict[str, tuple[int, str]] = {}
         self._started = False
         self._lock = asyncio.Lock()
 
