@@ -170,8 +170,7 @@ def _failure_reply(call: Call, cand: Candidate | None, f: _Failure) -> Reply:
     fmt = call.client_format
     if f.status and f.body is not None and cand is not None:
         wire = PROVIDERS[cand.entry.kind].wire_format(cand.entry, fmt)
-        same = wire == fmt or (wire == "openai" and fmt == "responses" and False)
-        if same and f.body[:1] in (b"{", b"["):
+        if wire == fmt and f.body[:1] in (b"{", b"["):
             # Same format: the upstream's own error body and status go through unchanged.
             return Reply(f.status, f.body, JSON_HEADERS)
         message, _ = errors.upstream_error_message(f.body)
