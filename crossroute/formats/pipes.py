@@ -253,9 +253,7 @@ class ResponsesPassthrough:
         return self._framer.finish()
 
     def error(self, status: int, message: str) -> bytes:
-        from .responses_framer import _default_code
-
-        return self._framer._fail(status, _default_code(status), message)
+        return self._framer.fail(status, message)
 
 
 class TranslatePipe:
@@ -290,7 +288,7 @@ class TranslatePipe:
                 self.done = True
                 continue
             elif isinstance(ev, Error):
-                out.append(self._encoder.error(ev.status, ev.message, ev.error_type))
+                out.append(self._encoder.error(ev.status, ev.message, ev.code or ev.error_type))
                 self.done = True
                 continue
             out.append(self._encoder.encode(ev))
