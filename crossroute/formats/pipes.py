@@ -288,7 +288,7 @@ class TranslatePipe:
                 self.done = True
                 continue
             elif isinstance(ev, Error):
-                out.append(self._encoder.error(ev.status, ev.message, ev.code or ev.error_type))
+                out.append(self._encoder.error(ev.status, ev.message, ev.error_type))
                 self.done = True
                 continue
             out.append(self._encoder.encode(ev))
