@@ -144,11 +144,21 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
                         outcome.status or "connection error", outcome.message[:200])
             if not outcome.retryable:
                 return _failure_reply(call, cand, outcome)
-        if round_no + 1 < rounds and gw.settings.max_retry_interval > 0:
-            await asyncio.sleep(min(1.0 * (round_no + 1), gw.settings.max_retry_interval))
+        if round_no + 1 >= rounds:
+            break
+        # another round (request-retry) only when a credential recovers within max-retry-interval
+        wait = await gw.router.wait_time(candidates, base_model)
+        if wait is None or wait > gw.settings.max_retry_interval:
+            break
+        if wait > 0:
+            await asyncio.sleep(wait)
     if last is None:
         return error_reply(fmt, 503, f"no credential is available for model '{call.model}'")
-    return _failure_reply(call, None, last)
+    reply = _failure_reply(call, None, last)
+    wait = await gw.router.wait_time(candidates, base_model)
+    if wait:  # every candidate is cooling down now: say when to come back
+        reply.headers = [*reply.headers, ("retry-after", str(max(1, int(wait + 0.999))))]
+    return reply
 
 
 def _cooling_reply(gw: Gateway, call: Call, candidates: list[Candidate], retry_after: float) -> Reply:

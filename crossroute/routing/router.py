@@ -195,6 +195,26 @@ class Router:
             return await affinity.select_for_session(available, tier, cursor_key, model, session)
         return await selector.select(tier, cursor_key)
 
+    async def wait_time(self, candidates: Sequence[Candidate], model: str) -> float | None:
+        """Seconds until some candidate can serve ``model``: 0 when one can now, the earliest
+        cooldown end when all usable ones are cooling down, None when none can ever serve."""
+        usable = [c for c in candidates if not c.disabled and self._selector.accepts(c)]
+        if not usable:
+            return None
+        if self._settings.disable_cooling:
+            return 0.0
+        cooling = await self._state.get_cooldowns([c.credential_id for c in usable], model)
+        now = self._clock()
+        earliest: float | None = None
+        for c in usable:
+            cd = cooling.get(c.credential_id)
+            if cd is None or cd.until <= now:
+                return 0.0
+            if earliest is None or cd.until < earliest:
+                earliest = cd.until
+        assert earliest is not None
+        return earliest - now
+
     # ------------------------------------------------------------ outcomes
     async def report_success(self, cand: Candidate, model: str, session: SessionIds | None) -> None:
         await self._state.clear_cooldown(cand.credential_id, model)  # also resets the 429 ladder
