@@ -34,7 +34,7 @@ MAX_ERROR_BODY = 64 * 1024
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "set-cookie", "content-length", "content-encoding", "content-type",
-    "cache-control", "x-accel-buffering",
+    "cache-control", "x-accel-buffering", "server",
 })
 
 
