@@ -328,6 +328,7 @@ def test_passthrough_headers(fresh: RoutingUpstream, start_gateway: Start) -> No
         assert gone not in h, gone
     assert h["content-type"] == ["application/json"]
     assert h["content-length"] == [str(len(raw))]  # ours, not the upstream's
+    assert h["server"] == ["granian"]  # the gateway's own header is not replaced by the upstream's
     status, raw, h = post(gw, {"model": "m", "messages": msgs("hi"), "stream": True})
     assert h["x-upstream-id"] == ["fake-1"] and h["content-type"] == ["text/event-stream"]
 
