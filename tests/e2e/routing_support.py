@@ -205,3 +205,17 @@ def wait_log(gw: GatewayProcess, text: str, count: int = 1, timeout: float = 5.0
             return
         time.sleep(0.02)
     raise AssertionError(f"{text!r} did not appear {count} time(s) in the gateway log:\n{gw.log()[-3000:]}")
+
+
+def write_raw(gw: GatewayProcess, text: str) -> None:
+    """Replace config.yaml atomically with ``text`` as it is (no port fix-up)."""
+    tmp = gw.config_path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(gw.config_path)
+
+
+def reload_to(gw: GatewayProcess, cfg: dict[str, Any], timeout: float = 5.0) -> None:
+    """Write ``cfg`` atomically and wait until the gateway logged that it applied it."""
+    n = log_count(gw, "config reloaded")
+    gw.write_config(cfg)
+    wait_log(gw, "config reloaded", n + 1, timeout)
