@@ -36,6 +36,11 @@ async def reload_once(path: Path, app: App) -> bool:
         log.warning("config reload: host/port changes need a restart; keeping %s:%s", gw.settings.host,
                     gw.settings.port)
         settings.host, settings.port = gw.settings.host, gw.settings.port
+    # The state backend (memory or Redis) is built once at start-up.
+    if settings.redis_url != gw.settings.redis_url:
+        log.warning("config reload: state.redis-url changes need a restart; keeping the running %s state",
+                    "Redis" if gw.settings.redis_url else "in-process")
+        settings.redis_url = gw.settings.redis_url
     problem = check_exposure(settings)
     if problem:
         log.error("config reload rejected: %s", problem)
