@@ -65,6 +65,27 @@ def test_credentials_added_and_removed(fresh: RoutingUpstream, start_gateway: St
     assert "sk-a" not in {routing_support.served_by(r) for r in fresh.requests[4:]}
 
 
+def test_disabling_a_credential_moves_its_sessions(fresh: RoutingUpstream, start_gateway: Start) -> None:
+    entries = [pool(fresh, ("sk-a",), name="one"), pool(fresh, ("sk-b",), name="two")]
+    gw = start_gateway(config(fresh, entries=entries))
+    bound = {}
+    for s in ("s1", "s2"):
+        ask(gw, headers={"X-Session-ID": s})
+        bound[s] = last_key(fresh)
+    assert sorted(bound.values()) == ["sk-a", "sk-b"]
+    entries[1]["disabled"] = True
+    reload_to(gw, config(fresh, entries=entries))
+    wait_log(gw, "dropped 1 session binding(s)")
+    for s in ("s1", "s2", "s1", "s2"):
+        ask(gw, headers={"X-Session-ID": s})
+        assert last_key(fresh) == "sk-a"
+    entries[1]["disabled"] = False
+    reload_to(gw, config(fresh, entries=entries))
+    for s in ("s1", "s2"):
+        ask(gw, headers={"X-Session-ID": s})
+        assert last_key(fresh) == "sk-a"  # re-enabled later: the moved sessions stay where they are
+
+
 def test_api_keys_change(fresh: RoutingUpstream, start_gateway: Start) -> None:
     gw = start_gateway(config(fresh))
     assert ask(gw)
@@ -126,6 +147,16 @@ def test_invalid_file_is_rejected_and_the_old_config_keeps_serving(bad: str, fre
     # the watcher is still alive: a valid change afterwards is applied
     reload_to(gw, config(fresh, entries=[pool(fresh, models=[{"name": "text", "alias": "after"}])]))
     assert ask(gw, model="after")
+
+
+def test_state_backend_change_needs_a_restart(fresh: RoutingUpstream, start_gateway: Start) -> None:
+    gw = start_gateway(config(fresh))
+    reload_to(gw, {**config(fresh, affinity=False), "state": {"redis-url": "redis://127.0.0.1:1/0"}})
+    assert "state.redis-url changes need a restart" in gw.log()
+    for _ in range(3):
+        assert ask(gw)  # still in-process state, and the rest of the change applied
+    assert sorted(routing_support.keys_since(fresh, 0)) == sorted(KEYS)
+    assert "unreachable" not in gw.log()
 
 
 def test_writing_the_same_content_does_nothing(fresh: RoutingUpstream, start_gateway: Start) -> None:

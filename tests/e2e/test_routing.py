@@ -16,7 +16,7 @@ import pytest
 
 from . import routing_support
 from .conftest import CLIENT_KEY
-from .gateway_process import GatewayProcess
+from .gateway_process import GatewayProcess, free_port
 from .routing_support import (
     KEYS,
     RoutingUpstream,
@@ -204,7 +204,8 @@ def test_excluded_models_wildcards(fresh: RoutingUpstream, start_gateway: Start)
 def test_failover_moves_the_session_and_it_stays(fresh: RoutingUpstream, start_gateway: Start) -> None:
     gw = start_gateway(config(fresh))
     c = client(gw)
-    for status, stream in ((429, False), (429, True), (500, False), (500, True)):
+    # 403 last: its cooldown (30 min) keeps that credential out for the rest of the test
+    for status, stream in ((429, False), (429, True), (500, False), (500, True), (403, False)):
         h = {"X-Session-ID": f"conv-{status}-{stream}"}
 
         def send(h: dict[str, str] = h, stream: bool = stream) -> str:
@@ -228,6 +229,42 @@ def test_failover_moves_the_session_and_it_stays(fresh: RoutingUpstream, start_g
             send()
             assert last_key(fresh) == moved, (status, stream)  # the session stays on its new credential
         assert f"(status {status})" in gw.log()  # the cooldown was logged
+
+
+def test_connection_error_fails_over(fresh: RoutingUpstream, start_gateway: Start) -> None:
+    dead = pool(fresh, ("sk-dead",), name="dead")
+    dead["base-url"] = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    gw = start_gateway(config(fresh, affinity=False, entries=[dead, pool(fresh, ("sk-a",), name="live")]))
+    for i in range(4):
+        assert ask(gw, f"q{i}")
+    assert set(keys_since(fresh, 0)) == {"sk-a"} and len(fresh.requests) == 4
+    assert gw.log().count("connection error") == 1  # tried once, then cooling down
+
+
+def test_disable_cooling(fresh: RoutingUpstream, start_gateway: Start) -> None:
+    gw = start_gateway(config(fresh, strategy="fill-first", affinity=False, **{"disable-cooling": True}))
+    ask(gw)
+    first = last_key(fresh)
+    fresh.fail_next[first] = [429]
+    ask(gw)
+    assert keys_since(fresh, 1)[0] == first and last_key(fresh) != first  # failover still happens
+    ask(gw)
+    assert last_key(fresh) == first  # but no cooldown: fill-first goes straight back
+    assert "cooling down" not in gw.log()
+
+
+def test_deprecated_claude_code_session_affinity_key(fresh: RoutingUpstream, start_gateway: Start) -> None:
+    cfg = config(fresh)
+    cfg["routing"] = {"strategy": "round-robin"}
+    cfg["claude-code-session-affinity"] = True
+    gw = start_gateway(cfg)
+    assert "claude-code-session-affinity: deprecated" in gw.log()
+    for s in ("one", "two", "three"):
+        ask(gw, headers={"X-Session-ID": s})
+        first = last_key(fresh)
+        for _ in range(2):
+            ask(gw, headers={"X-Session-ID": s})
+            assert last_key(fresh) == first
 
 
 def test_request_error_is_not_retried(fresh: RoutingUpstream, start_gateway: Start) -> None:
