@@ -91,6 +91,51 @@ def test_growing_conversation_keeps_its_credential(fresh: RoutingUpstream, start
     assert len({keys[0] for keys in placed.values()}) == 3  # 4 conversations over 3 keys
 
 
+def _turns(fmt: str, system: str, exchanges: list[tuple[str, str]], question: str) -> tuple[str, dict[str, Any]]:
+    """(path, body) of the next request of a conversation in the client format ``fmt``."""
+    if fmt == "claude":
+        messages: list[dict[str, Any]] = []
+        for q, a in exchanges:
+            messages += [{"role": "user", "content": [{"type": "text", "text": q}]},
+                         {"role": "assistant", "content": [{"type": "text", "text": a}]}]
+        messages.append({"role": "user", "content": question})
+        return "/v1/messages", {"model": "m", "max_tokens": 64, "system": [{"type": "text", "text": system}],
+                                "messages": messages}
+    if fmt == "responses":
+        items: list[dict[str, Any]] = []
+        for q, a in exchanges:  # inline messages (role, no type) and typed ones, plus a reasoning item
+            items += [{"role": "user", "content": q},
+                      {"type": "reasoning", "id": "rs_1", "summary": []},
+                      {"type": "message", "role": "assistant",
+                       "content": [{"type": "output_text", "text": a}]}]
+        items.append({"role": "user", "content": question})
+        return "/v1/responses", {"model": "m", "instructions": system, "input": items}
+    contents: list[dict[str, Any]] = []
+    for q, a in exchanges:
+        contents += [{"role": "user", "parts": [{"text": q}]}, {"role": "model", "parts": [{"text": a}]}]
+    contents.append({"role": "user", "parts": [{"text": question}]})
+    return "/v1beta/models/m:generateContent", {"systemInstruction": {"parts": [{"text": system}]},
+                                                 "contents": contents}
+
+
+def test_growing_conversation_in_other_client_formats(fresh: RoutingUpstream, start_gateway: Start) -> None:
+    """Claude (system blocks), Responses (instructions, inline and typed items, reasoning skipped)
+    and Gemini (systemInstruction, role model) conversations keep their first credential too."""
+    gw = start_gateway(config(fresh))
+    for fmt in ("claude", "responses", "gemini"):
+        exchanges: list[tuple[str, str]] = []
+        first = ""
+        for turn in range(3):
+            path, body = _turns(fmt, "Be brief.", exchanges, f"{fmt} question {turn}")
+            status, raw, _ = post(gw, body, path=path)
+            assert status == 200, raw
+            if turn == 0:
+                first = last_key(fresh)
+            assert last_key(fresh) == first, f"{fmt}: turn {turn} moved"
+            exchanges.append((f"{fmt} question {turn}", f"answer {turn}"))
+            ask(gw, f"unrelated {fmt} {turn}")  # a new conversation in between moves the round-robin cursor
+
+
 def test_affinity_off_is_plain_round_robin(fresh: RoutingUpstream, start_gateway: Start) -> None:
     gw = start_gateway(config(fresh, affinity=False))
     for _ in range(6):
