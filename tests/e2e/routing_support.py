@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -35,7 +36,10 @@ class RoutingUpstream(FakeUpstream):
         super().__init__()
         # added to every non-stream answer (streams are prepared before they could be changed)
         self.extra_headers: list[tuple[str, str]] = []
-        self.slow_delay = 0.1  # seconds between the chunks of the ``slow`` scenario
+        self.slow_delay = 0.05  # seconds between the chunks of the ``slow`` scenario
+        # the ``slow`` stream pauses half-way until this is set (tests clear it to hold a stream open)
+        self.slow_gate = threading.Event()
+        self.slow_gate.set()
 
     async def _serve(
         self, request: web.Request, kind: str, model: str | None, stream: bool | None
@@ -61,7 +65,9 @@ class RoutingUpstream(FakeUpstream):
         self.active_streams += 1
         try:
             step = max(1, len(data) // 12)
-            for pos in range(0, len(data), step):
+            for n, pos in enumerate(range(0, len(data), step)):
+                if n == 6:
+                    await asyncio.to_thread(self.slow_gate.wait, 15)
                 await resp.write(data[pos : pos + step])
                 await asyncio.sleep(self.slow_delay)
             await resp.write_eof()
@@ -82,6 +88,7 @@ def up() -> Iterator[RoutingUpstream]:
 def fresh(up: RoutingUpstream) -> RoutingUpstream:
     up.clear()
     up.extra_headers = []
+    up.slow_gate.set()
     return up
 
 
