@@ -63,6 +63,9 @@ class ReferenceProxy:
         self.session: aiohttp.ClientSession | None = None
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.session is not None:  # embedded mode: made in the running loop already
+            return
+
         async def make() -> aiohttp.ClientSession:
             return aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0),
@@ -73,7 +76,7 @@ class ReferenceProxy:
         self.session = loop.run_until_complete(make())
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.session is not None:
+        if self.session is not None and not loop.is_running():
             loop.run_until_complete(self.session.close())
 
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
@@ -113,6 +116,29 @@ class ReferenceProxy:
                     await transport.send_bytes(out)
 
 
+async def serve_embedded(host: str, port: int, upstream: str) -> None:
+    """One process: granian's embedded server in the running loop (no worker subprocess)."""
+    import signal
+
+    from granian.constants import Interfaces
+    from granian.server.embed import Server
+
+    app = ReferenceProxy(upstream)
+    app.session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0),
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+    )
+    server = Server(app, address=host, port=port, interface=Interfaces.RSGI, log_enabled=False, backlog=4096)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.stop)
+    try:
+        await server.serve()
+    finally:
+        await app.session.close()
+
+
 def _target() -> ReferenceProxy:
     return ReferenceProxy(os.environ["REFPROXY_UPSTREAM"])
 
@@ -123,7 +149,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=18001)
     p.add_argument("--upstream", default="http://127.0.0.1:18000")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument(
+        "--embed",
+        action="store_true",
+        help="run granian's embedded server inside this process's asyncio loop (as crossroute serve does)",
+    )
     args = p.parse_args(argv)
+    if args.embed:
+        import uvloop
+
+        uvloop.run(serve_embedded(args.host, args.port, args.upstream))
+        return
 
     from granian.constants import Interfaces, Loops
     from granian.server import Server
