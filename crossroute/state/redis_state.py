@@ -22,6 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -46,6 +47,19 @@ return 0
 """
 
 
+def display_url(url: str) -> str:
+    """The URL for log lines, with any password replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<redis url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
@@ -61,7 +75,7 @@ class RedisState(State):
         clock: Callable[[], float] = time.time,
         mirror: MemoryState | None = None,
     ) -> None:
-        self._url = url
+        self._url = display_url(url)  # only used in log lines
         self._prefix = prefix
         self._clock = clock
         self._retry_interval = retry_interval
