@@ -116,6 +116,7 @@ class App:
             hosts.add(s.host.lower())
         self._allowed_hosts = hosts
         self._allowed_origins = set(s.allowed_origins)
+        self._host_cache: dict[str, bool] = {}
 
     # ------------------------------------------------------------ RSGI hooks
 
@@ -188,8 +189,11 @@ class App:
             length = headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > limit:
                 return error_reply(fmt, 413, f"request body is larger than the {limit} byte limit (body-limit-mb)")
-            req.body = await _read_body(proto, limit)
-            if req.body is None:
+            if length is not None and length.isdigit():
+                req.body = await proto()  # within the limit: one read, no per-chunk loop
+            else:
+                req.body = await _read_body(proto, limit)
+            if req.body is None or len(req.body) > limit:
                 return error_reply(fmt, 413, f"request body is larger than the {limit} byte limit (body-limit-mb)")
         await gw.ensure_started()
         reply = await route.handler(gw, req)
@@ -200,6 +204,14 @@ class App:
     def _host_allowed(self, host: str | None) -> bool:
         if not host:
             return True  # HTTP/1.0 clients; DNS rebinding needs a browser, which always sends Host
+        known = self._host_cache.get(host)
+        if known is None:
+            known = self._check_host(host)
+            if len(self._host_cache) < 1024:
+                self._host_cache[host] = known
+        return known
+
+    def _check_host(self, host: str) -> bool:
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         name = name.strip("[]").lower()
         if is_loopback(name) or name in self._allowed_hosts or "*" in self._allowed_hosts:

@@ -71,8 +71,7 @@ class Gateway:
                 return
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
             self._http = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",),
-                json_serialize=None,  # type: ignore[arg-type]
+                connector=connector, auto_decompress=False,
             )
             await self.state.start()
             await self.router.start()
