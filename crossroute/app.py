@@ -85,6 +85,8 @@ def _format_for_path(path: str) -> str:
 
 def _client_key(req: Request) -> str | None:
     auth = req.headers.get("authorization")
+    if auth and auth.startswith("Bearer "):
+        return auth[7:].strip()
     if auth:
         scheme, _, value = auth.partition(" ")
         return value.strip() if scheme.lower() == "bearer" and value.strip() else auth.strip()
@@ -130,10 +132,25 @@ class App:
         if scope.proto != "http":
             proto.close(1008)
             return
-        headers = scope.headers
         method = scope.method
         try:
-            reply = await self._handle(scope, proto, headers, method)
+            checked = self._check(scope, method)
+            if isinstance(checked, Reply):
+                reply: Reply | StreamReply = checked
+            else:
+                route, req, cors = checked
+                if method in ("POST", "PUT", "PATCH"):
+                    failed = await self._read_into(req, proto, route.fmt)
+                    if failed is not None:
+                        reply = failed
+                        route = None
+                gw = self.gateway
+                if route is not None:
+                    if not gw.started:
+                        await gw.start()
+                    reply = await route.handler(gw, req)
+                    if cors:
+                        reply.headers = [*reply.headers, *cors]
         except ApiError as exc:
             reply = exc.reply
         except Exception:  # never a traceback to the client
@@ -146,16 +163,18 @@ class App:
         else:
             proto.response_bytes(reply.status, reply.headers, reply.body)
 
-    async def _handle(self, scope: Any, proto: Any, headers: Any, method: str) -> Reply | StreamReply:
+    def _check(self, scope: Any, method: str) -> Reply | tuple[Route, Request, list[tuple[str, str]]]:
+        """Everything decided from the request line and headers: Host, Origin, route, client key."""
+        headers = scope.headers
         path = scope.path
-        fmt = _format_for_path(path)
         if not self._host_allowed(headers.get("host")):
-            return error_reply(fmt, 403, "Host header not allowed (add it to allowed-hosts)")
+            return error_reply(_format_for_path(path), 403, "Host header not allowed (add it to allowed-hosts)")
         origin = headers.get("origin")
         cors: list[tuple[str, str]] = []
         if origin is not None:
             if origin.rstrip("/") not in self._allowed_origins:
-                return error_reply(fmt, 403, f"Origin {origin!r} is not allowed (see allowed-origins)")
+                return error_reply(_format_for_path(path), 403,
+                                   f"Origin {origin!r} is not allowed (see allowed-origins)")
             cors = [("access-control-allow-origin", origin), ("vary", "Origin")]
             if method == "OPTIONS":
                 return Reply(204, b"", [*cors, ("access-control-allow-methods", "GET, POST, OPTIONS"),
@@ -163,43 +182,45 @@ class App:
                                             "access-control-request-headers", "authorization, content-type")),
                                         ("access-control-max-age", "600")])
         route = ROUTES.get((method, path))
-        params: dict[str, str] = {}
+        params: dict[str, str] | None = None
         if route is None:
             for m, prefix, r in PREFIX_ROUTES:
                 if m == method and path.startswith(prefix):
                     route, params = r, {"rest": path[len(prefix):]}
                     break
         if route is None:
+            fmt = _format_for_path(path)
             if any(p == path for _, p in ROUTES) or any(path.startswith(p) for _, p, _ in PREFIX_ROUTES):
                 return error_reply(fmt, 405, f"method {method} is not allowed on {path}")
             return error_reply(fmt, 404, f"no route for {method} {path}")
-        fmt = route.fmt
-        gw = self.gateway
         req = Request(method, path, scope.query_string, headers, b"")
-        req.path_params = params
+        if params is not None:
+            req.path_params = params
         if route.auth and self._keys:
             key = _client_key(req)
             if not key:
-                return error_reply(fmt, 401, "missing API key (send Authorization: Bearer <key>)")
+                return error_reply(route.fmt, 401, "missing API key (send Authorization: Bearer <key>)")
             if not _key_matches(key, self._keys):
-                return error_reply(fmt, 401, "invalid API key")
+                return error_reply(route.fmt, 401, "invalid API key")
             req.client_key = key
-        if method in ("POST", "PUT", "PATCH"):
-            limit = gw.settings.body_limit
-            length = headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > limit:
+        return route, req, cors
+
+    async def _read_into(self, req: Request, proto: Any, fmt: str) -> Reply | None:
+        """Read the body within the limit; a 413 in the client's format when it is larger."""
+        limit = self.gateway.settings.body_limit
+        length = req.headers.get("content-length")
+        if length is not None and length.isdigit():
+            if int(length) > limit:
                 return error_reply(fmt, 413, f"request body is larger than the {limit} byte limit (body-limit-mb)")
-            if length is not None and length.isdigit():
-                req.body = await proto()  # within the limit: one read, no per-chunk loop
-            else:
-                req.body = await _read_body(proto, limit)
-            if req.body is None or len(req.body) > limit:
+            req.body = await proto()  # one read, no per-chunk loop
+        else:
+            body = await _read_body(proto, limit)
+            if body is None:
                 return error_reply(fmt, 413, f"request body is larger than the {limit} byte limit (body-limit-mb)")
-        await gw.ensure_started()
-        reply = await route.handler(gw, req)
-        if cors:
-            reply.headers = [*reply.headers, *cors]
-        return reply
+            req.body = body
+        if len(req.body) > limit:
+            return error_reply(fmt, 413, f"request body is larger than the {limit} byte limit (body-limit-mb)")
+        return None
 
     def _host_allowed(self, host: str | None) -> bool:
         if not host:

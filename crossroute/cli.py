@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -99,6 +100,8 @@ async def _serve_one(path: Path, settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.stop)
+    gc.collect()
+    gc.freeze()  # start-up objects live for the whole run: keep them out of every later collection
     watcher = asyncio.create_task(watch_config(path, app))
     serving = asyncio.create_task(server.serve())
     await asyncio.sleep(0)

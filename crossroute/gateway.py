@@ -57,7 +57,7 @@ class Gateway:
         self._http: aiohttp.ClientSession | None = None
         # The latest failure of each credential (status, message), to explain cooldowns.
         self.last_failures: dict[str, tuple[int, str]] = {}
-        self._started = False
+        self.started = False
         self._lock = asyncio.Lock()
 
     @property
@@ -67,7 +67,7 @@ class Gateway:
 
     async def start(self) -> None:
         async with self._lock:
-            if self._started:
+            if self.started:
                 return
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
             self._http = aiohttp.ClientSession(
@@ -75,16 +75,16 @@ class Gateway:
             )
             await self.state.start()
             await self.router.start()
-            self._started = True
+            self.started = True
 
     async def ensure_started(self) -> None:
-        if not self._started:
+        if not self.started:
             await self.start()
 
     async def stop(self) -> None:
-        if not self._started:
+        if not self.started:
             return
-        self._started = False
+        self.started = False
         await self.router.stop()
         await self.state.stop()
         if self._http is not None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from ..dispatch import Call, execute
 from ..gateway import Gateway
 from ..replies import Reply, StreamReply
 from .request import Request, bad_request, optional_bool, require_model
 
 
-async def chat_completions(gw: Gateway, req: Request) -> Reply | StreamReply:
+def chat_completions(gw: Gateway, req: Request) -> Awaitable[Reply | StreamReply]:
     body = req.json_object("openai")
     model = require_model("openai", body)
     messages = body.get("messages")
@@ -21,4 +23,4 @@ async def chat_completions(gw: Gateway, req: Request) -> Reply | StreamReply:
             raise bad_request("openai", f"'messages[{i}]' must be an object", f"messages[{i}]")
     stream = optional_bool("openai", body, "stream")
     call = Call("openai", model, body, req.headers, stream=stream, client_key=req.client_key)
-    return await execute(gw, call)
+    return execute(gw, call)

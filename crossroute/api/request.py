@@ -46,11 +46,11 @@ class Request:
 
     def json_object(self, fmt: str) -> dict[str, Any]:
         """The body as a JSON object, or a 400 in the client's format naming the problem."""
-        if not self.body.strip():
-            raise bad_request(fmt, "request body is empty; expected a JSON object")
         try:
             obj = orjson.loads(self.body)
         except orjson.JSONDecodeError as exc:
+            if not self.body.strip():
+                raise bad_request(fmt, "request body is empty; expected a JSON object") from None
             raise bad_request(fmt, f"request body is not valid JSON: {exc}") from None
         if not isinstance(obj, dict):
             raise bad_request(fmt, f"request body must be a JSON object, got {type(obj).__name__}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 from ..config import ProviderEntry
@@ -42,6 +43,8 @@ class Provider(Protocol):
 
 def config_headers(entry: ProviderEntry, client_headers: Mapping[str, str]) -> dict[str, str]:
     """Configured extra headers; a value ``$Name`` copies the client's header ``Name``."""
+    if not entry.headers:
+        return {}
     out: dict[str, str] = {}
     for name, value in entry.headers.items():
         if value.startswith("$"):
@@ -60,6 +63,7 @@ def proxy_for(entry: ProviderEntry, global_proxy: str | None) -> str | None:
     return proxy
 
 
+@lru_cache(maxsize=4096)
 def join_versioned(base: str, version: str, path: str) -> str:
     """``base`` + ``path``, adding ``/<version>`` only when ``base`` has no path of its own.
 

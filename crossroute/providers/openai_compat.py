@@ -25,8 +25,9 @@ class OpenAICompatProvider:
     ) -> UpstreamRequest:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
         if entry.api_key:
-            headers["Authorization"] = f"Bearer {entry.api_key}"
-        headers.update(config_headers(entry, client_headers))
+            headers["Authorization"] = "Bearer " + entry.api_key
+        if entry.headers:
+            headers.update(config_headers(entry, client_headers))
         return UpstreamRequest(join_versioned(entry.base_url, "v1", _PATHS[wire_format]), headers, body)
 
     def compact(self, entry: ProviderEntry, body: bytes, client_headers: Mapping[str, str]) -> UpstreamRequest:

@@ -1,0 +1,136 @@
+"""Crossroute's own Python cost per request, without the network: ``App.__rsgi__`` driven by a
+fake RSGI protocol, with the upstream HTTP client replaced by an in-memory answer. Prints µs per
+request for the non-stream and stream paths; use it to compare changes (no thresholds)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+
+from crossroute.app import App
+from crossroute.config import parse
+from crossroute.gateway import Gateway
+
+CONFIG = """
+api-keys: [bench-key]
+openai-compatibility:
+  - name: fake
+    base-url: http://127.0.0.1:9/v1
+    api-key-entries: [{api-key: sk-fake}]
+    models: [{name: fake-model, alias: fast}]
+"""
+ANSWER = orjson.dumps({
+    "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "fake-model",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
+})
+CHUNK = orjson.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "fake-model",
+                      "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]})
+STREAM = b"".join(b"data: " + CHUNK + b"\n\n" for _ in range(50)) + b"data: [DONE]\n\n"
+
+
+class _Content:
+    def __init__(self, data: bytes) -> None:
+        self._chunks = [data[i:i + 4096] for i in range(0, len(data), 4096)]
+
+    async def readany(self) -> bytes:
+        return self._chunks.pop(0) if self._chunks else b""
+
+    def at_eof(self) -> bool:
+        return not self._chunks
+
+
+class _Response:
+    def __init__(self, data: bytes) -> None:
+        self.status = 200
+        self.headers: dict[str, str] = {}
+        self._data = data
+        self.content = _Content(data)
+
+    async def read(self) -> bytes:
+        return self._data
+
+    def release(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _Session:
+    async def post(self, url: str, *, data: bytes, **_: Any) -> _Response:
+        return _Response(STREAM if b'"stream":true' in data else ANSWER)
+
+    async def close(self) -> None:
+        pass
+
+
+class _Headers(dict):  # type: ignore[type-arg]
+    pass
+
+
+class _Scope:
+    proto = "http"
+    method = "POST"
+    path = "/v1/chat/completions"
+    query_string = ""
+
+    def __init__(self, body: bytes) -> None:
+        self.headers = _Headers({"host": "127.0.0.1:8317", "authorization": "Bearer bench-key",
+                                 "content-type": "application/json", "content-length": str(len(body))})
+
+
+class _Transport:
+    async def send_bytes(self, data: bytes) -> None:
+        pass
+
+
+class _Proto:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def __call__(self) -> bytes:
+        return self.body
+
+    def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        assert status == 200, body
+
+    def response_stream(self, status: int, headers: list[tuple[str, str]]) -> _Transport:
+        return _Transport()
+
+    async def client_disconnect(self) -> None:
+        await asyncio.sleep(3600)
+
+
+async def run(n: int, modes: tuple[bool, ...] = (False, True), repeats: int = 5) -> None:
+    gw = Gateway(parse(CONFIG))
+    await gw.start()
+    await gw._http.close()  # type: ignore[union-attr]
+    gw._http = _Session()  # type: ignore[assignment]
+    app = App(gw)
+    for stream in modes:
+        body = orjson.dumps({"model": "fast", "messages": [{"role": "user", "content": "hi"}], "stream": stream})
+        scope = _Scope(body)
+        for _ in range(200 if repeats > 1 else 0):
+            await app.__rsgi__(scope, _Proto(body))
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for _ in range(n):
+                await app.__rsgi__(scope, _Proto(body))
+            best = min(best, (time.perf_counter() - t) / n * 1e6)
+        print(f"{'stream (50 events)' if stream else 'non-stream':>20}: {best:7.1f} µs per request (best of 5)")
+
+
+if __name__ == "__main__":
+    import sys
+
+    import uvloop
+
+    if len(sys.argv) > 1:  # instruction counting: `valgrind --tool=callgrind ... N stream|plain`
+        uvloop.run(run(int(sys.argv[1]), (sys.argv[2] == "stream",), repeats=1))
+    else:
+        uvloop.run(run(3000))
