@@ -258,7 +258,7 @@ async def _attempt(
         gw.last_failures.pop(cand.credential_id, None)
         await gw.router.report_success(cand, base_model, call.session)
         gw.record(call)
-        return Reply(200, out, [*JSON_HEADERS, *extra_headers])
+        return Reply(200, out, [*JSON_HEADERS, *extra_headers] if extra_headers else JSON_HEADERS)
 
     # Streaming: wait for the first upstream bytes before committing headers, so a failure here
     # can still move to the next credential.

@@ -20,6 +20,7 @@ from crossroute.routing.cooldown import LEVEL_KEEP, plan_cooldown
 from crossroute.routing.selectors import STRATEGIES, Selector, build_selector
 from crossroute.routing.session_ids import SessionIds
 from crossroute.state.base import State
+from crossroute.state.memory import MemoryState
 
 __all__ = ["AllCoolingDown", "Candidate", "Router", "RoutingSettings"]
 
@@ -88,6 +89,8 @@ class Router:
         self, settings: RoutingSettings, state: State, clock: Callable[[], float] = time.time
     ) -> None:
         self._state = state
+        # In-process state answers synchronously: the hot path calls it without awaiting.
+        self._mem = state if isinstance(state, MemoryState) else None
         self._clock = clock
         self._settings = settings
         self._fields = settings.selector_fields()
@@ -157,8 +160,12 @@ class Router:
             raise LookupError(f"no credential serves model {model!r}")
         selector = self._selector
         settings = self._settings
+        mem = self._mem
         if settings.disable_cooling:
             cooling = None
+        elif mem is not None:
+            cooling = mem.get_cooldowns_now([c.credential_id for c in candidates], model) \
+                if mem.any_cooldowns else None
         else:
             cooling = await self._state.get_cooldowns([c.credential_id for c in candidates], model)
         now = self._clock()
@@ -188,9 +195,11 @@ class Router:
                 raise AllCoolingDown(max(earliest - now, 0.0), model)
             raise LookupError(f"no available credential for model {model!r}")
         tier = [c for c in available if c.priority == top] if mixed else available
+        affinity = self._affinity
+        if len(tier) == 1 and (session is None or affinity is None):
+            return tier[0]
         group = provider_group(candidates)
         cursor_key = group + "::" + model
-        affinity = self._affinity
         if session is not None and affinity is not None:
             return await affinity.select_for_session(available, tier, cursor_key, model, session)
         return await selector.select(tier, cursor_key)
@@ -217,7 +226,11 @@ class Router:
 
     # ------------------------------------------------------------ outcomes
     async def report_success(self, cand: Candidate, model: str, session: SessionIds | None) -> None:
-        await self._state.clear_cooldown(cand.credential_id, model)  # also resets the 429 ladder
+        mem = self._mem
+        if mem is None:
+            await self._state.clear_cooldown(cand.credential_id, model)  # also resets the 429 ladder
+        elif mem.any_cooldowns:
+            mem.clear_cooldown_now(cand.credential_id, model)
         affinity = self._affinity
         if session is not None and affinity is not None:
             await affinity.touch(cand.credential_id, model, session)

@@ -110,6 +110,11 @@ class MemoryState(State):
         self._unindex(key, credential_id)
 
     # ------------------------------------------------------------ cooldowns
+    @property
+    def any_cooldowns(self) -> bool:
+        """Whether any cooldown (or 429 ladder) entry exists at all: the hot path's shortcut."""
+        return bool(self._cooldowns)
+
     def get_cooldowns_now(self, credential_ids: Sequence[str], model: str) -> dict[str, Cooldown]:
         if not self._cooldowns:
             return {}
