@@ -241,7 +241,21 @@ class StreamDecoder:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue  # n > 1 is not translated: only the first choice
             delta = choice.get("delta")
-            if isinstance(delta, dict):
+            if isinstance(delta, dict) and len(delta) == 1:
+                # The common chunk carries one field: dispatch on it without probing the others.
+                key, value = next(iter(delta.items()))
+                if value:
+                    if key == "content" and isinstance(value, str):
+                        self._text_delta(value, out)
+                    elif key in ("reasoning_content", "reasoning") and isinstance(value, str):
+                        self._thinking_delta(value, out)
+                    elif key == "refusal" and isinstance(value, str):
+                        self._text_delta(value, out)
+                    elif key == "tool_calls" and isinstance(value, list):
+                        self._tool_deltas(value, out)
+                    elif key == "function_call" and isinstance(value, dict):
+                        self._tool_deltas([{"index": 0, "function": value}], out)
+            elif isinstance(delta, dict):
                 rc = delta.get("reasoning_content")
                 if not isinstance(rc, str) or not rc:
                     rc = delta.get("reasoning")

@@ -271,9 +271,14 @@ class TranslatePipe:
 
     def _emit(self, events: list[Event]) -> bytes:
         out = []
+        encode = self._encoder.encode
         for ev in events:
             if self.done:
                 break
+            t = ev.type
+            if t == "block_delta" or t == "block_start" or t == "block_stop":
+                out.append(encode(ev))
+                continue
             if isinstance(ev, Start):
                 self._started = True
                 if ev.usage is not None:

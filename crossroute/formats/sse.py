@@ -71,6 +71,17 @@ class SSEParser:
         self._buf = buf[end + 2 :]
         out: list[SSEEvent] = []
         for block in buf[:end].split(b"\n\n"):
+            # Fast paths for the two shapes real upstreams send: one data line, or an event line
+            # then one data line. Anything else takes the general parser.
+            if block[:6] == b"data: ":
+                if b"\n" not in block:
+                    out.append(SSEEvent(None, block[6:]))
+                    continue
+            elif block[:7] == b"event: ":
+                nl = block.find(b"\n")
+                if block[nl + 1 : nl + 7] == b"data: " and block.find(b"\n", nl + 1) < 0 and b"\r" not in block:
+                    out.append(SSEEvent(block[7:nl].decode("utf-8", "replace"), block[nl + 7 :]))
+                    continue
             if block:
                 ev = _parse_block(block)
                 if ev is not None:
