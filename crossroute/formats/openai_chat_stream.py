@@ -203,7 +203,7 @@ class StreamDecoder:
         data = ev.data
         if not data:
             return []
-        if data[:6] == b"[DONE]" or data.strip() == b"[DONE]":
+        if data[0] != 0x7B and (data[:6] == b"[DONE]" or data.strip() == b"[DONE]"):  # not '{
             out: list[Event] = []
             if not self._started:
                 self._started = True
