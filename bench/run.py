@@ -202,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         default="batch",
         help="upstream writes a stream at once (batch) or one event per loop turn (each)",
     )
+    p.add_argument("--affinity", action="store_true",
+                   help="run crossroute with routing.session-affinity on (issue 4: the core figures must hold)")
     p.add_argument("--stand-in", action="store_true", help="use the reference proxy in place of crossroute")
     p.add_argument("--json", metavar="PATH", help="also write the raw figures as JSON")
     p.add_argument("--keep-logs", action="store_true", help="keep the temp dir with configs and logs")
@@ -277,6 +279,8 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
             f.write(
                 CONFIG_TEMPLATE.format(port=cr_port, key=BENCH_KEY, upstream_port=up_port, upstream_key=UPSTREAM_KEY)
             )
+            if args.affinity:
+                f.write("routing:\n  session-affinity: true\n")
         env = dict(os.environ)
         env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
         crossroute = Server("crossroute", cr_port, crossroute_argv(config, args.workers), BENCH_KEY, proxy_cpus, env)

@@ -232,7 +232,8 @@ class Router:
         elif mem.any_cooldowns:
             mem.clear_cooldown_now(cand.credential_id, model)
         affinity = self._affinity
-        if session is not None and affinity is not None:
+        # In-process state: pick() already read (and so refreshed) or wrote this binding.
+        if session is not None and affinity is not None and mem is None:
             await affinity.touch(cand.credential_id, model, session)
 
     async def report_failure(

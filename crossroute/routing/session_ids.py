@@ -305,9 +305,10 @@ def extract_session_ids(headers: Mapping[str, str], body: dict[str, Any], fmt: s
     signal and no conversation text to hash."""
     if not isinstance(body, dict):
         body = {}
-
-    v = clean_id(headers.get("x-claude-code-session-id"))
-    if v is not None:
+    get = headers.get
+    # Absent sources are skipped before clean_id: most requests carry none of them.
+    raw = get("x-claude-code-session-id")
+    if raw and (v := clean_id(raw)) is not None:
         return SessionIds("claude:" + v)
 
     user_id: Any = None
@@ -320,28 +321,28 @@ def extract_session_ids(headers: Mapping[str, str], body: dict[str, Any], fmt: s
                 return SessionIds("claude:" + v)
 
     for name, ns in _HEADER_SOURCES:
-        v = clean_id(headers.get(name))
-        if v is not None:
+        raw = get(name)
+        if raw and (v := clean_id(raw)) is not None:
             return SessionIds(ns + v)
 
+    bget = body.get
     for name in ("session_id", "sessionId"):
-        v = clean_id(body.get(name))
-        if v is not None:
+        raw = bget(name)
+        if raw and (v := clean_id(raw)) is not None:
             return SessionIds("session:" + v)
 
-    conv = _conversation_id(body)
-    v = clean_id(body.get("prompt_cache_key"))
-    if v is not None:
+    conv = _conversation_id(body) if "conversation" in body else None
+    raw = bget("prompt_cache_key")
+    if raw and (v := clean_id(raw)) is not None:
         return SessionIds("pck:" + v, "conv:" + conv if conv is not None else None)
     if conv is not None:
         return SessionIds("conv:" + conv)
 
-    v = clean_id(user_id)
-    if v is not None:
+    if user_id and (v := clean_id(user_id)) is not None:
         return SessionIds("user:" + v)
 
-    v = clean_id(body.get("conversation_id"))
-    if v is not None:
+    raw = bget("conversation_id")
+    if raw and (v := clean_id(raw)) is not None:
         return SessionIds("conv:" + v)
 
     return message_hash_ids(body, fmt)
