@@ -255,9 +255,11 @@ async def _attempt(
             return _Failure(502, f"upstream {cand.entry.name} sent an answer that could not be read: {exc}")
         call.usage = usage
         call.status = 200
-        gw.last_failures.pop(cand.credential_id, None)
+        if gw.last_failures:
+            gw.last_failures.pop(cand.credential_id, None)
         await gw.router.report_success(cand, base_model, call.session)
-        gw.record(call)
+        if gw.recording:
+            gw.record(call)
         return Reply(200, out, [*JSON_HEADERS, *extra_headers] if extra_headers else JSON_HEADERS)
 
     # Streaming: wait for the first upstream bytes before committing headers, so a failure here
@@ -275,7 +277,8 @@ async def _attempt(
         return _Failure(502, f"upstream {cand.entry.name} closed the stream without data")
     pipe = prepared.pipe(wire, call.model)
     call.status = 200
-    gw.last_failures.pop(cand.credential_id, None)
+    if gw.last_failures:
+        gw.last_failures.pop(cand.credential_id, None)
     await gw.router.report_success(cand, base_model, call.session)
     content_type = "application/json" if call.options.get("json_array") else None
     headers = SSE_HEADERS if content_type is None else [("content-type", content_type)]
@@ -314,7 +317,8 @@ async def _relay(gw: Gateway, call: Call, cand: Candidate, resp: aiohttp.ClientR
             resp.release()
         else:
             resp.close()  # client went away or upstream misbehaved: do not reuse the connection
-        gw.record(call)
+        if gw.recording:
+            gw.record(call)
 
 
 async def count_tokens(gw: Gateway, call: Call) -> Reply:

@@ -107,10 +107,13 @@ class Gateway:
     def session_ids(self, headers: Mapping[str, str], body: dict[str, Any], fmt: str) -> SessionIds | None:
         return extract_session_ids(headers, body, fmt)
 
+    @property
+    def recording(self) -> bool:
+        """Whether finished calls are recorded (today: the usage log line at debug level)."""
+        return usage_log.isEnabledFor(logging.INFO)
+
     def record(self, call: Call) -> None:
-        """Usage accounting hook: one line per finished call (a store plugs in here)."""
-        if not usage_log.isEnabledFor(logging.INFO):
-            return
+        """Usage accounting hook: one line per finished call (a usage store plugs in here)."""
         u = call.usage
         usage_log.info(
             "%s model=%s upstream=%s cred=%s status=%s in=%s out=%s cached=%s reasoning=%s",
