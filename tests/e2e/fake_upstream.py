@@ -99,7 +99,8 @@ class FakeUpstream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
-        self.fail_next: dict[str, list[int]] = {}  # credential key -> statuses to answer first
+        # credential key -> statuses to answer first; 0 = say nothing (the gateway's read timeout fires)
+        self.fail_next: dict[str, list[int]] = {}
 
     @property
     def base(self) -> str:
@@ -212,6 +213,8 @@ class FakeUpstream:
         queued = self.fail_next.get(key.removeprefix("Bearer "))
         if queued:
             status = queued.pop(0)
+            if status == 0:
+                await asyncio.sleep(30)
             return web.Response(
                 status=status,
                 body=error_body(kind, status),

@@ -286,6 +286,20 @@ def test_connection_error_fails_over(fresh: RoutingUpstream, start_gateway: Star
     assert gw.log().count("connection error") == 1  # tried once, then cooling down
 
 
+def test_timeout_before_the_first_byte_fails_over(fresh: RoutingUpstream, start_gateway: Start) -> None:
+    gw = start_gateway(config(fresh, strategy="fill-first", affinity=False, **{"read-timeout-seconds": 1}))
+    ask(gw)
+    first = last_key(fresh)
+    fresh.fail_next[first] = [0]  # this credential answers nothing
+    n = len(fresh.requests)
+    started = time.monotonic()
+    assert ask(gw)  # the client still gets its answer, from the next credential
+    assert 1.0 <= time.monotonic() - started < 10
+    tried = keys_since(fresh, n)
+    assert tried[0] == first and tried[-1] != first and len(tried) == 2
+    assert "did not answer in time" in gw.log()
+
+
 def test_disable_cooling(fresh: RoutingUpstream, start_gateway: Start) -> None:
     gw = start_gateway(config(fresh, strategy="fill-first", affinity=False, **{"disable-cooling": True}))
     ask(gw)
