@@ -451,13 +451,14 @@ def _frame(etype: str, payload: dict[str, Any]) -> bytes:
 class _Block:
     """One neutral block on its way out. ``out`` is its Claude index once started."""
 
-    __slots__ = ("buffered", "kind", "name", "out", "stopped", "tool_id")
+    __slots__ = ("buffered", "kind", "name", "out", "prefix", "stopped", "tool_id")
 
     def __init__(self, kind: str, tool_id: str | None, name: str | None) -> None:
         self.kind = kind
         self.tool_id = tool_id
         self.name = name
         self.out: int | None = None
+        self.prefix = b""  # the bytes every delta event of this block starts with, once started
         self.buffered: list[BlockDelta] = []
         self.stopped = False
 
@@ -514,6 +515,7 @@ class StreamEncoder:
         """content_block_start for ``b``; returns bytes and marks ``first`` consumed when it was
         folded into the start (redacted thinking)."""
         b.out = self._next_out
+        b.prefix = _EV_DELTA + str(b.out).encode()
         self._next_out += 1
         if b.kind == "text":
             cb: dict[str, Any] = {"type": "text", "text": ""}
@@ -530,6 +532,8 @@ class StreamEncoder:
                       {"type": "content_block_start", "index": b.out, "content_block": cb})
 
     def _delta_bytes(self, b: _Block, d: BlockDelta) -> bytes:
+        if b.kind == "text":  # the common case: one text delta
+            return b.prefix + _TEXT_DELTA + orjson.dumps(d.text) + _END if d.text else b""
         idx = str(b.out).encode()
         parts: list[bytes] = []
         if b.kind == "text":
@@ -602,6 +606,12 @@ class StreamEncoder:
             return b""
         t = ev.type
         if t == "block_delta":
+            b = self._blocks.get(ev.index)  # type: ignore[union-attr]
+            if (b is not None and b.out is not None and not b.stopped and b.kind == "text"
+                    and self._queue[0] == ev.index):  # type: ignore[union-attr]
+                # an open text block at the head of the queue: straight to bytes
+                text = ev.text  # type: ignore[union-attr]
+                return b.prefix + _TEXT_DELTA + orjson.dumps(text) + _END if text else b""
             b = self._block_for_delta(ev)  # type: ignore[arg-type]
             if b.stopped:
                 return b""

@@ -246,7 +246,10 @@ class StreamDecoder:
                 key, value = next(iter(delta.items()))
                 if value:
                     if key == "content" and isinstance(value, str):
-                        self._text_delta(value, out)
+                        if self._text >= 0:
+                            out.append(BlockDelta(self._text, text=value))
+                        else:
+                            self._text_delta(value, out)
                     elif key in ("reasoning_content", "reasoning") and isinstance(value, str):
                         self._thinking_delta(value, out)
                     elif key == "refusal" and isinstance(value, str):

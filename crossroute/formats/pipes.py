@@ -270,6 +270,8 @@ class TranslatePipe:
         self.usage: Usage | None = None
 
     def _emit(self, events: list[Event]) -> bytes:
+        if len(events) == 1 and not self.done and events[0].type == "block_delta":
+            return self._encoder.encode(events[0])  # the common case: one delta per upstream event
         out = []
         encode = self._encoder.encode
         for ev in events:

@@ -73,11 +73,11 @@ class SSEParser:
         for block in buf[:end].split(b"\n\n"):
             # Fast paths for the two shapes real upstreams send: one data line, or an event line
             # then one data line. Anything else takes the general parser.
-            if block[:6] == b"data: ":
+            if block.startswith(b"data: "):
                 if b"\n" not in block:
                     out.append(SSEEvent(None, block[6:]))
                     continue
-            elif block[:7] == b"event: ":
+            elif block.startswith(b"event: "):
                 nl = block.find(b"\n")
                 if block[nl + 1 : nl + 7] == b"data: " and block.find(b"\n", nl + 1) < 0 and b"\r" not in block:
                     out.append(SSEEvent(block[7:nl].decode("utf-8", "replace"), block[nl + 7 :]))
