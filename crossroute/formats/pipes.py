@@ -34,7 +34,38 @@ class Pipe(Protocol):
     def error(self, status: int, message: str) -> bytes: ...
 
 
-class ChatPassthrough:
+class _DataPassthrough:
+    """What the data-only passthroughs (chat, Gemini) share: the end of the upstream stream."""
+
+    __slots__ = ()
+    _parser: SSEParser
+    _finished: bool
+    done: bool
+
+    def _event(self, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def _closing(self) -> bytes:
+        """Bytes that end a complete stream."""
+        raise NotImplementedError
+
+    def error(self, status: int, message: str) -> bytes:
+        raise NotImplementedError
+
+    def finish(self) -> bytes:
+        out = b""
+        tail = self._parser.flush()
+        if tail is not None and _complete(tail.data):
+            out = self._event(tail.data)
+        if self.done:
+            return out
+        if self._finished:
+            self.done = True
+            return out + self._closing()
+        return out + self.error(502, EARLY_EOF)
+
+
+class ChatPassthrough(_DataPassthrough):
     """OpenAI chat -> OpenAI chat. Drops the usage-only chunk the gateway asked for on the
     client's behalf when the client did not ask for it itself."""
 
@@ -79,17 +110,8 @@ class ChatPassthrough:
             return self._event(events[0].data)
         return b"".join(self._event(ev.data) for ev in events)
 
-    def finish(self) -> bytes:
-        out = b""
-        tail = self._parser.flush()
-        if tail is not None and _complete(tail.data):
-            out = self._event(tail.data)
-        if self.done:
-            return out
-        if self._finished:
-            self.done = True
-            return out + b"data: [DONE]\n\n"
-        return out + self.error(502, EARLY_EOF)
+    def _closing(self) -> bytes:
+        return b"data: [DONE]\n\n"
 
     def error(self, status: int, message: str) -> bytes:
         self.done = True
@@ -161,7 +183,7 @@ class ClaudePassthrough:
         return errors.claude_stream_error(status, message)
 
 
-class GeminiPassthrough:
+class GeminiPassthrough(_DataPassthrough):
     """Gemini -> Gemini: data-only chunks, as SSE or as the JSON-array stream."""
 
     __slots__ = ("_count", "_finished", "_parser", "_sse", "_usage_from", "done", "usage")
@@ -210,17 +232,8 @@ class GeminiPassthrough:
     def feed(self, chunk: bytes) -> bytes:
         return b"".join(self._event(ev.data) for ev in self._parser.feed(chunk))
 
-    def finish(self) -> bytes:
-        out = b""
-        tail = self._parser.flush()
-        if tail is not None and _complete(tail.data):
-            out = self._event(tail.data)
-        if self.done:
-            return out
-        if self._finished:
-            self.done = True
-            return out + self._close_array()
-        return out + self.error(502, EARLY_EOF)
+    def _closing(self) -> bytes:
+        return self._close_array()
 
     def error(self, status: int, message: str) -> bytes:
         self.done = True

@@ -13,11 +13,10 @@ import logging
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
 
 from crossroute.routing.affinity import SessionAffinitySelector
 from crossroute.routing.cooldown import LEVEL_KEEP, plan_cooldown
-from crossroute.routing.selectors import STRATEGIES, Selector, build_selector
+from crossroute.routing.selectors import STRATEGIES, C, CandidateLike, Selector, build_selector
 from crossroute.routing.session_ids import SessionIds
 from crossroute.state.base import State
 from crossroute.state.memory import MemoryState
@@ -27,22 +26,8 @@ __all__ = ["AllCoolingDown", "Candidate", "Router", "RoutingSettings"]
 log = logging.getLogger("crossroute.routing")
 
 
-class Candidate(Protocol):
-    """What the dispatcher hands in; the router only reads these attributes."""
+Candidate = CandidateLike  # what the dispatcher hands in; the router only reads its attributes
 
-    @property
-    def credential_id(self) -> str: ...
-    @property
-    def provider(self) -> str: ...
-    @property
-    def priority(self) -> int: ...
-    @property
-    def weight(self) -> int: ...
-    @property
-    def disabled(self) -> bool: ...
-
-
-C = TypeVar("C", bound=Candidate)
 
 
 @dataclass
