@@ -216,6 +216,18 @@ class StreamDecoder:
             return []
         if not isinstance(obj, dict):
             return []
+        if self._text >= 0 and obj.get("usage") is None:
+            # Fast path for the chunk that makes up most of a stream: one choice whose delta is
+            # a single piece of text continuing the open text block, with no finish and no usage.
+            choices = obj.get("choices")
+            if choices.__class__ is list and len(choices) == 1:
+                ch = choices[0]
+                if ch.__class__ is dict and ch.get("finish_reason") is None and not ch.get("index"):
+                    delta = ch.get("delta")
+                    if delta.__class__ is dict and len(delta) == 1:
+                        text = delta.get("content")
+                        if text.__class__ is str and "error" not in obj:
+                            return [BlockDelta(self._text, text=text)] if text else []
         out = []
         if obj.get("error"):
             self._done = True

@@ -283,8 +283,6 @@ class TranslatePipe:
         self.usage: Usage | None = None
 
     def _emit(self, events: list[Event]) -> bytes:
-        if len(events) == 1 and not self.done and events[0].type == "block_delta":
-            return self._encoder.encode(events[0])  # the common case: one delta per upstream event
         out = []
         encode = self._encoder.encode
         for ev in events:
@@ -316,10 +314,16 @@ class TranslatePipe:
 
     def feed(self, chunk: bytes) -> bytes:
         out = []
+        decode = self._decoder.feed
+        encode = self._encoder.encode
         for sse in self._parser.feed(chunk):
             if self.done:
                 break
-            out.append(self._emit(self._decoder.feed(sse)))
+            events = decode(sse)
+            if len(events) == 1 and events[0].type == "block_delta":
+                out.append(encode(events[0]))  # the common case, without the general loop
+            elif events:
+                out.append(self._emit(events))
         return b"".join(out)
 
     def finish(self) -> bytes:
