@@ -266,6 +266,18 @@ def _url(c: _Checker, d: dict[str, Any], key: str, fld: str, *, schemes: tuple[s
     return value.rstrip("/")
 
 
+def _proxy_url(c: _Checker, d: dict[str, Any], fld: str) -> str | None:
+    """An HTTP(S) proxy URL, or "direct" (bypass the global proxy). SOCKS proxies are refused
+    rather than silently bypassed: the upstream client speaks HTTP proxies only."""
+    value = d.get("proxy-url")
+    if isinstance(value, str) and value.strip().lower() in ("direct", "none"):
+        return "direct"
+    if isinstance(value, str) and value.strip().lower().startswith(("socks5://", "socks5h://", "socks4://")):
+        c.fail(_line(d, "proxy-url"), fld, "SOCKS proxies are not supported yet; use an http:// or https:// proxy")
+        return None
+    return _url(c, d, "proxy-url", fld, schemes=("http", "https"))
+
+
 def _headers(c: _Checker, d: dict[str, Any], fld: str) -> dict[str, str]:
     value = d.get("headers")
     if value is None:
@@ -345,7 +357,7 @@ def _entries(c: _Checker, raw: dict[str, Any], list_key: str, kind: str) -> list
             if kind == "openai" and not item.get("base-url"):
                 c.fail(line, f"{fld}.base-url", "is required")
             base = _DEFAULT_BASE.get(kind, "")
-        proxy = _url(c, item, "proxy-url", f"{fld}.proxy-url", schemes=("http", "https", "socks5", "direct"))
+        proxy = _proxy_url(c, item, f"{fld}.proxy-url")
         prefix = _get(c, item, "prefix", f"{fld}.prefix", str, None)
         prefix = prefix.strip().strip("/") or None if prefix else None
         common = {
@@ -385,8 +397,7 @@ def _entries(c: _Checker, raw: dict[str, Any], list_key: str, kind: str) -> list
                     if not isinstance(key, str):
                         c.fail(_line(entries, j), f"{efld}.api-key", "is required and must be a string")
                         continue
-                    eproxy = _url(c, e, "proxy-url", f"{efld}.proxy-url",
-                                  schemes=("http", "https", "socks5", "direct"))
+                    eproxy = _proxy_url(c, e, f"{efld}.proxy-url")
                     keys.append((key.strip(), eproxy or proxy))
         else:
             key = item.get("api-key")
@@ -429,7 +440,7 @@ def parse(text: str, path: str = "config.yaml") -> Settings:
     s.auth_dir = _get(c, raw, "auth-dir", "auth-dir", str, s.auth_dir)
     s.api_keys = _str_list(c, raw, "api-keys", "api-keys")
     s.debug = _get(c, raw, "debug", "debug", bool, False)
-    s.proxy_url = _url(c, raw, "proxy-url", "proxy-url", schemes=("http", "https", "socks5"))
+    s.proxy_url = _proxy_url(c, raw, "proxy-url")
     s.request_retry = _get(c, raw, "request-retry", "request-retry", int, 0)
     if s.request_retry < 0:
         c.fail(_line(raw, "request-retry"), "request-retry", "must be 0 or more")

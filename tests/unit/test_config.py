@@ -109,3 +109,11 @@ def test_exposure_rule() -> None:
 @pytest.mark.parametrize("value,seconds", [("1h", 3600), ("90s", 90), ("250ms", 0.25), (15, 15), ("2d", 172800)])
 def test_durations(value: object, seconds: float) -> None:
     assert parse_duration(value) == seconds
+
+
+def test_proxy_urls() -> None:
+    s = parse("proxy-url: http://proxy:3128\nopenai-compatibility:\n  - name: a\n    base-url: http://h\n"
+              "    proxy-url: direct\n    models: [m]\n")
+    assert s.proxy_url == "http://proxy:3128" and s.providers[0].proxy_url == "direct"
+    [(line, fld, msg)] = problems("proxy-url: socks5://127.0.0.1:1080\n")
+    assert (line, fld) == (1, "proxy-url") and "SOCKS" in msg
