@@ -52,7 +52,15 @@ def provider_config(
                 "base-url": upstream.base + "/v1",
                 "api-key-entries": [{"api-key": f"sk-openai-{i}"} for i in range(keys)],
                 "models": models("openai"),
-            }
+            },
+            {
+                # the same server declared as serving the Responses API natively
+                "name": "fake-openai-native",
+                "base-url": upstream.base,
+                "responses": True,
+                "api-key-entries": [{"api-key": "sk-native"}],
+                "models": [{"name": "text", "alias": "native-text"}],
+            },
         ]
     if "responses" in kinds:
         cfg["codex-api-key"] = [

@@ -198,3 +198,47 @@ def test_bad_input_named_in_the_clients_shape(gateway: GatewayProcess, path: str
 def test_malformed_json_per_format(gateway: GatewayProcess, path: str) -> None:
     status, raw, _ = http(gateway, "POST", path, b"{oops")
     assert status == 400 and b"not valid JSON" in raw
+
+
+# ---------------------------------------------------------------- thinking suffix, native Responses, Codex clients
+
+
+def test_thinking_suffix_in_each_upstream_format(gateway: GatewayProcess, upstream: FakeUpstream) -> None:
+    msgs = [{"role": "user", "content": "hi"}]
+    oa = openai.OpenAI(base_url=gateway.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    oa.chat.completions.create(model="claude-text(high)", messages=msgs)
+    sent = upstream.requests[-1]["body"]
+    assert sent["model"] == "text" and sent["thinking"] == {"type": "enabled", "budget_tokens": 24576}
+    assert sent["max_tokens"] > 24576
+    oa.chat.completions.create(model="gemini-text(8192)", messages=msgs)
+    gen = upstream.requests[-1]["body"]["generationConfig"]
+    assert gen["thinkingConfig"]["thinkingBudget"] == 8192
+    oa.chat.completions.create(model="openai-text(low)", messages=msgs)  # same format: only the effort changes
+    assert upstream.requests[-1]["body"]["reasoning_effort"] == "low"
+    assert upstream.requests[-1]["body"]["model"] == "text"
+
+
+def test_openai_compatible_upstream_serving_responses_natively(gateway: GatewayProcess,
+                                                               upstream: FakeUpstream) -> None:
+    oa = openai.OpenAI(base_url=gateway.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    r = oa.responses.create(model="native-text", input="hi")
+    assert r.output_text
+    sent = upstream.requests[-1]
+    assert sent["path"] == "/v1/responses" and sent["body"]["input"] == "hi"  # passed through, not translated
+    oa.chat.completions.create(model="native-text", messages=[{"role": "user", "content": "hi"}])
+    assert upstream.requests[-1]["path"] == "/v1/chat/completions"
+
+
+@pytest.mark.parametrize("user_agent,terminal", [
+    ("codex_cli_rs/0.50.0 (Linux 6.1; x86_64)", "response.failed"),
+    ("OpenAI/Python 3.54.0", "error"),
+])
+def test_responses_stream_cut_ends_with_the_clients_terminal_event(gateway: GatewayProcess, user_agent: str,
+                                                                   terminal: str) -> None:
+    status, raw, _ = http(gateway, "POST", "/v1/responses", {"model": "responses-cut", "input": "hi",
+                                                             "stream": True}, {"User-Agent": user_agent})
+    assert status == 200
+    events = [ln[7:] for ln in raw.decode().splitlines() if ln.startswith("event: ")]
+    assert events[0] == "response.created" and events[-1] == terminal
+    last = json.loads([ln for ln in raw.decode().splitlines() if ln.startswith("data: ")][-1][6:])
+    assert last["type"] == terminal
