@@ -60,6 +60,8 @@ MESSAGES_BODY = {
     "stream": True,
     "messages": [{"role": "user", "content": "Say hello."}],
 }
+# Anthropic client over the Anthropic-shaped upstream: same-format passthrough (issue 3)
+CLAUDE_PASS_BODY = {**MESSAGES_BODY, "model": "fast-claude"}
 JSON_CT = ("Content-Type", "application/json")
 
 CONFIG_TEMPLATE = """\
@@ -71,6 +73,10 @@ openai-compatibility:
     base-url: http://127.0.0.1:{upstream_port}/v1
     api-key-entries: [{{api-key: {upstream_key}}}]
     models: [{{name: fake-model, alias: fast}}]
+claude-api-key:
+  - api-key: {upstream_key}
+    base-url: http://127.0.0.1:{upstream_port}
+    models: [{{name: fake-model, alias: fast-claude}}]
 """
 
 
@@ -342,6 +348,15 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
             problems["crossroute messages"] = err
             messages_note = f"error ({err[:60]})"
             messages = None
+    claude_pass: Target | None = None
+    if not stand_in:
+        claude_pass = target(
+            "crossroute-claude", cr_port, "/v1/messages", keys["crossroute"], CLAUDE_PASS_BODY, anthropic=True
+        )
+        err = precheck(claude_pass, "anthropic", args.events)
+        if err:
+            problems["crossroute anthropic passthrough"] = err
+            claude_pass = None
     for k, v in problems.items():
         print(f"CHECK {k}: {v}")
     broken = {n for n in names if f"{n} chat" in problems or f"{n} stream" in problems}
@@ -357,6 +372,8 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
         run_load(streams[n], 4, 1, tmp, driver_cpus)
     if messages is not None:
         run_load(messages, 4, 1, tmp, driver_cpus)
+    if claude_pass is not None:
+        run_load(claude_pass, 4, 1, tmp, driver_cpus)
     time.sleep(1.0)
     assert crossroute.child is not None and reference.child is not None
     idle = {s.label: tree_memory_mb(s.child.pid) for s in (reference, crossroute) if s.child}
@@ -396,6 +413,9 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
         if messages is not None:
             xf = "crossroute-messages"
             res.add(res.sps, xf, measure("cr messages", messages, 16, "crossroute", res.cpu_stream, xf))
+        if claude_pass is not None:
+            cp = "crossroute-claude"
+            res.add(res.sps, cp, measure("cr claude", claude_pass, 16, "crossroute", res.cpu_stream, cp))
         line = " ".join(
             f"{n}: +{res.added_median[n][-1]:.3f}ms {res.rps[n][-1]:.0f}rps {res.sps[n][-1]:.0f}sps"
             for n in order
@@ -511,6 +531,14 @@ def print_table(
     else:
         ratio_row("cross-format streams/s (anthropic client)", res.sps, "crossroute-messages", "reference", 0.60)
         cpu_row("  proxy CPU per stream (us)", res.cpu_stream, "crossroute-messages")
+    if res.sps.get("crossroute-claude"):
+        # issue 3: same-format passthrough of another format stays within 10% of the core (chat) figure
+        c, core = m(res.sps, "crossroute-claude"), m(res.sps, cr)
+        ratio = c / core if core == core and core else float("nan")
+        row("same-format streams/s (anthropic passthrough)", "", "", fmt(c, 0),
+            f"cr chat {ratio:.2f}" if ratio == ratio else "-", ">= 0.90 x cr chat",
+            None if ratio != ratio else ratio >= 0.90)
+        cpu_row("  proxy CPU per stream (us)", res.cpu_stream, "crossroute-claude")
     ri, ci = idle.get(reference.label), idle.get(crossroute.label)
     row(
         "idle RSS, process tree (MB)",
