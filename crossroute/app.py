@@ -240,29 +240,34 @@ class App:
         return False
 
     async def _stream(self, proto: Any, reply: StreamReply) -> None:
+        """Write the stream from this task; a client that goes away cancels it at once (which
+        closes the upstream response inside the chunk generator)."""
         transport = proto.response_stream(reply.status, reply.headers)
         chunks = reply.chunks
+        me = asyncio.current_task()
+        state = {"writing": True}
 
-        async def pump() -> None:
-            try:
-                async for chunk in chunks:
-                    await transport.send_bytes(chunk)
-            finally:
-                await chunks.aclose()  # type: ignore[attr-defined]
+        def on_gone(_: asyncio.Future[Any]) -> None:
+            if state["writing"] and me is not None:
+                me.cancel()
 
-        task = asyncio.ensure_future(pump())
         gone = asyncio.ensure_future(proto.client_disconnect())
+        gone.add_done_callback(on_gone)
         try:
-            await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+            async for chunk in chunks:
+                await transport.send_bytes(chunk)
+        except asyncio.CancelledError:
+            if not (gone.done() and not gone.cancelled()):
+                raise  # cancelled from outside (shutdown): let it propagate
+            if me is not None:
+                me.uncancel()  # our own cancellation: the client is gone, nothing left to tell it
+        except Exception as exc:  # client gone mid-write: nothing left to tell it
+            log.debug("stream ended early: %r", exc)
         finally:
-            if not task.done():
-                task.cancel()
+            state["writing"] = False
+            gone.remove_done_callback(on_gone)
             gone.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception) as exc:  # client gone: nothing left to tell it
-                if not isinstance(exc, asyncio.CancelledError):
-                    log.debug("stream ended early: %r", exc)
+            await chunks.aclose()  # type: ignore[attr-defined]
 
 
 async def _read_body(proto: Any, limit: int) -> bytes | None:
