@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from dataclasses import dataclass
 
 import pytest
 
@@ -14,23 +13,7 @@ from crossroute.routing.selectors import RoundRobinSelector
 from crossroute.routing.session_ids import SessionIds
 from crossroute.state.memory import MemoryState
 
-
-@dataclass(frozen=True)
-class Cand:
-    credential_id: str
-    provider: str = "claude"
-    priority: int = 0
-    weight: int = 1
-    disabled: bool = False
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 2_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
-
+from .routing_fakes import Cand, Clock
 
 MODEL = "claude-sonnet-4-5"
 CANDS = [Cand("a"), Cand("b"), Cand("c")]

@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from crossroute.routing.cooldown import plan_cooldown
 from crossroute.routing.router import AllCoolingDown, Router, RoutingSettings
 from crossroute.state.memory import MemoryState
 
-
-@dataclass(frozen=True)
-class Cand:
-    credential_id: str
-    provider: str = "codex"
-    priority: int = 0
-    weight: int = 1
-    disabled: bool = False
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 3_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
+from .routing_fakes import Cand, Clock
 
 
 def make(**settings: object) -> tuple[Router, MemoryState, Clock]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 
 import pytest
 from redis.asyncio import Redis
@@ -16,19 +15,12 @@ from crossroute.routing.session_ids import SessionIds
 from crossroute.state.redis_state import RedisState
 from tests.redis_server import RedisServer, require_redis_server
 
+from .routing_fakes import Cand
+
 pytestmark = pytest.mark.redis
 
 MODEL = "gpt-5"
 CANDS_SPEC = ["a", "b", "c"]
-
-
-@dataclass(frozen=True)
-class Cand:
-    credential_id: str
-    provider: str = "codex"
-    priority: int = 0
-    weight: int = 1
-    disabled: bool = False
 
 
 CANDS = [Cand(x) for x in CANDS_SPEC]

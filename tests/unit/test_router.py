@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from crossroute.routing.router import Router, RoutingSettings, normalize_strategy, provider_group
@@ -11,22 +9,7 @@ from crossroute.routing.selectors import FillFirstSelector, WeightedRoundRobinSe
 from crossroute.routing.session_ids import SessionIds
 from crossroute.state.memory import MemoryState
 
-
-@dataclass(frozen=True)
-class Cand:
-    credential_id: str
-    provider: str = "openai-compatibility:local"
-    priority: int = 0
-    weight: int = 1
-    disabled: bool = False
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 4_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
+from .routing_fakes import Cand, Clock
 
 
 async def test_pick_returns_the_callers_object() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from crossroute.routing.router import AllCoolingDown, Router, RoutingSettings
@@ -15,22 +13,7 @@ from crossroute.routing.selectors import (
 )
 from crossroute.state.memory import MemoryState
 
-
-@dataclass(frozen=True)
-class Cand:
-    credential_id: str
-    provider: str = "claude"
-    priority: int = 0
-    weight: int = 1
-    disabled: bool = False
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
+from .routing_fakes import Cand, Clock
 
 
 def make_router(strategy: str) -> tuple[Router, Clock]:
