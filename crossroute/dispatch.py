@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
 import aiohttp
@@ -22,7 +22,7 @@ from .gateway import Gateway
 from .providers import PROVIDERS, UpstreamRequest
 from .registry import Candidate
 from .replies import JSON_HEADERS, SSE_HEADERS, Reply, StreamReply, error_reply
-from .routing.router import AllCoolingDown
+from .routing.router import AllCoolingDown, provider_group
 from .routing.session_ids import SessionIds
 
 log = logging.getLogger("crossroute")
@@ -42,8 +42,8 @@ class Call:
     """One client request as the pipeline sees it."""
 
     __slots__ = (
-        "body", "client_format", "client_key", "credential_id", "headers", "model", "operation", "options",
-        "session", "started", "status", "stream", "upstream_model", "usage",
+        "_usage", "body", "client_format", "client_key", "credential_id", "headers", "model", "operation",
+        "options", "session", "started", "status", "stream", "upstream_model",
     )
 
     def __init__(
@@ -67,11 +67,22 @@ class Call:
         self.client_key = client_key
         self.options = options or {}
         self.session: SessionIds | None = None
-        self.usage: Usage | None = None
+        self._usage: Usage | translate.PendingUsage | None = None
         self.credential_id: str | None = None
         self.upstream_model: str | None = None
         self.status = 0
         self.started = time.monotonic()
+
+    @property
+    def usage(self) -> Usage | None:
+        u = self._usage
+        if isinstance(u, translate.PendingUsage):
+            u = self._usage = u.resolve()
+        return u
+
+    @usage.setter
+    def usage(self, value: Usage | translate.PendingUsage | None) -> None:
+        self._usage = value
 
 
 class _Failure:
@@ -112,13 +123,20 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
         call.session = gw.session_ids(call.headers, call.body, fmt)
 
     prepared = translate.Prepared(call.client_format, call.body, reasoning, call.options)
+    router = gw.router
+    in_process = router.in_process
+    # the provider scope of session bindings (only needed with a session)
+    scope = provider_group(candidates) if call.session is not None else None
     rounds = 1 + max(0, gw.settings.request_retry)
     last: _Failure | None = None
     for round_no in range(rounds):
         tried: set[str] = set()
         while True:
             try:
-                cand = await gw.router.pick(candidates, base_model, call.session, exclude=tried)
+                if in_process:
+                    cand = router.pick_now(candidates, base_model, call.session, tried)
+                else:
+                    cand = await router.pick(candidates, base_model, call.session, tried)
             except AllCoolingDown as exc:
                 if last is None or not tried:
                     wait = exc.retry_after
@@ -131,15 +149,15 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
                 break
             tried.add(cand.credential_id)
             try:
-                outcome = await _attempt(gw, call, cand, prepared, base_model)
+                outcome = await _attempt(gw, call, cand, prepared, base_model, scope)
             except BadRequest as exc:
                 return error_reply(fmt, exc.status, exc.message, param=exc.param)
             if not isinstance(outcome, _Failure):
                 return outcome
             last = outcome
             gw.last_failures[cand.credential_id] = (outcome.status, outcome.message)
-            await gw.router.report_failure(cand, base_model, call.session, outcome.status or None,
-                                           outcome.retry_after)
+            await router.report_failure(cand, base_model, call.session, outcome.status or None,
+                                        outcome.retry_after, scope)
             log.warning("upstream %s failed for model %s: %s %s", cand.provider, cand.upstream_model,
                         outcome.status or "connection error", outcome.message[:200])
             if not outcome.retryable:
@@ -214,8 +232,20 @@ def _proxy(url: str | None) -> str | None:
     return url
 
 
+def _succeeded(gw: Gateway, call: Call, cand: Candidate, base_model: str, scope: str | None
+               ) -> Awaitable[None] | None:
+    """Tell the router; with in-process state that is done at once (None), else await the result."""
+    if gw.last_failures:
+        gw.last_failures.pop(cand.credential_id, None)
+    router = gw.router
+    if router.in_process:
+        router.report_success_now(cand, base_model)
+        return None
+    return router.report_success(cand, base_model, call.session, scope)
+
+
 async def _attempt(
-    gw: Gateway, call: Call, cand: Candidate, prepared: translate.Prepared, base_model: str
+    gw: Gateway, call: Call, cand: Candidate, prepared: translate.Prepared, base_model: str, scope: str | None
 ) -> Reply | StreamReply | _Failure:
     wire, req = _build(gw, call, cand, prepared)
     call.credential_id = cand.credential_id
@@ -255,9 +285,8 @@ async def _attempt(
             return _Failure(502, f"upstream {cand.entry.name} sent an answer that could not be read: {exc}")
         call.usage = usage
         call.status = 200
-        if gw.last_failures:
-            gw.last_failures.pop(cand.credential_id, None)
-        await gw.router.report_success(cand, base_model, call.session)
+        if (pending := _succeeded(gw, call, cand, base_model, scope)) is not None:
+            await pending
         if gw.recording:
             gw.record(call)
         return Reply(200, out, [*JSON_HEADERS, *extra_headers] if extra_headers else JSON_HEADERS)
@@ -277,9 +306,8 @@ async def _attempt(
         return _Failure(502, f"upstream {cand.entry.name} closed the stream without data")
     pipe = prepared.pipe(wire, call.model)
     call.status = 200
-    if gw.last_failures:
-        gw.last_failures.pop(cand.credential_id, None)
-    await gw.router.report_success(cand, base_model, call.session)
+    if (pending := _succeeded(gw, call, cand, base_model, scope)) is not None:
+        await pending
     content_type = "application/json" if call.options.get("json_array") else None
     headers = SSE_HEADERS if content_type is None else [("content-type", content_type)]
     return StreamReply(200, _relay(gw, call, cand, resp, pipe, first), [*headers, *extra_headers])

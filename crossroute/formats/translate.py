@@ -40,6 +40,23 @@ def usage_of(fmt: str, obj: Any) -> Usage | None:
     return module("responses").usage_from_responses(raw) if isinstance(raw, dict) else None
 
 
+class PendingUsage:
+    """The usage of an answer passed through unchanged, read from it only when asked for (the
+    usage log or store); parsing every answer just in case would cost each request."""
+
+    __slots__ = ("fmt", "raw")
+
+    def __init__(self, fmt: str, raw: bytes) -> None:
+        self.fmt = fmt
+        self.raw = raw
+
+    def resolve(self) -> Usage | None:
+        try:
+            return usage_of(self.fmt, orjson.loads(self.raw))
+        except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError):
+            return None
+
+
 class Prepared:
     """The client's request, ready to be sent in any upstream format."""
 
@@ -93,10 +110,19 @@ class Prepared:
             body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
         return body
 
-    def response(self, wire: str, raw: bytes, model: str, operation: str) -> tuple[bytes, Usage | None]:
-        obj = orjson.loads(raw)
+    def response(
+        self, wire: str, raw: bytes, model: str, operation: str
+    ) -> tuple[bytes, Usage | PendingUsage | None]:
+        """The client's answer and its usage. Raises ValueError (orjson's included) when the
+        upstream's answer is not a JSON object."""
         if wire == self.client_format:
-            return raw, usage_of(wire, obj)
+            # passed through as it is; a page that is not JSON (an HTML error page sent with 200
+            # by a wrong base-url, say) must not reach the client as its answer
+            head = raw[:1] if raw[:1] == b"{" else raw.lstrip()[:1]
+            if head != b"{":
+                raise ValueError("the answer is not a JSON object")
+            return raw, PendingUsage(wire, raw)
+        obj = orjson.loads(raw)
         resp = module(wire).response_to_neutral(obj)
         return orjson.dumps(module(self.client_format).response_from_neutral(resp, model)), resp.usage
 

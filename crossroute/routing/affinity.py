@@ -6,13 +6,14 @@ the session. Later requests reuse the bound credential while it is available, ev
 below the best priority tier. When it is not (cooling down, disabled, removed, already tried),
 the wrapped selector picks again and the session is rebound.
 
-Bindings are keyed ``<session id>::<model>`` and stored in the State with a TTL that
-each use refreshes. A fallback id (the first-turn hash, or ``conv:`` beside ``pck:``) is looked up
-when the primary misses, and a hit binds the primary too, so the first turn's credential is
-inherited by the rest of the conversation. The provider is not part of the key: credential ids
-are unique across providers, a binding is honoured only when its credential is among the request's
-candidates, and ``report_success``/``report_failure`` receive only the chosen candidate, which
-could not rebuild a key made from the whole candidate list.
+Bindings are keyed ``<provider>::<session id>::<model>`` and stored in the State with a TTL that
+each use refreshes. ``<provider>`` is the provider of the request's candidates (their sorted,
+comma-joined set when several providers serve the model), the same scope as the round-robin cursor.
+A fallback id (the first-turn hash, or ``conv:`` beside ``pck:``) is looked up when the primary
+misses, and a hit binds the primary too, so the first turn's credential is inherited by the rest of
+the conversation. A binding is honoured only while its credential is among the request's candidates.
+
+With the in-process state every step is synchronous (``select_now``): no coroutine per request.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ from typing import Any, TypeVar
 from crossroute.routing.selectors import CandidateLike, Selector
 from crossroute.routing.session_ids import SessionIds
 from crossroute.state.base import State
+from crossroute.state.memory import MemoryState
 
 __all__ = ["SessionAffinitySelector", "binding_key"]
 
 C = TypeVar("C", bound=CandidateLike)
 
 
-def binding_key(session_id: str, model: str) -> str:
-    return f"{session_id}::{model}"
+def binding_key(provider: str, session_id: str, model: str) -> str:
+    return f"{provider}::{session_id}::{model}"
 
 
 def _find(available: Sequence[C], credential_id: str) -> C | None:
@@ -44,6 +46,7 @@ class SessionAffinitySelector(Selector):
     def __init__(self, inner: Selector, state: State, ttl: float) -> None:
         self.inner = inner
         self._state = state
+        self._mem = state if isinstance(state, MemoryState) else None
         self.ttl = ttl
         self.name = f"session-affinity({inner.name})"
 
@@ -53,44 +56,67 @@ class SessionAffinitySelector(Selector):
     async def select(self, tier: Sequence[C], cursor_key: str) -> C:
         return await self.inner.select(tier, cursor_key)
 
+    def select_now(self, tier: Sequence[C], cursor_key: str) -> C:
+        return self.inner.select_now(tier, cursor_key)
+
+    def select_for_session_now(
+        self, available: Sequence[C], tier: Sequence[C], provider: str, model: str, session: SessionIds
+    ) -> C:
+        """The in-process version of ``select_for_session`` (only with MemoryState)."""
+        mem = self._mem
+        assert mem is not None
+        ttl = self.ttl
+        pkey = f"{provider}::{session[0]}::{model}"
+        bound = mem.get_binding_now(pkey, ttl)
+        if bound is not None:
+            c = _find(available, bound)
+            if c is not None:
+                return c
+        fallback = session[1]
+        if fallback is not None:
+            inherited = mem.get_binding_now(f"{provider}::{fallback}::{model}", ttl)
+            if inherited is not None:
+                c = _find(available, inherited)
+                if c is not None:
+                    mem.set_binding_now(pkey, inherited, ttl)
+                    return c
+        c = tier[0] if len(tier) == 1 else self.inner.select_now(tier, f"{provider}::{model}")
+        mem.set_binding_now(pkey, c.credential_id, ttl)
+        return c
+
     async def select_for_session(
-        self,
-        available: Sequence[C],
-        tier: Sequence[C],
-        cursor_key: str,
-        model: str,
-        session: SessionIds,
+        self, available: Sequence[C], tier: Sequence[C], provider: str, model: str, session: SessionIds
     ) -> C:
         """``available``: every usable candidate (all tiers); ``tier``: the best priority tier."""
         state = self._state
         ttl = self.ttl
-        pkey = binding_key(session.primary, model)
+        pkey = binding_key(provider, session.primary, model)
         bound = await state.get_binding(pkey, ttl)
         if bound is not None:
             c = _find(available, bound)
             if c is not None:
                 return c
         if session.fallback is not None:
-            inherited = await state.get_binding(binding_key(session.fallback, model), ttl)
+            inherited = await state.get_binding(binding_key(provider, session.fallback, model), ttl)
             if inherited is not None:
                 c = _find(available, inherited)
                 if c is not None:
                     await state.set_binding(pkey, inherited, ttl)
                     return c
-        c = await self.inner.select(tier, cursor_key)
+        c = tier[0] if len(tier) == 1 else await self.inner.select(tier, f"{provider}::{model}")
         await state.set_binding(pkey, c.credential_id, ttl)
         return c
 
-    async def touch(self, credential_id: str, model: str, session: SessionIds) -> None:
+    async def touch(self, credential_id: str, provider: str, model: str, session: SessionIds) -> None:
         """After a success: (re)bind the primary id to the credential that served it."""
-        await self._state.set_binding(binding_key(session.primary, model), credential_id, self.ttl)
+        await self._state.set_binding(binding_key(provider, session.primary, model), credential_id, self.ttl)
 
-    async def unbind(self, credential_id: str, model: str, session: SessionIds) -> None:
+    async def unbind(self, credential_id: str, provider: str, model: str, session: SessionIds) -> None:
         """After a failure: drop the session's bindings that still point at the credential."""
         state = self._state
-        await state.delete_binding_if(binding_key(session.primary, model), credential_id)
+        await state.delete_binding_if(binding_key(provider, session.primary, model), credential_id)
         if session.fallback is not None:
-            await state.delete_binding_if(binding_key(session.fallback, model), credential_id)
+            await state.delete_binding_if(binding_key(provider, session.fallback, model), credential_id)
 
     async def start(self) -> None:
         await self.inner.start()

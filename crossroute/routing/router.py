@@ -134,27 +134,18 @@ class Router:
             log.info("dropped %d session binding(s) of credential %s", n, credential_id)
 
     # ------------------------------------------------------------ selection
-    async def pick(
-        self,
-        candidates: Sequence[C],
-        model: str,
-        session: SessionIds | None,
-        exclude: Collection[str] = (),
-    ) -> C:
-        if not candidates:
-            raise LookupError(f"no credential serves model {model!r}")
-        selector = self._selector
-        settings = self._settings
-        mem = self._mem
-        if settings.disable_cooling:
-            cooling = None
-        elif mem is not None:
-            cooling = mem.get_cooldowns_now([c.credential_id for c in candidates], model) \
-                if mem.any_cooldowns else None
-        else:
-            cooling = await self._state.get_cooldowns([c.credential_id for c in candidates], model)
+    @property
+    def in_process(self) -> bool:
+        """Whether the state is in-process, so that ``pick_now`` may be used instead of ``pick``."""
+        return self._mem is not None
+
+    def _filter(
+        self, candidates: Sequence[C], model: str, exclude: Collection[str], cooling: dict | None
+    ) -> tuple[list[C], list[C]]:
+        """(every usable candidate, the best priority tier among them); raises AllCoolingDown or
+        LookupError when none is usable."""
         now = self._clock()
-        accepts = selector.accepts
+        accepts = self._selector.accepts
         available: list[C] = []
         top = 0
         mixed = False
@@ -179,15 +170,48 @@ class Router:
             if earliest is not None:
                 raise AllCoolingDown(max(earliest - now, 0.0), model)
             raise LookupError(f"no available credential for model {model!r}")
-        tier = [c for c in available if c.priority == top] if mixed else available
+        return available, ([c for c in available if c.priority == top] if mixed else available)
+
+    def pick_now(
+        self, candidates: Sequence[C], model: str, session: SessionIds | None, exclude: Collection[str] = ()
+    ) -> C:
+        """``pick`` without suspending; only with in-process state (see ``in_process``)."""
+        mem = self._mem
+        assert mem is not None
+        if not candidates:
+            raise LookupError(f"no credential serves model {model!r}")
+        cooling = None
+        if mem.any_cooldowns and not self._settings.disable_cooling:
+            cooling = mem.get_cooldowns_now([c.credential_id for c in candidates], model)
+        available, tier = self._filter(candidates, model, exclude, cooling)
         affinity = self._affinity
-        if len(tier) == 1 and (session is None or affinity is None):
-            return tier[0]
-        group = provider_group(candidates)
-        cursor_key = group + "::" + model
         if session is not None and affinity is not None:
-            return await affinity.select_for_session(available, tier, cursor_key, model, session)
-        return await selector.select(tier, cursor_key)
+            return affinity.select_for_session_now(available, tier, provider_group(candidates), model, session)
+        if len(tier) == 1:
+            return tier[0]
+        return self._selector.select_now(tier, provider_group(candidates) + "::" + model)
+
+    async def pick(
+        self,
+        candidates: Sequence[C],
+        model: str,
+        session: SessionIds | None,
+        exclude: Collection[str] = (),
+    ) -> C:
+        if self._mem is not None:
+            return self.pick_now(candidates, model, session, exclude)
+        if not candidates:
+            raise LookupError(f"no credential serves model {model!r}")
+        cooling = None
+        if not self._settings.disable_cooling:
+            cooling = await self._state.get_cooldowns([c.credential_id for c in candidates], model)
+        available, tier = self._filter(candidates, model, exclude, cooling)
+        affinity = self._affinity
+        if session is not None and affinity is not None:
+            return await affinity.select_for_session(available, tier, provider_group(candidates), model, session)
+        if len(tier) == 1:
+            return tier[0]
+        return await self._selector.select(tier, provider_group(candidates) + "::" + model)
 
     async def wait_time(self, candidates: Sequence[Candidate], model: str) -> float | None:
         """Seconds until some candidate can serve ``model``: 0 when one can now, the earliest
@@ -210,16 +234,26 @@ class Router:
         return earliest - now
 
     # ------------------------------------------------------------ outcomes
-    async def report_success(self, cand: Candidate, model: str, session: SessionIds | None) -> None:
+    def report_success_now(self, cand: Candidate, model: str) -> None:
+        """``report_success`` with in-process state: ``pick_now`` already read (and so refreshed)
+        or wrote the session's binding, so only a cooldown (or 429 ladder) is cleared."""
         mem = self._mem
-        if mem is None:
-            await self._state.clear_cooldown(cand.credential_id, model)  # also resets the 429 ladder
-        elif mem.any_cooldowns:
+        assert mem is not None
+        if mem.any_cooldowns:
             mem.clear_cooldown_now(cand.credential_id, model)
+
+    async def report_success(
+        self, cand: Candidate, model: str, session: SessionIds | None, provider: str | None = None
+    ) -> None:
+        """``provider``: the provider scope of the request's candidates (``provider_group``);
+        the candidate's own provider when not given."""
+        if self._mem is not None:
+            self.report_success_now(cand, model)
+            return
+        await self._state.clear_cooldown(cand.credential_id, model)  # also resets the 429 ladder
         affinity = self._affinity
-        # In-process state: pick() already read (and so refreshed) or wrote this binding.
-        if session is not None and affinity is not None and mem is None:
-            await affinity.touch(cand.credential_id, model, session)
+        if session is not None and affinity is not None:
+            await affinity.touch(cand.credential_id, provider or cand.provider, model, session)
 
     async def report_failure(
         self,
@@ -228,16 +262,17 @@ class Router:
         session: SessionIds | None,
         status: int | None,
         retry_after: float | None,
+        provider: str | None = None,
     ) -> None:
         """``status`` None means a connection error or timeout; ``retry_after`` is the upstream's
-        Retry-After in seconds when it sent one."""
+        Retry-After in seconds when it sent one; ``provider`` as for ``report_success``."""
         settings = self._settings
         plan = plan_cooldown(status, retry_after, 0, settings.transient_cooldown)
         if plan is None:
             return  # the request was wrong, not the credential: no cooldown, binding kept
         affinity = self._affinity
         if session is not None and affinity is not None:
-            await affinity.unbind(cand.credential_id, model, session)
+            await affinity.unbind(cand.credential_id, provider or cand.provider, model, session)
         if settings.disable_cooling:
             return
         cid = cand.credential_id

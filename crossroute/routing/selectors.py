@@ -60,6 +60,10 @@ class Selector:
         return True
 
     async def select(self, tier: Sequence[C], cursor_key: str) -> C:
+        return self.select_now(tier, cursor_key)
+
+    def select_now(self, tier: Sequence[C], cursor_key: str) -> C:
+        """The same choice without suspending; the Router calls it only with in-process state."""
         raise NotImplementedError
 
     async def start(self) -> None:
@@ -82,11 +86,18 @@ class RoundRobinSelector(Selector):
         n = await self._state.incr("rr:" + cursor_key)
         return ordered[(n - 1) % len(ordered)]
 
+    def select_now(self, tier: Sequence[C], cursor_key: str) -> C:
+        if len(tier) == 1:
+            return tier[0]
+        ordered = sorted(tier, key=_by_id)
+        n = self._state.incr_now("rr:" + cursor_key)  # type: ignore[attr-defined]  # MemoryState only
+        return ordered[(n - 1) % len(ordered)]
+
 
 class FillFirstSelector(Selector):
     name = "fill-first"
 
-    async def select(self, tier: Sequence[C], cursor_key: str) -> C:
+    def select_now(self, tier: Sequence[C], cursor_key: str) -> C:
         return min(tier, key=_by_id)
 
 
@@ -105,7 +116,7 @@ class WeightedRoundRobinSelector(Selector):
         w = cand.weight
         return 0 < w <= MAX_WEIGHT
 
-    async def select(self, tier: Sequence[C], cursor_key: str) -> C:
+    def select_now(self, tier: Sequence[C], cursor_key: str) -> C:
         if len(tier) == 1:
             return tier[0]
         ordered = sorted(tier, key=_by_id)

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -35,9 +34,9 @@ _FNV_PRIME = 0x100000001B3
 _MASK64 = 0xFFFFFFFFFFFFFFFF
 
 
-@dataclass(slots=True, frozen=True)
-class SessionIds:
-    """``primary`` is looked up first; ``fallback`` (when set) is tried on a primary miss."""
+class SessionIds(NamedTuple):
+    """``primary`` is looked up first; ``fallback`` (when set) is tried on a primary miss.
+    Immutable, so one instance may be shared by every request of a conversation."""
 
     primary: str
     fallback: str | None = None
@@ -70,21 +69,14 @@ def fnv1a64(data: bytes) -> int:
     return h
 
 
-# The hash input repeats on every turn of a conversation, so remember recent results.
-_HASH_CACHE: dict[bytes, str] = {}
-_HASH_CACHE_MAX = 8192
-
-
 def _msg_id(data: bytes) -> str:
-    hit = _HASH_CACHE.get(data)
-    if hit is not None:
-        return hit
-    out = f"msg:{fnv1a64(data):016x}"
-    if len(_HASH_CACHE) >= _HASH_CACHE_MAX:
-        # drop the oldest entry (dicts keep insertion order)
-        del _HASH_CACHE[next(iter(_HASH_CACHE))]
-    _HASH_CACHE[data] = out
-    return out
+    return f"msg:{fnv1a64(data):016x}"
+
+
+# The start of a conversation repeats on every turn: remember the ids of recent starts, keyed by
+# the (system, user, assistant) texts cut to 100 characters (which fix the 100 hashed bytes).
+_IDS_CACHE: dict[tuple[str, str, str], SessionIds | None] = {}
+_IDS_CACHE_MAX = 8192
 
 
 # ---------------------------------------------------------------- text of a conversation's start
@@ -242,25 +234,35 @@ def _guess_reader(body: dict[str, Any]) -> Any:
 
 
 def _part(tag: bytes, text: str) -> bytes:
-    # 100 characters encode to at least 100 bytes, so slicing the string first is exact and cheap
-    return tag + text[:_HASH_PART_BYTES].encode()[:_HASH_PART_BYTES] + b"\n"
+    return tag + text.encode()[:_HASH_PART_BYTES] + b"\n"
 
 
-def message_hash_ids(body: dict[str, Any], fmt: str) -> SessionIds | None:
-    """The ``msg:`` ids from the conversation's start, or None when it has no text at all."""
-    reader = _START_READERS.get(fmt) or _guess_reader(body)
-    system, user, assistant = reader(body)
+def _hash_ids(system: str, user: str, assistant: str) -> SessionIds | None:
     base = b""
     if system:
         base += _part(b"sys:", system)
     if user:
         base += _part(b"usr:", user)
     if assistant:
-        primary = _msg_id(base + _part(b"ast:", assistant))
-        return SessionIds(primary, _msg_id(base) if base else None)
-    if not base:
-        return None
-    return SessionIds(_msg_id(base))
+        return SessionIds(_msg_id(base + _part(b"ast:", assistant)), _msg_id(base) if base else None)
+    return SessionIds(_msg_id(base)) if base else None
+
+
+def message_hash_ids(body: dict[str, Any], fmt: str) -> SessionIds | None:
+    """The ``msg:`` ids from the conversation's start, or None when it has no text at all."""
+    reader = _START_READERS.get(fmt) or _guess_reader(body)
+    system, user, assistant = reader(body)
+    # 100 characters encode to at least 100 bytes, so the cut strings decide the hashed bytes
+    key = (system[:_HASH_PART_BYTES], user[:_HASH_PART_BYTES], assistant[:_HASH_PART_BYTES])
+    try:
+        return _IDS_CACHE[key]
+    except KeyError:
+        pass
+    ids = _hash_ids(*key)
+    if len(_IDS_CACHE) >= _IDS_CACHE_MAX:
+        del _IDS_CACHE[next(iter(_IDS_CACHE))]  # the oldest entry (dicts keep insertion order)
+    _IDS_CACHE[key] = ids
+    return ids
 
 
 # ---------------------------------------------------------------- explicit sources

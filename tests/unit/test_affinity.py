@@ -79,7 +79,7 @@ async def test_fallback_id_inherits_first_turn_binding() -> None:
     turn2 = SessionIds("msg:bbbb", "msg:aaaa")
     assert await serve(router, CANDS, turn2) == "b"
     # the primary is now bound too: later turns find it directly
-    assert state.peek_binding(binding_key("msg:bbbb", MODEL)) is not None
+    assert state.peek_binding(binding_key("claude", "msg:bbbb", MODEL)) is not None
     assert await serve(router, CANDS, SessionIds("msg:bbbb", "msg:gone")) == "b"
 
 
@@ -127,7 +127,7 @@ async def test_invalidate_credential_drops_its_bindings() -> None:
     for s in sessions:
         if placed[s.primary] == "a":
             # bindings gone: placed anew (possibly on "a" again if still a candidate)
-            assert state.peek_binding(binding_key(s.primary, MODEL)) is None
+            assert state.peek_binding(binding_key("claude", s.primary, MODEL)) is None
     for s in sessions:
         got = await serve(router, [Cand("b"), Cand("c")], s)
         if placed[s.primary] != "a":
@@ -139,7 +139,7 @@ async def test_request_error_keeps_binding_other_failures_drop_it() -> None:
     s = SessionIds("s", "fb")
     c = await router.pick(CANDS, MODEL, s)
     await router.report_success(c, MODEL, s)
-    key = binding_key("s", MODEL)
+    key = binding_key("claude", "s", MODEL)
     await router.report_failure(c, MODEL, s, 400, None)
     assert state.peek_binding(key) is not None
     await router.report_failure(c, MODEL, s, 503, None)
@@ -150,9 +150,9 @@ async def test_compare_and_delete_keeps_a_newer_binding() -> None:
     router, state, _ = make()
     s = SessionIds("s")
     assert await serve(router, CANDS, s) == "a"
-    await state.set_binding(binding_key("s", MODEL), "b", 3600)  # another request rebound it
+    await state.set_binding(binding_key("claude", "s", MODEL), "b", 3600)  # another request rebound it
     await router.report_failure(Cand("a"), MODEL, s, 500, None)  # a late failure on a
-    assert state.peek_binding(binding_key("s", MODEL))[0] == "b"
+    assert state.peek_binding(binding_key("claude", "s", MODEL))[0] == "b"
 
 
 async def test_ttl_expiry_and_refresh_on_use() -> None:
@@ -227,3 +227,23 @@ async def test_affinity_off_ignores_sessions() -> None:
     router = Router(RoutingSettings(), MemoryState(clock=clock), clock=clock)
     s = SessionIds("s")
     assert [await serve(router, CANDS, s) for _ in range(3)] == ["a", "b", "c"]
+
+
+async def test_bindings_are_keyed_by_provider_session_and_model() -> None:
+    router, state, _ = make()
+    s = SessionIds("codex:s1")
+    claude = [Cand("a"), Cand("b")]
+    gemini = [Cand("g1", provider="gemini"), Cand("g2", provider="gemini")]
+    assert await serve(router, claude, s) == "a"
+    assert await serve(router, gemini, s) == "g1"
+    assert state.peek_binding(binding_key("claude", "codex:s1", MODEL))[0] == "a"
+    assert state.peek_binding(binding_key("gemini", "codex:s1", MODEL))[0] == "g1"
+    # several providers for one model: the scope is their sorted set
+    mixed = [Cand("g2", provider="gemini"), Cand("b")]
+    bound = await serve(router, mixed, s)
+    assert state.peek_binding(binding_key("claude,gemini", "codex:s1", MODEL))[0] == bound
+    # a failure drops the binding of the scope it was made in, and only that one
+    await router.report_failure(next(c for c in mixed if c.credential_id == bound), MODEL, s, 500, None,
+                                provider="claude,gemini")
+    assert state.peek_binding(binding_key("claude,gemini", "codex:s1", MODEL)) is None
+    assert state.peek_binding(binding_key("claude", "codex:s1", MODEL)) is not None

@@ -82,9 +82,9 @@ async def test_keys_are_prefixed(two_routers: tuple[Router, Router], server: Red
     try:
         keys = sorted(await client.keys("*"))
         assert keys and all(k.startswith("crossroute:") for k in keys)
-        assert "crossroute:b:claude:k::gpt-5" in keys
+        assert "crossroute:b:claude::claude:k::gpt-5" in keys
         assert "crossroute:cd:b|gpt-5" in keys
-        assert 0 < await client.pttl("crossroute:b:claude:k::gpt-5") <= 600_000
+        assert 0 < await client.pttl("crossroute:b:claude::claude:k::gpt-5") <= 600_000
     finally:
         await client.aclose()
 
@@ -202,7 +202,7 @@ async def test_outage_falls_back_logs_once_and_reconnects(
         await serve(router, SessionIds("claude:after"))
         client = Redis.from_url(server.url, decode_responses=True)
         try:
-            assert await client.exists("crossroute:b:claude:after::gpt-5") == 1
+            assert await client.exists("crossroute:b:claude::claude:after::gpt-5") == 1
         finally:
             await client.aclose()
     finally:
@@ -229,7 +229,7 @@ async def test_redis_down_at_start_serves_locally(caplog: pytest.LogCaptureFixtu
             assert await wait_until(lambda: state.available)
             client = Redis.from_url(srv.url, decode_responses=True)
             try:
-                assert await client.get("crossroute:b:x::gpt-5") == first
+                assert await client.get("crossroute:b:claude::x::gpt-5") == first
             finally:
                 await client.aclose()
         finally:
