@@ -23,7 +23,7 @@ from .providers import PROVIDERS, UpstreamRequest
 from .registry import Candidate
 from .replies import JSON_HEADERS, SSE_HEADERS, Reply, StreamReply, error_reply
 from .routing.router import AllCoolingDown, provider_group
-from .routing.session_ids import SessionIds
+from .routing.session_ids import SessionIds, extract_session_ids
 
 log = logging.getLogger("crossroute")
 
@@ -120,13 +120,13 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
         return error_reply(fmt, 404 if fmt == "gemini" else 400,
                            f"model '{call.model}' is not served by any configured upstream", param="model")
     if gw.settings.routing.session_affinity and call.session is None:
-        call.session = gw.session_ids(call.headers, call.body, fmt)
+        call.session = extract_session_ids(call.headers, call.body, fmt)
 
     prepared = translate.Prepared(call.client_format, call.body, reasoning, call.options)
     router = gw.router
     in_process = router.in_process
-    # the provider scope of session bindings (only needed with a session)
-    scope = provider_group(candidates) if call.session is not None else None
+    # the provider scope of session bindings and cursors
+    scope = provider_group(candidates)
     rounds = 1 + max(0, gw.settings.request_retry)
     last: _Failure | None = None
     for round_no in range(rounds):
@@ -134,9 +134,9 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
         while True:
             try:
                 if in_process:
-                    cand = router.pick_now(candidates, base_model, call.session, tried)
+                    cand = router.pick_now(candidates, base_model, call.session, tried, scope)
                 else:
-                    cand = await router.pick(candidates, base_model, call.session, tried)
+                    cand = await router.pick(candidates, base_model, call.session, tried, scope)
             except AllCoolingDown as exc:
                 if last is None or not tried:
                     wait = exc.retry_after
@@ -283,7 +283,7 @@ async def _attempt(
             out, usage = prepared.response(wire, body, call.model, call.operation)
         except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
             return _Failure(502, f"upstream {cand.entry.name} sent an answer that could not be read: {exc}")
-        call.usage = usage
+        call._usage = usage
         call.status = 200
         if (pending := _succeeded(gw, call, cand, base_model, scope)) is not None:
             await pending

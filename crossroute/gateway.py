@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from .config import Settings
 from .registry import Registry
 from .routing.router import Router, RoutingSettings
-from .routing.session_ids import SessionIds, extract_session_ids
 from .state.base import State
 from .state.memory import MemoryState
 
@@ -103,9 +101,6 @@ class Gateway:
         await self.router.apply_settings(routing_settings(settings))
         for cred_id in old_ids - new_ids:
             await self.router.invalidate_credential(cred_id)
-
-    def session_ids(self, headers: Mapping[str, str], body: dict[str, Any], fmt: str) -> SessionIds | None:
-        return extract_session_ids(headers, body, fmt)
 
     @property
     def recording(self) -> bool:

@@ -49,6 +49,7 @@ class SessionAffinitySelector(Selector):
         self._mem = state if isinstance(state, MemoryState) else None
         self.ttl = ttl
         self.name = f"session-affinity({inner.name})"
+        self.filters = inner.filters
 
     def accepts(self, cand: Any) -> bool:
         return self.inner.accepts(cand)

@@ -63,6 +63,8 @@ class AllCoolingDown(Exception):
 def provider_group(candidates: Sequence[Candidate]) -> str:
     """The provider part of cursor and binding keys: the provider, or the sorted set of them."""
     first = candidates[0].provider
+    if len(candidates) == 1:
+        return first
     for c in candidates:
         if c.provider != first:
             return ",".join(sorted({x.provider for x in candidates}))
@@ -76,6 +78,8 @@ class Router:
         self._state = state
         # In-process state answers synchronously: the hot path calls it without awaiting.
         self._mem = state if isinstance(state, MemoryState) else None
+        # whether pick_now / report_success_now may be used instead of pick / report_success
+        self.in_process = self._mem is not None
         self._clock = clock
         self._settings = settings
         self._fields = settings.selector_fields()
@@ -134,24 +138,19 @@ class Router:
             log.info("dropped %d session binding(s) of credential %s", n, credential_id)
 
     # ------------------------------------------------------------ selection
-    @property
-    def in_process(self) -> bool:
-        """Whether the state is in-process, so that ``pick_now`` may be used instead of ``pick``."""
-        return self._mem is not None
-
     def _filter(
         self, candidates: Sequence[C], model: str, exclude: Collection[str], cooling: dict | None
     ) -> tuple[list[C], list[C]]:
         """(every usable candidate, the best priority tier among them); raises AllCoolingDown or
         LookupError when none is usable."""
         now = self._clock()
-        accepts = self._selector.accepts
+        accepts = self._selector.accepts if self._selector.filters else None
         available: list[C] = []
         top = 0
         mixed = False
         earliest: float | None = None
         for c in candidates:
-            if c.disabled or (exclude and c.credential_id in exclude) or not accepts(c):
+            if c.disabled or (exclude and c.credential_id in exclude) or (accepts and not accepts(c)):
                 continue
             if cooling:
                 cd = cooling.get(c.credential_id)
@@ -173,7 +172,8 @@ class Router:
         return available, ([c for c in available if c.priority == top] if mixed else available)
 
     def pick_now(
-        self, candidates: Sequence[C], model: str, session: SessionIds | None, exclude: Collection[str] = ()
+        self, candidates: Sequence[C], model: str, session: SessionIds | None, exclude: Collection[str] = (),
+        scope: str | None = None,
     ) -> C:
         """``pick`` without suspending; only with in-process state (see ``in_process``)."""
         mem = self._mem
@@ -181,15 +181,16 @@ class Router:
         if not candidates:
             raise LookupError(f"no credential serves model {model!r}")
         cooling = None
-        if mem.any_cooldowns and not self._settings.disable_cooling:
+        if mem.cooldowns and not self._settings.disable_cooling:
             cooling = mem.get_cooldowns_now([c.credential_id for c in candidates], model)
         available, tier = self._filter(candidates, model, exclude, cooling)
         affinity = self._affinity
         if session is not None and affinity is not None:
-            return affinity.select_for_session_now(available, tier, provider_group(candidates), model, session)
+            return affinity.select_for_session_now(
+                available, tier, scope or provider_group(candidates), model, session)
         if len(tier) == 1:
             return tier[0]
-        return self._selector.select_now(tier, provider_group(candidates) + "::" + model)
+        return self._selector.select_now(tier, (scope or provider_group(candidates)) + "::" + model)
 
     async def pick(
         self,
@@ -197,9 +198,12 @@ class Router:
         model: str,
         session: SessionIds | None,
         exclude: Collection[str] = (),
+        scope: str | None = None,
     ) -> C:
+        """A candidate for the request. ``scope``: ``provider_group(candidates)`` when the caller
+        already has it (it keys cursors and session bindings)."""
         if self._mem is not None:
-            return self.pick_now(candidates, model, session, exclude)
+            return self.pick_now(candidates, model, session, exclude, scope)
         if not candidates:
             raise LookupError(f"no credential serves model {model!r}")
         cooling = None
@@ -208,10 +212,11 @@ class Router:
         available, tier = self._filter(candidates, model, exclude, cooling)
         affinity = self._affinity
         if session is not None and affinity is not None:
-            return await affinity.select_for_session(available, tier, provider_group(candidates), model, session)
+            return await affinity.select_for_session(
+                available, tier, scope or provider_group(candidates), model, session)
         if len(tier) == 1:
             return tier[0]
-        return await self._selector.select(tier, provider_group(candidates) + "::" + model)
+        return await self._selector.select(tier, (scope or provider_group(candidates)) + "::" + model)
 
     async def wait_time(self, candidates: Sequence[Candidate], model: str) -> float | None:
         """Seconds until some candidate can serve ``model``: 0 when one can now, the earliest
@@ -239,7 +244,7 @@ class Router:
         or wrote the session's binding, so only a cooldown (or 429 ladder) is cleared."""
         mem = self._mem
         assert mem is not None
-        if mem.any_cooldowns:
+        if mem.cooldowns:
             mem.clear_cooldown_now(cand.credential_id, model)
 
     async def report_success(

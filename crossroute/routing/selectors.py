@@ -55,6 +55,7 @@ class Selector:
     are lifecycle hooks called by the Router on start, shutdown and selector rebuilds."""
 
     name = "base"
+    filters = False  # whether ``accepts`` can refuse a candidate (the Router skips the call if not)
 
     def accepts(self, cand: Any) -> bool:
         return True
@@ -107,6 +108,7 @@ class WeightedRoundRobinSelector(Selector):
     a a b a c a a."""
 
     name = "weighted-round-robin"
+    filters = True
 
     def __init__(self) -> None:
         # cursor key -> credential id -> [weight, credit]

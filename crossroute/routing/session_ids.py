@@ -108,13 +108,11 @@ def _join_text(content: Any) -> str:
 
 
 def _openai_start(body: dict[str, Any]) -> tuple[str, str, str]:
-    return _messages_start(body.get("messages"), "")
-
-
-def _messages_start(messages: Any, system: str) -> tuple[str, str, str]:
     """First system/developer, user and assistant texts of a chat-style ``messages`` list."""
+    system = ""
     user = ""
     assistant = ""
+    messages = body.get("messages")
     if not isinstance(messages, list):
         return system, user, assistant
     for m in messages:
@@ -123,7 +121,8 @@ def _messages_start(messages: Any, system: str) -> tuple[str, str, str]:
         role = m.get("role")
         if role == "user":
             if not user:
-                user = _join_text(m.get("content"))
+                content = m.get("content")
+                user = content if isinstance(content, str) else _join_text(content)
         elif role == "assistant":
             if not assistant:
                 assistant = _join_text(m.get("content"))
@@ -149,7 +148,7 @@ def _claude_start(body: dict[str, Any]) -> tuple[str, str, str]:
                 if isinstance(t, str) and t:
                     system = t
                     break
-    s, u, a = _messages_start(body.get("messages"), "")
+    s, u, a = _openai_start(body)
     # a system message inside messages (OpenAI style) comes first, else Claude's top-level system
     return (s or system), u, a
 

@@ -29,8 +29,9 @@ class MemoryState(State):
         # key -> [credential_id, expires_at]
         self._bindings: OrderedDict[str, list] = OrderedDict()
         self._by_credential: dict[str, set[str]] = {}
-        # (credential_id, model) -> (Cooldown, keep_until)
-        self._cooldowns: dict[tuple[str, str], tuple[Cooldown, float]] = {}
+        # (credential_id, model) -> (Cooldown, keep_until); read-only outside this class (its
+        # truthiness is the hot path's "any cooldown at all?")
+        self.cooldowns: dict[tuple[str, str], tuple[Cooldown, float]] = {}
         self._cursors: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -110,21 +111,16 @@ class MemoryState(State):
         self._unindex(key, credential_id)
 
     # ------------------------------------------------------------ cooldowns
-    @property
-    def any_cooldowns(self) -> bool:
-        """Whether any cooldown (or 429 ladder) entry exists at all: the hot path's shortcut."""
-        return bool(self._cooldowns)
-
     def get_cooldowns_now(self, credential_ids: Sequence[str], model: str) -> dict[str, Cooldown]:
-        if not self._cooldowns:
+        if not self.cooldowns:
             return {}
         out: dict[str, Cooldown] = {}
         now = self._clock()
         for cid in credential_ids:
-            e = self._cooldowns.get((cid, model))
+            e = self.cooldowns.get((cid, model))
             if e is not None:
                 if e[1] <= now:
-                    del self._cooldowns[(cid, model)]
+                    del self.cooldowns[(cid, model)]
                 else:
                     out[cid] = e[0]
         return out
@@ -132,17 +128,17 @@ class MemoryState(State):
     def set_cooldown_now(
         self, credential_id: str, model: str, until: float, level: int, keep_until: float
     ) -> None:
-        self._cooldowns[(credential_id, model)] = (Cooldown(until, level), max(until, keep_until))
+        self.cooldowns[(credential_id, model)] = (Cooldown(until, level), max(until, keep_until))
 
     def clear_cooldown_now(self, credential_id: str, model: str) -> bool:
-        return self._cooldowns.pop((credential_id, model), None) is not None
+        return self.cooldowns.pop((credential_id, model), None) is not None
 
     def has_cooldown(self, credential_id: str, model: str) -> bool:
-        return (credential_id, model) in self._cooldowns
+        return (credential_id, model) in self.cooldowns
 
     def iter_cooldowns(self) -> list[tuple[str, str, Cooldown, float]]:
         now = self._clock()
-        return [(c, m, cd, keep) for (c, m), (cd, keep) in self._cooldowns.items() if keep > now]
+        return [(c, m, cd, keep) for (c, m), (cd, keep) in self.cooldowns.items() if keep > now]
 
     # ------------------------------------------------------------ cursors
     def incr_now(self, key: str) -> int:
@@ -192,10 +188,10 @@ class MemoryState(State):
                 break
             self._drop(key, e[0])
             removed += 1
-        if self._cooldowns:
-            dead = [k for k, (_, keep) in self._cooldowns.items() if keep <= now]
+        if self.cooldowns:
+            dead = [k for k, (_, keep) in self.cooldowns.items() if keep <= now]
             for k in dead:
-                del self._cooldowns[k]
+                del self.cooldowns[k]
             removed += len(dead)
         return removed
 
