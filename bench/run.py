@@ -209,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         help="upstream writes a stream at once (batch) or one event per loop turn (each)",
     )
     p.add_argument("--affinity", action="store_true",
-                   help="run crossroute with routing.session-affinity on (issue 4: the core figures must hold)")
+                   help="also measure a second crossroute with routing.session-affinity on, in the same rounds "
+                        "(issue 4: the core figures must hold with affinity)"),
     p.add_argument("--stand-in", action="store_true", help="use the reference proxy in place of crossroute")
     p.add_argument("--json", metavar="PATH", help="also write the raw figures as JSON")
     p.add_argument("--keep-logs", action="store_true", help="keep the temp dir with configs and logs")
@@ -276,6 +277,7 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
     reference = Server("reference", ref_port, ref_argv, UPSTREAM_KEY, proxy_cpus)
 
     cr_port = free_port()
+    affinity: Server | None = None
     if stand_in:
         cr_argv = [*ref_argv[:3], str(cr_port), *ref_argv[4:]]
         crossroute = Server("crossroute (STAND-IN)", cr_port, cr_argv, UPSTREAM_KEY, proxy_cpus)
@@ -285,11 +287,18 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
             f.write(
                 CONFIG_TEMPLATE.format(port=cr_port, key=BENCH_KEY, upstream_port=up_port, upstream_key=UPSTREAM_KEY)
             )
-            if args.affinity:
-                f.write("routing:\n  session-affinity: true\n")
         env = dict(os.environ)
         env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
         crossroute = Server("crossroute", cr_port, crossroute_argv(config, args.workers), BENCH_KEY, proxy_cpus, env)
+        if args.affinity:
+            aff_port = free_port()
+            aff_config = os.path.join(tmp, "config-affinity.yaml")
+            with open(aff_config, "w") as f:
+                f.write(CONFIG_TEMPLATE.format(
+                    port=aff_port, key=BENCH_KEY, upstream_port=up_port, upstream_key=UPSTREAM_KEY))
+                f.write("routing:\n  session-affinity: true\n")
+            affinity = Server("crossroute-affinity", aff_port, crossroute_argv(aff_config, args.workers), BENCH_KEY,
+                              proxy_cpus, env)
 
     starts = 1 if args.quick else 3
     print(
@@ -305,6 +314,12 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
     except RuntimeError as exc:
         print(f"crossroute failed to start:\n{exc}")
         return 1
+    if affinity is not None:
+        try:
+            start(affinity, tmp, 1)
+        except RuntimeError as exc:
+            print(f"crossroute (session affinity on) failed to start:\n{exc}")
+            return 1
 
     def target(name: str, port: int, path: str, key: str, body: dict[str, Any], anthropic: bool = False) -> Target:
         headers: list[tuple[str, str]] = [JSON_CT]
@@ -315,9 +330,13 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
         return Target(name, port, path, tuple(headers), orjson.dumps(body))
 
     chat = "/v1/chat/completions"
-    names = ("direct", "reference", "crossroute")
+    names: tuple[str, ...] = ("direct", "reference", "crossroute")
     ports = {"direct": up_port, "reference": ref_port, "crossroute": cr_port}
     keys = {"direct": UPSTREAM_KEY, "reference": UPSTREAM_KEY, "crossroute": crossroute.client_key}
+    if affinity is not None:
+        names += (affinity.label,)
+        ports[affinity.label] = affinity.port
+        keys[affinity.label] = affinity.client_key
     plain = {n: target(f"{n}-chat", ports[n], chat, keys[n], CHAT_BODY) for n in names}
     streams = {n: target(f"{n}-stream", ports[n], chat, keys[n], STREAM_BODY) for n in names}
     messages: Target | None = target(
@@ -379,6 +398,8 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
     idle = {s.label: tree_memory_mb(s.child.pid) for s in (reference, crossroute) if s.child}
 
     pids = {"reference": reference.child.pid, "crossroute": crossroute.child.pid}
+    if affinity is not None and affinity.child is not None:
+        pids[affinity.label] = affinity.child.pid
 
     def measure(key: str, t: Target, conns: int, who: str, cpu_table: dict[str, list[float]], row: str) -> float:
         """One timed load run; records errors and, for a proxy, its CPU µs per request."""
@@ -510,6 +531,15 @@ def print_table(
 
     ratio_row("throughput c=64 non-stream (req/s)", res.rps, cr, "reference", 0.75)
     ratio_row(f"streams/s c=16 ({args.events} events)", res.sps, cr, "reference", 0.75)
+    aff = "crossroute-affinity"
+    if res.rps.get(aff):
+        # issue 4: the same figures with session affinity on (a second process, same rounds)
+        a_add = m(res.added_median, aff)
+        row("session affinity on: added median (ms)", "", fmt(ref_add), fmt(a_add),
+            f"cr-ref {a_add - ref_add:+.3f}", "cr-ref <= +0.25 ms",
+            None if a_add != a_add else a_add - ref_add <= 0.25)
+        ratio_row("session affinity on: non-stream (req/s)", res.rps, aff, "reference", 0.75)
+        ratio_row("session affinity on: streams/s", res.sps, aff, "reference", 0.75)
 
     def cpu_row(metric: str, table: dict[str, list[float]], key: str) -> None:
         c, r = m(table, key), m(table, "reference")
@@ -518,6 +548,8 @@ def print_table(
 
     cpu_row("  proxy CPU per request (us)", res.cpu_plain, cr)
     cpu_row("  proxy CPU per stream (us)", res.cpu_stream, cr)
+    if res.rps.get(aff):
+        cpu_row("  proxy CPU per request, affinity on (us)", res.cpu_plain, aff)
     if messages_note:
         row(
             "cross-format streams/s (anthropic client)",
@@ -573,7 +605,7 @@ def print_table(
         cells += [rrow[5].ljust(widths[5]), rrow[6]]
         print("  ".join(cells).rstrip())
     spread = []
-    for key, table in (("reference", res.rps), (cr, res.rps)):
+    for key, table in (("reference", res.rps), (cr, res.rps), (aff, res.rps)):
         vals = table.get(key, [])
         if vals:
             spread.append(f"{key} req/s {min(vals):.0f}..{max(vals):.0f}")

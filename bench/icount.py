@@ -1,0 +1,128 @@
+"""Instructions per request of the real servers, counted by valgrind's callgrind.
+
+Wall-clock figures on a shared machine swing by ±20% between runs; instruction counts do not.
+This starts the fake upstream, then each server in turn under ``valgrind --tool=callgrind
+--instr-atstart=no`` (the real ``crossroute serve`` process, granian and all): after a warm-up,
+counting is switched on with ``callgrind_control -i on``, N requests are sent one after another on
+a keep-alive connection, and the counters are dumped. Prints instructions per request (all
+threads and processes of the server) and the ratio to the reference proxy.
+
+    apt-get install -y valgrind
+    python bench/icount.py [--requests 400] [--stream] [--only reference,crossroute,crossroute-affinity]
+
+Slow (each server runs ~50x slower under valgrind; about a minute per server). No thresholds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import orjson
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from load import RawClient, Target  # noqa: E402
+from procs import Child, free_port, install_signal_handlers, stop_all, wait_ready  # noqa: E402
+from run import BENCH_KEY, CHAT_BODY, CONFIG_TEMPLATE, STREAM_BODY, UPSTREAM_KEY, crossroute_argv  # noqa: E402
+
+_TOTALS = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.M)
+
+
+def send(port: int, key: str, body: dict, n: int) -> None:
+    t = Target("t", port, "/v1/chat/completions",
+               (("Content-Type", "application/json"), ("Authorization", f"Bearer {key}")), orjson.dumps(body))
+    client = RawClient(t, timeout=120)
+    try:
+        for _ in range(n):
+            status, answer = client.request()
+            if status != 200:
+                raise RuntimeError(f"HTTP {status}: {answer[:300]!r}")
+    finally:
+        client.close()
+
+
+def count(label: str, argv: list[str], port: int, key: str, body: dict, n: int, tmp: str,
+          env: dict[str, str] | None) -> int:
+    out = os.path.join(tmp, f"{label}.%p.out")
+    child = Child(label, ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=yes",
+                          f"--callgrind-out-file={out}",
+                          *argv], cwd=REPO, env=env, log_path=os.path.join(tmp, f"{label}.log"))
+    try:
+        wait_ready(child, port, timeout=240)
+        send(port, key, body, 100)  # warm-up: connection pool, first-use imports, caches
+        # every process of the server (the reference proxy serves from a worker process); only one
+        # server runs under valgrind at a time
+        subprocess.run(["callgrind_control", "-i", "on"], check=True, capture_output=True)
+        send(port, key, body, n)
+        subprocess.run(["callgrind_control", "-d"], check=True, capture_output=True)
+        subprocess.run(["callgrind_control", "-i", "off"], check=True, capture_output=True)
+    finally:
+        child.stop(timeout=30)
+    total = 0
+    for path in glob.glob(os.path.join(tmp, f"{label}.*.out*")):
+        with open(path, "rb") as f:
+            m = _TOTALS.search(f.read())
+        if m and path.rsplit(".", 1)[-1].isdigit():  # the dump taken by -d (not the one at exit)
+            total += int(m.group(1))
+    return total // n
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=400)
+    ap.add_argument("--stream", action="store_true", help="50-event streams instead of JSON answers")
+    ap.add_argument("--only", default="reference,crossroute,crossroute-affinity")
+    args = ap.parse_args()
+    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+        print("valgrind is not installed (apt-get install -y valgrind)")
+        return 1
+    install_signal_handlers()
+    tmp = tempfile.mkdtemp(prefix="crossroute-icount-")
+    body = STREAM_BODY if args.stream else CHAT_BODY
+    try:
+        up_port = free_port()
+        upstream = Child("upstream", [sys.executable, os.path.join(HERE, "fake_upstream.py"), "--port", str(up_port),
+                                      "--key", UPSTREAM_KEY], log_path=os.path.join(tmp, "upstream.log"))
+        wait_ready(upstream, up_port)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+        results: dict[str, int] = {}
+        for label in args.only.split(","):
+            port = free_port()
+            if label == "reference":
+                argv = [sys.executable, os.path.join(HERE, "reference_proxy.py"), "--port", str(port),
+                        "--upstream", f"http://127.0.0.1:{up_port}"]
+                key = UPSTREAM_KEY
+            else:
+                config = os.path.join(tmp, f"{label}.yaml")
+                with open(config, "w") as f:
+                    f.write(CONFIG_TEMPLATE.format(port=port, key=BENCH_KEY, upstream_port=up_port,
+                                                   upstream_key=UPSTREAM_KEY))
+                    if label == "crossroute-affinity":
+                        f.write("routing:\n  session-affinity: true\n")
+                argv, key = crossroute_argv(config, 1), BENCH_KEY
+            results[label] = count(label, argv, port, key, body, args.requests, tmp, env)
+            print(f"{label:22s} {results[label]:>10,} instructions per {'stream' if args.stream else 'request'}",
+                  flush=True)
+        ref = results.get("reference")
+        if ref:
+            for label, v in results.items():
+                if label != "reference":
+                    print(f"{label:22s} reference/{label} = {ref / v:.2f}")
+    finally:
+        stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
