@@ -81,6 +81,7 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--stream", action="store_true", help="50-event streams instead of JSON answers")
     ap.add_argument("--only", default="reference,crossroute,crossroute-affinity")
+    ap.add_argument("--keep", action="store_true", help="keep the callgrind files (for callgrind_annotate)")
     args = ap.parse_args()
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         print("valgrind is not installed (apt-get install -y valgrind)")
@@ -120,7 +121,10 @@ def main() -> int:
                     print(f"{label:22s} reference/{label} = {ref / v:.2f}")
     finally:
         stop_all()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep:
+            print(f"callgrind files kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -140,10 +140,14 @@ class App:
             else:
                 route, req, cors = checked
                 if method in ("POST", "PUT", "PATCH"):
-                    failed = await self._read_into(req, proto, route.fmt)
-                    if failed is not None:
-                        reply = failed
-                        route = None
+                    length = req.headers.get("content-length")
+                    if length is not None and length.isdigit() and int(length) <= self.gateway.settings.body_limit:
+                        req.body = await proto()  # the common case: one read, the length is known and allowed
+                    else:
+                        failed = await self._read_into(req, proto, route.fmt)
+                        if failed is not None:
+                            reply = failed
+                            route = None
                 gw = self.gateway
                 if route is not None:
                     if not gw.started:

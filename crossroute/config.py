@@ -105,6 +105,8 @@ class ProviderEntry:
     responses_native: bool = False
     disable_cooling: bool | None = None
     line: int = 0
+    # what providers derive from this entry once (URLs, fixed headers); a reload makes new entries
+    derived: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def id(self) -> str:

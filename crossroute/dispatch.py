@@ -221,7 +221,7 @@ def _build(gw: Gateway, call: Call, cand: Candidate, prepared: translate.Prepare
     else:
         req = provider.generate(entry, cand.upstream_model, body, call.stream, call.headers, wire)
     if idem := call.headers.get("idempotency-key"):
-        req.headers["Idempotency-Key"] = idem
+        req.headers = {**req.headers, "Idempotency-Key": idem}  # a copy: providers may share theirs
     req.proxy = _proxy(entry.proxy_url or gw.settings.proxy_url)
     return wire, req
 

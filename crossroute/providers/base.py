@@ -17,7 +17,7 @@ from ..config import ProviderEntry
 @dataclass(slots=True)
 class UpstreamRequest:
     url: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # may be shared by many requests: replace it, never change it in place
     body: bytes
     proxy: str | None = None
 

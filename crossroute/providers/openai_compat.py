@@ -23,12 +23,20 @@ class OpenAICompatProvider:
         self, entry: ProviderEntry, model: str, body: bytes, stream: bool, client_headers: Mapping[str, str],
         wire_format: str,
     ) -> UpstreamRequest:
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
-        if entry.api_key:
-            headers["Authorization"] = "Bearer " + entry.api_key
+        # URL and fixed headers are derived once per entry; the headers dict is shared, so it is
+        # copied before anything is added to it (here and by the dispatcher)
+        derived = entry.derived.get((wire_format, stream))
+        if derived is None:
+            accept = "text/event-stream" if stream else "application/json"
+            fixed = {"Content-Type": "application/json", "Accept": accept}
+            if entry.api_key:
+                fixed["Authorization"] = "Bearer " + entry.api_key
+            derived = entry.derived[(wire_format, stream)] = (
+                join_versioned(entry.base_url, "v1", _PATHS[wire_format]), fixed)
+        url, headers = derived
         if entry.headers:
-            headers.update(config_headers(entry, client_headers))
-        return UpstreamRequest(join_versioned(entry.base_url, "v1", _PATHS[wire_format]), headers, body)
+            headers = {**headers, **config_headers(entry, client_headers)}
+        return UpstreamRequest(url, headers, body)
 
     def compact(self, entry: ProviderEntry, body: bytes, client_headers: Mapping[str, str]) -> UpstreamRequest:
         req = self.generate(entry, "", body, False, client_headers, "responses")
