@@ -300,6 +300,11 @@ def _conversation_id(body: dict[str, Any]) -> str | None:
     return clean_id(conv)
 
 
+# Body fields that carry an explicit session signal; most requests have none of them.
+_BODY_SOURCES = frozenset({"metadata", "session_id", "sessionId", "conversation", "prompt_cache_key",
+                           "conversation_id"})
+
+
 def extract_session_ids(headers: Mapping[str, str], body: dict[str, Any], fmt: str) -> SessionIds | None:
     """Session ids of a request. ``headers`` has lower-case names; ``fmt`` is the client format
     ("openai", "responses", "claude" or "gemini"). None only when the request carries no explicit
@@ -312,20 +317,32 @@ def extract_session_ids(headers: Mapping[str, str], body: dict[str, Any], fmt: s
     if raw and (v := clean_id(raw)) is not None:
         return SessionIds("claude:" + v)
 
+    in_body = not _BODY_SOURCES.isdisjoint(body)
     user_id: Any = None
-    metadata = body.get("metadata")
-    if isinstance(metadata, dict):
-        user_id = metadata.get("user_id")
-        if isinstance(user_id, str):
-            v = _claude_user_session(user_id)
-            if v is not None:
-                return SessionIds("claude:" + v)
+    if in_body:
+        metadata = body.get("metadata")
+        if isinstance(metadata, dict):
+            user_id = metadata.get("user_id")
+            if isinstance(user_id, str):
+                v = _claude_user_session(user_id)
+                if v is not None:
+                    return SessionIds("claude:" + v)
 
     for name, ns in _HEADER_SOURCES:
         raw = get(name)
         if raw and (v := clean_id(raw)) is not None:
             return SessionIds(ns + v)
 
+    if in_body:
+        found = _body_ids(body, user_id)
+        if found is not None:
+            return found
+    return message_hash_ids(body, fmt)
+
+
+def _body_ids(body: dict[str, Any], user_id: Any) -> SessionIds | None:
+    """The body's explicit sources after the headers, in their order; ``user_id`` is
+    ``metadata.user_id`` (already found not to be in Claude Code's form)."""
     bget = body.get
     for name in ("session_id", "sessionId"):
         raw = bget(name)
@@ -345,5 +362,4 @@ def extract_session_ids(headers: Mapping[str, str], body: dict[str, Any], fmt: s
     raw = bget("conversation_id")
     if raw and (v := clean_id(raw)) is not None:
         return SessionIds("conv:" + v)
-
-    return message_hash_ids(body, fmt)
+    return None
