@@ -31,7 +31,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from load import RawClient, Target  # noqa: E402
-from procs import Child, free_port, install_signal_handlers, stop_all, wait_ready  # noqa: E402
+from procs import Child, free_port, install_signal_handlers, stop_all, tree_pids, wait_ready  # noqa: E402
 from run import BENCH_KEY, CHAT_BODY, CONFIG_TEMPLATE, STREAM_BODY, UPSTREAM_KEY, crossroute_argv  # noqa: E402
 
 _TOTALS = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.M)
@@ -59,12 +59,17 @@ def count(label: str, argv: list[str], port: int, key: str, body: dict, n: int, 
     try:
         wait_ready(child, port, timeout=240)
         send(port, key, body, 100)  # warm-up: connection pool, first-use imports, caches
-        # every process of the server (the reference proxy serves from a worker process); only one
-        # server runs under valgrind at a time
-        subprocess.run(["callgrind_control", "-i", "on"], check=True, capture_output=True)
+        # every process of the server (the reference proxy serves from a worker process)
+        pids = [str(p) for p in (child.pid, *tree_pids(child.pid))]
+
+        def control(*flags: str) -> None:
+            for pid in pids:
+                subprocess.run(["callgrind_control", *flags, pid], capture_output=True)
+
+        control("-i", "on")
         send(port, key, body, n)
-        subprocess.run(["callgrind_control", "-d"], check=True, capture_output=True)
-        subprocess.run(["callgrind_control", "-i", "off"], check=True, capture_output=True)
+        control("-d")
+        control("-i", "off")
     finally:
         child.stop(timeout=30)
     total = 0
