@@ -31,8 +31,8 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from load import RawClient, Target  # noqa: E402
-from procs import Child, free_port, install_signal_handlers, stop_all, tree_pids, wait_ready  # noqa: E402
-from run import BENCH_KEY, CHAT_BODY, CONFIG_TEMPLATE, STREAM_BODY, UPSTREAM_KEY, crossroute_argv  # noqa: E402
+from procs import Child, finish, free_port, install_signal_handlers, tree_pids, wait_ready  # noqa: E402
+from run import BENCH_KEY, CHAT_BODY, STREAM_BODY, UPSTREAM_KEY, crossroute_argv, crossroute_env, write_config  # noqa: E402
 
 _TOTALS = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.M)
 
@@ -99,8 +99,7 @@ def main() -> int:
         upstream = Child("upstream", [sys.executable, os.path.join(HERE, "fake_upstream.py"), "--port", str(up_port),
                                       "--key", UPSTREAM_KEY], log_path=os.path.join(tmp, "upstream.log"))
         wait_ready(upstream, up_port)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+        env = crossroute_env()
         results: dict[str, int] = {}
         for label in args.only.split(","):
             port = free_port()
@@ -109,12 +108,8 @@ def main() -> int:
                         "--upstream", f"http://127.0.0.1:{up_port}"]
                 key = UPSTREAM_KEY
             else:
-                config = os.path.join(tmp, f"{label}.yaml")
-                with open(config, "w") as f:
-                    f.write(CONFIG_TEMPLATE.format(port=port, key=BENCH_KEY, upstream_port=up_port,
-                                                   upstream_key=UPSTREAM_KEY))
-                    if label == "crossroute-affinity":
-                        f.write("routing:\n  session-affinity: true\n")
+                config = write_config(os.path.join(tmp, f"{label}.yaml"), port, up_port,
+                                      affinity=label == "crossroute-affinity")
                 argv, key = crossroute_argv(config, 1), BENCH_KEY
             results[label] = count(label, argv, port, key, body, args.requests, tmp, env)
             print(f"{label:22s} {results[label]:>10,} instructions per {'stream' if args.stream else 'request'}",
@@ -125,11 +120,7 @@ def main() -> int:
                 if label != "reference":
                     print(f"{label:22s} reference/{label} = {ref / v:.2f}")
     finally:
-        stop_all()
-        if args.keep:
-            print(f"callgrind files kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        finish(tmp, args.keep, "callgrind files")
     return 0
 
 

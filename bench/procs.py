@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -120,6 +121,15 @@ def stop_all() -> None:
 
 
 atexit.register(stop_all)
+
+
+def finish(tmp: str, keep: bool, what: str) -> None:
+    """Stop every started process; remove ``tmp`` unless ``keep`` (then say where it is)."""
+    stop_all()
+    if keep:
+        print(f"{what} kept in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def install_signal_handlers() -> None:

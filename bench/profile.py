@@ -27,7 +27,7 @@ sys.path.insert(0, HERE)
 
 from load import Target, run_wrk  # noqa: E402
 from procs import Child, free_port, install_signal_handlers, stop_all, tree_cpu_seconds, wait_ready  # noqa: E402
-from run import CHAT_BODY, CONFIG_TEMPLATE, MESSAGES_BODY, REPO, STREAM_BODY, crossroute_argv  # noqa: E402
+from run import CHAT_BODY, MESSAGES_BODY, REPO, STREAM_BODY, crossroute_argv, crossroute_env, write_config  # noqa: E402
 
 
 def frame_name(frame: str) -> str:
@@ -102,11 +102,8 @@ def profile(args: argparse.Namespace, pyspy: str, tmp: str) -> int:
         cpus=driver,
     )
     wait_ready(up, up_port)
-    config = os.path.join(tmp, "config.yaml")
-    with open(config, "w") as f:
-        f.write(CONFIG_TEMPLATE.format(port=cr_port, key="bench-key", upstream_port=up_port, upstream_key="sk-fake"))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    config = write_config(os.path.join(tmp, "config.yaml"), cr_port, up_port)
+    env = crossroute_env()
     if args.target == "reference":
         argv = [
             sys.executable,

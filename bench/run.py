@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -41,10 +40,10 @@ from load import (  # noqa: E402
 from procs import (  # noqa: E402
     Child,
     cpu_count,
+    finish,
     free_port,
     install_signal_handlers,
     loadavg,
-    stop_all,
     tree_cpu_seconds,
     tree_memory_mb,
     wait_ready,
@@ -96,6 +95,23 @@ class Server:
     env: dict[str, str] | None = None
     child: Child | None = None
     startups: list[float] = field(default_factory=list)
+
+
+def write_config(path: str, port: int, upstream_port: int, affinity: bool = False) -> str:
+    """The bench config for a crossroute on ``port`` over the fake upstream; returns ``path``."""
+    with open(path, "w") as f:
+        f.write(CONFIG_TEMPLATE.format(
+            port=port, key=BENCH_KEY, upstream_port=upstream_port, upstream_key=UPSTREAM_KEY))
+        if affinity:
+            f.write("routing:\n  session-affinity: true\n")
+    return path
+
+
+def crossroute_env() -> dict[str, str]:
+    """The environment for a crossroute process: this checkout's package first on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    return env
 
 
 def crossroute_argv(config: str, workers: int) -> list[str]:
@@ -226,11 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted", file=sys.stderr)
         return 130
     finally:
-        stop_all()
-        if args.keep_logs:
-            print(f"logs and config kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        finish(tmp, args.keep_logs, "logs and config")
 
 
 def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
@@ -282,21 +294,12 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
         cr_argv = [*ref_argv[:3], str(cr_port), *ref_argv[4:]]
         crossroute = Server("crossroute (STAND-IN)", cr_port, cr_argv, UPSTREAM_KEY, proxy_cpus)
     else:
-        config = os.path.join(tmp, "config.yaml")
-        with open(config, "w") as f:
-            f.write(
-                CONFIG_TEMPLATE.format(port=cr_port, key=BENCH_KEY, upstream_port=up_port, upstream_key=UPSTREAM_KEY)
-            )
-        env = dict(os.environ)
-        env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+        config = write_config(os.path.join(tmp, "config.yaml"), cr_port, up_port)
+        env = crossroute_env()
         crossroute = Server("crossroute", cr_port, crossroute_argv(config, args.workers), BENCH_KEY, proxy_cpus, env)
         if args.affinity:
             aff_port = free_port()
-            aff_config = os.path.join(tmp, "config-affinity.yaml")
-            with open(aff_config, "w") as f:
-                f.write(CONFIG_TEMPLATE.format(
-                    port=aff_port, key=BENCH_KEY, upstream_port=up_port, upstream_key=UPSTREAM_KEY))
-                f.write("routing:\n  session-affinity: true\n")
+            aff_config = write_config(os.path.join(tmp, "config-affinity.yaml"), aff_port, up_port, affinity=True)
             affinity = Server("crossroute-affinity", aff_port, crossroute_argv(aff_config, args.workers), BENCH_KEY,
                               proxy_cpus, env)
 
