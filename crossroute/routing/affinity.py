@@ -119,6 +119,14 @@ class SessionAffinitySelector(Selector):
         if session.fallback is not None:
             await state.delete_binding_if(binding_key(provider, session.fallback, model), credential_id)
 
+    async def forget(self, provider: str, model: str, session: SessionIds) -> int:
+        """Drop the session's bindings (primary and fallback ids) whatever they point at."""
+        state = self._state
+        n = int(await state.delete_binding(binding_key(provider, session.primary, model)))
+        if session.fallback is not None:
+            n += int(await state.delete_binding(binding_key(provider, session.fallback, model)))
+        return n
+
     async def start(self) -> None:
         await self.inner.start()
 

@@ -131,6 +131,13 @@ class Router:
             log.info("routing selector rebuilt: %s", selector.name)
         self._settings = settings
 
+    async def invalidate_session(self, session: SessionIds, model: str, provider: str) -> int:
+        """Forget where a session is bound for ``model`` within ``provider`` (the scope of
+        ``provider_group``): its next request is placed anew. Returns how many bindings went."""
+        if self._affinity is None:
+            return 0
+        return await self._affinity.forget(provider, model, session)
+
     async def invalidate_credential(self, credential_id: str) -> None:
         """A credential was removed or disabled: its sessions rebind on their next request."""
         n = await self._state.delete_bindings_for(credential_id)

@@ -39,6 +39,10 @@ class State(ABC):
         """Compare-and-delete: drop the binding only while it still points at ``credential_id``."""
 
     @abstractmethod
+    async def delete_binding(self, key: str) -> bool:
+        """Drop the binding ``key`` whatever it points at; whether there was one."""
+
+    @abstractmethod
     async def delete_bindings_for(self, credential_id: str) -> int:
         """Drop every binding to ``credential_id``; returns how many were dropped."""
 

@@ -76,6 +76,13 @@ class MemoryState(State):
         self._drop(key, credential_id)
         return True
 
+    def delete_binding_now(self, key: str) -> bool:
+        e = self._bindings.get(key)
+        if e is None:
+            return False
+        self._drop(key, e[0])
+        return True
+
     def delete_bindings_for_now(self, credential_id: str) -> int:
         keys = self._by_credential.pop(credential_id, None)
         if not keys:
@@ -157,6 +164,9 @@ class MemoryState(State):
 
     async def delete_binding_if(self, key: str, credential_id: str) -> bool:
         return self.delete_binding_if_now(key, credential_id)
+
+    async def delete_binding(self, key: str) -> bool:
+        return self.delete_binding_now(key)
 
     async def delete_bindings_for(self, credential_id: str) -> int:
         return self.delete_bindings_for_now(credential_id)

@@ -223,6 +223,17 @@ class RedisState(State):
                 self._down(e)
         return done
 
+    async def delete_binding(self, key: str) -> bool:
+        # the credential's key set may keep the name: delete_bindings_for compares before deleting
+        done = self.mirror.delete_binding_now(key)
+        self._dirty_bindings.discard(key)
+        if self._up:
+            try:
+                return bool(await self._redis.delete(self._bk(key))) or done
+            except _ERRORS as e:
+                self._down(e)
+        return done
+
     async def delete_bindings_for(self, credential_id: str) -> int:
         n = self.mirror.delete_bindings_for_now(credential_id)
         if self._up:

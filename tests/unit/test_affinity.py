@@ -247,3 +247,20 @@ async def test_bindings_are_keyed_by_provider_session_and_model() -> None:
                                 provider="claude,gemini")
     assert state.peek_binding(binding_key("claude,gemini", "codex:s1", MODEL)) is None
     assert state.peek_binding(binding_key("claude", "codex:s1", MODEL)) is not None
+
+
+async def test_invalidate_session_forgets_both_ids_and_only_that_session() -> None:
+    router, state, _ = make()
+    turn1 = SessionIds("msg:aaaa")
+    other = SessionIds("msg:cccc")
+    assert await serve(router, CANDS, turn1) == "a"
+    assert await serve(router, CANDS, other) == "b"
+    turn2 = SessionIds("msg:bbbb", "msg:aaaa")
+    assert await serve(router, CANDS, turn2) == "a"  # inherited: both ids bound now
+    assert await router.invalidate_session(turn2, MODEL, "claude") == 2
+    assert state.peek_binding(binding_key("claude", "msg:aaaa", MODEL)) is None
+    assert state.peek_binding(binding_key("claude", "msg:bbbb", MODEL)) is None
+    assert state.peek_binding(binding_key("claude", "msg:cccc", MODEL))[0] == "b"
+    assert await router.invalidate_session(turn2, MODEL, "claude") == 0
+    # placed anew by the selector (the cursor is at c)
+    assert await serve(router, CANDS, turn2) == "c"

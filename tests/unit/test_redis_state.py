@@ -74,6 +74,25 @@ async def test_two_routers_agree_on_bindings(two_routers: tuple[Router, Router])
         assert await serve(r2, s) == placed[s.primary]
 
 
+async def test_invalidated_session_is_placed_anew_by_either_process(
+    two_routers: tuple[Router, Router], server: RedisServer
+) -> None:
+    r1, r2 = two_routers
+    s = SessionIds("claude:gone")
+    first = await serve(r1, s)
+    assert await serve(r2, s) == first
+    assert await r2.invalidate_session(s, MODEL, "claude") == 1
+    client = Redis.from_url(server.url, decode_responses=True)
+    try:
+        assert await client.exists("crossroute:b:claude::claude:gone::gpt-5") == 0
+    finally:
+        await client.aclose()
+    # r1 still has the binding in its local mirror, but Redis (the shared truth) wins: the next
+    # request through r1 reads Redis first and is placed anew by the shared cursor
+    again = await serve(r1, s)
+    assert await serve(r2, s) == again
+
+
 async def test_keys_are_prefixed(two_routers: tuple[Router, Router], server: RedisServer) -> None:
     r1, _ = two_routers
     await serve(r1, SessionIds("claude:k"))
