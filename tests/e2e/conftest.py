@@ -18,6 +18,7 @@ SCENARIOS = [
     "midstream",
     "cut",
     "hang",
+    "html",
     "trickle",
     "err400",
     "err401",

@@ -3,7 +3,8 @@
 The upstream model name picks the scenario: ``text``, ``tools``, ``parallel``, ``thinking``,
 ``refusal``, ``midstream`` (an error after the first bytes), ``cut`` (the connection drops mid
 stream), ``err<status>`` (an HTTP error in that provider's shape), ``hang`` (never answers),
-``trickle`` (one event per 50 ms, to test client disconnects). Streams are written in small
+``trickle`` (one event per 50 ms, to test client disconnects), ``html`` (a web page with 200, as
+a server behind a wrong base-url answers). Streams are written in small
 uneven chunks so the gateway must reassemble events split at any byte.
 """
 
@@ -227,6 +228,8 @@ class FakeUpstream:
             return web.Response(status=status, body=error_body(kind, status), content_type="application/json")
         if scenario == "hang":
             await asyncio.sleep(30)
+        if scenario == "html":
+            return web.Response(body=b"<!doctype html><html><body>Welcome</body></html>", content_type="text/html")
         stream_file, json_file = FILES[kind].get(scenario, FILES[kind]["text"])
         if scenario in ("cut", "trickle"):
             stream_file = FILES[kind]["text"][0]

@@ -269,3 +269,10 @@ def test_client_disconnect_cancels_upstream(gateway: GatewayProcess, upstream: F
 def test_healthz_needs_no_key(gateway: GatewayProcess) -> None:
     with urllib.request.urlopen(gateway.url + "/healthz", timeout=5) as r:
         assert json.loads(r.read()) == {"status": "ok"}
+
+
+def test_a_web_page_answered_with_200_is_a_502_not_a_reply(gateway: GatewayProcess) -> None:
+    # same format (chat over chat): the answer passes through unparsed, but only a JSON object does
+    status, body, _ = post(gateway, "/v1/chat/completions", orjson.dumps({"model": "openai-html", "messages": MSG}))
+    assert status == 502
+    assert "could not be read" in body["error"]["message"] and "fake-openai" in body["error"]["message"]
