@@ -16,23 +16,21 @@ import asyncio
 import random
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from crossroute.config import ProviderEntry
+from crossroute.registry import Candidate
 from crossroute.routing.router import Router, RoutingSettings
 from crossroute.routing.session_ids import extract_session_ids
 from crossroute.state.memory import MemoryState
 
 
-@dataclass(slots=True, frozen=True)
-class Cand:
-    credential_id: str
-    provider: str = "claude"
-    priority: int = 0
-    weight: int = 1
-    disabled: bool = False
+def candidates(n: int, model: str) -> list[Candidate]:
+    """``n`` credentials of one provider, as the registry hands them to the router."""
+    return [Candidate(ProviderEntry("claude", "claude", "claude", f"sk-{i}", "http://127.0.0.1:9"), model)
+            for i in range(n)]
 
 
 FORMATS = ("openai", "claude", "gemini", "responses")
@@ -74,9 +72,9 @@ async def run(affinity: bool, sessions: int, requests: int, strategy: str) -> fl
     state = MemoryState()
     router = Router(RoutingSettings(strategy=strategy, session_affinity=affinity), state)
     await router.start()
-    cands = [Cand(f"cred-{i}") for i in range(4)]
-    reqs = [request(i) for i in range(sessions)]
     model = "claude-sonnet-4-5"
+    cands = candidates(4, model)
+    reqs = [request(i) for i in range(sessions)]
     # an earlier turn of every session: binds all of them
     for headers, body, fmt in reqs:
         s = extract_session_ids(headers, body, fmt) if affinity else None

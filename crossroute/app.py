@@ -210,21 +210,16 @@ class App:
         return route, req, cors
 
     async def _read_into(self, req: Request, proto: Any, fmt: str) -> Reply | None:
-        """Read the body within the limit; a 413 in the client's format when it is larger."""
+        """The body whose length is not declared, or declared over the limit (``__rsgi__`` reads
+        the others itself): read within the limit, else a 413 in the client's format."""
         limit = self.gateway.settings.body_limit
         length = req.headers.get("content-length")
-        if length is not None and length.isdigit():
-            if int(length) > limit:
-                return error_reply(fmt, 413, f"request body is larger than the {limit} byte limit (body-limit-mb)")
-            req.body = await proto()  # one read, no per-chunk loop
-        else:
+        if length is None or not length.isdigit():  # (a length declared over the limit is not read)
             body = await _read_body(proto, limit)
-            if body is None:
-                return error_reply(fmt, 413, f"request body is larger than the {limit} byte limit (body-limit-mb)")
-            req.body = body
-        if len(req.body) > limit:
-            return error_reply(fmt, 413, f"request body is larger than the {limit} byte limit (body-limit-mb)")
-        return None
+            if body is not None:
+                req.body = body
+                return None
+        return error_reply(fmt, 413, f"request body is larger than the {limit} byte limit (body-limit-mb)")
 
     def _host_allowed(self, host: str | None) -> bool:
         if not host:

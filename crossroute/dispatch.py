@@ -283,7 +283,7 @@ async def _attempt(
             out, usage = prepared.response(wire, body, call.model, call.operation)
         except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
             return _Failure(502, f"upstream {cand.entry.name} sent an answer that could not be read: {exc}")
-        call._usage = usage
+        call.usage = usage
         call.status = 200
         if (pending := _succeeded(gw, call, cand, base_model, scope)) is not None:
             await pending

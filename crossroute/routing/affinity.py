@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from crossroute.routing.selectors import CandidateLike, Selector
+from crossroute.routing.selectors import CandidateLike, Selector, cursor_key
 from crossroute.routing.session_ids import SessionIds
 from crossroute.state.base import State
 from crossroute.state.memory import MemoryState
@@ -67,21 +67,20 @@ class SessionAffinitySelector(Selector):
         mem = self._mem
         assert mem is not None
         ttl = self.ttl
-        pkey = f"{provider}::{session[0]}::{model}"
+        pkey = binding_key(provider, session.primary, model)
         bound = mem.get_binding_now(pkey, ttl)
         if bound is not None:
             c = _find(available, bound)
             if c is not None:
                 return c
-        fallback = session[1]
-        if fallback is not None:
-            inherited = mem.get_binding_now(f"{provider}::{fallback}::{model}", ttl)
+        if session.fallback is not None:
+            inherited = mem.get_binding_now(binding_key(provider, session.fallback, model), ttl)
             if inherited is not None:
                 c = _find(available, inherited)
                 if c is not None:
                     mem.set_binding_now(pkey, inherited, ttl)
                     return c
-        c = tier[0] if len(tier) == 1 else self.inner.select_now(tier, f"{provider}::{model}")
+        c = tier[0] if len(tier) == 1 else self.inner.select_now(tier, cursor_key(provider, model))
         mem.set_binding_now(pkey, c.credential_id, ttl)
         return c
 
@@ -104,7 +103,7 @@ class SessionAffinitySelector(Selector):
                 if c is not None:
                     await state.set_binding(pkey, inherited, ttl)
                     return c
-        c = tier[0] if len(tier) == 1 else await self.inner.select(tier, f"{provider}::{model}")
+        c = tier[0] if len(tier) == 1 else await self.inner.select(tier, cursor_key(provider, model))
         await state.set_binding(pkey, c.credential_id, ttl)
         return c
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from crossroute.routing.affinity import SessionAffinitySelector
 from crossroute.routing.cooldown import LEVEL_KEEP, plan_cooldown
-from crossroute.routing.selectors import STRATEGIES, C, CandidateLike, Selector, build_selector
+from crossroute.routing.selectors import STRATEGIES, C, CandidateLike, Selector, build_selector, cursor_key
 from crossroute.routing.session_ids import SessionIds
 from crossroute.state.base import State
 from crossroute.state.memory import MemoryState
@@ -192,12 +192,12 @@ class Router:
             cooling = mem.get_cooldowns_now([c.credential_id for c in candidates], model)
         available, tier = self._filter(candidates, model, exclude, cooling)
         affinity = self._affinity
-        if session is not None and affinity is not None:
-            return affinity.select_for_session_now(
-                available, tier, scope or provider_group(candidates), model, session)
-        if len(tier) == 1:
+        if (session is None or affinity is None) and len(tier) == 1:
             return tier[0]
-        return self._selector.select_now(tier, (scope or provider_group(candidates)) + "::" + model)
+        provider = scope or provider_group(candidates)
+        if session is not None and affinity is not None:
+            return affinity.select_for_session_now(available, tier, provider, model, session)
+        return self._selector.select_now(tier, cursor_key(provider, model))
 
     async def pick(
         self,
@@ -218,12 +218,12 @@ class Router:
             cooling = await self._state.get_cooldowns([c.credential_id for c in candidates], model)
         available, tier = self._filter(candidates, model, exclude, cooling)
         affinity = self._affinity
-        if session is not None and affinity is not None:
-            return await affinity.select_for_session(
-                available, tier, scope or provider_group(candidates), model, session)
-        if len(tier) == 1:
+        if (session is None or affinity is None) and len(tier) == 1:
             return tier[0]
-        return await self._selector.select(tier, (scope or provider_group(candidates)) + "::" + model)
+        provider = scope or provider_group(candidates)
+        if session is not None and affinity is not None:
+            return await affinity.select_for_session(available, tier, provider, model, session)
+        return await self._selector.select(tier, cursor_key(provider, model))
 
     async def wait_time(self, candidates: Sequence[Candidate], model: str) -> float | None:
         """Seconds until some candidate can serve ``model``: 0 when one can now, the earliest

@@ -26,6 +26,7 @@ __all__ = [
     "Selector",
     "WeightedRoundRobinSelector",
     "build_selector",
+    "cursor_key",
 ]
 
 MAX_WEIGHT = 1_000_000
@@ -48,6 +49,11 @@ class CandidateLike(Protocol):
 
 C = TypeVar("C", bound=CandidateLike)
 _by_id = attrgetter("credential_id")
+
+
+def cursor_key(provider: str, model: str) -> str:
+    """The key of a round-robin cursor (and of weighted credits): one per provider and model."""
+    return f"{provider}::{model}"
 
 
 class Selector:
@@ -83,16 +89,18 @@ class RoundRobinSelector(Selector):
     async def select(self, tier: Sequence[C], cursor_key: str) -> C:
         if len(tier) == 1:
             return tier[0]
-        ordered = sorted(tier, key=_by_id)
-        n = await self._state.incr("rr:" + cursor_key)
-        return ordered[(n - 1) % len(ordered)]
+        return _nth(tier, await self._state.incr("rr:" + cursor_key))
 
     def select_now(self, tier: Sequence[C], cursor_key: str) -> C:
         if len(tier) == 1:
             return tier[0]
-        ordered = sorted(tier, key=_by_id)
-        n = self._state.incr_now("rr:" + cursor_key)  # type: ignore[attr-defined]  # MemoryState only
-        return ordered[(n - 1) % len(ordered)]
+        return _nth(tier, self._state.incr_now("rr:" + cursor_key))  # type: ignore[attr-defined]  # MemoryState only
+
+
+def _nth(tier: Sequence[C], n: int) -> C:
+    """The ``n``-th pick (1-based) of a rotation over ``tier`` in stable order."""
+    ordered = sorted(tier, key=_by_id)
+    return ordered[(n - 1) % len(ordered)]
 
 
 class FillFirstSelector(Selector):
