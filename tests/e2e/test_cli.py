@@ -3,6 +3,7 @@ whose upstream is down or whose clients send too much."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
@@ -109,5 +110,23 @@ def test_oversized_body_is_413(tmp_path: Path) -> None:
         assert exc.value.code == 413
         err = json.loads(exc.value.read())["error"]
         assert "limit" in err["message"] and err["type"] == "invalid_request_error"
+        # without Content-Length (chunked): read up to the limit, then refused the same way
+        assert _post_chunked(gw.url, body)[0] == 413
+        small = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+        status, answer = _post_chunked(gw.url, small)
+        assert status == 502 and "unreachable" in answer["error"]["message"]  # read whole, sent on
     finally:
         gw.stop()
+
+
+def _post_chunked(url: str, body: bytes) -> tuple[int, dict]:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        pieces = (body[i:i + 1000] for i in range(0, len(body), 1000))
+        conn.request("POST", "/v1/chat/completions", body=pieces, encode_chunked=True,
+                     headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
