@@ -147,6 +147,14 @@ class Settings:
     routing: Routing = field(default_factory=Routing)
     redis_url: str | None = None
     request_log: bool = False
+    # lifecycle and abuse limits (issue 8)
+    idle_timeout: float = 75.0  # idle keep-alive client connections close after this
+    body_timeout: float = 60.0  # a request body not fully received by then gets 408
+    max_connections: int = 2048  # open client connections; past it new ones are refused cleanly
+    shutdown_timeout: float = 30.0  # SIGTERM drains this long, then ends what is left
+    max_session_bindings: int = 100_000  # in-process session bindings (LRU)
+    max_upstream_body: int = 64 * 1024 * 1024  # a larger upstream answer is refused with 502
+    access_log: bool = True  # one INFO line per request
     providers: list[ProviderEntry] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     digest: str = ""
@@ -157,7 +165,8 @@ _TOP_KEYS = {
     "allow-unauthenticated", "allowed-origins", "allowed-hosts", "body-limit-mb", "connect-timeout-seconds",
     "read-timeout-seconds", "default-max-tokens", "force-model-prefix", "disable-cooling",
     "transient-error-cooldown-seconds", "passthrough-headers", "routing", "state", "request-log",
-    "claude-code-session-affinity", *PROVIDER_LISTS,
+    "claude-code-session-affinity", "idle-timeout-seconds", "body-timeout-seconds", "max-connections",
+    "shutdown-timeout-seconds", "max-session-bindings", "max-upstream-body-mb", "access-log", *PROVIDER_LISTS,
 }
 _ENTRY_KEYS = {
     "name", "base-url", "prefix", "api-key-entries", "api-key", "proxy-url", "models", "headers", "priority",
@@ -469,6 +478,22 @@ def parse(text: str, path: str = "config.yaml") -> Settings:
     s.transient_cooldown = 60.0 if tc == 0 else (-1.0 if tc < 0 else tc)
     s.passthrough_headers = _get(c, raw, "passthrough-headers", "passthrough-headers", bool, False)
     s.request_log = _get(c, raw, "request-log", "request-log", bool, False)
+    for key, attr in (("idle-timeout-seconds", "idle_timeout"), ("body-timeout-seconds", "body_timeout"),
+                      ("shutdown-timeout-seconds", "shutdown_timeout")):
+        value = _get(c, raw, key, key, float, getattr(s, attr))
+        if value <= 0:
+            c.fail(_line(raw, key), key, "must be greater than 0")
+        setattr(s, attr, value)
+    for key, attr in (("max-connections", "max_connections"), ("max-session-bindings", "max_session_bindings")):
+        value = _get(c, raw, key, key, int, getattr(s, attr))
+        if value <= 0:
+            c.fail(_line(raw, key), key, "must be greater than 0")
+        setattr(s, attr, value)
+    up_limit = _get(c, raw, "max-upstream-body-mb", "max-upstream-body-mb", float, 64.0)
+    if up_limit <= 0:
+        c.fail(_line(raw, "max-upstream-body-mb"), "max-upstream-body-mb", "must be greater than 0")
+    s.max_upstream_body = int(up_limit * 1024 * 1024)
+    s.access_log = _get(c, raw, "access-log", "access-log", bool, True)
 
     routing = raw.get("routing") or {}
     if not isinstance(routing, dict):
