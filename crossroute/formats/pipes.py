@@ -1,14 +1,34 @@
 """Stream pipes: upstream bytes in, client bytes out, usage noted on the way.
 
-A same-format pipe re-frames events (each upstream event is reassembled whole and written again
-with its original data bytes; it is parsed only when it may carry usage, an error or the end).
-A translating pipe runs upstream events through a format's StreamDecoder into the neutral form
-and out through the client format's StreamEncoder.
+A same-format pipe re-frames events (each upstream event is reassembled whole, checked to be
+valid JSON, and written again with its original data bytes). A translating pipe runs upstream
+events through a format's StreamDecoder into the neutral form and out through the client
+format's StreamEncoder.
 
 Every pipe has the same small surface: ``feed(chunk) -> bytes``, ``finish() -> bytes`` (upstream
 EOF: trailing bytes, or a terminal error event if the upstream stopped early),
-``error(status, message) -> bytes`` (a terminal error in the client's format), ``usage``, and
-``done`` (a terminal event has been written; nothing may follow).
+``error(status, message) -> bytes`` (a terminal error in the client's format), ``usage``,
+``done`` (a terminal event has been written; nothing may follow) and ``started`` (the pipe has
+produced client output).
+
+The failure contract (what the caller, dispatch, relies on):
+
+* ``feed`` and ``finish`` raise ``UpstreamEventError(status, message)`` when the upstream stream
+  is not usable: an event whose data is not valid JSON (``[DONE]`` aside; an empty ``data:`` is a
+  keep-alive), bytes that are not an event stream at all (an HTML page, a JSON body), one event
+  larger than ``sse.MAX_EVENT_BYTES``, and, while ``started`` is False, an upstream error event
+  (chat ``{"error": ...}``, Anthropic ``event: error``, Responses ``response.failed``/``error``, a
+  Gemini error object) or the end of the stream before any output. The status is the upstream
+  error's own when it has one, else 502.
+* A raise never loses client bytes: when an event fails after other events of the same ``feed``
+  call produced output, ``feed`` returns that output followed by the terminal error instead
+  (``done`` is then True). Once ``started``, a pipe may likewise end the stream itself with the
+  terminal error rather than raise (the Responses framer does); either way the bad event is
+  never relayed and the client sees a terminal error.
+* After a raise the pipe is not ``done``: the caller either moves to the next credential (nothing
+  reached the client yet) or writes ``pipe.error(exc.status, exc.message)`` and stops.
+* After ``started``, an upstream error event is relayed as the client format's terminal error
+  (same format: the upstream's own event), as before.
 """
 
 from __future__ import annotations
@@ -18,115 +38,189 @@ from typing import Any, Protocol
 import orjson
 
 from . import errors
+from .claude_stream import status_for_error_type
 from .neutral import Error, Event, Finish, Start, Usage, UsageUpdate
 from .openai_chat import usage_from_chat
-from .sse import SSEEvent, SSEParser, encode_event
+from .sse import MAX_EVENT_BYTES, SSEError, SSEEvent, SSEParser, encode_event, looks_like_sse, not_an_event_stream
 
 EARLY_EOF = "upstream stream closed before completion"
+NOT_JSON = "upstream sent a stream event that is not valid JSON"
+NOT_OBJECT = "upstream sent a stream event that is not a JSON object"
+
+
+class UpstreamEventError(Exception):
+    """The upstream stream failed in a way the caller must handle (see the module docstring)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
 
 
 class Pipe(Protocol):
     usage: Usage | None
     done: bool
+    started: bool
 
     def feed(self, chunk: bytes) -> bytes: ...
     def finish(self) -> bytes: ...
     def error(self, status: int, message: str) -> bytes: ...
 
 
-class _DataPassthrough:
-    """What the data-only passthroughs (chat, Gemini) share: the end of the upstream stream."""
+def _error_of(obj: Any, default: str = "upstream stream error") -> UpstreamEventError:
+    """Status and message of an upstream error payload of any format."""
+    err = obj.get("error", obj) if isinstance(obj, dict) else obj
+    if isinstance(err, str):
+        return UpstreamEventError(502, err[:2048] or default)
+    if not isinstance(err, dict):
+        return UpstreamEventError(502, default)
+    status = 0
+    for v in (err.get("code"), err.get("status"), err.get("status_code")):
+        if isinstance(v, int) and not isinstance(v, bool) and 400 <= v <= 599:
+            status = v
+            break
+        if isinstance(v, str) and v.isdigit() and 400 <= int(v) <= 599:
+            status = int(v)
+            break
+    if not status:
+        etype = err.get("type")
+        status = status_for_error_type(etype if isinstance(etype, str) else None)
+    msg = err.get("message")
+    return UpstreamEventError(status, msg[:2048] if isinstance(msg, str) and msg else default)
+
+
+def _loads(data: bytes) -> dict[str, Any]:
+    """An event's JSON object, or UpstreamEventError(502)."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamEventError(502, NOT_JSON) from None
+    if obj.__class__ is not dict:
+        raise UpstreamEventError(502, NOT_OBJECT)
+    return obj  # type: ignore[no-any-return]
+
+
+def _parse(parser: SSEParser, chunk: bytes) -> list[SSEEvent]:
+    try:
+        return parser.feed(chunk)
+    except SSEError as exc:
+        raise UpstreamEventError(502, str(exc)) from None
+
+
+class _EventPipe:
+    """What the passthroughs share: feeding events, the started/raise rules, the end of stream."""
 
     __slots__ = ()
     _parser: SSEParser
-    _finished: bool
     done: bool
+    started: bool
 
-    def _event(self, data: bytes) -> bytes:
+    def _event(self, ev: SSEEvent) -> bytes:
         raise NotImplementedError
 
-    def _closing(self) -> bytes:
-        """Bytes that end a complete stream."""
+    def _end(self) -> bytes:
+        """Upstream EOF after the last event: b"" when a terminal event went out, else the
+        bytes that end a complete stream, or an error when it was incomplete."""
         raise NotImplementedError
 
     def error(self, status: int, message: str) -> bytes:
         raise NotImplementedError
 
+    def feed(self, chunk: bytes) -> bytes:
+        events = _parse(self._parser, chunk)
+        if not events:
+            return b""
+        if len(events) == 1:
+            out = self._event(events[0])
+        else:
+            parts = []
+            for ev in events:
+                try:
+                    parts.append(self._event(ev))
+                except UpstreamEventError as exc:
+                    if not any(parts):
+                        raise
+                    parts.append(self.error(exc.status, exc.message))
+                    break
+            out = b"".join(parts)
+        if out:
+            self.started = True
+        return out
+
     def finish(self) -> bytes:
         out = b""
         tail = self._parser.flush()
-        if tail is not None and _complete(tail.data):
-            out = self._event(tail.data)
+        if tail is not None and _complete(tail.data) and not self.done:
+            out = self._event(tail)
+            if out:
+                self.started = True
         if self.done:
             return out
-        if self._finished:
-            self.done = True
-            return out + self._closing()
-        return out + self.error(502, EARLY_EOF)
+        end = self._end()
+        if not self.started and not end:
+            raise UpstreamEventError(502, EARLY_EOF)
+        return out + end
 
 
-class ChatPassthrough(_DataPassthrough):
+class ChatPassthrough(_EventPipe):
     """OpenAI chat -> OpenAI chat. Drops the usage-only chunk the gateway asked for on the
     client's behalf when the client did not ask for it itself."""
 
-    __slots__ = ("_finished", "_parser", "_want_usage", "done", "usage")
+    __slots__ = ("_finished", "_parser", "_want_usage", "done", "started", "usage")
 
     def __init__(self, client_wants_usage: bool) -> None:
         self._parser = SSEParser()
         self._want_usage = client_wants_usage
         self._finished = False
         self.done = False
+        self.started = False
         self.usage: Usage | None = None
 
-    def _event(self, data: bytes) -> bytes:
+    def _event(self, ev: SSEEvent) -> bytes:
         if self.done:
             return b""
+        data = ev.data
         if data == b"[DONE]":
+            if not self.started and not self._finished:
+                raise UpstreamEventError(502, "upstream stream ended before any content")
             self.done = True
             return b"data: [DONE]\n\n"
-        # Three scans that usually stop early, instead of parsing every event: a finish reason
-        # that is a string (not null), a usage object (not null), or a payload that is not a
-        # chunk at all (no "choices": an error, or something unknown that must be inspected).
-        i = data.find(b'"finish_reason":')
-        if i >= 0 and data[i + 16 : i + 18].lstrip()[:1] == b'"':
-            self._finished = True
-        j = data.find(b'"usage":')
-        if (j >= 0 and data[j + 8 : j + 10].lstrip()[:1] == b"{") or b'"choices"' not in data:
-            try:
-                obj = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                return self.error(502, "upstream sent an event that is not valid JSON")
-            if isinstance(obj, dict):
-                if obj.get("error"):
-                    self.done = True
-                    return b"data: " + data + b"\n\ndata: [DONE]\n\n"
-                usage = usage_from_chat(obj.get("usage"))
-                if usage is not None:
-                    self.usage = usage
-                    if not self._want_usage and not obj.get("choices"):
-                        return b""
+        if not data:
+            return b""  # an empty data line: a keep-alive
+        obj = _loads(data)
+        if obj.get("error"):
+            if not self.started:
+                raise _error_of(obj)
+            self.done = True
+            return b"data: " + data + b"\n\ndata: [DONE]\n\n"
+        choices = obj.get("choices")
+        if choices:
+            for ch in choices:
+                if ch.__class__ is dict and ch.get("finish_reason").__class__ is str:
+                    self._finished = True
+        if obj.get("usage"):
+            usage = usage_from_chat(obj["usage"])
+            if usage is not None:
+                self.usage = usage
+                if not self._want_usage and not choices:
+                    return b""
         return b"data: " + data + b"\n\n"
 
-    def feed(self, chunk: bytes) -> bytes:
-        events = self._parser.feed(chunk)
-        if not events:
-            return b""
-        if len(events) == 1:
-            return self._event(events[0].data)
-        return b"".join([self._event(ev.data) for ev in events])
-
-    def _closing(self) -> bytes:
-        return b"data: [DONE]\n\n"
+    def _end(self) -> bytes:
+        if self._finished:
+            self.done = True
+            return b"data: [DONE]\n\n"
+        return self.error(502, EARLY_EOF) if self.started else b""
 
     def error(self, status: int, message: str) -> bytes:
         self.done = True
         return errors.openai_stream_error(status, message)
 
 
-class ClaudePassthrough:
+class ClaudePassthrough(_EventPipe):
     """Anthropic -> Anthropic: events re-framed with their ``event:`` names."""
 
-    __slots__ = ("_parser", "_seen_delta", "_usage_from", "done", "usage")
+    __slots__ = ("_parser", "_seen_delta", "_usage_from", "done", "started", "usage")
 
     def __init__(self) -> None:
         from .claude import usage_from_claude
@@ -135,26 +229,32 @@ class ClaudePassthrough:
         self._parser = SSEParser()
         self._seen_delta = False
         self.done = False
+        self.started = False
         self.usage: Usage | None = None
 
     def _event(self, ev: SSEEvent) -> bytes:
         if self.done:
             return b""
+        data = ev.data
+        if not data:
+            return b""  # an event without data (a bare ``event: ping``): a keep-alive
+        obj = _loads(data)
         name = ev.event
-        if name == "message_start" or name == "message_delta":
-            try:
-                obj = orjson.loads(ev.data)
-            except orjson.JSONDecodeError:
-                return self.error(502, "upstream sent an event that is not valid JSON")
-            raw = (obj.get("message") or {}).get("usage") if name == "message_start" else obj.get("usage")
+        if name == "error" or obj.get("type") == "error":
+            if not self.started:
+                raise _error_of(obj)
+            self.done = True
+        elif name == "message_start" or name == "message_delta":
+            raw = obj.get("message") if name == "message_start" else obj
+            raw = raw.get("usage") if isinstance(raw, dict) else None
             if isinstance(raw, dict):
                 self._merge_usage(raw)
             self._seen_delta = self._seen_delta or name == "message_delta"
-        elif name == "message_stop" or name == "error":
+        elif name == "message_stop":
             self.done = True
         if name is None:
-            return b"data: " + ev.data + b"\n\n"
-        return b"event: " + name.encode() + b"\ndata: " + ev.data + b"\n\n"
+            return b"data: " + data + b"\n\n"
+        return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
 
     def _merge_usage(self, raw: dict[str, Any]) -> None:
         new = self._usage_from(raw)
@@ -168,30 +268,21 @@ class ClaudePassthrough:
             u.input_tokens, u.cached_tokens = new.input_tokens, new.cached_tokens
             u.cache_creation_tokens = new.cache_creation_tokens
 
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join([self._event(ev) for ev in self._parser.feed(chunk)])
-
-    def finish(self) -> bytes:
-        out = b""
-        tail = self._parser.flush()
-        if tail is not None and _complete(tail.data):
-            out = self._event(tail)
-        if self.done:
-            return out
+    def _end(self) -> bytes:
         if self._seen_delta:
             self.done = True
-            return out + encode_event(b'{"type":"message_stop"}', "message_stop")
-        return out + self.error(502, EARLY_EOF)
+            return encode_event(b'{"type":"message_stop"}', "message_stop")
+        return self.error(502, EARLY_EOF) if self.started else b""
 
     def error(self, status: int, message: str) -> bytes:
         self.done = True
         return errors.claude_stream_error(status, message)
 
 
-class GeminiPassthrough(_DataPassthrough):
+class GeminiPassthrough(_EventPipe):
     """Gemini -> Gemini: data-only chunks, as SSE or as the JSON-array stream."""
 
-    __slots__ = ("_count", "_finished", "_parser", "_sse", "_usage_from", "done", "usage")
+    __slots__ = ("_count", "_finished", "_parser", "_sse", "_usage_from", "done", "started", "usage")
 
     def __init__(self, sse: bool = True) -> None:
         from .gemini import usage_from_gemini
@@ -202,6 +293,7 @@ class GeminiPassthrough(_DataPassthrough):
         self._count = 0
         self._finished = False
         self.done = False
+        self.started = False
         self.usage: Usage | None = None
 
     def _frame(self, data: bytes) -> bytes:
@@ -210,22 +302,27 @@ class GeminiPassthrough(_DataPassthrough):
             return b"data: " + data + b"\r\n\r\n"
         return (b"[" if self._count == 1 else b",\r\n") + data
 
-    def _event(self, data: bytes) -> bytes:
+    def _event(self, ev: SSEEvent) -> bytes:
         if self.done:
             return b""
-        if data[:9] == b'{"error":' or b'"error"' in data[:40]:
+        data = ev.data
+        if not data:
+            return b""
+        if data == b"[DONE]":
+            return b""  # not Gemini's; some compatible servers end with it
+        obj = _loads(data)
+        if obj.get("error"):
+            if not self.started:
+                raise _error_of(obj)
             self.done = True
             return self._frame(data) + self._close_array()
-        if b"usageMetadata" in data or b"finishReason" in data:
-            try:
-                obj = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                return self.error(502, "upstream sent an event that is not valid JSON")
-            meta = obj.get("usageMetadata")
-            if isinstance(meta, dict):
-                self.usage = self._usage_from(meta)
-            for cand in obj.get("candidates") or ():
-                if isinstance(cand, dict) and cand.get("finishReason"):
+        meta = obj.get("usageMetadata")
+        if meta.__class__ is dict:
+            self.usage = self._usage_from(meta)
+        cands = obj.get("candidates")
+        if cands:
+            for cand in cands:
+                if cand.__class__ is dict and cand.get("finishReason"):
                     self._finished = True
         return self._frame(data)
 
@@ -234,11 +331,11 @@ class GeminiPassthrough(_DataPassthrough):
             return b""
         return b"]" if self._count else b"[]"
 
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join([self._event(ev.data) for ev in self._parser.feed(chunk)])
-
-    def _closing(self) -> bytes:
-        return self._close_array()
+    def _end(self) -> bytes:
+        if self._finished:
+            self.done = True
+            return self._close_array()
+        return self.error(502, EARLY_EOF) if self.started else b""
 
     def error(self, status: int, message: str) -> bytes:
         self.done = True
@@ -247,14 +344,19 @@ class GeminiPassthrough(_DataPassthrough):
 
 
 class ResponsesPassthrough:
-    """Responses -> Responses through the framer (which repairs and terminates the stream)."""
+    """Responses -> Responses through the framer (which repairs and terminates the stream, and
+    parses every event). This wrapper adds what the framer does not do: the not-an-event-stream
+    check, the bound on an unfinished event, and the started/raise rules."""
 
-    __slots__ = ("_framer",)
+    __slots__ = ("_framer", "_head", "_unframed", "started")
 
     def __init__(self, codex_client: bool) -> None:
         from .responses_framer import ResponsesFramer
 
         self._framer = ResponsesFramer(codex_client=codex_client)
+        self._head: bytes | None = b""
+        self._unframed = 0  # bytes fed since the framer last produced output
+        self.started = False
 
     @property
     def usage(self) -> Usage | None:
@@ -265,29 +367,73 @@ class ResponsesPassthrough:
         return self._framer.terminal
 
     def feed(self, chunk: bytes) -> bytes:
-        return self._framer.feed(chunk)
+        if self._head is not None and chunk:
+            head = self._head + chunk
+            ok = looks_like_sse(head)
+            if ok is False:
+                raise UpstreamEventError(502, str(not_an_event_stream(head)))
+            self._head = None if ok else head[-64:]
+        framer = self._framer
+        if self.started or framer.terminal:
+            out = framer.feed(chunk)
+        else:
+            failed_before = framer.error
+            out = framer.feed(chunk)
+            if framer.error is not failed_before and framer.error is not None and out.startswith(
+                (b"event: error\n", b"event: response.failed\n")
+            ):
+                # the first thing the upstream said was an error: nothing has reached the client
+                raise _framer_error(framer.error)
+        if out:
+            self.started = True
+            self._unframed = 0
+        else:
+            self._unframed += len(chunk)
+            if self._unframed > MAX_EVENT_BYTES:
+                raise UpstreamEventError(502, f"upstream sent an event larger than {MAX_EVENT_BYTES} bytes "
+                                              "without ending it")
+        return out
 
     def finish(self) -> bytes:
+        if not self.started and not self._framer.terminal:
+            out = self._framer.finish()
+            if self._framer.error is not None and not self._framer.completed and out.startswith(
+                (b"event: error\n", b"event: response.failed\n")
+            ):
+                raise _framer_error(self._framer.error)
+            self.started = self.started or bool(out)
+            return out
         return self._framer.finish()
 
     def error(self, status: int, message: str) -> bytes:
         return self._framer.fail(status, message)
 
 
+_QUOTA_CODES = frozenset({"rate_limit_exceeded", "insufficient_quota", "rate_limit_error", "requests", "tokens"})
+
+
+def _framer_error(error: tuple[int, str, str]) -> UpstreamEventError:
+    status, code, message = error
+    if status == 502 and code in _QUOTA_CODES:
+        status = 429
+    return UpstreamEventError(status, message)
+
+
 class TranslatePipe:
     """Upstream format -> neutral events -> client format."""
 
-    __slots__ = ("_decoder", "_encoder", "_parser", "_started", "done", "usage")
+    __slots__ = ("_decoder", "_encoder", "_parser", "done", "started", "usage")
 
     def __init__(self, decoder: Any, encoder: Any) -> None:
         self._parser = SSEParser()
         self._decoder = decoder
         self._encoder = encoder
-        self._started = False
         self.done = False
+        self.started = False
         self.usage: Usage | None = None
 
-    def _emit(self, events: list[Event]) -> bytes:
+    def _emit(self, events: list[Event], pending: list[bytes]) -> bytes:
+        """Client bytes for decoded events; ``pending`` is the output of this call so far."""
         out = []
         encode = self._encoder.encode
         for ev in events:
@@ -298,7 +444,6 @@ class TranslatePipe:
                 out.append(encode(ev))
                 continue
             if isinstance(ev, Start):
-                self._started = True
                 if ev.usage is not None:
                     self.usage = ev.usage
             elif isinstance(ev, UsageUpdate):
@@ -311,6 +456,8 @@ class TranslatePipe:
                 self.done = True
                 continue
             elif isinstance(ev, Error):
+                if not self.started and not any(out) and not any(pending):
+                    raise UpstreamEventError(ev.status or 502, ev.message)
                 out.append(self._encoder.error(ev.status, ev.message, ev.error_type))
                 self.done = True
                 continue
@@ -318,28 +465,41 @@ class TranslatePipe:
         return b"".join(out)
 
     def feed(self, chunk: bytes) -> bytes:
-        out = []
+        out: list[bytes] = []
         decode = self._decoder.feed
         encode = self._encoder.encode
-        for sse in self._parser.feed(chunk):
+        for sse in _parse(self._parser, chunk):
             if self.done:
                 break
             events = decode(sse)
             if len(events) == 1 and events[0].type == "block_delta":
                 out.append(encode(events[0]))  # the common case, without the general loop
             elif events:
-                out.append(self._emit(events))
+                out.append(self._emit(events, out))
+            elif sse.data and not _complete(sse.data):
+                # the decoders skip what they cannot parse; it must not vanish unnoticed
+                if not any(out):
+                    raise UpstreamEventError(502, NOT_JSON)
+                out.append(self.error(502, NOT_JSON))
+                break
+        if not out:
+            return b""
+        self.started = True
         return b"".join(out)
 
     def finish(self) -> bytes:
         out = b""
         tail = self._parser.flush()
         if tail is not None and not self.done and _complete(tail.data):
-            out = self._emit(self._decoder.feed(tail))
+            out = self._emit(self._decoder.feed(tail), [])
         if not self.done:
-            out += self._emit(self._decoder.close())
+            out += self._emit(self._decoder.close(), [out])
         if not self.done:
+            if not self.started and not out:
+                raise UpstreamEventError(502, EARLY_EOF)
             out += self.error(502, EARLY_EOF)
+        if out:
+            self.started = True
         return out
 
     def error(self, status: int, message: str) -> bytes:

@@ -4,11 +4,32 @@ Upstreams may cut a stream anywhere: inside a line, between ``\\r`` and ``\\n``,
 ``event:`` line and its ``data:`` line. ``SSEParser.feed`` returns only complete events (a blank
 line ends an event, per the WHATWG rules: CR, LF and CRLF all end lines, ``:`` lines are
 comments, several ``data:`` lines join with ``\\n``, one space after the colon is dropped).
+
+Two guards make a hostile or misconfigured upstream fail fast instead of being buffered forever;
+both raise ``SSEError`` (the stream pipes turn it into a 502 for the caller):
+
+* what arrives must look like an event stream from its first bytes: after an optional byte-order
+  mark and blank lines, the first line starts with a field name (``data``, ``event``, ``id``,
+  ``retry``) or a ``:`` comment. An HTML error page, a JSON body or other bytes are refused at once
+  (``looks_like_sse``);
+* one event may not grow past ``max_event`` bytes (8 MiB by default) without its closing blank
+  line. Pending parts are kept in a list, so an event that trickles in costs linear, not
+  quadratic, copying.
 """
 
 from __future__ import annotations
 
-__all__ = ["SSEEvent", "SSEParser", "encode_event"]
+__all__ = [
+    "MAX_EVENT_BYTES", "SSEError", "SSEEvent", "SSEParser", "encode_event", "looks_like_sse", "not_an_event_stream",
+]
+
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+_FIELDS = (b"data", b"event", b"id", b"retry", b":")
+_BOM = b"\xef\xbb\xbf"
+
+
+class SSEError(ValueError):
+    """The upstream bytes are not a usable event stream (not SSE at all, or an endless event)."""
 
 
 class SSEEvent:
@@ -26,6 +47,30 @@ class SSEEvent:
 
     def __hash__(self) -> int:
         return hash((self.event, self.data))
+
+
+def looks_like_sse(head: bytes) -> bool | None:
+    """Whether a stream that begins with ``head`` is an event stream: True, False, or None when
+    ``head`` is too short to tell (only a byte-order mark, blank lines or part of a field name)."""
+    if head.startswith(_BOM):
+        head = head[3:]
+    head = head.lstrip(b"\r\n")
+    if not head:
+        return None
+    for name in _FIELDS:
+        if head.startswith(name):
+            return True
+        if len(head) < len(name) and name.startswith(head):
+            return None
+    return False
+
+
+def not_an_event_stream(head: bytes) -> SSEError:
+    """The error for a stream that begins with ``head`` when ``looks_like_sse(head)`` is False;
+    the message shows its first few characters (too few to carry a secret)."""
+    text = head.lstrip(_BOM).lstrip()[:24].decode("utf-8", "replace")
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return SSEError(f"upstream sent something that is not an event stream (it begins with {text!r})")
 
 
 def _parse_block(block: bytes) -> SSEEvent | None:
@@ -49,26 +94,72 @@ def _parse_block(block: bytes) -> SSEEvent | None:
 
 class SSEParser:
     """Feed raw bytes; get back complete events. ``flush`` returns a trailing event that was
-    never closed by a blank line (callers decide whether such an event is usable)."""
+    never closed by a blank line (callers decide whether such an event is usable).
 
-    __slots__ = ("_buf", "_cr")
+    ``feed`` raises ``SSEError`` when the stream does not begin like an event stream, or when
+    one event exceeds ``max_event`` bytes without ending."""
 
-    def __init__(self) -> None:
-        self._buf = b""
+    __slots__ = ("_cr", "_head", "_max", "_nl", "_parts", "_size")
+
+    def __init__(self, max_event: int = MAX_EVENT_BYTES) -> None:
+        self._parts: list[bytes] = []  # the pending, unfinished event, in pieces
+        self._size = 0  # total length of _parts
+        self._nl = False  # the pending bytes end in '\n' (a '\n' at the start of the next chunk ends the event)
         self._cr = False  # the previous chunk ended in '\r' (a '\n' may follow)
+        self._head: bytes | None = b""  # the first bytes until the stream is known to be SSE; then None
+        self._max = max_event
+
+    def _check_head(self, chunk: bytes) -> None:
+        head = self._head + chunk  # type: ignore[operator]
+        ok = looks_like_sse(head)
+        if ok is None:
+            self._head = head[-64:]
+        elif ok:
+            self._head = None
+        else:
+            raise not_an_event_stream(head)
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if self._head is not None and chunk:
+            self._check_head(chunk)
         if self._cr and chunk[:1] == b"\n":
             chunk = chunk[1:]
+        if not chunk:
+            return []
         self._cr = chunk[-1:] == b"\r"
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        buf = self._buf + chunk if self._buf else chunk
+        parts = self._parts
+        if parts:
+            if b"\n\n" not in chunk and not (self._nl and chunk[:1] == b"\n"):
+                # still inside one event: keep the piece, copy nothing
+                self._size += len(chunk)
+                if self._size > self._max:
+                    self._overflow()
+                parts.append(chunk)
+                self._nl = chunk[-1:] == b"\n"
+                return []
+            parts.append(chunk)
+            buf = b"".join(parts)
+            self._parts = []
+            self._size = 0
+        else:
+            buf = chunk
         end = buf.rfind(b"\n\n")
         if end < 0:
-            self._buf = buf
+            if len(buf) > self._max:
+                self._overflow()
+            self._parts = [buf]
+            self._size = len(buf)
+            self._nl = buf[-1:] == b"\n"
             return []
-        self._buf = buf[end + 2 :]
+        rest = buf[end + 2 :]
+        if rest:
+            if len(rest) > self._max:
+                self._overflow()
+            self._parts = [rest]
+            self._size = len(rest)
+            self._nl = rest[-1:] == b"\n"
         out: list[SSEEvent] = []
         for block in buf[:end].split(b"\n\n"):
             # Fast paths for the two shapes real upstreams send: one data line, or an event line
@@ -79,7 +170,7 @@ class SSEParser:
                     continue
             elif block.startswith(b"event: "):
                 nl = block.find(b"\n")
-                if block[nl + 1 : nl + 7] == b"data: " and block.find(b"\n", nl + 1) < 0 and b"\r" not in block:
+                if block[nl + 1 : nl + 7] == b"data: " and block.find(b"\n", nl + 1) < 0:
                     out.append(SSEEvent(block[7:nl].decode("utf-8", "replace"), block[nl + 7 :]))
                     continue
             if block:
@@ -88,13 +179,20 @@ class SSEParser:
                     out.append(ev)
         return out
 
+    def _overflow(self) -> None:
+        self._parts = []
+        self._size = 0
+        raise SSEError(f"upstream sent an event larger than {self._max} bytes without ending it")
+
     def flush(self) -> SSEEvent | None:
-        buf, self._buf = self._buf, b""
+        buf = b"".join(self._parts)
+        self._parts = []
+        self._size = 0
         return _parse_block(buf) if buf.strip() else None
 
     @property
     def pending(self) -> bytes:
-        return self._buf
+        return b"".join(self._parts)
 
 
 def encode_event(data: bytes, event: str | None = None) -> bytes:
