@@ -1,0 +1,518 @@
+"""Support for driving the real Claude Code, Codex CLI and Gemini CLI against a test gateway.
+
+- where the CLIs are installed (``CROSSROUTE_CLI_DIR``, default ``~/.cache/crossroute-clis``; `.ci/run`
+  installs the pinned versions there with ``npm install --prefix``),
+- one isolated home per run with the config each CLI reads, written the way the README tells users,
+- a recording proxy on loopback between the CLI and the gateway: it relays bytes unchanged (compressed
+  bodies, HEAD, WebSocket upgrade requests) and keeps every request and status the CLI saw,
+- a run under ``strace -e connect`` (when strace is there) that lists every address the CLI tried to
+  reach, so a test can prove the CLI talked to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+
+from .fake_upstream import FILES, FIXTURES
+
+# The versions .ci/run installs (tests/e2e/test_real_clis.py checks the two lists agree).
+PINNED: dict[str, str] = {
+    "@anthropic-ai/claude-code": "2.1.332",
+    "@openai/codex": "0.171.0",
+    "@google/gemini-cli": "0.61.0",
+}
+BINARIES: dict[str, str] = {
+    "claude": "@anthropic-ai/claude-code",
+    "codex": "@openai/codex",
+    "gemini": "@google/gemini-cli",
+}
+
+CLIENT_FIXTURES = FIXTURES / "clients"
+
+
+def cli_dir() -> Path:
+    return Path(os.environ.get("CROSSROUTE_CLI_DIR") or Path.home() / ".cache" / "crossroute-clis")
+
+
+def find_cli(name: str) -> str | None:
+    """The CLI's executable in the install dir, else on PATH."""
+    local = cli_dir() / "node_modules" / ".bin" / name
+    if local.exists():
+        return str(local)
+    return shutil.which(name)
+
+
+def installed_version(name: str) -> str | None:
+    pkg = cli_dir() / "node_modules" / BINARIES[name] / "package.json"
+    try:
+        return str(json.loads(pkg.read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# what the fake upstream answers for the `text` scenario
+
+
+def expected_text(kind: str, stream: bool = True) -> str:
+    """The answer text of the fake upstream's `text` scenario for one upstream kind."""
+    stream_file, json_file = FILES[kind]["text"]
+    if not stream:
+        assert json_file is not None
+        return _json_text(kind, orjson.loads((FIXTURES / json_file).read_bytes()))
+    assert stream_file is not None
+    parts: list[str] = []
+    for line in (FIXTURES / stream_file).read_text().splitlines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if not data or data == "[DONE]":
+            continue
+        parts.append(_event_text(kind, orjson.loads(data)))
+    return "".join(parts)
+
+
+def _event_text(kind: str, ev: dict[str, Any]) -> str:
+    if kind == "openai":
+        return "".join((c.get("delta") or {}).get("content") or "" for c in ev.get("choices") or [])
+    if kind == "claude":
+        delta = ev.get("delta") or {}
+        return str(delta.get("text") or "") if ev.get("type") == "content_block_delta" else ""
+    if kind == "gemini":
+        return "".join(
+            p.get("text", "")
+            for c in ev.get("candidates") or []
+            for p in (c.get("content") or {}).get("parts") or []
+            if not p.get("thought")
+        )
+    if kind == "responses":
+        return str(ev.get("delta") or "") if ev.get("type") == "response.output_text.delta" else ""
+    raise ValueError(kind)
+
+
+def _json_text(kind: str, body: dict[str, Any]) -> str:
+    if kind == "openai":
+        return str(body["choices"][0]["message"]["content"])
+    if kind == "claude":
+        return "".join(b.get("text", "") for b in body["content"] if b.get("type") == "text")
+    if kind == "gemini":
+        return "".join(p.get("text", "") for p in body["candidates"][0]["content"]["parts"] if not p.get("thought"))
+    if kind == "responses":
+        return "".join(
+            c.get("text", "")
+            for item in body["output"]
+            if item.get("type") == "message"
+            for c in item.get("content") or []
+        )
+    raise ValueError(kind)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the recording proxy
+
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "content-length",
+    "host",
+}
+
+
+@dataclass
+class Exchange:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    status: int = 0
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: bytes = b""
+    started: float = 0.0
+    ended: float = 0.0
+    error: str | None = None
+
+    def json(self) -> Any:
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            return None
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for k, v in self.headers.items():
+            if k.lower() == name:
+                return v
+        return None
+
+
+class RecordingProxy:
+    """A loopback HTTP relay in front of the gateway that records each exchange.
+
+    Bodies go through as raw bytes both ways (no decompression), so what the gateway receives is what
+    the CLI sent. An upgrade request is relayed as a plain request: the gateway is expected to refuse it
+    with an HTTP status (a 101 would not be relayed). Response bodies are kept up to 256 KiB each.
+    """
+
+    KEEP = 256 * 1024
+
+    def __init__(self, target: str) -> None:
+        self.target = target.rstrip("/")
+        self.exchanges: list[Exchange] = []
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._session: ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> RecordingProxy:
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._start())
+            ready.set()
+            self._loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        if not ready.wait(10):
+            raise RuntimeError("recording proxy did not start")
+        return self
+
+    async def _start(self) -> None:
+        self._session = ClientSession(
+            connector=TCPConnector(limit=0, force_close=False),
+            timeout=ClientTimeout(total=300, sock_read=120),
+            auto_decompress=False,
+        )
+        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._relay)
+        self._runner = web.AppRunner(app, access_log=None, auto_decompress=False, shutdown_timeout=0.5)
+        await self._runner.setup()
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+
+        async def close() -> None:
+            assert self._runner is not None and self._session is not None
+            await self._runner.cleanup()
+            await self._session.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def clear(self) -> None:
+        self.exchanges.clear()
+
+    async def _relay(self, request: web.Request) -> web.StreamResponse:
+        assert self._session is not None
+        body = await request.read()
+        ex = Exchange(
+            method=request.method,
+            path=request.path,
+            query=request.query_string,
+            headers={k: v for k, v in request.headers.items()},
+            body=body,
+            started=time.monotonic(),
+        )
+        self.exchanges.append(ex)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        upgrade = request.headers.get("upgrade")
+        if upgrade:  # relay the upgrade request as the CLI sent it; the gateway must answer with a status
+            headers["Connection"] = "Upgrade"
+            headers["Upgrade"] = upgrade
+        url = self.target + str(request.rel_url)
+        try:
+            async with self._session.request(
+                request.method,
+                url,
+                headers=headers,
+                data=body if body else None,
+                allow_redirects=False,
+                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+            ) as up:
+                ex.status = up.status
+                ex.response_headers = {k: v for k, v in up.headers.items()}
+                resp = web.StreamResponse(status=up.status, reason=up.reason)
+                for k, v in up.headers.items():
+                    if k.lower() not in HOP_BY_HOP:
+                        resp.headers.add(k, v)
+                await resp.prepare(request)
+                if request.method != "HEAD":
+                    async for chunk in up.content.iter_any():
+                        if len(ex.response_body) < self.KEEP:
+                            ex.response_body += chunk[: self.KEEP - len(ex.response_body)]
+                        await resp.write(chunk)
+                try:
+                    await resp.write_eof()
+                except ConnectionError:  # the CLI hung up once it had what it needed (Codex does)
+                    pass
+                return resp
+        except Exception as e:  # the gateway died or cut the stream: the CLI sees a 502 or a cut
+            ex.error = f"{type(e).__name__}: {e}"
+            if ex.status == 0:
+                ex.status = 599
+                return web.Response(status=502, text=f"recording proxy: {ex.error}")
+            raise
+        finally:
+            ex.ended = time.monotonic()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# isolated homes and config writers
+
+# Every setting that keeps a CLI off the network and away from the user's real config.
+COMMON_ENV_DROP = re.compile(
+    r"^(ANTHROPIC_|CLAUDE_|OPENAI_|CODEX_|GEMINI_|GOOGLE_|VERTEX|HTTPS?_PROXY|ALL_PROXY|NO_PROXY|XDG_|NODE_OPTIONS)",
+    re.IGNORECASE,
+)
+
+
+def base_env(home: Path) -> dict[str, str]:
+    """A clean environment: no provider keys or proxies from the caller, HOME in a temp dir."""
+    env = {k: v for k, v in os.environ.items() if not COMMON_ENV_DROP.match(k)}
+    env.update(
+        {
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "XDG_DATA_HOME": str(home / ".local" / "share"),
+            "XDG_STATE_HOME": str(home / ".local" / "state"),
+            "NO_COLOR": "1",
+            "TERM": "dumb",
+            "CI": "1",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+    )
+    return env
+
+
+def claude_env(home: Path, base_url: str, key: str, model: str) -> dict[str, str]:
+    """Claude Code pointed at crossroute, as the README says, with all its own traffic off."""
+    env = base_env(home)
+    env.update(
+        {
+            "ANTHROPIC_BASE_URL": base_url,
+            "ANTHROPIC_AUTH_TOKEN": key,
+            "ANTHROPIC_MODEL": model,
+            "ANTHROPIC_SMALL_FAST_MODEL": model,
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL": model,
+            "ANTHROPIC_DEFAULT_SONNET_MODEL": model,
+            "ANTHROPIC_DEFAULT_OPUS_MODEL": model,
+            "CLAUDE_CONFIG_DIR": str(home / ".claude"),
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_TELEMETRY": "1",
+            "DISABLE_ERROR_REPORTING": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "DISABLE_BUG_COMMAND": "1",
+            "DISABLE_COST_WARNINGS": "1",
+            "DISABLE_NON_ESSENTIAL_MODEL_CALLS": "1",
+            "CLAUDE_CODE_DISABLE_TERMINAL_TITLE": "1",
+            "CLAUDE_CODE_IDE_SKIP_AUTO_INSTALL": "1",
+            "IS_SANDBOX": "1",
+        }
+    )
+    return env
+
+
+def codex_home(home: Path, base_url: str, model: str, websockets: bool = False) -> Path:
+    """Write $CODEX_HOME/config.toml as the README tells users, plus what keeps Codex offline."""
+    chome = home / ".codex"
+    chome.mkdir(parents=True, exist_ok=True)
+    ws = "supports_websockets = true\n" if websockets else ""
+    (chome / "config.toml").write_text(
+        f'model = "{model}"\n'
+        'model_provider = "crossroute"\n'
+        'approval_policy = "never"\n'
+        'sandbox_mode = "read-only"\n'
+        "check_for_update_on_startup = false\n"
+        "\n"
+        "[features]\n"
+        "plugins = false\n"  # else it runs `git ls-remote` on the plugin marketplace and looks up two hosts
+        "remote_plugin = false\n"
+        "apps = false\n"
+        "\n"
+        "[analytics]\nenabled = false\n"
+        "\n"
+        "[feedback]\nenabled = false\n"
+        "\n"
+        "[otel]\nexporter = \"none\"\n"
+        "\n"
+        "[model_providers.crossroute]\n"
+        'name = "crossroute"\n'
+        f'base_url = "{base_url}/v1"\n'
+        'env_key = "CROSSROUTE_API_KEY"\n'
+        'wire_api = "responses"\n'
+        f"{ws}"
+    )
+    return chome
+
+
+def codex_env(home: Path, base_url: str, key: str, model: str, websockets: bool = False) -> dict[str, str]:
+    env = base_env(home)
+    env["CODEX_HOME"] = str(codex_home(home, base_url, model, websockets))
+    env["CROSSROUTE_API_KEY"] = key
+    return env
+
+
+def gemini_settings(home: Path) -> Path:
+    """~/.gemini/settings.json: the auth type picked explicitly, usage statistics and updates off.
+
+    Without ``security.auth.selectedType`` Gemini CLI 0.61 derives the auth type from the environment,
+    and GOOGLE_GEMINI_BASE_URL makes that "gateway", which its non-interactive check refuses ("Invalid
+    auth method selected."). With "gemini-api-key" selected it reads GEMINI_API_KEY and still takes
+    the base URL from GOOGLE_GEMINI_BASE_URL.
+    """
+    gdir = home / ".gemini"
+    gdir.mkdir(parents=True, exist_ok=True)
+    path = gdir / "settings.json"
+    path.write_text(json.dumps(GEMINI_SETTINGS, indent=2) + "\n")
+    return path
+
+
+GEMINI_SETTINGS: dict[str, Any] = {
+    "security": {"auth": {"selectedType": "gemini-api-key"}},
+    "privacy": {"usageStatisticsEnabled": False},
+    "telemetry": {"enabled": False},
+    "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False},
+}
+
+
+def gemini_env(home: Path, base_url: str, key: str) -> dict[str, str]:
+    env = base_env(home)
+    gemini_settings(home)
+    env["GOOGLE_GEMINI_BASE_URL"] = base_url
+    env["GEMINI_API_KEY"] = key
+    env["GEMINI_CLI_TRUST_WORKSPACE"] = "true"  # -p runs refuse an untrusted folder otherwise
+    return env
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# running a CLI and watching where it connects
+
+LOOPBACK = re.compile(
+    r'inet_addr\("127\.\d+\.\d+\.\d+"\)|inet_pton\(AF_INET6, "::1"|inet_pton\(AF_INET6, "::ffff:127\.'
+)
+
+
+@dataclass
+class CliRun:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    connects: list[str]  # every connect() to an IP address that is not loopback (empty = offline)
+    traced: bool
+
+
+def run_cli(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 120.0) -> CliRun:
+    """Run a CLI with no stdin; under strace when there, listing non-loopback connect() calls."""
+    strace = shutil.which("strace")
+    trace_file = cwd / f".connects-{time.monotonic_ns()}.txt"
+    cmd = list(argv)
+    if strace:
+        cmd = [strace, "-f", "-qq", "-e", "trace=connect,sendto,sendmsg", "-e", "signal=none", "-o", str(trace_file)]
+        cmd += argv
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(
+            cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+        )
+        rc, out, err = proc.returncode, proc.stdout, proc.stderr
+    except subprocess.TimeoutExpired as e:
+        rc, out, err = -9, e.stdout or b"", (e.stderr or b"") + b"\n[timed out]"
+    seconds = time.monotonic() - t0
+    connects: list[str] = []
+    if strace and trace_file.exists():
+        for line in trace_file.read_text(errors="replace").splitlines():
+            if "AF_INET" not in line:  # AF_UNIX and AF_NETLINK stay on this machine
+                continue
+            if not LOOPBACK.search(line):
+                connects.append(line.strip())
+        trace_file.unlink()
+    return CliRun(
+        argv=argv,
+        returncode=rc,
+        stdout=out.decode(errors="replace"),
+        stderr=err.decode(errors="replace"),
+        seconds=seconds,
+        connects=connects,
+        traced=bool(strace),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# recorded client requests (tests/fixtures/clients/)
+
+SECRET_HEADERS = {"authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie"}
+
+
+def fixture_from(ex: Exchange, client: str, version: str | None, note: str) -> dict[str, Any]:
+    """One recorded request as a fixture: credentials replaced, the body as JSON when it is JSON."""
+    headers: dict[str, str] = {}
+    for k, v in ex.headers.items():
+        low = k.lower()
+        if low in SECRET_HEADERS:
+            v = "Bearer <client-key>" if v.lower().startswith("bearer ") else "<client-key>"
+        elif low == "host":
+            v = "127.0.0.1:8317"
+        headers[k] = v
+    query = re.sub(r"(^|&)key=[^&]*", r"\1key=<client-key>", ex.query)
+    body: Any = ex.json()
+    record: dict[str, Any] = {
+        "client": client,
+        "version": version,
+        "note": note,
+        "method": ex.method,
+        "path": ex.path,
+        "query": query,
+        "headers": headers,
+        "status_from_gateway": ex.status,
+    }
+    if body is None and ex.body:
+        import base64
+
+        record["body_base64"] = base64.b64encode(ex.body).decode()
+    else:
+        record["body"] = body
+    return record
+
+
+def write_fixture(name: str, record: dict[str, Any]) -> Path:
+    CLIENT_FIXTURES.mkdir(parents=True, exist_ok=True)
+    path = CLIENT_FIXTURES / name
+    path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+def load_fixture(name: str) -> dict[str, Any]:
+    """A recorded request: its headers and body (decoded to bytes) ready to send again."""
+    return dict(json.loads((CLIENT_FIXTURES / name).read_text()))
