@@ -39,18 +39,29 @@ def _load_for(args: argparse.Namespace) -> tuple[Path, Settings] | None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    loaded = _load_for(args)
+    from . import redaction
+    from .config import secret_values
+    from .logs import scrub_line
+
+    loaded = _load_for(args)  # a ConfigError already masks the file's secrets
     if loaded is None:
         return 1
     path, settings = loaded
+    redaction.set_secrets(secret_values(settings))  # nothing printed below shows a configured secret
     for w in settings.warnings:
-        _say(f"warning: {w}")
+        _say(scrub_line(f"warning: {w}"))
     problem = check_exposure(settings)
     if problem:
-        _say(problem)
+        _say(scrub_line(problem))
         return 1
     creds = len(settings.providers)
-    _say(f"{path}: OK ({creds} upstream credential{'s' if creds != 1 else ''})")
+    mocks = sum(1 for p in settings.providers if p.kind == "mock")
+    note = ""
+    if creds and mocks == creds:
+        note = "; mock only: canned answers until a real upstream is added"
+    elif mocks:
+        note = f"; {mocks} mock"
+    _say(scrub_line(f"{path}: OK ({creds} upstream credential{'s' if creds != 1 else ''}{note})"))
     return 0
 
 

@@ -56,6 +56,15 @@ def scrub(text: str) -> str:
     return _text_re.sub(lambda m: mask(m.group(0)), text)
 
 
+def scrub_with(text: str, values: Iterable[str | None]) -> str:
+    """``text`` with each of ``values`` masked (for text rendered before the known set is set,
+    such as a config's problem messages); values shorter than the known set's minimum are kept."""
+    ordered = sorted({v for v in values if v and len(v) >= _MIN_LEN}, key=len, reverse=True)
+    if not ordered or not text:
+        return text
+    return re.sub("|".join(re.escape(v) for v in ordered), lambda m: mask(m.group(0)), text)
+
+
 def scrub_bytes(data: bytes) -> bytes:
     """``data`` with every known secret masked (the mask has no JSON-special characters, so a
     JSON body stays valid JSON)."""
