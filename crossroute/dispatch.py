@@ -1,7 +1,10 @@
 """The Call pipeline: resolve the model, pick a credential, translate once, send, fail over.
 
-Failover happens only before the first byte reaches the client. After it, a failure becomes the
-client format's terminal error event and the stream ends cleanly.
+The I/O belongs to the credential's executor (``providers/``); this module only resolves, selects,
+fails over and translates. Failover happens until the first byte is written to the client: a
+stream that fails before its first client-visible output (an error event, a cut, invalid JSON, a
+web page, EOF) moves to the next credential like a 5xx. After it, a failure becomes the client
+format's terminal error event and the stream ends cleanly.
 """
 
 from __future__ import annotations
@@ -10,103 +13,48 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
-from typing import Any
 
-import aiohttp
 import orjson
 
-from .formats import count, errors, translate
-from .formats.neutral import BadRequest, Reasoning, Usage
+from . import redaction
+from .call import Attempt, Call
+from .formats import answers, count, errors, translate
+from .formats.neutral import BadRequest, Reasoning
+from .formats.pipes import Pipe
 from .formats.thinking import split_suffix
 from .gateway import Gateway
-from .providers import PROVIDERS, UpstreamRequest
+from .providers import BadAnswer, Outbound, Upstream, UpstreamError
+from .providers.base import REQUEST
 from .registry import Candidate
 from .replies import JSON_HEADERS, SSE_HEADERS, Reply, StreamReply, error_reply
 from .routing.router import AllCoolingDown, provider_group
-from .routing.session_ids import SessionIds, extract_session_ids
+from .routing.session_ids import extract_session_ids
+
+try:  # the pipes' "this upstream event is a failure" signal (formats/pipes.py)
+    from .formats.pipes import UpstreamEventError  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - until the pipes raise it
+    class UpstreamEventError(Exception):  # type: ignore[no-redef]
+        def __init__(self, status: int, message: str) -> None:
+            super().__init__(message)
+            self.status = status
+            self.message = message
 
 log = logging.getLogger("crossroute")
 
 # A failure with one of these statuses moves the request to the next credential (before the
-# first byte). 401/402/404 are credential-scoped too: another key may well serve the request.
+# first byte to the client), unless its scope says the request itself is wrong.
 RETRYABLE = frozenset({401, 402, 403, 404, 408, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529})
-MAX_ERROR_BODY = 64 * 1024
+MAX_HEAD = 64 * 1024  # upstream bytes kept before the first output, to explain a failure
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "set-cookie", "content-length", "content-encoding", "content-type",
     "cache-control", "x-accel-buffering", "server",
 })
+_HAS_TERMINAL = "terminal" in getattr(StreamReply, "__slots__", ())
 
 
-class Call:
-    """One client request as the pipeline sees it."""
-
-    __slots__ = (
-        "_usage", "body", "client_format", "client_key", "credential_id", "headers", "model", "operation",
-        "options", "session", "started", "status", "stream", "upstream_model",
-    )
-
-    def __init__(
-        self,
-        client_format: str,
-        model: str,
-        body: dict[str, Any],
-        headers: Mapping[str, str],
-        *,
-        stream: bool = False,
-        operation: str = "generate",
-        client_key: str | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> None:
-        self.client_format = client_format
-        self.operation = operation
-        self.model = model
-        self.stream = stream
-        self.body = body
-        self.headers = headers
-        self.client_key = client_key
-        self.options = options or {}
-        self.session: SessionIds | None = None
-        self._usage: Usage | translate.PendingUsage | None = None
-        self.credential_id: str | None = None
-        self.upstream_model: str | None = None
-        self.status = 0
-        self.started = time.monotonic()
-
-    @property
-    def usage(self) -> Usage | None:
-        u = self._usage
-        if isinstance(u, translate.PendingUsage):
-            u = self._usage = u.resolve()
-        return u
-
-    @usage.setter
-    def usage(self, value: Usage | translate.PendingUsage | None) -> None:
-        self._usage = value
-
-
-class _Failure:
-    __slots__ = ("body", "message", "retry_after", "status")
-
-    def __init__(self, status: int, message: str, body: bytes | None = None, retry_after: float | None = None):
-        self.status = status  # 0 = no HTTP answer (connection error); 504 for timeouts
-        self.message = message
-        self.body = body
-        self.retry_after = retry_after
-
-    @property
-    def retryable(self) -> bool:
-        return self.status == 0 or self.status in RETRYABLE
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After") or headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+def _retryable(exc: UpstreamError) -> bool:
+    return exc.scope != REQUEST and (exc.status == 0 or exc.status in RETRYABLE)
 
 
 async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
@@ -128,7 +76,8 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
     # the provider scope of session bindings and cursors
     scope = provider_group(candidates)
     rounds = 1 + max(0, gw.settings.request_retry)
-    last: _Failure | None = None
+    last: UpstreamError | None = None
+    last_cand: Candidate | None = None
     for round_no in range(rounds):
         tried: set[str] = set()
         while True:
@@ -149,19 +98,19 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
                 break
             tried.add(cand.credential_id)
             try:
-                outcome = await _attempt(gw, call, cand, prepared, base_model, scope)
+                return await _attempt(gw, call, cand, prepared, base_model, scope)
             except BadRequest as exc:
                 return error_reply(fmt, exc.status, exc.message, param=exc.param)
-            if not isinstance(outcome, _Failure):
-                return outcome
-            last = outcome
-            gw.last_failures[cand.credential_id] = (outcome.status, outcome.message)
-            await router.report_failure(cand, base_model, call.session, outcome.status or None,
-                                        outcome.retry_after, scope)
+            except UpstreamError as exc:
+                failure = exc
+            last, last_cand = failure, cand
+            gw.last_failures[cand.credential_id] = (failure.status, failure.message)
+            await router.report_failure(cand, base_model, call.session, failure.status or None,
+                                        failure.retry_after, scope, kind=failure.scope)
             log.warning("upstream %s failed for model %s: %s %s", cand.provider, cand.upstream_model,
-                        outcome.status or "connection error", outcome.message[:200])
-            if not outcome.retryable:
-                return _failure_reply(call, cand, outcome)
+                        failure.status or "connection error", failure.message[:200])
+            if not _retryable(failure):
+                return _failure_reply(call, cand, failure)
         if round_no + 1 >= rounds:
             break
         # another round (request-retry) only when a credential recovers within max-retry-interval
@@ -172,7 +121,7 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
             await asyncio.sleep(wait)
     if last is None:
         return error_reply(fmt, 503, f"no credential is available for model '{call.model}'")
-    reply = _failure_reply(call, None, last)
+    reply = _failure_reply(call, last_cand, last)
     wait = await gw.router.wait_time(candidates, base_model)
     if wait:  # every candidate is cooling down now: say when to come back
         reply.headers = [*reply.headers, ("retry-after", str(max(1, int(wait + 0.999))))]
@@ -193,43 +142,18 @@ def _cooling_reply(gw: Gateway, call: Call, candidates: list[Candidate], retry_a
                        f"all credentials for model '{call.model}' are cooling down; retry later", headers=headers)
 
 
-def _failure_reply(call: Call, cand: Candidate | None, f: _Failure) -> Reply:
+def _failure_reply(call: Call, cand: Candidate | None, f: UpstreamError) -> Reply:
+    """The client's answer for the last failure (bodies and messages already have secrets masked)."""
     call.status = f.status or 502
     fmt = call.client_format
     if f.status and f.body is not None and cand is not None:
-        wire = PROVIDERS[cand.entry.kind].wire_format(cand.entry, fmt)
+        wire = cand.executor.wire_format(cand.entry, fmt)
         if wire == fmt and f.body[:1] in (b"{", b"["):
             # Same format: the upstream's own error body and status go through unchanged.
             return Reply(f.status, f.body, JSON_HEADERS)
         message, _ = errors.upstream_error_message(f.body)
         return error_reply(fmt, f.status, message)
-    if f.status == 504:
-        return error_reply(fmt, 504, f.message)
     return error_reply(fmt, f.status or 502, f.message)
-
-
-def _build(gw: Gateway, call: Call, cand: Candidate, prepared: translate.Prepared) -> tuple[str, UpstreamRequest]:
-    entry = cand.entry
-    provider = PROVIDERS[entry.kind]
-    wire = provider.wire_format(entry, call.client_format)
-    body = prepared.body_for(wire, cand.upstream_model, call.stream)
-    if call.operation == "compact":
-        compact = getattr(provider, "compact", None)
-        if compact is None or wire != "responses":
-            raise BadRequest(f"upstream {entry.name} does not support Responses compaction", param="model")
-        req = compact(entry, body, call.headers)
-    else:
-        req = provider.generate(entry, cand.upstream_model, body, call.stream, call.headers, wire)
-    if idem := call.headers.get("idempotency-key"):
-        req.headers = {**req.headers, "Idempotency-Key": idem}  # a copy: providers may share theirs
-    req.proxy = _proxy(entry.proxy_url or gw.settings.proxy_url)
-    return wire, req
-
-
-def _proxy(url: str | None) -> str | None:
-    if not url or url.startswith(("direct", "none")):
-        return None
-    return url
 
 
 def _succeeded(gw: Gateway, call: Call, cand: Candidate, base_model: str, scope: str | None
@@ -246,105 +170,156 @@ def _succeeded(gw: Gateway, call: Call, cand: Candidate, base_model: str, scope:
 
 async def _attempt(
     gw: Gateway, call: Call, cand: Candidate, prepared: translate.Prepared, base_model: str, scope: str | None
-) -> Reply | StreamReply | _Failure:
-    wire, req = _build(gw, call, cand, prepared)
+) -> Reply | StreamReply:
+    """One try of one credential: the client's reply, or raises UpstreamError (fail over)."""
+    entry = cand.entry
+    executor = cand.executor
+    fmt = call.client_format
+    wire = executor.wire_format(entry, fmt)
+    op = call.operation
+    if op not in executor.supports or (op == "compact" and wire != "responses"):
+        raise BadRequest(f"upstream {entry.name} does not support Responses compaction"
+                         if op == "compact" else f"upstream {entry.name} does not support {op}", param="model")
+    body = prepared.body_for(wire, cand.upstream_model, call.stream)
     call.credential_id = cand.credential_id
     call.upstream_model = cand.upstream_model
+    attempt = Attempt(cand.credential_id, cand.upstream_model, wire, time.monotonic())
+    call.attempts.append(attempt)
     try:
-        resp = await gw.http.post(req.url, data=req.body, headers=req.headers, proxy=req.proxy,
-                                  timeout=gw.timeout)
-    except TimeoutError:
-        return _Failure(504, f"upstream {cand.entry.name} did not answer in time")
-    except aiohttp.ClientError as exc:
-        return _Failure(0, f"upstream {cand.entry.name} is unreachable ({type(exc).__name__}: {exc})")
-
-    if resp.status >= 400:
-        try:
-            body = await resp.content.read(MAX_ERROR_BODY)
-        except (aiohttp.ClientError, TimeoutError):
-            body = b""
-        finally:
-            resp.release()
-        message, _ = errors.upstream_error_message(body)
-        return _Failure(resp.status, f"upstream {cand.entry.name} answered {resp.status}: {message}", body,
-                        _retry_after(resp.headers))
-
-    extra_headers = _passthrough_headers(resp.headers) if gw.settings.passthrough_headers else []
-    if not call.stream:
-        try:
-            body = await resp.read()
-        except TimeoutError:
-            return _Failure(504, f"upstream {cand.entry.name} timed out while sending its answer")
-        except aiohttp.ClientError as exc:
-            return _Failure(0, f"upstream {cand.entry.name} broke off its answer ({exc})")
-        finally:
-            resp.release()
-        try:
-            out, usage = prepared.response(wire, body, call.model, call.operation)
-        except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            return _Failure(502, f"upstream {cand.entry.name} sent an answer that could not be read: {exc}")
-        call.usage = usage
-        call.status = 200
-        if (pending := _succeeded(gw, call, cand, base_model, scope)) is not None:
-            await pending
-        if gw.recording:
-            gw.record(call)
-        return Reply(200, out, [*JSON_HEADERS, *extra_headers] if extra_headers else JSON_HEADERS)
-
-    # Streaming: wait for the first upstream bytes before committing headers, so a failure here
-    # can still move to the next credential.
-    try:
-        first = await resp.content.readany()
-    except TimeoutError:
-        resp.close()
-        return _Failure(504, f"upstream {cand.entry.name} sent no data in time")
-    except aiohttp.ClientError as exc:
-        resp.close()
-        return _Failure(0, f"upstream {cand.entry.name} broke off the stream ({exc})")
-    if not first:
-        resp.release()
-        return _Failure(502, f"upstream {cand.entry.name} closed the stream without data")
-    pipe = prepared.pipe(wire, call.model)
+        up = await executor.send(entry, Outbound(op, wire, cand.upstream_model, body, call.stream, call.headers), gw)
+        attempt.first_byte = time.monotonic()
+        if not call.stream:
+            reply = await _whole(gw, call, cand, up, prepared, wire)
+        else:
+            return await _stream(gw, call, cand, up, prepared, wire, attempt, base_model, scope)
+    except UpstreamError as exc:
+        attempt.end = time.monotonic()
+        attempt.status = exc.status
+        attempt.error = exc.message
+        raise
+    attempt.end = time.monotonic()
+    attempt.status = 200
     call.status = 200
     if (pending := _succeeded(gw, call, cand, base_model, scope)) is not None:
         await pending
-    content_type = "application/json" if call.options.get("json_array") else None
-    headers = SSE_HEADERS if content_type is None else [("content-type", content_type)]
-    return StreamReply(200, _relay(gw, call, cand, resp, pipe, first), [*headers, *extra_headers])
+    if gw.recording:
+        gw.record(call)
+    return reply
 
 
-async def _relay(gw: Gateway, call: Call, cand: Candidate, resp: aiohttp.ClientResponse, pipe: Any,
-                 first: bytes) -> AsyncIterator[bytes]:
-    clean = False
+async def _whole(gw: Gateway, call: Call, cand: Candidate, up: Upstream, prepared: translate.Prepared, wire: str
+                 ) -> Reply:
+    name = cand.entry.name
     try:
-        out = pipe.feed(first)
-        if out:
-            yield out
-        read = resp.content.readany
+        raw = await up.body(gw.settings.max_upstream_body)
+    except TimeoutError:
+        up.close(False)
+        raise UpstreamError(504, f"upstream {name} timed out while sending its answer", scope="model") from None
+    except up.io_errors as exc:
+        up.close(False)
+        raise UpstreamError(502, f"upstream {name} broke off its answer ({type(exc).__name__})",
+                            scope="model") from None
+    except BadAnswer as exc:
+        up.close(False)
+        raise BadAnswer(f"upstream {name} sent {exc.message}") from None
+    up.close(True)
+    what, _ = answers.problem(wire, raw, call.operation)
+    if what is not None:
+        raise BadAnswer(redaction.scrub(f"upstream {name} sent an answer that could not be read: {what}"))
+    try:
+        out, usage = prepared.response(wire, raw, call.model, call.operation)
+    except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BadAnswer(f"upstream {name} sent an answer that could not be read: {exc}") from None
+    call.usage = usage
+    extra = _passthrough_headers(up.headers) if gw.settings.passthrough_headers else None
+    return Reply(200, out, [*JSON_HEADERS, *extra] if extra else JSON_HEADERS)
+
+
+async def _stream(gw: Gateway, call: Call, cand: Candidate, up: Upstream, prepared: translate.Prepared, wire: str,
+                  attempt: Attempt, base_model: str, scope: str | None) -> StreamReply:
+    """Read and feed the pipe until it has client output; only then is the reply committed."""
+    name = cand.entry.name
+    pipe = prepared.pipe(wire, call.model)
+    read = up.read_chunk
+    head = b""  # the first upstream bytes, to explain a failure before any output
+    seen = 0
+    limit = gw.settings.max_upstream_body
+    try:
+        while True:
+            chunk = await read()
+            if not chunk:
+                message, _ = errors.upstream_error_message(head) if head else ("", None)
+                detail = f": {redaction.scrub(message)}" if message and head[:1] in (b"{", b"[") else ""
+                if head[:1] == b"<" or head.lstrip()[:1] == b"<":
+                    detail = " (a web page)"
+                raise BadAnswer(f"upstream {name} ended the stream before any output{detail}")
+            if seen < MAX_HEAD:
+                head += chunk[: MAX_HEAD - seen]
+            seen += len(chunk)
+            out = pipe.feed(chunk)
+            if out:
+                break
+            if seen > limit:
+                raise BadAnswer(f"upstream {name} sent more than {limit} bytes without an answer")
+    except UpstreamEventError as exc:
+        up.close(False)
+        status = exc.status or 502
+        raise UpstreamError(status, redaction.scrub(f"upstream {name} failed: {exc.message}"),
+                            retry_after=None) from None
+    except TimeoutError:
+        up.close(False)
+        raise UpstreamError(504, f"upstream {name} sent no data in time", scope="model") from None
+    except up.io_errors as exc:
+        up.close(False)
+        raise UpstreamError(502, f"upstream {name} broke off the stream ({type(exc).__name__})",
+                            scope="model") from None
+    except BadAnswer:
+        up.close(False)
+        raise
+    call.status = 200
+    attempt.status = 200
+    if (pending := _succeeded(gw, call, cand, base_model, scope)) is not None:
+        await pending
+    headers = [("content-type", "application/json")] if call.options.get("json_array") else SSE_HEADERS
+    if gw.settings.passthrough_headers and (extra := _passthrough_headers(up.headers)):
+        headers = [*headers, *extra]
+    reply = StreamReply(200, _relay(gw, call, cand, up, pipe, out, attempt), headers)
+    if _HAS_TERMINAL:
+        reply.terminal = pipe.error  # type: ignore[attr-defined]
+    return reply
+
+
+async def _relay(gw: Gateway, call: Call, cand: Candidate, up: Upstream, pipe: Pipe, first: bytes,
+                 attempt: Attempt) -> AsyncIterator[bytes]:
+    clean = False
+    name = cand.entry.name
+    try:
+        yield first
+        read = up.read_chunk
+        io_errors = up.io_errors
         while not pipe.done:
             try:
                 chunk = await read()
             except TimeoutError:
-                yield pipe.error(504, f"upstream {cand.entry.name} stopped sending (idle timeout)")
+                yield pipe.error(504, f"upstream {name} stopped sending (idle timeout)")
                 break
-            except aiohttp.ClientError as exc:
-                yield pipe.error(502, f"upstream {cand.entry.name} broke off the stream ({type(exc).__name__})")
+            except io_errors as exc:
+                yield pipe.error(502, f"upstream {name} broke off the stream ({type(exc).__name__})")
                 break
-            if not chunk:
-                tail = pipe.finish()
-                if tail:
-                    yield tail
+            try:
+                out = pipe.feed(chunk) if chunk else pipe.finish()
+            except UpstreamEventError as exc:
+                yield pipe.error(exc.status or 502, redaction.scrub(f"upstream {name} failed: {exc.message}"))
                 break
-            out = pipe.feed(chunk)
             if out:
                 yield out
+            if not chunk:
+                break
         clean = True
     finally:
+        attempt.end = time.monotonic()
         call.usage = pipe.usage
-        if clean and resp.content.at_eof():
-            resp.release()
-        else:
-            resp.close()  # client went away or upstream misbehaved: do not reuse the connection
+        up.close(clean and up.at_eof())  # client gone or upstream misbehaved: do not reuse
         if gw.recording:
             gw.record(call)
 
@@ -363,17 +338,15 @@ async def count_tokens(gw: Gateway, call: Call) -> Reply:
         cand = await gw.router.pick(candidates, base_model, None)
     except (AllCoolingDown, LookupError):
         cand = candidates[0]
-    entry = cand.entry
-    provider = PROVIDERS[entry.kind]
-    wire = provider.wire_format(entry, fmt)
+    executor = cand.executor
+    wire = executor.wire_format(cand.entry, fmt)
     try:
-        if wire in ("claude", "gemini"):
+        if wire in ("claude", "gemini") and "count_tokens" in executor.supports:
             body = count.count_body(wire, prepared.body_dict(wire, cand.upstream_model, False), cand.upstream_model)
-            req = provider.count_tokens(entry, cand.upstream_model, orjson.dumps(body), call.headers)
-            if req is not None:
-                reply = await _count_upstream(gw, call, cand, req, wire)
-                if reply is not None:
-                    return reply
+            out = Outbound("count_tokens", wire, cand.upstream_model, orjson.dumps(body), False, call.headers)
+            reply = await _count_upstream(gw, call, cand, out)
+            if reply is not None:
+                return reply
         total = count.estimate(prepared.neutral())
     except BadRequest as exc:
         return error_reply(fmt, exc.status, exc.message, param=exc.param)
@@ -381,30 +354,35 @@ async def count_tokens(gw: Gateway, call: Call) -> Reply:
                  [*JSON_HEADERS, ("x-crossroute-token-count", "estimate")])
 
 
-async def _count_upstream(gw: Gateway, call: Call, cand: Candidate, req: UpstreamRequest, wire: str
-                          ) -> Reply | None:
+async def _count_upstream(gw: Gateway, call: Call, cand: Candidate, out: Outbound) -> Reply | None:
     """The upstream's count; None when it could not answer (the caller estimates instead)."""
+    wire = out.wire
     try:
-        async with gw.http.post(req.url, data=req.body, headers=req.headers, proxy=_proxy(
-                cand.entry.proxy_url or gw.settings.proxy_url), timeout=gw.timeout) as resp:
-            raw = await resp.read()
-            status = resp.status
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        log.warning("count_tokens on %s failed (%s); answering with an estimate", cand.entry.name, exc)
+        up = await cand.executor.send(cand.entry, out, gw)
+        try:
+            raw = await up.body(gw.settings.max_upstream_body)
+        except (TimeoutError, *up.io_errors) as exc:
+            up.close(False)
+            raise UpstreamError(502, f"upstream {cand.entry.name} broke off its count ({type(exc).__name__})") from None
+        except BadAnswer:
+            up.close(False)
+            raise
+        up.close(True)
+    except UpstreamError as exc:
+        if exc.status >= 500 or exc.status in (0, 429) or exc.body is None:
+            log.warning("count_tokens on %s failed (%s); answering with an estimate", cand.entry.name, exc.message)
+            return None
+        if wire == call.client_format and exc.body[:1] == b"{":
+            return Reply(exc.status, exc.body, JSON_HEADERS)
+        message, _ = errors.upstream_error_message(exc.body)
+        return error_reply(call.client_format, exc.status, message)
+    try:
+        obj = orjson.loads(raw)
+        total = count.total_from(wire, obj)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         return None
-    if status >= 500 or status == 429:
-        return None
-    if status >= 400:
-        if wire == call.client_format:
-            return Reply(status, raw, JSON_HEADERS)
-        message, _ = errors.upstream_error_message(raw)
-        return error_reply(call.client_format, status, message)
     if wire == call.client_format:
         return Reply(200, raw, JSON_HEADERS)
-    try:
-        total = count.total_from(wire, orjson.loads(raw))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None
     return Reply(200, orjson.dumps(count.answer_for(call.client_format, total)), JSON_HEADERS)
 
 

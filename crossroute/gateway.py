@@ -1,7 +1,14 @@
-"""The running gateway: settings, model registry, router, the shared upstream HTTP client.
+"""The running gateway: settings, model registry, router, the upstream HTTP clients.
 
 Everything a request needs hangs off one Gateway object; a config reload swaps its parts
 atomically (requests in flight keep the objects they started with).
+
+Upstream HTTP: one shared aiohttp ``ClientSession`` for direct connections and HTTP(S) proxies,
+plus one lazily made session per SOCKS proxy URL (``client_for``). Every session asks upstreams
+for ``ACCEPT_ENCODING`` and decodes what comes back (``auto_decompress``: gzip, deflate, zstd and
+br, asked for or not, JSON, error bodies and streams alike, incrementally and with aiohttp's
+bounded output per read), so what callers read is always the plain body. Reads are buffered up
+to ``READ_BUFSIZE`` per response before aiohttp stops reading the socket (back-pressure).
 """
 
 from __future__ import annotations
@@ -19,10 +26,63 @@ from .state.base import State
 from .state.memory import MemoryState
 
 if TYPE_CHECKING:
-    from .dispatch import Call
+    from .call import Call
 
 log = logging.getLogger("crossroute")
 usage_log = logging.getLogger("crossroute.usage")
+
+# What upstreams are asked for. Chosen by bench/bench_decompress.py (numbers in the README): see
+# the note there. Whatever this says, every encoding aiohttp can decode is decoded.
+ACCEPT_ENCODING = "gzip"
+# aiohttp's per-response read buffer (its StreamReader pauses the socket past twice this).
+READ_BUFSIZE = 64 * 1024
+SOCKS_SCHEMES = ("socks5://", "socks5h://", "socks4://", "socks4a://")
+# A SOCKS session that a reload no longer uses is closed this long after (streams in flight end).
+RETIRE_GRACE = 30.0
+
+
+def is_socks(proxy_url: str | None) -> bool:
+    return bool(proxy_url) and proxy_url.lower().startswith(SOCKS_SCHEMES)  # type: ignore[union-attr]
+
+
+def _direct(proxy_url: str | None) -> bool:
+    return not proxy_url or proxy_url.lower() in ("direct", "none")
+
+
+def new_session(connector: aiohttp.BaseConnector) -> aiohttp.ClientSession:
+    """An upstream client session with crossroute's encoding and buffering choices."""
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=True,
+        headers={"Accept-Encoding": ACCEPT_ENCODING},
+        read_bufsize=READ_BUFSIZE,
+    )
+
+
+def socks_connector(proxy_url: str) -> aiohttp.BaseConnector:
+    """A connector through a SOCKS proxy: ``socks5://`` resolves upstream names locally and
+    sends the address, ``socks5h://`` sends the name for the proxy to resolve (as curl does);
+    ``socks4://`` sends an IPv4 address, ``socks4a://`` the name. ``user:password@`` is used for
+    SOCKS5 authentication (the user id for SOCKS4). The port defaults to 1080."""
+    from urllib.parse import unquote, urlsplit
+
+    from aiohttp_socks import ProxyConnector, ProxyType
+
+    parts = urlsplit(proxy_url)
+    scheme = parts.scheme.lower()
+    if not parts.hostname or scheme + "://" not in SOCKS_SCHEMES:
+        raise ValueError(f"not a SOCKS proxy URL: {scheme}://…")
+    return ProxyConnector(
+        host=parts.hostname,
+        port=parts.port or 1080,
+        proxy_type=ProxyType.SOCKS5 if scheme.startswith("socks5") else ProxyType.SOCKS4,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        rdns=scheme in ("socks5h", "socks4a"),
+        limit=0,
+        ttl_dns_cache=300,
+        enable_cleanup_closed=True,
+    )
 
 
 def routing_settings(s: Settings) -> RoutingSettings:
@@ -53,6 +113,8 @@ class Gateway:
             total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
         )
         self._http: aiohttp.ClientSession | None = None
+        self._socks: dict[str, aiohttp.ClientSession] = {}  # SOCKS proxy URL -> its session
+        self._retiring: set[asyncio.Task[None]] = set()
         # The latest failure of each credential (status, message), to explain cooldowns.
         self.last_failures: dict[str, tuple[int, str]] = {}
         self.started = False
@@ -68,9 +130,7 @@ class Gateway:
             if self.started:
                 return
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-            self._http = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False,
-            )
+            self._http = new_session(connector)
             await self.state.start()
             await self.router.start()
             self.started = True
@@ -85,8 +145,69 @@ class Gateway:
         self.started = False
         await self.router.stop()
         await self.state.stop()
+        retiring = list(self._retiring)
+        for task in retiring:
+            task.cancel()
+        await asyncio.gather(*retiring, return_exceptions=True)
+        socks, self._socks = list(self._socks.values()), {}
+        for session in socks:
+            await session.close()
         if self._http is not None:
             await self._http.close()
+
+    def client_for(self, proxy_url: str | None) -> aiohttp.ClientSession:
+        """The session to send an upstream request with, for the entry's effective proxy URL
+        (``entry.proxy_url or settings.proxy_url``: None, ``"direct"``/``"none"``, ``http(s)://…``
+        or ``socks5://``, ``socks5h://``, ``socks4://``, ``socks4a://``).
+
+        Direct connections and HTTP(S) proxies use the shared session; pass
+        ``proxy=gw.proxy_arg(proxy_url)`` with the request (the HTTP proxy URL, or None). A SOCKS
+        proxy gets its own session, made on first use and kept for that URL (its connector dials
+        through the proxy, so ``proxy_arg`` is None). Typical use::
+
+            url = entry.proxy_url or gw.settings.proxy_url
+            resp = await gw.client_for(url).post(u, data=body, proxy=gw.proxy_arg(url), ...)
+
+        SOCKS sessions are closed by ``stop()``, and by ``apply()`` when a reload no longer names
+        their URL (after ``RETIRE_GRACE`` seconds, so requests in flight can finish).
+        """
+        if _direct(proxy_url) or not is_socks(proxy_url):
+            return self.http
+        assert proxy_url is not None
+        session = self._socks.get(proxy_url)
+        if session is None or session.closed:
+            assert self._http is not None, "Gateway.start() was not awaited"
+            session = self._socks[proxy_url] = new_session(socks_connector(proxy_url))
+        return session
+
+    @staticmethod
+    def proxy_arg(proxy_url: str | None) -> str | None:
+        """What to pass as aiohttp's ``proxy=`` for this effective proxy URL: the URL of an
+        HTTP(S) proxy, else None (direct, or a SOCKS proxy that ``client_for`` dials itself)."""
+        if _direct(proxy_url) or is_socks(proxy_url):
+            return None
+        return proxy_url
+
+    def _proxies_in(self, settings: Settings) -> set[str]:
+        urls = {p.proxy_url for p in settings.providers if p.proxy_url}
+        if settings.proxy_url:
+            urls.add(settings.proxy_url)
+        return urls
+
+    def _retire_unused_proxies(self) -> None:
+        keep = self._proxies_in(self.settings)
+        for url in [u for u in self._socks if u not in keep]:
+            session = self._socks.pop(url)
+            task = asyncio.get_running_loop().create_task(self._close_later(session))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    @staticmethod
+    async def _close_later(session: aiohttp.ClientSession) -> None:
+        try:
+            await asyncio.sleep(RETIRE_GRACE)
+        finally:
+            await session.close()
 
     async def apply(self, settings: Settings) -> None:
         """Hot reload: swap registry and settings; rebuild routing when its fields changed."""
@@ -99,6 +220,7 @@ class Gateway:
             total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
         )
         await self.router.apply_settings(routing_settings(settings))
+        self._retire_unused_proxies()
         for cred_id in old_ids - new_ids:
             await self.router.invalidate_credential(cred_id)
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
+from . import redaction
 from .config import ProviderEntry, Settings
+from .providers import Executor, executor_for
 
 # API-key providers with no ``models`` list serve their own family's model names.
 _FAMILY_PATTERNS = {
@@ -21,10 +23,11 @@ _FAMILY_PATTERNS = {
 class Candidate:
     """One way to serve a request: a credential and the model name the upstream must receive."""
 
-    __slots__ = ("credential_id", "disabled", "entry", "priority", "provider", "upstream_model", "weight")
+    __slots__ = ("credential_id", "disabled", "entry", "executor", "priority", "provider", "upstream_model", "weight")
 
     def __init__(self, entry: ProviderEntry, upstream_model: str) -> None:
         self.entry = entry
+        self.executor: Executor = executor_for(entry.kind)
         self.upstream_model = upstream_model
         self.credential_id = entry.id
         self.provider = entry.provider
@@ -55,6 +58,8 @@ class Registry:
         self._family: list[ProviderEntry] = []
         self._models: dict[str, ModelInfo] = {}
         self._force_prefix = settings.force_model_prefix
+        # every configured upstream secret is masked by value in error bodies and log lines
+        redaction.set_secrets(p.api_key for p in settings.providers)
         for entry in settings.providers:
             if entry.disabled:
                 continue

@@ -1,46 +1,312 @@
-"""What every upstream provider module supplies: URLs, headers and auth for its wire format.
+"""The executor seam: what every upstream kind supplies, and the HTTP I/O they share.
 
-A provider speaks exactly one upstream wire format per operation and knows nothing of client
-formats; ``dispatch`` asks it for an ``UpstreamRequest`` and sends it with the shared client.
+An ``Executor`` owns one upstream kind: its credentials (a ``TokenSource``), URLs, headers, body
+rewrites and I/O. ``dispatch`` hands it an ``Outbound`` (the request already translated into the
+upstream's wire format) and gets back an ``Upstream`` (an answer with a 2xx status, read whole or
+in chunks) or an ``UpstreamError`` that says whose fault the failure is (``scope``):
+
+- ``request``: the request itself is wrong (400, 413, 422, an unknown ``previous_response_id``);
+  nothing cools down and the session keeps its credential.
+- ``model``: this credential cannot serve this upstream model now (429, 5xx, 403, an unknown
+  model); it rests for this model only.
+- ``credential``: the whole credential is unusable (401 after a failed refresh, 402, the host is
+  unreachable); it rests for every model.
+
+The operations an executor serves are declared in ``supports`` (``generate``, ``count_tokens``,
+``compact``), never discovered. The HTTP executor does 401 -> ``TokenSource.refresh()`` -> one
+resend, here and nowhere else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from functools import lru_cache
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+import aiohttp
+
+from .. import redaction
 from ..config import ProviderEntry
+from ..formats import errors
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = [
+    "CREDENTIAL", "MODEL", "REQUEST", "BadAnswer", "Executor", "HttpExecutor", "HttpUpstream", "Outbound",
+    "StaticKey", "TokenSource", "Upstream", "UpstreamError", "UpstreamIO", "UpstreamRequest", "config_headers",
+    "join_versioned", "scope_for",
+]
+
+REQUEST = "request"
+MODEL = "model"
+CREDENTIAL = "credential"
+
+MAX_ERROR_BODY = 64 * 1024
+IO_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError,)
 
 
-@dataclass(slots=True)
+# ------------------------------------------------------------------ failures
+class UpstreamError(Exception):
+    """An upstream attempt failed. ``status`` 0: no HTTP answer at all (connection refused, reset,
+    DNS); 504: no answer in time. ``body``: the upstream's error body (secrets already masked)."""
+
+    def __init__(self, status: int, message: str, *, body: bytes | None = None, retry_after: float | None = None,
+                 scope: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.body = body
+        self.retry_after = retry_after
+        self.scope = scope or scope_for(status, body)
+
+
+class BadAnswer(UpstreamError):
+    """A 2xx that is not an answer (an error object, ``{}``, no content, HTML, broken JSON, too
+    large): 502, cooled like a 5xx."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(502, message, scope=MODEL)
+
+
+# 404s that depend on what the request refers to, not on the credential or the model
+_REQUEST_404 = (b"previous_response", b"previous response", b"conversation", b"response with id", b"file",
+                b"thread", b"item with id")
+
+
+def scope_for(status: int, body: bytes | None = None) -> str:
+    """Whose fault a failure with this status is (see the module docstring)."""
+    if status == 0:
+        return CREDENTIAL
+    if status in (400, 413, 422):
+        return REQUEST
+    if status == 404:
+        low = (body or b"")[:2048].lower()
+        if any(marker in low for marker in _REQUEST_404):
+            return REQUEST
+        return MODEL
+    if status in (401, 402):
+        return CREDENTIAL
+    return MODEL
+
+
+def retry_after_of(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------ requests and answers
+class Outbound:
+    """What dispatch asks an executor to send: the body in the upstream's wire format."""
+
+    __slots__ = ("body", "client_headers", "model", "operation", "stream", "wire")
+
+    def __init__(self, operation: str, wire: str, model: str, body: bytes, stream: bool,
+                 client_headers: Mapping[str, str]) -> None:
+        self.operation = operation
+        self.wire = wire
+        self.model = model
+        self.body = body
+        self.stream = stream
+        self.client_headers = client_headers
+
+
 class UpstreamRequest:
-    url: str
-    headers: dict[str, str]  # may be shared by many requests: replace it, never change it in place
-    body: bytes
-    proxy: str | None = None
+    """One HTTP request as an executor builds it."""
+
+    __slots__ = ("body", "headers", "url")
+
+    def __init__(self, url: str, headers: dict[str, str], body: bytes) -> None:
+        self.url = url
+        self.headers = headers  # may be shared by many requests: replace it, never change it in place
+        self.body = body
 
 
-class Provider(Protocol):
+class Upstream(Protocol):
+    """A 2xx upstream answer, read the same way whatever carried it.
+
+    ``read_chunk()``: the next bytes, ``b""`` at the end (bound directly to the transport's reader:
+    no extra coroutine per chunk); ``body(limit)``: the whole body, raising ``BadAnswer`` past
+    ``limit`` bytes. Reads raise ``TimeoutError`` or one of ``io_errors``. ``close(reuse)``: done with
+    it (``reuse`` False when it was not read to the end cleanly).
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    io_errors: tuple[type[BaseException], ...]
+    read_chunk: Callable[[], Awaitable[bytes]]
+
+    def body(self, limit: int) -> Awaitable[bytes]: ...
+    def at_eof(self) -> bool: ...
+    def close(self, reuse: bool) -> None: ...
+
+
+class HttpUpstream:
+    __slots__ = ("_resp", "headers", "read_chunk", "status")
+    io_errors = IO_ERRORS
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp = resp
+        self.status = resp.status
+        self.headers: Mapping[str, str] = resp.headers
+        self.read_chunk = resp.content.readany
+
+    def body(self, limit: int) -> Awaitable[bytes]:
+        length = self._resp.content_length
+        if length is not None and length <= limit:
+            return self._resp.read()
+        if length is not None:
+            raise BadAnswer(f"an answer larger than the limit ({length} > {limit} bytes)")
+        return self._bounded(limit)
+
+    async def _bounded(self, limit: int) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        read = self._resp.content.readany
+        while chunk := await read():
+            size += len(chunk)
+            if size > limit:
+                raise BadAnswer(f"an answer larger than the limit ({limit} bytes)")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def at_eof(self) -> bool:
+        return self._resp.content.at_eof()
+
+    def close(self, reuse: bool) -> None:
+        if reuse:
+            self._resp.release()
+        else:
+            self._resp.close()
+
+
+# ------------------------------------------------------------------ credentials
+class TokenSource(Protocol):
+    """Where an executor gets the secret it sends. ``refresh()``: get a new one after a 401; True
+    when there is a new one to retry with (a static key cannot refresh)."""
+
+    def token(self) -> str: ...
+    async def refresh(self) -> bool: ...
+
+
+class StaticKey:
+    __slots__ = ("_key",)
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def token(self) -> str:
+        return self._key
+
+    async def refresh(self) -> bool:
+        return False
+
+
+# ------------------------------------------------------------------ what executors get for I/O
+class UpstreamIO(Protocol):
+    """What the gateway lends an executor: HTTP sessions (per proxy), the timeout, the settings."""
+
+    settings: Settings
+    timeout: aiohttp.ClientTimeout
+
+    @property
+    def http(self) -> aiohttp.ClientSession: ...
+
+
+def _proxy(url: str | None) -> str | None:
+    if not url or url.startswith(("direct", "none")):
+        return None
+    return url
+
+
+def session_for(io: Any, proxy_url: str | None) -> tuple[aiohttp.ClientSession, str | None]:
+    """The client session for ``proxy_url`` and the ``proxy=`` argument to pass with it: the
+    gateway's per-proxy session (``client_for``, SOCKS included) when it has one, else the shared
+    session with an HTTP proxy argument."""
+    client_for = getattr(type(io), "client_for", None)
+    if client_for is not None:
+        return client_for(io, proxy_url), None
+    return io.http, _proxy(proxy_url)
+
+
+# ------------------------------------------------------------------ executors
+class Executor(Protocol):
     kind: str
+    supports: frozenset[str]
 
     def wire_format(self, entry: ProviderEntry, client_format: str) -> str:
-        """The upstream format this credential will be spoken to in, for a client of that format."""
+        """The upstream format this credential is spoken to in, for a client of that format."""
         ...
 
-    def generate(
-        self, entry: ProviderEntry, model: str, body: bytes, stream: bool, client_headers: Mapping[str, str],
-        wire_format: str,
-    ) -> UpstreamRequest: ...
+    def token_source(self, entry: ProviderEntry) -> TokenSource: ...
 
-    def count_tokens(
-        self, entry: ProviderEntry, model: str, body: bytes, client_headers: Mapping[str, str]
-    ) -> UpstreamRequest | None:
-        """The upstream's own count endpoint, or None when it has none."""
+    async def send(self, entry: ProviderEntry, out: Outbound, io: UpstreamIO) -> Upstream:
+        """Send ``out``; a 2xx answer, or raise ``UpstreamError``."""
         ...
 
 
+class HttpExecutor:
+    """The HTTP part every HTTP upstream shares; a subclass says how to ``build`` the request."""
+
+    kind: ClassVar[str] = ""
+    supports: ClassVar[frozenset[str]] = frozenset({"generate"})
+
+    def wire_format(self, entry: ProviderEntry, client_format: str) -> str:
+        raise NotImplementedError
+
+    def build(self, entry: ProviderEntry, out: Outbound) -> UpstreamRequest:
+        raise NotImplementedError
+
+    def token_source(self, entry: ProviderEntry) -> TokenSource:
+        src = entry.derived.get("token")
+        if src is None:
+            src = entry.derived["token"] = StaticKey(entry.api_key)
+        return src  # type: ignore[no-any-return]
+
+    async def send(self, entry: ProviderEntry, out: Outbound, io: UpstreamIO) -> Upstream:
+        req = self.build(entry, out)
+        if idem := out.client_headers.get("idempotency-key"):
+            req.headers = {**req.headers, "Idempotency-Key": idem}
+        session, proxy = session_for(io, entry.proxy_url or io.settings.proxy_url)
+        resp = await self._post(entry, session, req, proxy, io.timeout)
+        if resp.status == 401 and await self.token_source(entry).refresh():
+            resp.release()
+            req = self.build(entry, out)  # with the new token
+            resp = await self._post(entry, session, req, proxy, io.timeout)
+        if resp.status >= 400:
+            raise await self._failure(entry, resp)
+        return HttpUpstream(resp)
+
+    async def _post(self, entry: ProviderEntry, session: aiohttp.ClientSession, req: UpstreamRequest,
+                    proxy: str | None, client_timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+        try:
+            return await session.post(req.url, data=req.body, headers=req.headers, proxy=proxy,
+                                      timeout=client_timeout)
+        except TimeoutError:
+            raise UpstreamError(504, f"upstream {entry.name} did not answer in time", scope=MODEL) from None
+        except aiohttp.ClientError as exc:
+            detail = redaction.scrub(f"{type(exc).__name__}: {exc}")
+            raise UpstreamError(0, f"upstream {entry.name} is unreachable ({detail})") from None
+
+    async def _failure(self, entry: ProviderEntry, resp: aiohttp.ClientResponse) -> UpstreamError:
+        try:
+            body = await resp.content.read(MAX_ERROR_BODY)
+        except (aiohttp.ClientError, TimeoutError):
+            body = b""
+        finally:
+            resp.release()
+        body = redaction.scrub_bytes(body)
+        message, _ = errors.upstream_error_message(body)
+        return UpstreamError(resp.status, f"upstream {entry.name} answered {resp.status}: {redaction.scrub(message)}",
+                             body=body, retry_after=retry_after_of(resp.headers))
+
+
+# ------------------------------------------------------------------ helpers for building requests
 def config_headers(entry: ProviderEntry, client_headers: Mapping[str, str]) -> dict[str, str]:
     """Configured extra headers; a value ``$Name`` copies the client's header ``Name``."""
     if not entry.headers:
@@ -54,13 +320,6 @@ def config_headers(entry: ProviderEntry, client_headers: Mapping[str, str]) -> d
         else:
             out[name] = value
     return out
-
-
-def proxy_for(entry: ProviderEntry, global_proxy: str | None) -> str | None:
-    proxy = entry.proxy_url or global_proxy
-    if proxy in (None, "", "direct", "none") or (proxy and proxy.startswith("direct")):
-        return None
-    return proxy
 
 
 @lru_cache(maxsize=4096)

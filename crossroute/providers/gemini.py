@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from urllib.parse import quote
 
 from ..config import ProviderEntry
-from .base import UpstreamRequest, config_headers, join_versioned
+from .base import HttpExecutor, Outbound, UpstreamRequest, config_headers, join_versioned
 
 
-class GeminiProvider:
+class GeminiExecutor(HttpExecutor):
     kind = "gemini"
+    supports = frozenset({"generate", "count_tokens"})
 
     def wire_format(self, entry: ProviderEntry, client_format: str) -> str:
         return "gemini"
 
-    def _url(self, entry: ProviderEntry, model: str, action: str) -> str:
-        return join_versioned(entry.base_url, "v1beta", f"/models/{quote(model, safe='')}:{action}")
-
-    def _headers(self, entry: ProviderEntry, client_headers: Mapping[str, str]) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "x-goog-api-key": entry.api_key}
-        headers.update(config_headers(entry, client_headers))
-        return headers
-
-    def generate(
-        self, entry: ProviderEntry, model: str, body: bytes, stream: bool, client_headers: Mapping[str, str],
-        wire_format: str,
-    ) -> UpstreamRequest:
-        action = "streamGenerateContent?alt=sse" if stream else "generateContent"
-        return UpstreamRequest(self._url(entry, model, action), self._headers(entry, client_headers), body)
-
-    def count_tokens(
-        self, entry: ProviderEntry, model: str, body: bytes, client_headers: Mapping[str, str]
-    ) -> UpstreamRequest | None:
-        return UpstreamRequest(self._url(entry, model, "countTokens"), self._headers(entry, client_headers), body)
+    def build(self, entry: ProviderEntry, out: Outbound) -> UpstreamRequest:
+        if out.operation == "count_tokens":
+            action = "countTokens"
+        else:
+            action = "streamGenerateContent?alt=sse" if out.stream else "generateContent"
+        url = join_versioned(entry.base_url, "v1beta", f"/models/{quote(out.model, safe='')}:{action}")
+        headers = {"Content-Type": "application/json", "x-goog-api-key": self.token_source(entry).token()}
+        headers.update(config_headers(entry, out.client_headers))
+        return UpstreamRequest(url, headers, out.body)

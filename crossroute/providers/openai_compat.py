@@ -1,49 +1,41 @@
 """Any OpenAI-compatible server (vLLM, Ollama, llama.cpp, OpenRouter...): chat completions with a
-Bearer key, and the Responses API when the entry says the server serves it natively."""
+Bearer key, and the Responses API (and its compaction) when the entry says the server serves it
+natively."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from ..config import ProviderEntry
-from .base import UpstreamRequest, config_headers, join_versioned
+from .base import HttpExecutor, Outbound, UpstreamRequest, config_headers, join_versioned
 
-_PATHS = {"openai": "/chat/completions", "responses": "/responses"}
+_PATHS = {("openai", "generate"): "/chat/completions", ("responses", "generate"): "/responses",
+          ("responses", "compact"): "/responses/compact"}
 
 
-class OpenAICompatProvider:
+class OpenAICompatExecutor(HttpExecutor):
     kind = "openai"
+    supports = frozenset({"generate", "compact"})
 
     def wire_format(self, entry: ProviderEntry, client_format: str) -> str:
         if client_format == "responses" and entry.responses_native:
             return "responses"
         return "openai"
 
-    def generate(
-        self, entry: ProviderEntry, model: str, body: bytes, stream: bool, client_headers: Mapping[str, str],
-        wire_format: str,
-    ) -> UpstreamRequest:
-        # URL and fixed headers are derived once per entry; the headers dict is shared, so it is
-        # copied before anything is added to it (here and by the dispatcher)
-        derived = entry.derived.get((wire_format, stream))
+    def build(self, entry: ProviderEntry, out: Outbound) -> UpstreamRequest:
+        # URL and fixed headers are derived once per entry, operation and stream mode; the headers
+        # dict is shared, so it is copied before anything is added to it
+        key = (out.wire, out.stream, out.operation)
+        derived = entry.derived.get(key)
         if derived is None:
-            accept = "text/event-stream" if stream else "application/json"
-            fixed = {"Content-Type": "application/json", "Accept": accept}
-            if entry.api_key:
-                fixed["Authorization"] = "Bearer " + entry.api_key
-            derived = entry.derived[(wire_format, stream)] = (
-                join_versioned(entry.base_url, "v1", _PATHS[wire_format]), fixed)
+            path = _PATHS.get((out.wire, out.operation))
+            if path is None:
+                raise ValueError(f"no {out.operation} endpoint for wire format {out.wire}")
+            fixed = {"Content-Type": "application/json",
+                     "Accept": "text/event-stream" if out.stream else "application/json"}
+            token = self.token_source(entry).token()
+            if token:
+                fixed["Authorization"] = "Bearer " + token
+            derived = entry.derived[key] = (join_versioned(entry.base_url, "v1", path), fixed)
         url, headers = derived
         if entry.headers:
-            headers = {**headers, **config_headers(entry, client_headers)}
-        return UpstreamRequest(url, headers, body)
-
-    def compact(self, entry: ProviderEntry, body: bytes, client_headers: Mapping[str, str]) -> UpstreamRequest:
-        req = self.generate(entry, "", body, False, client_headers, "responses")
-        req.url += "/compact"
-        return req
-
-    def count_tokens(
-        self, entry: ProviderEntry, model: str, body: bytes, client_headers: Mapping[str, str]
-    ) -> UpstreamRequest | None:
-        return None
+            headers = {**headers, **config_headers(entry, out.client_headers)}
+        return UpstreamRequest(url, headers, out.body)

@@ -15,10 +15,10 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from crossroute.routing.affinity import SessionAffinitySelector
-from crossroute.routing.cooldown import LEVEL_KEEP, plan_cooldown
+from crossroute.routing.cooldown import ANY_MODEL, LEVEL_KEEP, plan_cooldown
 from crossroute.routing.selectors import STRATEGIES, C, CandidateLike, Selector, build_selector, cursor_key
 from crossroute.routing.session_ids import SessionIds
-from crossroute.state.base import State
+from crossroute.state.base import Cooldown, State
 from crossroute.state.memory import MemoryState
 
 __all__ = ["AllCoolingDown", "Candidate", "Router", "RoutingSettings"]
@@ -28,6 +28,11 @@ log = logging.getLogger("crossroute.routing")
 
 Candidate = CandidateLike  # what the dispatcher hands in; the router only reads its attributes
 
+
+def _model_key(c: CandidateLike, model: str) -> str:
+    """The model a cooldown of ``c`` is keyed by: the name its upstream receives (the client's
+    name only for candidates that do not say)."""
+    return getattr(c, "upstream_model", "") or model
 
 
 @dataclass
@@ -144,6 +149,40 @@ class Router:
         if n:
             log.info("dropped %d session binding(s) of credential %s", n, credential_id)
 
+    # ------------------------------------------------------------ cooldowns of candidates
+    def _cooling_now(self, mem: MemoryState, candidates: Sequence[C], model: str) -> dict[str, Cooldown]:
+        """Per credential id, the cooldown that ends last among its model's and its own."""
+        table = mem.cooldowns
+        out: dict[str, Cooldown] = {}
+        for c in candidates:
+            cid = c.credential_id
+            e = table.get((cid, _model_key(c, model)))
+            w = table.get((cid, ANY_MODEL))
+            if e is None and w is None:
+                continue
+            cd = e[0] if e is not None else None
+            if w is not None and (cd is None or w[0].until > cd.until):
+                cd = w[0]
+            if cd is not None:
+                out[cid] = cd
+        return out
+
+    async def _cooling(self, candidates: Sequence[C], model: str) -> dict[str, Cooldown]:
+        if self._mem is not None:
+            return self._cooling_now(self._mem, candidates, model) if self._mem.cooldowns else {}
+        state = self._state
+        by_model: dict[str, list[str]] = {}
+        for c in candidates:
+            by_model.setdefault(_model_key(c, model), []).append(c.credential_id)
+        by_model.setdefault(ANY_MODEL, []).extend(c.credential_id for c in candidates)
+        out: dict[str, Cooldown] = {}
+        for m, ids in by_model.items():
+            for cid, cd in (await state.get_cooldowns(ids, m)).items():
+                prev = out.get(cid)
+                if prev is None or cd.until > prev.until:
+                    out[cid] = cd
+        return out
+
     # ------------------------------------------------------------ selection
     def _filter(
         self, candidates: Sequence[C], model: str, exclude: Collection[str], cooling: dict | None
@@ -189,7 +228,7 @@ class Router:
             raise LookupError(f"no credential serves model {model!r}")
         cooling = None
         if mem.cooldowns and not self._settings.disable_cooling:
-            cooling = mem.get_cooldowns_now([c.credential_id for c in candidates], model)
+            cooling = self._cooling_now(mem, candidates, model)
         available, tier = self._filter(candidates, model, exclude, cooling)
         affinity = self._affinity
         if (session is None or affinity is None) and len(tier) == 1:
@@ -215,7 +254,7 @@ class Router:
             raise LookupError(f"no credential serves model {model!r}")
         cooling = None
         if not self._settings.disable_cooling:
-            cooling = await self._state.get_cooldowns([c.credential_id for c in candidates], model)
+            cooling = await self._cooling(candidates, model)
         available, tier = self._filter(candidates, model, exclude, cooling)
         affinity = self._affinity
         if (session is None or affinity is None) and len(tier) == 1:
@@ -233,7 +272,7 @@ class Router:
             return None
         if self._settings.disable_cooling:
             return 0.0
-        cooling = await self._state.get_cooldowns([c.credential_id for c in usable], model)
+        cooling = await self._cooling(usable, model)
         now = self._clock()
         earliest: float | None = None
         for c in usable:
@@ -252,7 +291,9 @@ class Router:
         mem = self._mem
         assert mem is not None
         if mem.cooldowns:
-            mem.clear_cooldown_now(cand.credential_id, model)
+            cid = cand.credential_id
+            mem.clear_cooldown_now(cid, _model_key(cand, model))
+            mem.clear_cooldown_now(cid, ANY_MODEL)
 
     async def report_success(
         self, cand: Candidate, model: str, session: SessionIds | None, provider: str | None = None
@@ -262,7 +303,9 @@ class Router:
         if self._mem is not None:
             self.report_success_now(cand, model)
             return
-        await self._state.clear_cooldown(cand.credential_id, model)  # also resets the 429 ladder
+        # also resets the ladders (429, unreachable)
+        await self._state.clear_cooldown(cand.credential_id, _model_key(cand, model))
+        await self._state.clear_cooldown(cand.credential_id, ANY_MODEL)
         affinity = self._affinity
         if session is not None and affinity is not None:
             await affinity.touch(cand.credential_id, provider or cand.provider, model, session)
@@ -275,11 +318,15 @@ class Router:
         status: int | None,
         retry_after: float | None,
         provider: str | None = None,
+        *,
+        kind: str | None = None,
     ) -> None:
-        """``status`` None means a connection error or timeout; ``retry_after`` is the upstream's
-        Retry-After in seconds when it sent one; ``provider`` as for ``report_success``."""
+        """``status`` None means no HTTP answer (connection refused, reset); ``retry_after`` is the
+        upstream's Retry-After in seconds when it sent one; ``provider`` as for ``report_success``;
+        ``kind``: the failure's scope (``request``, ``model``, ``credential``), else derived from
+        the status. A model cooldown is keyed by the candidate's upstream model."""
         settings = self._settings
-        plan = plan_cooldown(status, retry_after, 0, settings.transient_cooldown)
+        plan = plan_cooldown(status, retry_after, 0, settings.transient_cooldown, kind)
         if plan is None:
             return  # the request was wrong, not the credential: no cooldown, binding kept
         affinity = self._affinity
@@ -288,9 +335,10 @@ class Router:
         if settings.disable_cooling:
             return
         cid = cand.credential_id
-        prev = (await self._state.get_cooldowns((cid,), model)).get(cid)
+        key = ANY_MODEL if plan.credential else _model_key(cand, model)
+        prev = (await self._state.get_cooldowns((cid,), key)).get(cid)
         if prev is not None and prev.level:
-            plan = plan_cooldown(status, retry_after, prev.level, settings.transient_cooldown)
+            plan = plan_cooldown(status, retry_after, prev.level, settings.transient_cooldown, kind)
             assert plan is not None
         if plan.seconds <= 0:
             return
@@ -299,7 +347,8 @@ class Router:
         if prev is not None and prev.until > until:
             until = prev.until  # a longer cooldown already running (concurrent failures) stays
         keep = until + LEVEL_KEEP if plan.level else until
-        await self._state.set_cooldown(cid, model, until, plan.level, keep)
+        await self._state.set_cooldown(cid, key, until, plan.level, keep)
         log.info(
-            "credential %s cooling down for model %s: %.1fs (status %s)", cid, model, until - now, status
+            "credential %s cooling down for %s: %.1fs (status %s)", cid,
+            "every model" if key == ANY_MODEL else f"model {key}", until - now, status,
         )

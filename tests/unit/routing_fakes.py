@@ -12,6 +12,7 @@ class Cand:
     priority: int = 0
     weight: int = 1
     disabled: bool = False
+    upstream_model: str = ""  # "" = the model the test asks for
 
 
 class Clock:

@@ -1,0 +1,100 @@
+"""One client request as the pipeline sees it (``Call``) and the record of each upstream try.
+
+Built by ``api/`` from the client's body; read and annotated by ``dispatch`` (the credential that
+served it, the attempts made, usage) and by the edge and the observers once it has ended.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from .formats.neutral import Usage
+from .formats.translate import PendingUsage
+from .routing.session_ids import SessionIds
+
+__all__ = ["Attempt", "Call"]
+
+_ids = itertools.count(1)
+
+
+class Attempt:
+    """One try of one credential: when it started, when the upstream's first byte came, when it
+    ended, and how (``status`` 0 = no HTTP answer; ``error`` None on success)."""
+
+    __slots__ = ("credential_id", "end", "error", "first_byte", "start", "status", "upstream_model", "wire")
+
+    def __init__(self, credential_id: str, upstream_model: str, wire: str, start: float) -> None:
+        self.credential_id = credential_id
+        self.upstream_model = upstream_model
+        self.wire = wire
+        self.start = start
+        self.first_byte: float | None = None
+        self.end: float | None = None
+        self.status = 0
+        self.error: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Attempt({self.credential_id!r}, {self.upstream_model!r}, status={self.status}, error={self.error!r})"
+
+
+class Call:
+    """One client request.
+
+    ``transport``: ``http`` (``ws`` when the WebSocket API lands); ``framing``: how a stream is
+    written to the client (``sse`` or ``json`` for Gemini's JSON-array stream). ``options``: the
+    client API's own knobs (``json_array``, ``codex_client``, ``default_max_tokens``, ``model``).
+    """
+
+    __slots__ = (
+        "_usage", "attempts", "body", "client_format", "client_key", "credential_id", "headers", "id", "model",
+        "operation", "options", "session", "started", "status", "stream", "transport", "upstream_model",
+    )
+
+    def __init__(
+        self,
+        client_format: str,
+        model: str,
+        body: dict[str, Any],
+        headers: Mapping[str, str],
+        *,
+        stream: bool = False,
+        operation: str = "generate",
+        client_key: str | None = None,
+        options: dict[str, Any] | None = None,
+        transport: str = "http",
+    ) -> None:
+        self.id = next(_ids)
+        self.client_format = client_format
+        self.operation = operation
+        self.model = model
+        self.stream = stream
+        self.body = body
+        self.headers = headers
+        self.client_key = client_key
+        self.options: dict[str, Any] = options or {}
+        self.transport = transport
+        self.session: SessionIds | None = None
+        self._usage: Usage | PendingUsage | None = None
+        self.credential_id: str | None = None
+        self.upstream_model: str | None = None
+        self.status = 0
+        self.attempts: list[Attempt] = []
+        self.started = time.monotonic()
+
+    @property
+    def framing(self) -> str:
+        return "json" if self.options.get("json_array") else "sse"
+
+    @property
+    def usage(self) -> Usage | None:
+        u = self._usage
+        if isinstance(u, PendingUsage):
+            u = self._usage = u.resolve()
+        return u
+
+    @usage.setter
+    def usage(self, value: Usage | PendingUsage | None) -> None:
+        self._usage = value

@@ -1,0 +1,72 @@
+"""Is a whole upstream answer (a 2xx body) really an answer in its wire format?
+
+An upstream can say 200 and still not answer: an error object, ``{}``, JSON without content (no
+``choices`` / ``content`` / ``candidates`` / ``output``), a web page, broken JSON. Such a body must
+never reach the client as a success, nor as bytes that are not JSON. ``problem`` parses the body
+once and names what is wrong (None when it is an answer); the parsed object is returned so that a
+caller that translates it need not parse it again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from .errors import upstream_error_message
+
+__all__ = ["check", "problem"]
+
+
+def _content_problem(wire: str, obj: dict[str, Any], operation: str) -> str | None:
+    if wire == "openai":
+        choices = obj.get("choices")
+        if not isinstance(choices, list) or not choices:
+            return "an answer without choices"
+        return None
+    if wire == "claude":
+        if not isinstance(obj.get("content"), list):
+            return "an answer without content"
+        return None
+    if wire == "gemini":
+        cands = obj.get("candidates")
+        if isinstance(cands, list) and cands:
+            return None
+        feedback = obj.get("promptFeedback")
+        if isinstance(feedback, dict) and feedback.get("blockReason"):
+            return None  # a blocked prompt is an answer (with no candidates)
+        return "an answer without candidates"
+    # responses (and its compaction)
+    if not isinstance(obj.get("output"), list):
+        return "an answer without output"
+    return None
+
+
+def problem(wire: str, raw: bytes, operation: str = "generate") -> tuple[str | None, Any]:
+    """``(None, parsed)`` for a real answer, else ``(what is wrong, None)``."""
+    head = raw[:1] if raw[:1] == b"{" else raw.lstrip()[:1]
+    if head != b"{":
+        if head == b"<":
+            return "a web page instead of an answer", None
+        if not head:
+            return "an empty answer", None
+        return "an answer that is not a JSON object", None
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return "an answer that is not valid JSON", None
+    if not isinstance(obj, dict) or not obj:
+        return "an empty JSON object instead of an answer", None
+    err = obj.get("error")
+    if err or obj.get("type") == "error":
+        message, _ = upstream_error_message(raw)
+        return f"an error with status 200: {message}", None
+    what = _content_problem(wire, obj, operation)
+    if what is not None:
+        return what, None
+    return None, obj
+
+
+def check(wire: str, raw: bytes, operation: str = "generate") -> str | None:
+    """What is wrong with ``raw`` as an answer in format ``wire``; None when it is one."""
+    return problem(wire, raw, operation)[0]
