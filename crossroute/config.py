@@ -521,15 +521,14 @@ def _url(c: _Checker, d: dict[str, Any], key: str, fld: str, *, schemes: tuple[s
 
 
 def _proxy_url(c: _Checker, d: dict[str, Any], fld: str) -> str | None:
-    """An HTTP(S) proxy URL, or "direct" (bypass the global proxy). SOCKS proxies are refused
-    rather than silently bypassed: the upstream client speaks HTTP proxies only."""
+    """A proxy URL as CLIProxyAPI accepts it: ``http://``, ``https://``, ``socks5://`` (names
+    resolved here), ``socks5h://`` (names resolved by the proxy), ``socks4://`` or
+    ``socks4a://``, with optional ``user:password@``; or "direct"/"none" (bypass the global
+    proxy)."""
     value = d.get("proxy-url")
     if isinstance(value, str) and value.strip().lower() in ("direct", "none"):
         return "direct"
-    if isinstance(value, str) and value.strip().lower().startswith(("socks5://", "socks5h://", "socks4://")):
-        c.fail(_line(d, "proxy-url"), fld, "SOCKS proxies are not supported yet; use an http:// or https:// proxy")
-        return None
-    return _url(c, d, "proxy-url", fld, schemes=("http", "https"))
+    return _url(c, d, "proxy-url", fld, schemes=("http", "https", "socks5", "socks5h", "socks4", "socks4a"))
 
 
 def _headers(c: _Checker, d: dict[str, Any], fld: str) -> dict[str, str]:

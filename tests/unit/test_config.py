@@ -115,5 +115,116 @@ def test_proxy_urls() -> None:
     s = parse("proxy-url: http://proxy:3128\nopenai-compatibility:\n  - name: a\n    base-url: http://h\n"
               "    proxy-url: direct\n    models: [m]\n")
     assert s.proxy_url == "http://proxy:3128" and s.providers[0].proxy_url == "direct"
-    [(line, fld, msg)] = problems("proxy-url: socks5://127.0.0.1:1080\n")
-    assert (line, fld) == (1, "proxy-url") and "SOCKS" in msg
+    for url in ("socks5://127.0.0.1:1080", "socks5h://u:p@proxy:1080", "socks4://10.0.0.1:1080"):
+        assert parse(f"proxy-url: {url}\n").proxy_url == url
+    [(line, fld, msg)] = problems("proxy-url: ftp://proxy:21\n")
+    assert (line, fld) == (1, "proxy-url") and "socks5h" in msg
+
+
+NOT_YET = "accepted but not implemented yet, ignored"
+
+
+def test_accepted_but_not_implemented_keys_are_warned_about() -> None:
+    text = """\
+auth-dir: ~/.cli-proxy-api
+request-log: true
+tls: {enable: false}
+streaming: {keepalive-seconds: 15}
+payload: {default: []}
+openai-compatibility:
+  - name: a
+    base-url: http://h/v1
+    request-retry: 2
+    disable-cooling: true
+    api-key-entries:
+      - api-key: k
+        weight: 3
+    models:
+      - name: m
+        alias: fast
+        thinking: {levels: [low, high]}
+        display-name: Fast
+"""
+    s = parse(text, "c.yaml")
+    expected = {
+        "c.yaml:1: auth-dir", "c.yaml:2: request-log", "c.yaml:3: tls", "c.yaml:4: streaming", "c.yaml:5: payload",
+        "c.yaml:9: openai-compatibility[0].request-retry", "c.yaml:10: openai-compatibility[0].disable-cooling",
+        "c.yaml:13: openai-compatibility[0].api-key-entries[0].weight",
+        "c.yaml:17: openai-compatibility[0].models[0].thinking",
+        "c.yaml:18: openai-compatibility[0].models[0].display-name",
+    }
+    got = {w.split(": " + NOT_YET)[0] for w in s.warnings if NOT_YET in w}
+    assert got == expected, s.warnings
+    assert len(s.warnings) == len(expected)
+
+
+def test_keys_that_work_are_not_warned_about() -> None:
+    text = """\
+host: 127.0.0.1
+port: 8400
+api-keys: [k]
+allow-unauthenticated: false
+allowed-origins: ["http://localhost:3000"]
+allowed-hosts: [gw.internal]
+debug: false
+proxy-url: http://proxy:3128
+request-retry: 1
+max-retry-interval: 30
+body-limit-mb: 32
+connect-timeout-seconds: 10
+read-timeout-seconds: 600
+default-max-tokens: 8192
+force-model-prefix: false
+disable-cooling: false
+transient-error-cooldown-seconds: 0
+passthrough-headers: false
+idle-timeout-seconds: 75
+body-timeout-seconds: 60
+max-connections: 100
+shutdown-timeout-seconds: 30
+max-session-bindings: 1000
+max-upstream-body-mb: 64
+access-log: true
+routing: {strategy: round-robin, session-affinity: true, session-affinity-ttl: 1h}
+state: {redis-url: "redis://127.0.0.1:6379/0"}
+mock:
+  - name: m
+    prefix: t
+    priority: 1
+    weight: 2
+    disabled: false
+    excluded-models: ["x-*"]
+    models: [{name: mock-model, alias: local}]
+openai-compatibility:
+  - name: a
+    base-url: http://h/v1
+    prefix: p
+    proxy-url: direct
+    headers: {X-Team: ml}
+    priority: 1
+    weight: 2
+    disabled: false
+    excluded-models: ["*-preview"]
+    responses: true
+    api-key-entries:
+      - api-key: k1
+        proxy-url: http://p2:3128
+    models: [{name: m, alias: fast}]
+claude-api-key:
+  - {api-key: sk-ant-x, base-url: "https://api.anthropic.com", prefix: c, models: [{name: claude-x}]}
+gemini-api-key: [AIza-x]
+codex-api-key:
+  - api-key: sk-x
+"""
+    assert parse(text, "c.yaml").warnings == []
+
+
+def test_mock_upstreams() -> None:
+    s = parse("mock:\n  - name: m\n    prefix: test\n    models:\n      - name: mock-model\n        alias: local\n"
+              "  - name: other\n    models: [x]\n")
+    assert [(p.kind, p.provider, p.api_key, p.prefix, [(m.name, m.alias) for m in p.models]) for p in s.providers] == [
+        ("mock", "mock:m", "", "test", [("mock-model", "local")]), ("mock", "mock:other", "", None, [("x", None)])]
+    assert s.providers[0].id != s.providers[1].id
+    got = {(line, fld) for line, fld, _ in problems("mock:\n  - name: a\n    models: [x]\n  - name: a\n  - 3\n")}
+    assert got == {(4, "mock[1].name"), (5, "mock[2]")}
+    assert any("mock[0].models" in w for w in parse("mock: [{name: e}]\n").warnings)
