@@ -1,8 +1,11 @@
 """The server edge: an RSGI application (granian) around the request pipeline.
 
-It does what every route shares — Host and Origin checks, the client key, the body limit,
-routing by path — and writes replies, streaming them event by event. A client that goes away
-cancels the stream task, which closes the upstream request at once.
+It does what every route shares — Host and Origin checks, the client key, the body (limit,
+deadline, Content-Encoding), routing by path, the cap on concurrent requests, draining on
+shutdown, the access log — and writes replies, streaming them event by event at the client's
+pace (edge_flow.py). A client that goes away cancels the stream task, which closes the upstream
+request at once. WebSocket upgrades are refused with an HTTP status before ``accept()`` until the
+WebSocket API exists (never a WebSocket close code: granian takes it as an HTTP status and aborts).
 """
 
 from __future__ import annotations
@@ -11,19 +14,30 @@ import asyncio
 import hmac
 import logging
 import os
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from . import __version__
 from .api import claude, completions, gemini, models, openai_chat, responses
 from .api.request import ApiError, Request
+from .bodies import BodyError, decode
 from .config import is_loopback
+from .edge_flow import WATCH_AFTER, ClientFlow
+from .formats import errors
 from .gateway import Gateway
 from .replies import Reply, StreamReply, error_reply, json_reply
 
 log = logging.getLogger("crossroute")
+access_log = logging.getLogger("crossroute.access")
 
 Handler = Callable[[Gateway, Request], Awaitable[Reply | StreamReply]]
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Paths a WebSocket client may try before falling back to HTTP (Codex: the Responses API).
+WS_PATHS = frozenset({"/v1/responses", "/backend-api/codex/responses"})
+SHUTDOWN_MESSAGE = "crossroute is shutting down; retry the request"
+STREAM_CLOSE_WAIT = 5.0  # drain: how long ended streams get to close
 
 
 class Route:
@@ -47,6 +61,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/healthz"): Route(_healthz, auth=False),
     ("HEAD", "/healthz"): Route(_healthz, auth=False),
     ("GET", "/"): Route(_root, auth=False),
+    ("HEAD", "/"): Route(_root, auth=False),  # Claude Code sends it at start
     ("GET", "/v1/models"): Route(models.list_models),
     ("POST", "/v1/chat/completions"): Route(openai_chat.chat_completions),
     ("POST", "/v1/completions"): Route(completions.completions),
@@ -78,7 +93,7 @@ def _format_for_path(path: str) -> str:
         return "claude"
     if path.startswith("/v1beta/") or ":" in path:
         return "gemini"
-    if path.startswith("/v1/responses"):
+    if path.startswith("/v1/responses") or path.startswith("/backend-api/codex/"):
         return "responses"
     return "openai"
 
@@ -101,6 +116,46 @@ def _key_matches(presented: str, keys: list[bytes]) -> bool:
     return ok
 
 
+def stream_terminal(reply: StreamReply, fmt: str, status: int, message: str) -> bytes | None:
+    """The bytes that end ``reply``'s stream with an error in the client's format, or None when
+    the format has no such event known here (the stream is then just closed)."""
+    if reply.terminal is not None:
+        return reply.terminal(status, message)
+    if fmt == "claude":
+        return errors.claude_stream_error(status, message)
+    if fmt == "gemini":
+        return errors.gemini_stream_error(status, message)
+    if fmt == "openai":
+        return errors.openai_stream_error(status, message)
+    return None
+
+
+class _BodyDeadline:
+    """Cancels the request task when the body has not arrived in time (one timer, no task)."""
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+        self.task = task
+        self.fired = False
+
+    def fire(self) -> None:
+        if self.task is not None:
+            self.fired = True
+            self.task.cancel()
+
+
+class _Stream:
+    """One stream being written, as ``drain`` sees it."""
+
+    __slots__ = ("ending", "task", "writing")
+
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+        self.task = task
+        self.writing = True
+        self.ending = False
+
+
 class App:
     """RSGI application. ``gateway`` may be swapped on reload."""
 
@@ -108,6 +163,10 @@ class App:
         self.gateway = gateway
         self._keys: list[bytes] = []
         self._allowed_hosts: set[str] = set()
+        self._inflight = 0
+        self._streams: set[_Stream] = set()
+        self._draining = False
+        self._wakeup: asyncio.Event | None = None
         self.configure()
 
     def configure(self) -> None:
@@ -119,6 +178,15 @@ class App:
         self._allowed_hosts = hosts
         self._allowed_origins = set(s.allowed_origins)
         self._host_cache: dict[str, bool] = {}
+        self._max_inflight = max(1, s.max_connections)
+        self._body_timeout = s.body_timeout
+        self._body_limit = s.body_limit
+        self._access = bool(s.access_log) and access_log.isEnabledFor(logging.INFO)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being served now (streams included)."""
+        return self._inflight
 
     # ------------------------------------------------------------ RSGI hooks
 
@@ -130,55 +198,119 @@ class App:
 
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
         if scope.proto != "http":
-            proto.close(1008)
+            self._refuse_upgrade(scope, proto)
             return
         method = scope.method
+        if self._draining or self._inflight >= self._max_inflight:
+            self._refuse(scope, proto, method)
+            return
+        self._inflight += 1
+        started = time.perf_counter() if self._access else 0.0
+        reply: Reply | StreamReply | None = None
+        fmt = "openai"
         try:
-            checked = self._check(scope, method)
-            if isinstance(checked, Reply):
-                reply: Reply | StreamReply = checked
-            else:
-                route, req, cors = checked
-                if method in ("POST", "PUT", "PATCH"):
-                    length = req.headers.get("content-length")
-                    if length is not None and length.isdigit() and int(length) <= self.gateway.settings.body_limit:
-                        req.body = await proto()  # the common case: one read, the length is known and allowed
-                    else:
-                        failed = await self._read_into(req, proto, route.fmt)
-                        if failed is not None:
-                            reply = failed
+            try:
+                checked = self._check(scope, method)
+                if isinstance(checked, Reply):
+                    reply = checked
+                    fmt = _format_for_path(scope.path)
+                else:
+                    route: Route | None
+                    route, req, cors = checked
+                    fmt = route.fmt
+                    if method in BODY_METHODS:  # the body, within the deadline, the limit, decoded
+                        headers = req.headers
+                        length = headers.get("content-length")
+                        task = asyncio.current_task()
+                        deadline = _BodyDeadline(task)
+                        timer = asyncio.get_running_loop().call_later(self._body_timeout, deadline.fire)
+                        try:
+                            if (length is not None and length.isdigit() and int(length) <= self._body_limit
+                                    and headers.get("content-encoding") is None):
+                                req.body = await proto()  # the common case: one read, known and allowed
+                            elif (failed := await self._read_into(req, proto, fmt)) is not None:
+                                reply = failed
+                                route = None
+                        except asyncio.CancelledError:
+                            if not deadline.fired or task is None:
+                                raise
+                            task.uncancel()
+                            reply = self._late_body(fmt)
                             route = None
-                gw = self.gateway
-                if route is not None:
-                    if not gw.started:
-                        await gw.start()
-                    reply = await route.handler(gw, req)
-                    if cors:
-                        reply.headers = [*reply.headers, *cors]
-        except ApiError as exc:
-            reply = exc.reply
-        except Exception:  # never a traceback to the client
-            log.exception("unhandled error for %s %s", method, scope.path)
-            reply = error_reply(_format_for_path(scope.path), 500, "internal error in crossroute (see its log)")
-        if isinstance(reply, StreamReply):
-            await self._stream(proto, reply)
-        elif method == "HEAD":
-            proto.response_empty(reply.status, reply.headers)
+                        finally:
+                            timer.cancel()
+                    gw = self.gateway
+                    if route is not None:
+                        if not gw.started:
+                            await gw.start()
+                        reply = await route.handler(gw, req)
+                        if cors:
+                            reply.headers = [*reply.headers, *cors]
+            except ApiError as exc:
+                reply = exc.reply
+            except Exception:  # never a traceback to the client
+                log.exception("unhandled error for %s %s", method, scope.path)
+                reply = error_reply(_format_for_path(scope.path), 500, "internal error in crossroute (see its log)")
+            if isinstance(reply, StreamReply):
+                await self._stream(scope, proto, reply, fmt)
+            elif method == "HEAD":
+                proto.response_empty(reply.status, reply.headers)
+            else:
+                proto.response_bytes(reply.status, reply.headers, reply.body)
+        finally:
+            self._inflight -= 1
+            if self._wakeup is not None:
+                self._wakeup.set()
+        if self._access:
+            self._log_access(scope, method, reply, fmt, started)
+
+    def _late_body(self, fmt: str) -> Reply:
+        return error_reply(fmt, 408, f"the request body did not arrive within {self._body_timeout:g} s "
+                           "(body-timeout-seconds)", headers=[("connection", "close")])
+
+    def _refuse(self, scope: Any, proto: Any, method: str) -> None:
+        """Shutting down, or at the cap of concurrent requests: a clean 503 that closes the connection."""
+        fmt = _format_for_path(scope.path)
+        if self._draining:
+            message = SHUTDOWN_MESSAGE
         else:
-            proto.response_bytes(reply.status, reply.headers, reply.body)
+            message = (f"crossroute is serving its maximum of {self._max_inflight} concurrent requests "
+                       "(max-connections); retry shortly")
+        reply = error_reply(fmt, 503, message, headers=[("retry-after", "1"), ("connection", "close")])
+        proto.response_bytes(reply.status, reply.headers, reply.body)
+        if self._access:
+            self._log_access(scope, method, reply, fmt, time.perf_counter())
+
+    def _refused_by_host_or_origin(self, headers: Mapping[str, str]) -> str | None:
+        if not self._host_allowed(headers.get("host")):
+            return "Host header not allowed (add it to allowed-hosts)"
+        origin = headers.get("origin")
+        if origin is not None and origin.rstrip("/") not in self._allowed_origins:
+            return f"Origin {origin!r} is not allowed (see allowed-origins)"
+        return None
+
+    def _key_problem(self, req: Request) -> str | None:
+        """Why the request's client key is refused (None: accepted, or no keys configured)."""
+        if not self._keys:
+            return None
+        key = _client_key(req)
+        if not key:
+            return "missing API key (send Authorization: Bearer <key>)"
+        if not _key_matches(key, self._keys):
+            return "invalid API key"
+        req.client_key = key
+        return None
 
     def _check(self, scope: Any, method: str) -> Reply | tuple[Route, Request, list[tuple[str, str]]]:
         """Everything decided from the request line and headers: Host, Origin, route, client key."""
         headers = scope.headers
         path = scope.path
-        if not self._host_allowed(headers.get("host")):
-            return error_reply(_format_for_path(path), 403, "Host header not allowed (add it to allowed-hosts)")
+        refused = self._refused_by_host_or_origin(headers)
+        if refused is not None:
+            return error_reply(_format_for_path(path), 403, refused)
         origin = headers.get("origin")
         cors: list[tuple[str, str]] = []
         if origin is not None:
-            if origin.rstrip("/") not in self._allowed_origins:
-                return error_reply(_format_for_path(path), 403,
-                                   f"Origin {origin!r} is not allowed (see allowed-origins)")
             cors = [("access-control-allow-origin", origin), ("vary", "Origin")]
             if method == "OPTIONS":
                 return Reply(204, b"", [*cors, ("access-control-allow-methods", "GET, POST, OPTIONS"),
@@ -201,22 +333,58 @@ class App:
         if params is not None:
             req.path_params = params
         if route.auth and self._keys:
-            key = _client_key(req)
-            if not key:
-                return error_reply(route.fmt, 401, "missing API key (send Authorization: Bearer <key>)")
-            if not _key_matches(key, self._keys):
-                return error_reply(route.fmt, 401, "invalid API key")
-            req.client_key = key
+            problem = self._key_problem(req)
+            if problem is not None:
+                return error_reply(route.fmt, 401, problem)
         return route, req, cors
 
+    def _upgrade_status(self, scope: Any) -> int:
+        """The HTTP status that refuses a WebSocket upgrade: the same Host, Origin and key checks
+        as HTTP, then 426 on the Responses paths (a client falls back to HTTP) or 404."""
+        if self._draining:
+            return 503
+        headers = scope.headers
+        if self._refused_by_host_or_origin(headers) is not None:
+            return 403
+        if self._key_problem(Request(scope.method, scope.path, scope.query_string, headers, b"")) is not None:
+            return 401
+        return 426 if scope.path in WS_PATHS else 404
+
+    def _refuse_upgrade(self, scope: Any, proto: Any) -> None:
+        try:
+            status = self._upgrade_status(scope)
+        except Exception:
+            log.exception("unhandled error for a WebSocket upgrade on %s", scope.path)
+            status = 500
+        proto.close(status)  # before accept(): an HTTP status, an empty body
+        if self._access:
+            access_log.info("WS %s %d %s %.1fms", scope.path, status, _format_for_path(scope.path), 0.0)
+
+    def _log_access(self, scope: Any, method: str, reply: Reply | StreamReply | None, fmt: str,
+                    started: float) -> None:
+        ms = (time.perf_counter() - started) * 1000.0
+        call = reply.call if reply is not None else None
+        status = reply.status if reply is not None else 500
+        if call is not None:
+            access_log.info("%s %s %d %s model=%s credential=%s %.1fms", method, scope.path, status, fmt,
+                            call.model, call.credential_id or "-", ms)
+        else:
+            access_log.info("%s %s %d %s model=- credential=- %.1fms", method, scope.path, status, fmt, ms)
+
     async def _read_into(self, req: Request, proto: Any, fmt: str) -> Reply | None:
-        """The body whose length is not declared, or declared over the limit (``__rsgi__`` reads
-        the others itself): read within the limit, else a 413 in the client's format."""
+        """The body whose length is not declared, or declared over the limit, or encoded
+        (``_body`` reads the others itself): read within the limit, decoded within the limit."""
         limit = self.gateway.settings.body_limit
         length = req.headers.get("content-length")
-        if length is None or not length.isdigit():  # (a length declared over the limit is not read)
+        if length is None or not length.isdigit() or int(length) <= limit:  # (one declared over it is not read)
             body = await _read_body(proto, limit)
             if body is not None:
+                encoding = req.headers.get("content-encoding")
+                if encoding is not None:
+                    try:
+                        body = decode(body, encoding, limit)
+                    except BodyError as exc:
+                        return error_reply(fmt, exc.status, exc.message)
                 req.body = body
                 return None
         return error_reply(fmt, 413, f"request body is larger than the {limit} byte limit (body-limit-mb)")
@@ -238,35 +406,97 @@ class App:
             return True
         return False
 
-    async def _stream(self, proto: Any, reply: StreamReply) -> None:
-        """Write the stream from this task; a client that goes away cancels it at once (which
-        closes the upstream response inside the chunk generator)."""
+    # ------------------------------------------------------------ streams and shutdown
+
+    async def _stream(self, scope: Any, proto: Any, reply: StreamReply, fmt: str) -> None:
+        """Write the stream from this task at the client's pace; a client that goes away cancels
+        it at once (which closes the upstream response inside the chunk generator); ``drain``
+        cancels it to end it with the format's terminal error event."""
         transport = proto.response_stream(reply.status, reply.headers)
+        send = transport.send_bytes
         chunks = reply.chunks
         me = asyncio.current_task()
-        state = {"writing": True}
+        state = _Stream(me)
+        self._streams.add(state)
 
         def on_gone(_: asyncio.Future[Any]) -> None:
-            if state["writing"] and me is not None:
+            if state.writing and me is not None:
                 me.cancel()
 
         gone = asyncio.ensure_future(proto.client_disconnect())
         gone.add_done_callback(on_gone)
+        written = 0
+        flow: ClientFlow | None = None
         try:
             async for chunk in chunks:
-                await transport.send_bytes(chunk)
+                await send(chunk)
+                written += len(chunk)
+                if written > WATCH_AFTER:  # a long stream: from now on, at the client's pace
+                    if flow is None:
+                        flow = ClientFlow.open(scope, written)
+                    elif flow.behind(len(chunk)):
+                        await flow.wait()
         except asyncio.CancelledError:
-            if not (gone.done() and not gone.cancelled()):
-                raise  # cancelled from outside (shutdown): let it propagate
-            if me is not None:
+            if state.ending and me is not None:  # drain: end it in the client's format
+                me.uncancel()
+                state.writing = False
+                tail = stream_terminal(reply, fmt, 503, SHUTDOWN_MESSAGE)
+                if tail:
+                    try:
+                        await send(tail)
+                    except Exception as exc:
+                        log.debug("stream end not written: %r", exc)
+            elif not (gone.done() and not gone.cancelled()):
+                raise  # cancelled from outside: let it propagate
+            elif me is not None:
                 me.uncancel()  # our own cancellation: the client is gone, nothing left to tell it
         except Exception as exc:  # client gone mid-write: nothing left to tell it
             log.debug("stream ended early: %r", exc)
         finally:
-            state["writing"] = False
+            state.writing = False
+            self._streams.discard(state)
             gone.remove_done_callback(on_gone)
             gone.cancel()
+            if flow is not None:
+                flow.close()
             await chunks.aclose()  # type: ignore[attr-defined]
+
+    def begin_drain(self) -> None:
+        """From now on, new requests get 503 (client format, ``Connection: close``); the ones in
+        flight go on."""
+        self._draining = True
+        if self._wakeup is None:
+            self._wakeup = asyncio.Event()
+
+    async def drain(self, timeout: float) -> None:  # noqa: ASYNC109 (the shutdown deadline)
+        """Wait up to ``timeout`` s for the requests and streams in flight to finish; then end
+        every stream still open with its format's terminal error event, and return once they are
+        closed (or after ``STREAM_CLOSE_WAIT`` more seconds)."""
+        self.begin_drain()
+        wakeup = self._wakeup
+        assert wakeup is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, timeout)
+        while self._inflight and (left := deadline - loop.time()) > 0:
+            wakeup.clear()
+            try:
+                await asyncio.wait_for(wakeup.wait(), left)
+            except TimeoutError:
+                break
+        open_streams = [s for s in self._streams if s.writing and s.task is not None]
+        if not open_streams:
+            return
+        log.info("shutdown: ending %d open stream%s", len(open_streams), "" if len(open_streams) == 1 else "s")
+        for s in open_streams:
+            s.ending = True
+            s.task.cancel()  # type: ignore[union-attr]
+        deadline = loop.time() + STREAM_CLOSE_WAIT
+        while any(s in self._streams for s in open_streams) and (left := deadline - loop.time()) > 0:
+            wakeup.clear()
+            try:
+                await asyncio.wait_for(wakeup.wait(), left)
+            except TimeoutError:
+                break
 
 
 async def _read_body(proto: Any, limit: int) -> bytes | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import ConfigError, Settings, check_exposure, find_config, load
+from .edge_server import server_options
 
 log = logging.getLogger("crossroute")
 
@@ -107,7 +108,7 @@ async def _serve_one(path: Path, settings: Settings) -> int:
     await gateway.start()
     app = App(gateway)
     server = Server(app, address=settings.host, port=settings.port, interface=Interfaces.RSGI,
-                    log_enabled=False, backlog=2048, websockets=True)
+                    log_enabled=False, backlog=2048, **server_options(settings))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.stop)
@@ -138,7 +139,7 @@ def _serve_workers(path: Path, settings: Settings, workers: int) -> int:
          " (hot reload of config.yaml is per single-process mode; restart to apply changes)")
     Granian(
         "crossroute.app:app_from_env", factory=True, address=settings.host, port=settings.port,
-        interface=Interfaces.RSGI, workers=workers, log_enabled=False, backlog=2048,
+        interface=Interfaces.RSGI, workers=workers, log_enabled=False, backlog=2048, **server_options(settings),
     ).serve()
     return 0
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import orjson
 
@@ -13,21 +14,30 @@ SSE_HEADERS = [("content-type", "text/event-stream"), ("cache-control", "no-cach
 
 
 class Reply:
-    __slots__ = ("body", "headers", "status")
+    """A whole reply. ``call`` is the Call that produced it, if any (the access log reads its model
+    and credential id)."""
+
+    __slots__ = ("body", "call", "headers", "status")
 
     def __init__(self, status: int, body: bytes, headers: list[tuple[str, str]] | None = None) -> None:
         self.status = status
         self.body = body
         self.headers = headers if headers is not None else JSON_HEADERS
+        self.call: Any = None
 
 
 class StreamReply:
-    __slots__ = ("chunks", "headers", "status")
+    """A streamed reply. ``terminal(status, message)``, when set, renders the client format's
+    terminal error event (the edge ends a stream with it on shutdown); ``call`` as for Reply."""
+
+    __slots__ = ("call", "chunks", "headers", "status", "terminal")
 
     def __init__(self, status: int, chunks: AsyncIterator[bytes], headers: list[tuple[str, str]] | None = None) -> None:
         self.status = status
         self.chunks = chunks
         self.headers = headers if headers is not None else SSE_HEADERS
+        self.terminal: Callable[[int, str], bytes] | None = None
+        self.call: Any = None
 
 
 def json_reply(obj: object, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Reply:
