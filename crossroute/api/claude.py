@@ -7,17 +7,12 @@ from typing import Any
 from ..dispatch import Call, count_tokens, execute
 from ..gateway import Gateway
 from ..replies import Reply, StreamReply
-from .request import Request, bad_request, optional_bool, require_model
+from .request import Request, bad_request, check_body, require_model
 
 
 def _validate(body: dict[str, Any]) -> str:
     model = require_model("claude", body)
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        raise bad_request("claude", "messages: Field required (an array of message objects)", "messages")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict):
-            raise bad_request("claude", f"messages.{i}: must be an object with role and content", f"messages[{i}]")
+    check_body("claude", body)
     return model
 
 
@@ -33,7 +28,7 @@ async def messages(gw: Gateway, req: Request) -> Reply | StreamReply:
     max_tokens = body.get("max_tokens", default_max)
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         raise bad_request("claude", "max_tokens: must be a positive integer", "max_tokens")
-    stream = optional_bool("claude", body, "stream")
+    stream = body.get("stream") is True
     call = Call("claude", model, body, req.headers, stream=stream, client_key=req.client_key,
                 options={"default_max_tokens": default_max})
     return await execute(gw, call)

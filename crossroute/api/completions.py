@@ -12,7 +12,7 @@ from ..formats.neutral import BadRequest
 from ..formats.sse import SSEParser
 from ..gateway import Gateway
 from ..replies import Reply, StreamReply
-from .request import Request, bad_request, require_model
+from .request import Request, bad_request, check_body, require_model
 
 
 async def completions(gw: Gateway, req: Request) -> Reply | StreamReply:
@@ -22,6 +22,7 @@ async def completions(gw: Gateway, req: Request) -> Reply | StreamReply:
         chat = request_to_chat(body)
     except BadRequest as exc:
         raise bad_request("openai", exc.message, exc.param) from None
+    check_body("openai", chat)
     call = Call("openai", model, chat, req.headers, stream=bool(chat.get("stream")), client_key=req.client_key)
     reply = await execute(gw, call)
     if isinstance(reply, StreamReply):

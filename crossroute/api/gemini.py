@@ -9,7 +9,7 @@ from urllib.parse import unquote
 from ..dispatch import Call, count_tokens, execute
 from ..gateway import Gateway
 from ..replies import Reply, StreamReply, error_reply, json_reply
-from .request import Request, bad_request
+from .request import Request, bad_request, check_body
 
 _METHODS = ["generateContent", "streamGenerateContent", "countTokens"]
 
@@ -25,20 +25,19 @@ def _validate(body: dict[str, Any]) -> None:
     contents = body.get("contents")
     if contents is None and "generateContentRequest" not in body:
         raise bad_request("gemini", "contents is required: an array of Content objects", "contents")
-    if contents is not None and not isinstance(contents, list):
-        raise bad_request("gemini", f"contents must be an array of Content objects, got {type(contents).__name__}",
-                          "contents")
-    for i, c in enumerate(contents or ()):
-        if not isinstance(c, dict):
-            raise bad_request("gemini", f"contents[{i}] must be a Content object", f"contents[{i}]")
+    check_body("gemini", body)
 
 
 async def model_action(gw: Gateway, req: Request) -> Reply | StreamReply:
     model, action = _split(req.path_params["rest"])
     body = req.json_object("gemini")
     if action == "countTokens":
-        if "generateContentRequest" in body and isinstance(body["generateContentRequest"], dict):
-            body = {k: v for k, v in body["generateContentRequest"].items() if k != "model"}
+        inner = body.get("generateContentRequest")
+        if inner is not None and not isinstance(inner, dict):
+            raise bad_request("gemini", "generateContentRequest must be a GenerateContentRequest object",
+                              "generateContentRequest")
+        if inner is not None:
+            body = {k: v for k, v in inner.items() if k != "model"}
         _validate(body)
         call = Call("gemini", model, body, req.headers, operation="count_tokens", client_key=req.client_key,
                     options={"model": model})

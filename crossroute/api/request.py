@@ -8,6 +8,8 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from ..formats import validate
+from ..formats.neutral import BadRequest
 from ..replies import Reply, error_reply
 
 
@@ -54,7 +56,19 @@ class Request:
             raise bad_request(fmt, f"request body is not valid JSON: {exc}") from None
         if not isinstance(obj, dict):
             raise bad_request(fmt, f"request body must be a JSON object, got {type(obj).__name__}")
+        try:
+            validate.check_depth(self.body, obj)
+        except BadRequest as exc:
+            raise bad_request(fmt, exc.message, exc.param) from None
         return obj
+
+
+def check_body(fmt: str, body: dict[str, Any]) -> None:
+    """The structural check of ``body`` for API ``fmt`` (formats/validate.py), as a client error."""
+    try:
+        validate.check(fmt, body)
+    except BadRequest as exc:
+        raise bad_request(fmt, exc.message, exc.param) from None
 
 
 def require_model(fmt: str, body: dict[str, Any]) -> str:

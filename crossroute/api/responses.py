@@ -6,17 +6,14 @@ from ..dispatch import Call, execute
 from ..formats.responses_framer import is_codex_client
 from ..gateway import Gateway
 from ..replies import Reply, StreamReply
-from .request import Request, bad_request, optional_bool, require_model
+from .request import Request, check_body, require_model
 
 
 async def responses(gw: Gateway, req: Request) -> Reply | StreamReply:
     body = req.json_object("responses")
     model = require_model("responses", body)
-    inp = body.get("input")
-    if inp is not None and not isinstance(inp, str | list):
-        raise bad_request("responses", f"'input' must be a string or an array of input items, got "
-                          f"{type(inp).__name__}", "input")
-    stream = optional_bool("responses", body, "stream")
+    check_body("responses", body)
+    stream = body.get("stream") is True
     codex = is_codex_client(req.headers.get("user-agent"), req.headers.get("originator"))
     call = Call("responses", model, body, req.headers, stream=stream, client_key=req.client_key,
                 options={"codex_client": codex})
@@ -26,5 +23,6 @@ async def responses(gw: Gateway, req: Request) -> Reply | StreamReply:
 async def compact(gw: Gateway, req: Request) -> Reply | StreamReply:
     body = req.json_object("responses")
     model = require_model("responses", body)
+    check_body("responses", body)
     call = Call("responses", model, body, req.headers, operation="compact", client_key=req.client_key)
     return await execute(gw, call)

@@ -4,17 +4,29 @@ whole responses are converted back, and stream pipes are chosen by (upstream, cl
 from __future__ import annotations
 
 import importlib
+import logging
 from types import ModuleType
 from typing import Any
 
 import orjson
 
-from .neutral import Reasoning, Request, Usage
+from .neutral import BadRequest, Reasoning, Request, Usage
 from .pipes import ChatPassthrough, ClaudePassthrough, GeminiPassthrough, Pipe, ResponsesPassthrough, TranslatePipe
 from .thinking import apply_to_body
 
 _MODULE_NAMES = {"openai": "openai_chat", "responses": "responses", "claude": "claude", "gemini": "gemini"}
 _modules: dict[str, ModuleType] = {}
+log = logging.getLogger("crossroute")
+# What a translator raises when a client body has a shape it did not expect. Each is a bug to fix
+# in that translator (the log line says where), but never a 500 for the client.
+_SHAPE_ERRORS = (TypeError, AttributeError, KeyError, ValueError, IndexError, RecursionError)
+
+
+def _unreadable(exc: Exception, fmt: str) -> BadRequest:
+    log.warning("a %s request body could not be translated (%s: %s)", fmt, type(exc).__name__, exc,
+                exc_info=exc)
+    return BadRequest(f"the request body could not be translated ({type(exc).__name__}); check the types "
+                      "of its fields")
 
 
 def module(fmt: str) -> ModuleType:
@@ -77,20 +89,38 @@ class Prepared:
             kwargs = {}
             if self.client_format == "claude" and self.options.get("default_max_tokens"):
                 kwargs["default_max_tokens"] = self.options["default_max_tokens"]
-            self._neutral = module(self.client_format).request_to_neutral(
-                self.body, self.options.get("model"), **kwargs
-            )
+            try:
+                self._neutral = module(self.client_format).request_to_neutral(
+                    self.body, self.options.get("model"), **kwargs
+                )
+            except BadRequest:
+                raise
+            except _SHAPE_ERRORS as exc:
+                raise _unreadable(exc, self.client_format) from None
         return self._neutral
 
     def body_for(self, wire: str, upstream_model: str, stream: bool) -> bytes:
         key = (wire, upstream_model, stream)
         cached = self._bodies.get(key)
         if cached is None:
-            cached = self._bodies[key] = orjson.dumps(self.body_dict(wire, upstream_model, stream))
+            try:
+                cached = self._bodies[key] = orjson.dumps(self.body_dict(wire, upstream_model, stream))
+            except BadRequest:
+                raise
+            except _SHAPE_ERRORS as exc:  # orjson.JSONEncodeError is a TypeError
+                raise _unreadable(exc, self.client_format) from None
         return cached
 
     def body_dict(self, wire: str, upstream_model: str, stream: bool) -> dict[str, Any]:
         """The request body for an upstream of format ``wire`` (a new dict each call)."""
+        try:
+            return self._body_dict(wire, upstream_model, stream)
+        except BadRequest:
+            raise
+        except _SHAPE_ERRORS as exc:
+            raise _unreadable(exc, self.client_format) from None
+
+    def _body_dict(self, wire: str, upstream_model: str, stream: bool) -> dict[str, Any]:
         if wire == self.client_format:
             body = dict(self.body)
             if wire != "gemini":
