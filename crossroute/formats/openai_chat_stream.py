@@ -163,6 +163,15 @@ class StreamDecoder:
             st = self._tools.get(idx)
             if st is None:
                 st = self._tools[idx] = _ToolState()
+            elif tid and st.id and tid != st.id:
+                # a new call at an index already in use (some compatible servers number every
+                # call 0): the previous call is complete, this one starts a block of its own
+                if st.block < 0:
+                    self._start_tool(st, out)
+                if st.block in self._open_tools:
+                    self._open_tools.remove(st.block)
+                    out.append(BlockStop(st.block))
+                st = self._tools[idx] = _ToolState()
             fn = tc.get("function")
             fn = fn if isinstance(fn, dict) else {}
             if st.block < 0:

@@ -1169,3 +1169,46 @@ def test_cross_claude_request_to_chat_body() -> None:
     assert chat["reasoning_effort"] == "medium"  # 2048-token budget
     assert (chat["max_tokens"], chat["stop"], chat["stream"]) == (1024, ["STOP"], True)
     assert chat["stream_options"] == {"include_usage": True}
+
+
+def _reused_index_stream() -> bytes:
+    """Two calls both numbered index 0, told apart only by their ids (as some OpenAI-compatible
+    servers stream parallel calls)."""
+    return (
+        _chunk({"role": "assistant", "content": None})
+        + _chunk({"tool_calls": [{"index": 0, "id": "call_w", "type": "function",
+                                  "function": {"name": "get_weather", "arguments": ""}}]})
+        + _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]})
+        + _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]})
+        + _chunk({"tool_calls": [{"index": 0, "id": "call_t", "type": "function",
+                                  "function": {"name": "get_time", "arguments": '{"tz": '}}]})
+        + _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"CET"}'}}]})
+        + _chunk({}, "tool_calls")
+        + _chunk(None, usage={"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14})
+        + b"data: [DONE]\n\n"
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_decoder_new_id_at_a_used_index_starts_a_new_call(seed: int) -> None:
+    s = summarize(decode_bytes(_reused_index_stream(), seed))
+    assert [(b["kind"], b["id"], b["name"], b["data"]) for b in s["blocks"]] == [
+        ("tool_call", "call_w", "get_weather", '{"city": "Paris"}'),
+        ("tool_call", "call_t", "get_time", '{"tz": "CET"}'),
+    ]
+
+
+def test_reused_index_reaches_an_anthropic_client_as_two_valid_tool_uses() -> None:
+    from crossroute.formats.translate import Prepared
+
+    body = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    pipe = Prepared("claude", body, None, {}).pipe("openai", "m")
+    out = pipe.feed(_reused_index_stream()) + pipe.finish()
+    events = [orjson.loads(ev.data) for ev in SSEParser().feed(out) if ev.data]
+    starts = {e["index"]: e["content_block"] for e in events if e["type"] == "content_block_start"}
+    args: dict[int, str] = {}
+    for e in events:
+        if e["type"] == "content_block_delta" and e["delta"]["type"] == "input_json_delta":
+            args[e["index"]] = args.get(e["index"], "") + e["delta"]["partial_json"]
+    assert [(b["id"], b["name"]) for b in starts.values()] == [("call_w", "get_weather"), ("call_t", "get_time")]
+    assert [orjson.loads(a) for a in args.values()] == [{"city": "Paris"}, {"tz": "CET"}]
