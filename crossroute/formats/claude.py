@@ -46,6 +46,7 @@ from .neutral import (
     ToolResult,
     Unsupported,
 )
+from .schema import schema_with_description
 from .thinking import effective_budget, effective_effort
 
 __all__ = [
@@ -333,8 +334,10 @@ def _tools_to_neutral(tools: Any) -> list[Tool]:
             raise BadRequest("tool 'input_schema' must be an object", param=f"{p}.input_schema")
         desc = t.get("description")
         strict = t.get("strict")
+        cc = t.get("cache_control")
         out.append(Tool(name=name, description=desc if isinstance(desc, str) else None,
-                        parameters=schema, strict=strict if isinstance(strict, bool) else None))
+                        parameters=schema, strict=strict if isinstance(strict, bool) else None,
+                        cache_control=cc if isinstance(cc, dict) else None))
     return out
 
 
@@ -611,6 +614,8 @@ def _tool_from_neutral(t: Tool, i: int) -> dict[str, Any]:
     out["input_schema"] = schema
     if t.strict:
         out["strict"] = True
+    if t.cache_control:
+        out["cache_control"] = t.cache_control
     return out
 
 
@@ -681,7 +686,7 @@ def request_from_neutral(req: Request, model: str) -> dict[str, Any]:
         body["stream"] = True
     rf = req.response_format
     if rf is not None and rf.type == "json_schema" and rf.schema:
-        body["output_config"] = {"format": {"type": "json_schema", "schema": rf.schema}}
+        body["output_config"] = {"format": {"type": "json_schema", "schema": schema_with_description(rf)}}
     uid = None
     if req.metadata and isinstance(req.metadata.get("user_id"), str):
         uid = req.metadata["user_id"]

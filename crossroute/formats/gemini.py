@@ -49,7 +49,7 @@ from .neutral import (
     ToolResult,
     Unsupported,
 )
-from .schema import clean_schema, from_gemini_schema
+from .schema import clean_schema, from_gemini_schema, schema_with_description
 from .thinking import effective_budget, effective_effort
 
 __all__ = [
@@ -612,7 +612,7 @@ def _generation_config_from_neutral(req: Request, model: str) -> dict[str, Any]:
     if rf is not None and rf.type != "text":
         gen["responseMimeType"] = "application/json"
         if rf.type == "json_schema" and rf.schema:
-            gen["responseJsonSchema"] = clean_schema(rf.schema)
+            gen["responseJsonSchema"] = clean_schema(schema_with_description(rf))
     if req.reasoning is not None:
         cfg = _thinking_config(req.reasoning, model)
         if cfg:

@@ -136,6 +136,8 @@ class Tool:
     description: str | None = None
     parameters: dict[str, Any] | None = None  # JSON schema object
     strict: bool | None = None
+    # Anthropic-style prompt-cache breakpoint on the definition (chat clients send it too)
+    cache_control: dict[str, Any] | None = None
     # Non-function tools (web search, code interpreter...) are kept raw under their format.
     raw: dict[str, Any] | None = None
     raw_format: str | None = None
@@ -153,6 +155,7 @@ class ResponseFormat:
     schema: dict[str, Any] | None = None
     name: str | None = None
     strict: bool | None = None
+    description: str | None = None  # what the schema is for (json_schema.description)
 
 
 @dataclass(slots=True)

@@ -319,12 +319,15 @@ def _tools(tools: Any, param: str, legacy: bool = False) -> list[Tool]:
         if params is not None and not isinstance(params, dict):
             raise BadRequest("function parameters must be a JSON schema object", param=f"{fwhere}.parameters")
         strict = fn.get("strict")
+        desc = fn.get("description")
+        cc = t.get("cache_control") or fn.get("cache_control")  # beside "function" or inside it
         out.append(
             Tool(
                 name=name,
-                description=fn.get("description"),
+                description=desc if isinstance(desc, str) else None,
                 parameters=params,
                 strict=strict if isinstance(strict, bool) else None,
+                cache_control=cc if isinstance(cc, dict) else None,
             )
         )
     return out
@@ -360,11 +363,13 @@ def _response_format(rf: Any) -> ResponseFormat | None:
         if schema is not None and not isinstance(schema, dict):
             raise BadRequest("schema must be an object", param="response_format.json_schema.schema")
         strict = js.get("strict")
+        name, desc = js.get("name"), js.get("description")
         return ResponseFormat(
             type="json_schema",
             schema=schema,
-            name=js.get("name"),
+            name=name if isinstance(name, str) else None,
             strict=strict if isinstance(strict, bool) else None,
+            description=desc if isinstance(desc, str) else None,
         )
     raise BadRequest(f"invalid response_format type {t!r}", param="response_format.type")
 
@@ -606,6 +611,8 @@ def request_from_neutral(req: Request, model: str) -> dict[str, Any]:
     if rf is not None:
         if rf.type == "json_schema":
             js: dict[str, Any] = {"name": rf.name or "response", "schema": rf.schema or {}}
+            if rf.description:
+                js["description"] = rf.description
             if rf.strict is not None:
                 js["strict"] = rf.strict
             body["response_format"] = {"type": "json_schema", "json_schema": js}

@@ -313,11 +313,13 @@ def _text_format(text: Any, extra: dict[str, Any]) -> ResponseFormat | None:
             raise BadRequest("'text.format.schema' must be an object", param="text.format.schema")
         strict = fmt.get("strict")
         name = fmt.get("name")
+        desc = fmt.get("description")
         return ResponseFormat(
             type="json_schema",
             schema=schema,
             name=name if isinstance(name, str) else None,
             strict=strict if isinstance(strict, bool) else None,
+            description=desc if isinstance(desc, str) else None,
         )
     if t == "json_object":
         return ResponseFormat(type="json_object")
@@ -542,6 +544,8 @@ def request_from_neutral(req: Request, model: str) -> dict[str, Any]:
     if rf is not None:
         if rf.type == "json_schema":
             fmt: dict[str, Any] = {"type": "json_schema", "name": rf.name or "response", "schema": rf.schema or {}}
+            if rf.description:
+                fmt["description"] = rf.description
             if rf.strict is not None:
                 fmt["strict"] = rf.strict
         else:

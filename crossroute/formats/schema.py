@@ -333,3 +333,13 @@ def from_gemini_schema(schema: Any) -> Any:
     if schema.get("nullable") is True and isinstance(out.get("type"), str):
         out["type"] = [out["type"], "null"]
     return out
+
+
+def schema_with_description(rf: Any) -> dict[str, Any]:
+    """The schema of a json_schema ResponseFormat with its ``description`` as the schema's own
+    top-level ``description`` (for formats whose output format has no description field: Gemini's
+    responseJsonSchema, Anthropic's output_config.format). A description the schema already has wins."""
+    schema: dict[str, Any] = rf.schema or {}
+    if rf.description and "description" not in schema:
+        return {**schema, "description": rf.description}
+    return schema
