@@ -328,6 +328,7 @@ def claude_env(home: Path, base_url: str, key: str, model: str) -> dict[str, str
             "ANTHROPIC_DEFAULT_OPUS_MODEL": model,
             "CLAUDE_CONFIG_DIR": str(home / ".claude"),
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "CLAUDE_CODE_MAX_RETRIES": "1",  # a failing run ends in seconds, not after minutes of backoff
             "DISABLE_TELEMETRY": "1",
             "DISABLE_ERROR_REPORTING": "1",
             "DISABLE_AUTOUPDATER": "1",
@@ -511,6 +512,30 @@ def write_fixture(name: str, record: dict[str, Any]) -> Path:
     path = CLIENT_FIXTURES / name
     path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     return path
+
+
+FIXTURE_NOTES: dict[str, str] = {
+    'claude_code_messages.json': (
+        "claude -p 'Say hello' --output-format json with ANTHROPIC_BASE_URL at crossroute, model claude-text. "
+        "The last message has role 'system' (Claude Code's environment block, sent after the user turn); the "
+        'anthropic-beta header lists the betas it asks for.'
+    ),
+    'codex_responses.json': (
+        "codex exec --skip-git-repo-check 'Say hello' with a model_provider at crossroute (wire_api "
+        'responses), model gpt-5.5 (a model Codex knows): tools of type custom (apply_patch, lark grammar), '
+        'tool_search and web_search besides functions. Codex compresses bodies with zstd only with a ChatGPT '
+        'login on its built-in openai provider, so this body is plain JSON.'
+    ),
+    'codex_responses_namespace.json': (
+        'as codex_responses.json but with a model name Codex does not know (responses-text, fallback '
+        'metadata): tools include type namespace (multi_agent_v1, with nested functions) and web_search.'
+    ),
+    'gemini_cli_generate.json': (
+        "gemini -p 'Say hello' -m gemini-text with ~/.gemini/settings.json "
+        'security.auth.selectedType=gemini-api-key, GOOGLE_GEMINI_BASE_URL at crossroute and GEMINI_API_KEY: '
+        'streamGenerateContent?alt=sse.'
+    ),
+}
 
 
 def load_fixture(name: str) -> dict[str, Any]:
