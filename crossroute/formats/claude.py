@@ -277,10 +277,13 @@ def _messages_to_neutral(messages: Any) -> list[Message]:
         if not isinstance(m, dict):
             raise BadRequest("each message must be an object", param=p)
         role = m.get("role")
-        if role not in ("user", "assistant"):
-            raise BadRequest("message 'role' must be 'user' or 'assistant'", param=f"{p}.role")
+        if role not in ("user", "assistant", "system"):
+            raise BadRequest("message 'role' must be 'user', 'assistant' or 'system'", param=f"{p}.role")
         if "content" not in m:
             raise BadRequest("message 'content' is required", param=f"{p}.content")
+        if role == "system":
+            out.append(_mid_system_to_neutral(m, p))
+            continue
         blocks = _content_list(m["content"], f"{p}.content")
         parts: list[Part] = []
         raw_blocks: list[list[Any]] = []
@@ -295,6 +298,20 @@ def _messages_to_neutral(messages: Any) -> list[Message]:
             msg.extra[FORMAT] = {"blocks": raw_blocks}
         out.append(msg)
     return out
+
+
+def _mid_system_to_neutral(m: dict[str, Any], p: str) -> Message:
+    """A mid-conversation ``{"role": "system"}`` message: text blocks only."""
+    texts: list[Part] = []
+    for j, b in enumerate(_content_list(m["content"], f"{p}.content")):
+        if not isinstance(b, dict) or b.get("type") != "text" or not isinstance(b.get("text"), str):
+            raise BadRequest("system messages may hold text blocks only", param=f"{p}.content[{j}]")
+        texts.append(Text(b["text"], cache_control=b.get("cache_control")))
+    msg = Message(role="system", content=texts)
+    cc = m.get("cache_control")
+    if isinstance(cc, dict):
+        msg.extra[FORMAT] = {"cache_control": cc}
+    return msg
 
 
 def _system_to_neutral(system: Any) -> list[Text]:
@@ -560,7 +577,16 @@ def _part_block(part: Part, param: str) -> dict[str, Any] | None:
 
 def _messages_from_neutral(messages: list[Message]) -> list[dict[str, Any]]:
     turns: list[tuple[str, list[dict[str, Any]]]] = []
+    system_turns: dict[int, dict[str, Any]] = {}  # turn position -> message-level fields
     for i, msg in enumerate(messages):
+        if msg.role == "system":
+            texts = [_text_block(t) for t in msg.content if isinstance(t, Text) and t.text]
+            if texts:
+                raw = msg.extra.get(FORMAT)
+                if isinstance(raw, dict) and raw.get("cache_control"):
+                    system_turns[len(turns)] = {"cache_control": raw["cache_control"]}
+                turns.append(("system", texts))  # never merged with a neighbour
+            continue
         blocks: list[dict[str, Any]] = []
         for j, part in enumerate(msg.content):
             b = _part_block(part, f"messages[{i}].content[{j}]")
@@ -573,13 +599,16 @@ def _messages_from_neutral(messages: list[Message]) -> list[dict[str, Any]]:
                 blocks.insert(min(pos, len(blocks)), blk)
         if not blocks:
             continue
-        if turns and turns[-1][0] == msg.role:
+        if turns and turns[-1][0] == msg.role and msg.role != "system":
             turns[-1][1].extend(blocks)
         else:
             turns.append((msg.role, blocks))
 
     out: list[dict[str, Any]] = []
-    for role, blocks in turns:
+    for pos, (role, blocks) in enumerate(turns):
+        if role == "system":
+            out.append({"role": "system", "content": blocks, **system_turns.get(pos, {})})
+            continue
         if role == "user":
             # tool results first (right after the assistant's tool_use turn), duplicates dropped
             results: list[dict[str, Any]] = []

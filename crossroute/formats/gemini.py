@@ -71,6 +71,10 @@ FORMAT = "gemini"
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 
 TEXT_SIGS = "gemini_text_signatures"
+# How a mid-conversation system message (Anthropic's role "system" inside messages) is marked
+# when it becomes user text in contents.
+MID_SYSTEM_OPEN = "<system-instruction>\n"
+MID_SYSTEM_CLOSE = "\n</system-instruction>"
 RAW_PARTS = "gemini_raw_parts"
 
 _KNOWN_TOP = frozenset(
@@ -394,7 +398,13 @@ def request_from_neutral(req: Request, model: str) -> dict[str, Any]:
     names: dict[str, str] = {}  # tool call id -> function name
     contents: list[dict[str, Any]] = []
     for i, msg in enumerate(messages):
-        parts = _parts_from_neutral(msg, names, f"messages.{i}")
+        if msg.role == "system":
+            # Gemini has no system turn inside contents: the nearest form is the instruction as
+            # user text at its place, marked as coming from the system
+            parts = [{"text": f"{MID_SYSTEM_OPEN}{t.text}{MID_SYSTEM_CLOSE}"}
+                     for t in msg.content if isinstance(t, Text) and t.text]
+        else:
+            parts = _parts_from_neutral(msg, names, f"messages.{i}")
         if not parts:
             continue
         role = "model" if msg.role == "assistant" else "user"

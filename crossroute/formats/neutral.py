@@ -22,7 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Role = Literal["user", "assistant"]
+# "system": a system instruction at its place in the conversation (Anthropic's mid-conversation
+# system messages); only text parts. The leading system prompt stays in ``Request.system``.
+Role = Literal["user", "assistant", "system"]
 # Neutral finish reasons. Each format maps its own onto these and back.
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "stop_sequence", "error"]
 

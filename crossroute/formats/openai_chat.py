@@ -240,7 +240,7 @@ def _messages(msgs: list[Any], req: Request) -> None:
         if not isinstance(m, dict):
             raise BadRequest("each message must be an object", param=where)
         role = m.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:
             raise BadRequest(f"invalid role {role!r}", param=f"{where}.role")
         content = m.get("content")
         if role in ("system", "developer"):
@@ -565,6 +565,12 @@ def request_from_neutral(req: Request, model: str) -> dict[str, Any]:
     for i, msg in enumerate(req.messages):
         if msg.role == "user":
             _user_to_chat(msg, i, msgs)
+        elif msg.role == "system":
+            # a mid-conversation system instruction stays a system message at its place (one
+            # string: compatible servers that take parts in user turns often do not here)
+            text = "\n\n".join(t.text for t in msg.content if isinstance(t, Text) and t.text)
+            if text:
+                msgs.append({"role": "system", "content": text})
         else:
             msgs.append(_assistant_to_chat(msg, i))
     body["messages"] = msgs

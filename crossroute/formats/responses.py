@@ -476,6 +476,12 @@ def _input_items(req: Request) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     for mi, msg in enumerate(req.messages):
         path = f"messages[{mi}]"
+        if msg.role == "system":
+            # a mid-conversation system instruction: a developer message at its place
+            texts = [{"type": "input_text", "text": t.text} for t in msg.content if isinstance(t, Text) and t.text]
+            if texts:
+                items.append({"type": "message", "role": "developer", "content": texts})
+            continue
         if msg.role == "user":
             pending: list[dict[str, Any]] = []
             for pi, p in enumerate(msg.content):

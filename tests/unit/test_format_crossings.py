@@ -66,3 +66,82 @@ def test_chat_tool_cache_control_reaches_anthropic(where: str) -> None:
     # formats without prompt-cache breakpoints do not get the key
     assert "cache_control" not in str(upstream_body("openai", body, "gemini")["tools"])
     assert "cache_control" not in str(upstream_body("openai", body, "responses")["tools"])
+
+
+# ---------------------------------------------------------------- mid-conversation system messages
+
+REMINDER = "The user switched to plan mode: do not edit files."
+
+
+def claude_code_body(content: Any) -> dict[str, Any]:
+    """A Claude Code turn (beta mid-conversation-system-2026-04-07): after a tool result, a
+    system message with the new instruction, cache breakpoint and all."""
+    return {
+        "model": "claude-opus-4-8", "max_tokens": 32000, "stream": True,
+        "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+        "tools": [{"name": "Read", "description": "Read a file", "input_schema": SCHEMA}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "What is in a.txt?"}]},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_01", "name": "Read", "input": {"city": "a.txt"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01", "content": "hello"}]},
+            {"role": "system", "content": content},
+        ],
+    }
+
+
+SYSTEM_CONTENTS = [
+    [{"type": "text", "text": REMINDER, "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+    REMINDER,
+]
+
+
+@pytest.mark.parametrize("content", SYSTEM_CONTENTS, ids=["blocks", "string"])
+def test_mid_conversation_system_to_chat(content: Any) -> None:
+    msgs = upstream_body("claude", claude_code_body(content), "openai", stream=True)["messages"]
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "tool", "system"]
+    assert msgs[0]["content"] == "You are Claude Code."
+    assert msgs[-1] == {"role": "system", "content": REMINDER}
+
+
+@pytest.mark.parametrize("content", SYSTEM_CONTENTS, ids=["blocks", "string"])
+def test_mid_conversation_system_to_responses(content: Any) -> None:
+    body = upstream_body("claude", claude_code_body(content), "responses", stream=True)
+    assert body["instructions"] == "You are Claude Code."
+    assert [i["type"] for i in body["input"]] == ["message", "function_call", "function_call_output", "message"]
+    assert body["input"][-1] == {"type": "message", "role": "developer",
+                                 "content": [{"type": "input_text", "text": REMINDER}]}
+
+
+@pytest.mark.parametrize("content", SYSTEM_CONTENTS, ids=["blocks", "string"])
+def test_mid_conversation_system_to_gemini(content: Any) -> None:
+    body = upstream_body("claude", claude_code_body(content), "gemini", stream=True)
+    assert body["systemInstruction"] == {"parts": [{"text": "You are Claude Code."}]}
+    contents = body["contents"]
+    assert [c["role"] for c in contents] == ["user", "model", "user"]
+    last = contents[-1]["parts"]
+    assert "functionResponse" in last[0]
+    assert last[1] == {"text": f"<system-instruction>\n{REMINDER}\n</system-instruction>"}
+
+
+def test_mid_conversation_system_followed_by_assistant_keeps_its_place() -> None:
+    body = claude_code_body(REMINDER)
+    body["messages"] += [{"role": "assistant", "content": "Understood."}, {"role": "user", "content": "go on"}]
+    chat = upstream_body("claude", body, "openai")["messages"]
+    assert [m["role"] for m in chat] == ["system", "user", "assistant", "tool", "system", "assistant", "user"]
+    gemini = upstream_body("claude", body, "gemini")["contents"]
+    assert [c["role"] for c in gemini] == ["user", "model", "user", "model", "user"]
+
+
+def test_mid_conversation_system_passes_to_anthropic_unchanged() -> None:
+    body = claude_code_body(SYSTEM_CONTENTS[0])
+    assert upstream_body("claude", body, "claude", stream=True) == {**body, "model": "up"}
+
+
+def test_mid_conversation_system_holds_text_only() -> None:
+    from crossroute.formats.neutral import BadRequest
+
+    body = claude_code_body([{"type": "image", "source": {"type": "url", "url": "http://x/a.png"}}])
+    with pytest.raises(BadRequest) as exc:
+        upstream_body("claude", body, "openai")
+    assert exc.value.param == "messages[3].content[0]"
