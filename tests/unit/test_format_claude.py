@@ -767,7 +767,7 @@ def test_max_tokens_required_unless_defaulted() -> None:
         ({"model": "c", "max_tokens": 1, "messages": []}, "messages"),
         ({"model": "c", "max_tokens": 1, "messages": "hi"}, "messages"),
         ({"model": "c", "max_tokens": 1, "messages": ["hi"]}, "messages[0]"),
-        ({"model": "c", "max_tokens": 1, "messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+        ({"model": "c", "max_tokens": 1, "messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
         ({"model": "c", "max_tokens": 1, "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
         ({"model": "c", "max_tokens": 1, "messages": [{"role": "user"}]}, "messages[0].content"),
         ({"model": "c", "max_tokens": 1, "messages": [{"role": "user", "content": [{"type": "text"}]}]},
