@@ -1,7 +1,7 @@
 """An OpenAI-compatible upstream for the edge tests, and small raw-HTTP helpers.
 
 Models: ``text`` (a short answer, streamed or not), ``slow`` (one stream event every 100 ms for
-``SLOW_EVENTS`` events), ``big`` (a stream of ``BIG_EVENTS`` events of 16 KiB text each, written
+``SLOW_EVENTS`` events; ``brief``: 5 of them), ``big`` (a stream of ``BIG_EVENTS`` events of 16 KiB text each, written
 as fast as the gateway reads; ``written`` counts the bytes it handed to its socket).
 """
 
@@ -94,8 +94,8 @@ class EdgeUpstream:
             for _ in range(BIG_EVENTS):
                 await resp.write(event)
                 self.written += len(event)
-        elif model == "slow":
-            for i in range(SLOW_EVENTS):
+        elif model in ("slow", "brief"):
+            for i in range(SLOW_EVENTS if model == "slow" else 5):
                 await resp.write(chunk(f"t{i} "))
                 await asyncio.sleep(0.1)
         else:
@@ -111,7 +111,7 @@ def gateway_config(up: EdgeUpstream, **extra: Any) -> dict[str, Any]:
         "disable-cooling": True,
         "openai-compatibility": [{
             "name": "edge-up", "base-url": up.base + "/v1", "api-key-entries": [{"api-key": "sk-edge-upstream-secret"}],
-            "models": [{"name": m, "alias": m} for m in ("text", "slow", "big")],
+            "models": [{"name": m, "alias": m} for m in ("text", "slow", "brief", "big")],
         }],
         "claude-api-key": [{"api-key": "sk-claude-edge", "base-url": up.base, "models": [{"name": "c", "alias": "c"}]}],
         **extra,
