@@ -383,6 +383,48 @@ def codex_env(home: Path, base_url: str, key: str, model: str, websockets: bool 
     return env
 
 
+def codex_chatgpt_env(home: Path, base_url: str, model: str) -> dict[str, str]:
+    """Codex's built-in `openai` provider with a ChatGPT login, its base URL moved to crossroute.
+
+    That is the set-up in which Codex compresses request bodies with zstd and prefers WebSockets. The
+    login is made up (an unsigned token that expires in 30 days, so Codex does not try to refresh it);
+    the gateway it talks to must therefore run without api-keys (open on loopback).
+    """
+    env = codex_env(home, base_url, "unused", model)
+    chome = Path(env.pop("CODEX_HOME"))
+    env.pop("CROSSROUTE_API_KEY")
+    cfg = (chome / "config.toml").read_text()
+    cfg = cfg.replace(
+        'model_provider = "crossroute"\n',
+        f'model_provider = "openai"\nopenai_base_url = "{base_url}/v1"\nchatgpt_base_url = "{base_url}/backend-api/"\n'
+        'forced_login_method = "chatgpt"\n',
+    )
+    (chome / "config.toml").write_text(cfg)
+
+    def b64(obj: dict[str, Any]) -> str:
+        import base64
+
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {
+        "email": "test@example.invalid",
+        "iat": now,
+        "exp": now + 30 * 86400,
+        "https://api.openai.com/auth": {"chatgpt_plan_type": "pro", "chatgpt_account_id": "acct-test"},
+    }
+    token = b64({"alg": "none", "typ": "JWT"}) + "." + b64(claims) + ".unsigned"
+    auth = {
+        "auth_mode": "chatgpt",
+        "OPENAI_API_KEY": None,
+        "tokens": {"id_token": token, "access_token": token, "refresh_token": "unused", "account_id": "acct-test"},
+        "last_refresh": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (chome / "auth.json").write_text(json.dumps(auth))
+    env["CODEX_HOME"] = str(chome)
+    return env
+
+
 def gemini_settings(home: Path) -> Path:
     """~/.gemini/settings.json: the auth type picked explicitly, usage statistics and updates off.
 
@@ -502,6 +544,11 @@ def fixture_from(ex: Exchange, client: str, version: str | None, note: str) -> d
         import base64
 
         record["body_base64"] = base64.b64encode(ex.body).decode()
+        if (ex.header("content-encoding") or "").lower() == "zstd":
+            import zstandard
+
+            plain = zstandard.ZstdDecompressor().decompressobj().decompress(ex.body)
+            record["body_decoded"] = orjson.loads(plain)
     else:
         record["body"] = body
     return record
@@ -534,6 +581,19 @@ FIXTURE_NOTES: dict[str, str] = {
         "gemini -p 'Say hello' -m gemini-text with ~/.gemini/settings.json "
         'security.auth.selectedType=gemini-api-key, GOOGLE_GEMINI_BASE_URL at crossroute and GEMINI_API_KEY: '
         'streamGenerateContent?alt=sse.'
+    ),
+    "claude_code_preconnect_head.json": (
+        "Claude Code without CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC sends HEAD <ANTHROPIC_BASE_URL>/api/hello "
+        "(its preconnect, answer ignored) before the first POST /v1/messages."
+    ),
+    "codex_responses_zstd.json": (
+        "Codex with a ChatGPT login on its built-in openai provider (openai_base_url at crossroute, see "
+        "cli_support.codex_chatgpt_env): POST /v1/responses with Content-Encoding: zstd (body_base64; "
+        "body_decoded is the same body decompressed), after its WebSocket attempts."
+    ),
+    "codex_websocket_upgrade.json": (
+        "Codex's WebSocket upgrade for the Responses API (GET /v1/responses with Upgrade: websocket, "
+        "openai-beta: responses_websockets=...), sent before any POST when the provider supports websockets."
     ),
 }
 

@@ -54,7 +54,7 @@ def need_cli(name: str) -> str:
     return path
 
 
-def gateway_config(upstream: FakeUpstream, kind: str) -> dict[str, Any]:
+def gateway_config(upstream: FakeUpstream, kind: str, keys: bool = True) -> dict[str, Any]:
     """Only one upstream kind, so that the models the CLIs know by name reach it."""
     cfg = provider_config(upstream, kinds=(kind,))
     entries = {
@@ -67,7 +67,7 @@ def gateway_config(upstream: FakeUpstream, kind: str) -> dict[str, Any]:
     assert entry is not None
     entry["models"].append({"name": "text", "alias": CODEX_MODEL})
     return {
-        "api-keys": [CLIENT_KEY],
+        "api-keys": [CLIENT_KEY] if keys else [],
         "read-timeout-seconds": 10,
         "connect-timeout-seconds": 2,
         "disable-cooling": True,
@@ -78,9 +78,9 @@ def gateway_config(upstream: FakeUpstream, kind: str) -> dict[str, Any]:
 class Served:
     """A gateway for one upstream kind, and the recording proxy in front of it."""
 
-    def __init__(self, upstream: FakeUpstream, kind: str, workdir: Path) -> None:
+    def __init__(self, upstream: FakeUpstream, kind: str, workdir: Path, keys: bool = True) -> None:
         self.kind = kind
-        self.gateway = GatewayProcess(gateway_config(upstream, kind), workdir).start()
+        self.gateway = GatewayProcess(gateway_config(upstream, kind, keys), workdir).start()
         self.proxy = cs.RecordingProxy(self.gateway.url).start()
 
     def stop(self) -> None:
@@ -256,6 +256,31 @@ def test_codex_websocket_falls_back_to_http(upstream: FakeUpstream, tmp_path: Pa
         check_run(run, srv)
         assert len(upgrades) <= 2, "Codex kept retrying the WebSocket instead of falling back\n" + info
         assert run.seconds < plain.seconds + 5, "the fallback to HTTP was not immediate\n" + info
+    finally:
+        srv.stop()
+
+
+def test_codex_chatgpt_login_zstd_body_and_websocket(upstream: FakeUpstream, tmp_path: Path) -> None:
+    """Codex's built-in openai provider with a ChatGPT login and openai_base_url at crossroute (the
+    CLIProxyAPI-style set-up): it tries a WebSocket first and then POSTs zstd-compressed bodies.
+    The gateway runs without api-keys, since the login token is Codex's own."""
+    codex = need_cli("codex")
+    srv = Served(upstream, "responses", tmp_path, keys=False)
+    try:
+        home = fresh_home()
+        env = cs.codex_chatgpt_env(home, srv.proxy.url, CODEX_MODEL)
+        run = cs.run_cli([codex, "exec", "--skip-git-repo-check", "Say hello"], env, home / "work", timeout=120)
+        info = report(run, srv)
+        upgrades = [e for e in srv.proxy.exchanges if (e.header("upgrade") or "").lower() == "websocket"]
+        assert all(400 <= e.status < 500 for e in upgrades), "an upgrade must get a plain 4xx\n" + info
+        assert srv.alive(), "the WebSocket upgrade ended the gateway\n" + info
+        posts = [e for e in srv.proxy.exchanges if e.path == "/v1/responses" and e.method == "POST"]
+        assert posts and (posts[0].header("content-encoding") or "").lower() == "zstd", info
+        assert all(e.status == 200 for e in posts), "a zstd body must be decoded\n" + info
+        assert run.returncode == 0, info
+        assert run.stdout.strip() == cs.expected_text("responses").strip(), info
+        check_run(run, srv)
+        assert len(upgrades) <= 2, "Codex kept retrying the WebSocket instead of falling back\n" + info
     finally:
         srv.stop()
 
