@@ -20,7 +20,7 @@ from . import redaction
 from .call import Attempt, Call
 from .formats import answers, count, errors, translate
 from .formats.neutral import BadRequest, Reasoning
-from .formats.pipes import Pipe
+from .formats.pipes import Pipe, UpstreamEventError
 from .formats.thinking import split_suffix
 from .gateway import Gateway
 from .providers import BadAnswer, Outbound, Upstream, UpstreamError
@@ -29,15 +29,6 @@ from .registry import Candidate
 from .replies import JSON_HEADERS, SSE_HEADERS, Reply, StreamReply, error_reply
 from .routing.router import AllCoolingDown, provider_group
 from .routing.session_ids import extract_session_ids
-
-try:  # the pipes' "this upstream event is a failure" signal (formats/pipes.py)
-    from .formats.pipes import UpstreamEventError  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - until the pipes raise it
-    class UpstreamEventError(Exception):  # type: ignore[no-redef]
-        def __init__(self, status: int, message: str) -> None:
-            super().__init__(message)
-            self.status = status
-            self.message = message
 
 log = logging.getLogger("crossroute")
 
@@ -50,14 +41,21 @@ HOP_BY_HOP = frozenset({
     "transfer-encoding", "upgrade", "set-cookie", "content-length", "content-encoding", "content-type",
     "cache-control", "x-accel-buffering", "server",
 })
-_HAS_TERMINAL = "terminal" in getattr(StreamReply, "__slots__", ())
 
 
 def _retryable(exc: UpstreamError) -> bool:
     return exc.scope != REQUEST and (exc.status == 0 or exc.status in RETRYABLE)
 
 
+def _ended(call: Call, reply: Reply) -> Reply:
+    reply.call = call
+    if not call.status:
+        call.status = reply.status
+    return reply
+
+
 async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
+    """The client's reply for ``call`` (its ``call`` attribute set, for the access log)."""
     fmt = call.client_format
     base_model, reasoning = split_suffix(call.model)
     candidates = gw.registry.resolve(base_model)
@@ -65,8 +63,9 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
         base_model, reasoning = call.model, None
         candidates = gw.registry.resolve(base_model)
     if not candidates:
-        return error_reply(fmt, 404 if fmt == "gemini" else 400,
-                           f"model '{call.model}' is not served by any configured upstream", param="model")
+        return _ended(call, error_reply(fmt, 404 if fmt == "gemini" else 400,
+                                        f"model '{call.model}' is not served by any configured upstream",
+                                        param="model"))
     if gw.settings.routing.session_affinity and call.session is None:
         call.session = extract_session_ids(call.headers, call.body, fmt)
 
@@ -92,7 +91,7 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
                     if round_no + 1 < rounds and 0 < wait <= gw.settings.max_retry_interval:
                         await asyncio.sleep(wait)
                         continue
-                    return _cooling_reply(gw, call, candidates, exc.retry_after)
+                    return _ended(call, _cooling_reply(gw, call, candidates, exc.retry_after))
                 break
             except LookupError:
                 break
@@ -100,7 +99,7 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
             try:
                 return await _attempt(gw, call, cand, prepared, base_model, scope)
             except BadRequest as exc:
-                return error_reply(fmt, exc.status, exc.message, param=exc.param)
+                return _ended(call, error_reply(fmt, exc.status, exc.message, param=exc.param))
             except UpstreamError as exc:
                 failure = exc
             last, last_cand = failure, cand
@@ -110,7 +109,7 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
             log.warning("upstream %s failed for model %s: %s %s", cand.provider, cand.upstream_model,
                         failure.status or "connection error", failure.message[:200])
             if not _retryable(failure):
-                return _failure_reply(call, cand, failure)
+                return _ended(call, _failure_reply(call, cand, failure))
         if round_no + 1 >= rounds:
             break
         # another round (request-retry) only when a credential recovers within max-retry-interval
@@ -120,12 +119,12 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
         if wait > 0:
             await asyncio.sleep(wait)
     if last is None:
-        return error_reply(fmt, 503, f"no credential is available for model '{call.model}'")
+        return _ended(call, error_reply(fmt, 503, f"no credential is available for model '{call.model}'"))
     reply = _failure_reply(call, last_cand, last)
     wait = await gw.router.wait_time(candidates, base_model)
     if wait:  # every candidate is cooling down now: say when to come back
         reply.headers = [*reply.headers, ("retry-after", str(max(1, int(wait + 0.999))))]
-    return reply
+    return _ended(call, reply)
 
 
 def _cooling_reply(gw: Gateway, call: Call, candidates: list[Candidate], retry_after: float) -> Reply:
@@ -204,6 +203,7 @@ async def _attempt(
         await pending
     if gw.recording:
         gw.record(call)
+    reply.call = call
     return reply
 
 
@@ -244,14 +244,19 @@ async def _stream(gw: Gateway, call: Call, cand: Candidate, up: Upstream, prepar
     head = b""  # the first upstream bytes, to explain a failure before any output
     seen = 0
     limit = gw.settings.max_upstream_body
+    eof = False
     try:
         while True:
             chunk = await read()
             if not chunk:
+                eof = True
+                # with no event at all, whatever finish() would render (an early-EOF error) is
+                # not an answer; else it raises UpstreamEventError or flushes a last event
+                out = pipe.finish() if b"data:" in head else b""
+                if out:
+                    break
                 message, _ = errors.upstream_error_message(head) if head else ("", None)
                 detail = f": {redaction.scrub(message)}" if message and head[:1] in (b"{", b"[") else ""
-                if head[:1] == b"<" or head.lstrip()[:1] == b"<":
-                    detail = " (a web page)"
                 raise BadAnswer(f"upstream {name} ended the stream before any output{detail}")
             if seen < MAX_HEAD:
                 head += chunk[: MAX_HEAD - seen]
@@ -283,18 +288,20 @@ async def _stream(gw: Gateway, call: Call, cand: Candidate, up: Upstream, prepar
     headers = [("content-type", "application/json")] if call.options.get("json_array") else SSE_HEADERS
     if gw.settings.passthrough_headers and (extra := _passthrough_headers(up.headers)):
         headers = [*headers, *extra]
-    reply = StreamReply(200, _relay(gw, call, cand, up, pipe, out, attempt), headers)
-    if _HAS_TERMINAL:
-        reply.terminal = pipe.error  # type: ignore[attr-defined]
+    reply = StreamReply(200, _relay(gw, call, cand, up, pipe, out, attempt, eof), headers)
+    reply.terminal = pipe.error
+    reply.call = call
     return reply
 
 
 async def _relay(gw: Gateway, call: Call, cand: Candidate, up: Upstream, pipe: Pipe, first: bytes,
-                 attempt: Attempt) -> AsyncIterator[bytes]:
+                 attempt: Attempt, eof: bool) -> AsyncIterator[bytes]:
     clean = False
     name = cand.entry.name
     try:
         yield first
+        if eof and not pipe.done:  # the upstream ended with the first output; finish() was called
+            yield pipe.error(502, f"upstream {name} ended the stream early")
         read = up.read_chunk
         io_errors = up.io_errors
         while not pipe.done:
@@ -327,6 +334,10 @@ async def _relay(gw: Gateway, call: Call, cand: Candidate, up: Upstream, pipe: P
 async def count_tokens(gw: Gateway, call: Call) -> Reply:
     """Anthropic / Gemini token counting: the upstream's own count endpoint when it has one,
     otherwise a local estimate, labelled ``x-crossroute-token-count: estimate``."""
+    return _ended(call, await _count_tokens(gw, call))
+
+
+async def _count_tokens(gw: Gateway, call: Call) -> Reply:
     fmt = call.client_format
     base_model, _ = split_suffix(call.model)
     candidates = gw.registry.resolve(base_model) or gw.registry.resolve(call.model)

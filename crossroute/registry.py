@@ -9,7 +9,7 @@ import fnmatch
 from dataclasses import dataclass
 
 from . import redaction
-from .config import ProviderEntry, Settings
+from .config import ProviderEntry, Settings, secret_values
 from .providers import Executor, executor_for
 
 # API-key providers with no ``models`` list serve their own family's model names.
@@ -59,7 +59,7 @@ class Registry:
         self._models: dict[str, ModelInfo] = {}
         self._force_prefix = settings.force_model_prefix
         # every configured upstream secret is masked by value in error bodies and log lines
-        redaction.set_secrets(p.api_key for p in settings.providers)
+        redaction.set_secrets(secret_values(settings))
         for entry in settings.providers:
             if entry.disabled:
                 continue

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import aiohttp
 
@@ -209,29 +209,14 @@ class StaticKey:
 
 # ------------------------------------------------------------------ what executors get for I/O
 class UpstreamIO(Protocol):
-    """What the gateway lends an executor: HTTP sessions (per proxy), the timeout, the settings."""
+    """What the gateway lends an executor: an HTTP session per effective proxy URL (SOCKS
+    included) with the ``proxy=`` argument to pass along, the timeout, the settings."""
 
     settings: Settings
     timeout: aiohttp.ClientTimeout
 
-    @property
-    def http(self) -> aiohttp.ClientSession: ...
-
-
-def _proxy(url: str | None) -> str | None:
-    if not url or url.startswith(("direct", "none")):
-        return None
-    return url
-
-
-def session_for(io: Any, proxy_url: str | None) -> tuple[aiohttp.ClientSession, str | None]:
-    """The client session for ``proxy_url`` and the ``proxy=`` argument to pass with it: the
-    gateway's per-proxy session (``client_for``, SOCKS included) when it has one, else the shared
-    session with an HTTP proxy argument."""
-    client_for = getattr(type(io), "client_for", None)
-    if client_for is not None:
-        return client_for(io, proxy_url), None
-    return io.http, _proxy(proxy_url)
+    def client_for(self, proxy_url: str | None) -> aiohttp.ClientSession: ...
+    def proxy_arg(self, proxy_url: str | None) -> str | None: ...
 
 
 # ------------------------------------------------------------------ executors
@@ -272,7 +257,9 @@ class HttpExecutor:
         req = self.build(entry, out)
         if idem := out.client_headers.get("idempotency-key"):
             req.headers = {**req.headers, "Idempotency-Key": idem}
-        session, proxy = session_for(io, entry.proxy_url or io.settings.proxy_url)
+        proxy_url = entry.proxy_url or io.settings.proxy_url
+        session = io.client_for(proxy_url)
+        proxy = io.proxy_arg(proxy_url)
         resp = await self._post(entry, session, req, proxy, io.timeout)
         if resp.status == 401 and await self.token_source(entry).refresh():
             resp.release()
