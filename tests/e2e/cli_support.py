@@ -322,22 +322,12 @@ def claude_env(home: Path, base_url: str, key: str, model: str) -> dict[str, str
             "ANTHROPIC_BASE_URL": base_url,
             "ANTHROPIC_AUTH_TOKEN": key,
             "ANTHROPIC_MODEL": model,
-            "ANTHROPIC_SMALL_FAST_MODEL": model,
-            "ANTHROPIC_DEFAULT_HAIKU_MODEL": model,
-            "ANTHROPIC_DEFAULT_SONNET_MODEL": model,
-            "ANTHROPIC_DEFAULT_OPUS_MODEL": model,
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL": model,  # its background model (titles, summaries)
             "CLAUDE_CONFIG_DIR": str(home / ".claude"),
+            # telemetry, error reports, auto-update, feature flags and the HEAD /api/hello preconnect off:
+            # with it Claude Code connects to nothing but ANTHROPIC_BASE_URL (checked under strace)
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "CLAUDE_CODE_MAX_RETRIES": "1",  # a failing run ends in seconds, not after minutes of backoff
-            "DISABLE_TELEMETRY": "1",
-            "DISABLE_ERROR_REPORTING": "1",
-            "DISABLE_AUTOUPDATER": "1",
-            "DISABLE_BUG_COMMAND": "1",
-            "DISABLE_COST_WARNINGS": "1",
-            "DISABLE_NON_ESSENTIAL_MODEL_CALLS": "1",
-            "CLAUDE_CODE_DISABLE_TERMINAL_TITLE": "1",
-            "CLAUDE_CODE_IDE_SKIP_AUTO_INSTALL": "1",
-            "IS_SANDBOX": "1",
         }
     )
     return env
