@@ -191,10 +191,19 @@ class App:
     # ------------------------------------------------------------ RSGI hooks
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        loop.create_task(self.gateway.ensure_started())
+        if loop.is_running():  # granian embedded in crossroute serve: the gateway is started already
+            loop.create_task(self.gateway.ensure_started())
+            return
+        from . import worker  # a worker process of --workers N: start before serving
+
+        worker.start(self, loop)
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
-        pass
+        if loop.is_running():
+            return  # embedded: crossroute serve stops the gateway itself
+        from . import worker
+
+        worker.stop(self, loop)
 
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
         if scope.proto != "http":
@@ -511,10 +520,15 @@ async def _read_body(proto: Any, limit: int) -> bytes | None:
 
 
 def app_from_env() -> App:
-    """Factory for multi-worker mode: each worker process loads the config named in the env."""
+    """Factory for multi-worker mode: each worker process loads the config named in the env
+    (and the listening address the parent was given, which may override the file's)."""
     from .config import load
     from .logs import setup_logging
 
     settings = load(os.environ["CROSSROUTE_CONFIG"])
+    listen = os.environ.get("CROSSROUTE_LISTEN")
+    if listen:
+        host, _, port = listen.rpartition(" ")
+        settings.host, settings.port = host, int(port)
     setup_logging(settings.debug)
     return App(Gateway(settings))
