@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
-import os
-import signal
 import sys
 from pathlib import Path
 
 from . import __version__
 from .config import ConfigError, Settings, check_exposure, find_config, load
-from .edge_server import server_options
 
 log = logging.getLogger("crossroute")
 
@@ -85,63 +81,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if problem:
         _say(problem)
         return 1
+    from .serve import serve_one, serve_workers
+
     if args.workers > 1:
-        return _serve_workers(path, settings, args.workers)
+        return serve_workers(path, settings, args.workers)
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    return asyncio.run(_serve_one(path, settings))
-
-
-async def _serve_one(path: Path, settings: Settings) -> int:
-    from granian.constants import Interfaces
-    from granian.server.embed import Server
-
-    from .app import App
-    from .gateway import Gateway
-    from .reload import watch_config
-
-    gateway = Gateway(settings)
-    await gateway.start()
-    app = App(gateway)
-    server = Server(app, address=settings.host, port=settings.port, interface=Interfaces.RSGI,
-                    log_enabled=False, backlog=2048, **server_options(settings))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, server.stop)
-    gc.collect()
-    gc.freeze()  # start-up objects live for the whole run: keep them out of every later collection
-    watcher = asyncio.create_task(watch_config(path, app))
-    serving = asyncio.create_task(server.serve())
-    await asyncio.sleep(0)
-    _say(f"crossroute: listening on http://{_display_host(settings.host)}:{settings.port}")
-    try:
-        await serving
-    finally:
-        watcher.cancel()
-        await gateway.stop()
-    return 0
-
-
-def _display_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def _serve_workers(path: Path, settings: Settings, workers: int) -> int:
-    from granian import Granian
-    from granian.constants import Interfaces
-
-    os.environ["CROSSROUTE_CONFIG"] = str(path.resolve())
-    _say(f"crossroute: {workers} worker processes listening on http://{_display_host(settings.host)}:{settings.port}"
-         " (hot reload of config.yaml is per single-process mode; restart to apply changes)")
-    Granian(
-        "crossroute.app:app_from_env", factory=True, address=settings.host, port=settings.port,
-        interface=Interfaces.RSGI, workers=workers, log_enabled=False, backlog=2048, **server_options(settings),
-    ).serve()
-    return 0
+    return asyncio.run(serve_one(path, settings))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="config file (default ./config.yaml, then ~/.crossroute/config.yaml)")
     serve.add_argument("--host", help="override the config's host")
     serve.add_argument("--port", type=int, help="override the config's port")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes (default 1; see the README on what they share)")
     serve.set_defaults(func=cmd_serve)
     check = sub.add_parser("check", help="validate a config file")
     check.add_argument("--config", help="config file (default ./config.yaml, then ~/.crossroute/config.yaml)")

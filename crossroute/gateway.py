@@ -103,7 +103,7 @@ def make_state(s: Settings) -> State:
         from .state.redis_state import RedisState
 
         return RedisState(s.redis_url)
-    return MemoryState()
+    return MemoryState(max_bindings=s.max_session_bindings)
 
 
 class Gateway:

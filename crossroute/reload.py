@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("crossroute")
 
 
-async def reload_once(path: Path, app: App) -> bool:
-    """Re-read ``path``; apply it when valid and different. Returns True when applied."""
+async def reload_once(path: Path, app: App, explain: bool = False) -> bool:
+    """Re-read ``path``; apply it when valid and different. Returns True when applied.
+    ``explain``: also log when nothing changed (a reload asked for with SIGHUP)."""
     try:
         text = await asyncio.to_thread(path.read_text, encoding="utf-8")
     except OSError as exc:
@@ -25,6 +26,8 @@ async def reload_once(path: Path, app: App) -> bool:
         return False
     gw = app.gateway
     if hashlib.sha256(text.encode()).hexdigest() == gw.settings.digest:
+        if explain:
+            log.info("config reload: %s is unchanged", path)
         return False
     try:
         settings = parse(text, str(path))

@@ -1,4 +1,5 @@
-"""In-process state: O(1) per operation, expired entries swept by a periodic task."""
+"""In-process state: O(1) per operation, expired entries swept by a periodic task, session
+bindings capped (least recently used first out)."""
 
 from __future__ import annotations
 
@@ -13,19 +14,29 @@ from crossroute.state.base import Cooldown, State
 __all__ = ["MemoryState"]
 
 _CURSOR_CAP = 4096
+DEFAULT_MAX_BINDINGS = 100_000
 
 
 class MemoryState(State):
-    """Bindings live in an OrderedDict ordered by last refresh, so the sweep only pops the front.
+    """Bindings live in an OrderedDict ordered by last use (a read refreshes too), so the sweep
+    only pops the front, and past ``max_bindings`` a new binding pushes out the front one: the
+    least recently used. Memory stays bounded however many conversations arrive within a TTL.
 
     All methods are synchronous inside (never suspend), so each is atomic under asyncio. The
     ``*_now`` methods are the same operations for callers that are not coroutines (RedisState's
     mirror, tests).
     """
 
-    def __init__(self, clock: Callable[[], float] = time.time, sweep_interval: float = 30.0) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.time, sweep_interval: float = 30.0,
+        max_bindings: int = DEFAULT_MAX_BINDINGS,
+    ) -> None:
+        if max_bindings < 1:
+            raise ValueError("max_bindings must be at least 1")
         self._clock = clock
         self._sweep_interval = sweep_interval
+        self.max_bindings = max_bindings
+        self.evicted = 0  # bindings pushed out by the cap (not by their TTL)
         # key -> [credential_id, expires_at]
         self._bindings: OrderedDict[str, list] = OrderedDict()
         self._by_credential: dict[str, set[str]] = {}
@@ -66,7 +77,12 @@ class MemoryState(State):
             e[1] = expires
             self._bindings.move_to_end(key)
             return
-        self._bindings[key] = [credential_id, expires]
+        b = self._bindings
+        if len(b) >= self.max_bindings:
+            old_key, old = b.popitem(last=False)  # the least recently used
+            self._unindex(old_key, old[0])
+            self.evicted += 1
+        b[key] = [credential_id, expires]
         self._index(key, credential_id)
 
     def delete_binding_if_now(self, key: str, credential_id: str) -> bool:

@@ -1,0 +1,214 @@
+"""Running the server: one process (granian embedded in our asyncio loop) or several workers.
+
+Both bind the listening socket themselves (``ports.bind_listener``: exclusive, a busy port is
+one clear line) and hand it to granian. Signals:
+
+- SIGTERM or SIGINT: stop taking new requests (503), let the ones in flight finish for at most
+  ``shutdown-timeout-seconds``, end what is left with each format's terminal error event, then
+  stop the server and the gateway; exit 0. A second SIGTERM or SIGINT exits at once.
+- SIGHUP: reload config.yaml (the same check-then-apply as the file watcher); nothing restarts.
+
+With ``--workers N`` the parent process only holds the socket and relays signals; each worker
+runs the sequence above itself (see ``worker.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from granian._granian import SocketHolder
+from granian.constants import Interfaces, Loops
+from granian.server.embed import Server as EmbeddedServer
+from granian.server.mp import MPServer
+
+from .config import Settings
+from .edge_server import server_options
+from .ports import ListenError, bind_listener
+
+log = logging.getLogger("crossroute")
+
+BACKLOG = 2048
+CONFIG_ENV = "CROSSROUTE_CONFIG"
+WORKERS_ENV = "CROSSROUTE_WORKERS"
+LISTEN_ENV = "CROSSROUTE_LISTEN"
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def display_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _hand_over(server: Any, sock: socket.socket) -> None:
+    """Make granian serve ``sock`` (it owns the descriptor from now on, and closes it on stop)."""
+    fd = sock.detach()
+    server._ssp = None
+    server._shd = SocketHolder(fd, False, server.backlog)
+    server._sfd = fd
+
+
+class _OwnSocketServer(EmbeddedServer):
+    """granian's embedded server on a socket crossroute bound (granian would bind its own)."""
+
+    def __init__(self, target: Any, sock: socket.socket, **kwargs: Any) -> None:
+        super().__init__(target, **kwargs)
+        self._own_sock: socket.socket | None = sock
+
+    def _init_shared_socket(self) -> None:
+        assert self._own_sock is not None
+        _hand_over(self, self._own_sock)
+        self._own_sock = None
+
+
+# ------------------------------------------------------------------ one process
+
+
+async def serve_one(path: Path, settings: Settings) -> int:
+    from .app import App
+    from .gateway import Gateway
+    from .reload import reload_once, watch_config
+
+    try:
+        sock = bind_listener(settings.host, settings.port, BACKLOG)
+    except ListenError as exc:
+        say(str(exc))
+        return 1
+    gateway = Gateway(settings)
+    await gateway.start()
+    app = App(gateway)
+    server = _OwnSocketServer(app, sock, address=settings.host, port=settings.port, interface=Interfaces.RSGI,
+                              log_enabled=False, backlog=BACKLOG, **server_options(settings))
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def on_stop(signum: int) -> None:
+        if stopping:
+            say(f"crossroute: {signal.Signals(signum).name} again: exiting now")
+            os._exit(128 + signum)
+        timeout = app.gateway.settings.shutdown_timeout
+        say(f"crossroute: {signal.Signals(signum).name}: finishing the requests in flight (at most {timeout:g} s; "
+            "send the signal again to exit at once)")
+        stopping.append(loop.create_task(_drain_then_stop(app, server, seconds=timeout)))
+
+    def on_hup() -> None:
+        log.info("SIGHUP: reloading %s", path)
+        reloads.add(task := loop.create_task(reload_once(path, app, explain=True)))
+        task.add_done_callback(reloads.discard)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_stop, sig)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    gc.collect()
+    gc.freeze()  # start-up objects live for the whole run: keep them out of every later collection
+    watcher = asyncio.create_task(watch_config(path, app))
+    serving = asyncio.create_task(server.serve())
+    await asyncio.sleep(0)
+    say(f"crossroute: listening on http://{display_host(settings.host)}:{settings.port}")
+    try:
+        await serving
+    finally:
+        watcher.cancel()
+        await gateway.stop()
+    say("crossroute: stopped")
+    return 0
+
+
+async def _drain_then_stop(app: Any, server: EmbeddedServer, seconds: float) -> None:
+    """New requests get 503 at once; those in flight get ``seconds``, then their
+    terminal error event; then granian stops (it closes the listener and idle connections,
+    and waits for the requests it still has, which are none by then)."""
+    try:
+        app.begin_drain()
+        await app.drain(seconds)
+    except Exception:
+        log.exception("draining failed; stopping anyway")
+    server.stop()
+
+
+# ------------------------------------------------------------------ several workers
+
+
+class _WorkersServer(MPServer):
+    """granian's multi-process server on crossroute's socket, with crossroute's signals: the
+    parent relays SIGTERM/SIGINT (once) and SIGHUP to the workers, which drain or reload
+    themselves; a second SIGTERM/SIGINT kills them and exits."""
+
+    def __init__(self, target: Any, sock: socket.socket, **kwargs: Any) -> None:
+        super().__init__(target, **kwargs)
+        self._own_sock: socket.socket | None = sock
+        self._signals = 0
+        self._parent = os.getpid()
+
+    def _init_shared_socket(self) -> None:
+        assert self._own_sock is not None
+        _hand_over(self, self._own_sock)
+        self._own_sock = None
+        sock = socket.socket(fileno=self._sfd)
+        sock.set_inheritable(True)
+        self._sso = sock  # closed by granian's _drop_shared_socket
+
+    def signal_handler_interrupt(self, signum: int | None = None, *args: Any, **kwargs: Any) -> None:
+        if os.getpid() != self._parent:
+            # a worker that has not taken over its signals yet (they are inherited from here)
+            if signum == signal.SIGTERM:
+                from . import worker
+
+                worker.stop_requested()
+            return
+        self._signals += 1
+        name = signal.Signals(signum).name if signum else "signal"
+        if self._signals > 1:
+            say(f"crossroute: {name} again: exiting now")
+            for wrk in list(self.wrks):
+                try:
+                    wrk.kill()
+                except Exception:  # already gone
+                    pass
+            os._exit(128 + (signum or signal.SIGTERM))
+        say(f"crossroute: {name}: the workers finish the requests in flight (send the signal again to exit at once)")
+        super().signal_handler_interrupt()
+
+    def signal_handler_reload(self, *args: Any, **kwargs: Any) -> None:
+        if os.getpid() != self._parent:
+            return  # a worker still starting: it reads the config file as it is now anyway
+        for wrk in list(self.wrks):
+            pid = wrk.inner.pid
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGHUP)
+                except ProcessLookupError:
+                    pass
+
+
+def serve_workers(path: Path, settings: Settings, workers: int) -> int:
+    from . import worker
+
+    try:
+        sock = bind_listener(settings.host, settings.port, BACKLOG)
+    except ListenError as exc:
+        say(str(exc))
+        return 1
+    os.environ[CONFIG_ENV] = str(path.resolve())
+    os.environ[WORKERS_ENV] = str(workers)
+    os.environ[LISTEN_ENV] = f"{settings.host} {settings.port}"
+    worker.prepare_parent(settings)
+    server = _WorkersServer(
+        "crossroute.app:app_from_env", sock, factory=True, address=settings.host, port=settings.port,
+        interface=Interfaces.RSGI, workers=workers, loop=Loops.uvloop, log_enabled=False,
+        backlog=BACKLOG, **server_options(settings),
+    )
+    say(f"crossroute: {workers} worker processes listening on http://{display_host(settings.host)}:{settings.port}")
+    server.serve()
+    say("crossroute: stopped")
+    return 0

@@ -1,0 +1,107 @@
+"""Inside one worker process of ``crossroute serve --workers N``.
+
+granian's worker loads ``crossroute.app:app_from_env`` and calls the App's ``__rsgi_init__``
+before it serves; that calls ``start`` here, which starts the gateway (so the first request
+finds it ready), watches config.yaml, and takes over the worker's signals:
+
+- SIGTERM (sent by the parent, once): drain like the single process does — 503 for new
+  requests, ``shutdown-timeout-seconds`` for those in flight, then their terminal error
+  event — and only then let granian stop this worker.
+- SIGHUP (relayed by the parent): reload config.yaml in this worker.
+- SIGINT is ignored: Ctrl-C reaches every process of the group, and the parent turns it into
+  the SIGTERM above (and a second one into SIGKILL), so one Ctrl-C drains once.
+
+granian creates the worker's stop signal (a ``WorkerSignal``) in ``set_loop_signals``;
+``prepare_parent`` wraps that function (before the workers fork) to keep a reference to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import App
+    from .config import Settings
+
+log = logging.getLogger("crossroute")
+
+CONFIG_ENV = "CROSSROUTE_CONFIG"
+
+_granian_stop: list[Any] = []  # the WorkerSignal of this worker process, once granian made it
+_tasks: list[asyncio.Task[Any]] = []
+_stop_early: list[bool] = []  # SIGTERM came while this worker was still starting
+
+
+def stop_requested() -> None:
+    """SIGTERM before ``start`` took over the signals (called from the inherited handler)."""
+    _stop_early[:] = [True]
+
+
+def prepare_parent(settings: Settings) -> None:
+    """In the parent, before granian forks the workers."""
+    import granian._signals as gsignals
+
+    original = gsignals.set_loop_signals
+    if getattr(original, "_crossroute", False):
+        return
+
+    def set_loop_signals(loop: asyncio.AbstractEventLoop) -> Any:
+        event = original(loop)
+        _granian_stop[:] = [event]
+        return event
+
+    set_loop_signals._crossroute = True  # type: ignore[attr-defined]
+    gsignals.set_loop_signals = set_loop_signals
+
+
+def start(app: App, loop: asyncio.AbstractEventLoop) -> None:
+    """From ``App.__rsgi_init__`` in a worker (the loop is not running yet)."""
+    from .reload import reload_once, watch_config
+
+    loop.run_until_complete(app.gateway.start())
+    path = Path(os.environ[CONFIG_ENV])
+    draining: list[asyncio.Task[None]] = []
+
+    def on_term() -> None:
+        if draining:
+            return  # the parent relays a repeated signal; it kills this worker itself when asked twice
+        draining.append(loop.create_task(_drain_then_stop(app)))
+
+    def on_hup() -> None:
+        log.info("SIGHUP: worker %d reloading %s", os.getpid(), path)
+        _tasks.append(loop.create_task(reload_once(path, app, explain=True)))
+
+    if _granian_stop:  # else granian's own handler stays: it stops at once
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+        loop.add_signal_handler(signal.SIGINT, lambda: None)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    _tasks.append(loop.create_task(watch_config(path, app)))
+    if _stop_early and _granian_stop:
+        on_term()
+    gc.collect()
+    gc.freeze()  # as in the single process: start-up objects stay out of every later collection
+
+
+async def _drain_then_stop(app: App) -> None:
+    try:
+        app.begin_drain()
+        await app.drain(app.gateway.settings.shutdown_timeout)
+    except Exception:
+        log.exception("draining failed; stopping anyway")
+    _granian_stop[0].set()
+
+
+def stop(app: App, loop: asyncio.AbstractEventLoop) -> None:
+    """From ``App.__rsgi_del__`` in a worker, after granian stopped serving."""
+    for task in _tasks:
+        task.cancel()
+    with contextlib.suppress(Exception):
+        loop.run_until_complete(asyncio.gather(*_tasks, return_exceptions=True))
+    loop.run_until_complete(app.gateway.stop())
