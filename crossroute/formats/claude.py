@@ -46,6 +46,7 @@ from .neutral import (
     ToolResult,
     Unsupported,
 )
+from .responses_tools import drop_hosted
 from .schema import schema_with_description
 from .thinking import effective_budget, effective_effort
 
@@ -73,6 +74,9 @@ _KNOWN_FIELDS = frozenset({
     "output_format",
 })
 _FOREIGN_FAMILIES = ("gemini", "openai")
+# Responses hosted tools Anthropic runs itself (server tools)
+_WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search"}
+_HOSTED_EQUIVALENTS: dict[str, dict[str, Any]] = {"web_search": _WEB_SEARCH, "web_search_preview": _WEB_SEARCH}
 
 # ---------------------------------------------------------------- small helpers
 
@@ -681,7 +685,11 @@ def request_from_neutral(req: Request, model: str) -> dict[str, Any]:
     tc = req.tool_choice
     forced = tc is not None and tc.mode in ("required", "tool") and bool(req.tools)
     if req.tools:
-        body["tools"] = [_tool_from_neutral(t, i) for i, t in enumerate(req.tools)]
+        hosted: dict[int, dict[str, Any] | None] = {}
+        if any(t.raw_format == "responses" for t in req.tools):
+            hosted = {i: repl for i, _, repl in drop_hosted(req.tools, "anthropic", _HOSTED_EQUIVALENTS)}
+        body["tools"] = [hosted[i] if i in hosted else _tool_from_neutral(t, i)
+                         for i, t in enumerate(req.tools) if i not in hosted or hosted[i] is not None]
         choice: dict[str, Any] | None = None
         if tc is not None:
             if tc.mode == "required":

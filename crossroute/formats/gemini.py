@@ -49,6 +49,7 @@ from .neutral import (
     ToolResult,
     Unsupported,
 )
+from .responses_tools import drop_hosted
 from .schema import clean_schema, from_gemini_schema, schema_with_description
 from .thinking import effective_budget, effective_effort
 
@@ -578,7 +579,17 @@ def _media_part(p: Image | File, where: str) -> dict[str, Any]:
 def _tools_from_neutral(req: Request) -> list[dict[str, Any]]:
     decls: list[dict[str, Any]] = []
     others: list[dict[str, Any]] = []
+    hosted: dict[int, dict[str, Any] | None] = {}
+    if any(t.raw_format == "responses" for t in req.tools):
+        # Gemini refuses built-in tools beside function declarations, so Google Search stands in
+        # for web_search only in a request without functions
+        functions = any(t.raw is None for t in req.tools)
+        hosted = {i: repl for i, _, repl in drop_hosted(req.tools, "gemini", None if functions else _HOSTED)}
     for i, t in enumerate(req.tools):
+        if i in hosted:
+            if hosted[i] is not None:
+                others.append(hosted[i])  # type: ignore[arg-type]
+            continue
         if t.raw is not None:
             others.append(_raw_tool(t, f"tools.{i}"))
             continue
@@ -590,6 +601,9 @@ def _tools_from_neutral(req: Request) -> list[dict[str, Any]]:
         decls.append(d)
     out: list[dict[str, Any]] = [{"functionDeclarations": decls}] if decls else []
     return out + others
+
+
+_HOSTED: dict[str, dict[str, Any]] = {"web_search": {"googleSearch": {}}, "web_search_preview": {"googleSearch": {}}}
 
 
 def _raw_tool(t: Tool, where: str) -> dict[str, Any]:

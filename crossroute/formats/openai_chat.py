@@ -34,6 +34,7 @@ from .neutral import (
     Unsupported,
     Usage,
 )
+from .responses_tools import drop_hosted
 from .thinking import effective_effort
 
 FORMAT = "openai"
@@ -555,6 +556,12 @@ def _assistant_to_chat(msg: Message, i: int) -> dict[str, Any]:
     return d
 
 
+def _hosted(tools: list[Tool]) -> set[int]:
+    if not any(t.raw_format == "responses" for t in tools):
+        return set()
+    return {i for i, _, _ in drop_hosted(tools, "openai-compatible")}
+
+
 def request_from_neutral(req: Request, model: str) -> dict[str, Any]:
     extra = dict(req.extra.get(FORMAT) or {})
     body: dict[str, Any] = {"model": model}
@@ -576,8 +583,11 @@ def request_from_neutral(req: Request, model: str) -> dict[str, Any]:
     body["messages"] = msgs
     if req.tools:
         tools: list[dict[str, Any]] = []
+        hosted = _hosted(req.tools)
         for i, t in enumerate(req.tools):
             if t.raw is not None:
+                if i in hosted:
+                    continue  # a Responses hosted tool: chat has no equivalent (dropped, logged)
                 if t.raw_format != FORMAT:
                     raise Unsupported(f"the {t.name} tool is not supported by openai upstreams", param=f"tools[{i}]")
                 tools.append(t.raw)

@@ -41,6 +41,15 @@ from .responses_stream import (
     new_id,
     reasoning_item,
 )
+from .responses_tools import (
+    HOSTED_ITEMS,
+    ORIGINS,
+    call_item,
+    custom_call,
+    flat_name,
+    local_shell_call,
+    tools_to_neutral,
+)
 from .thinking import effective_effort
 
 __all__ = [
@@ -217,9 +226,18 @@ def _items(items: list[Any], req: Request) -> None:
             args = item.get("arguments")
             if not isinstance(args, str):
                 args = "{}" if args is None else _dumps(args)
+            ns = item.get("namespace")
+            if isinstance(ns, str) and ns:
+                name = flat_name(ns, name)
             _assistant(msgs).content.append(ToolCall(id=call_id, name=name, arguments=args or "{}"))
-        elif t == "function_call_output":
-            call_id = item.get("call_id")
+        elif t == "custom_tool_call":
+            _assistant(msgs).content.append(custom_call(item, path))
+        elif t == "local_shell_call":
+            _assistant(msgs).content.append(local_shell_call(item, path))
+        elif t in HOSTED_ITEMS:
+            continue  # a hosted tool's server-side history: nothing another upstream can use
+        elif t in ("function_call_output", "custom_tool_call_output", "local_shell_call_output"):
+            call_id = item.get("call_id") or (item.get("id") if t == "local_shell_call_output" else None)
             if not isinstance(call_id, str) or not call_id:
                 raise BadRequest(f"'{path}.call_id' is required", param=f"{path}.call_id")
             result = ToolResult(call_id=call_id, content=_tool_output(item.get("output"), f"{path}.output"))
@@ -249,36 +267,13 @@ def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
 
-def _tools(tools: Any) -> list[Tool]:
+def _tools(tools: Any, req: Request) -> list[Tool]:
     if not isinstance(tools, list):
         raise BadRequest("Invalid type for 'tools': expected an array", param="tools")
-    out: list[Tool] = []
-    for i, t in enumerate(tools):
-        path = f"tools[{i}]"
-        if not isinstance(t, dict):
-            raise BadRequest(f"Invalid type for '{path}': expected an object", param=path)
-        if t.get("type") == "function":
-            name = t.get("name")
-            if not isinstance(name, str) or not name:
-                raise BadRequest(f"Missing required parameter: '{path}.name'", param=f"{path}.name")
-            params = t.get("parameters")
-            if params is not None and not isinstance(params, dict):
-                raise BadRequest(
-                    f"Invalid type for '{path}.parameters': expected an object (JSON schema)",
-                    param=f"{path}.parameters",
-                )
-            desc = t.get("description")
-            strict = t.get("strict")
-            out.append(
-                Tool(
-                    name=name,
-                    description=desc if isinstance(desc, str) else None,
-                    parameters=params,
-                    strict=strict if isinstance(strict, bool) else None,
-                )
-            )
-        else:
-            out.append(Tool(name=str(t.get("name") or t.get("type") or ""), raw=t, raw_format=FORMAT))
+    origins: dict[str, dict[str, Any]] = {}
+    out = tools_to_neutral(tools, origins)
+    if origins:
+        req.extra[ORIGINS] = origins
     return out
 
 
@@ -288,8 +283,10 @@ def _tool_choice(tc: Any, extra: dict[str, Any]) -> ToolChoice | None:
     if tc in ("auto", "none", "required"):
         return ToolChoice(mode=tc)
     if isinstance(tc, dict):
-        if tc.get("type") == "function" and isinstance(tc.get("name"), str):
-            return ToolChoice(mode="tool", name=tc["name"])
+        if tc.get("type") in ("function", "custom") and isinstance(tc.get("name"), str):
+            ns = tc.get("namespace")
+            name = flat_name(ns, tc["name"]) if isinstance(ns, str) and ns else tc["name"]
+            return ToolChoice(mode="tool", name=name)
         extra["tool_choice"] = tc  # hosted-tool / allowed_tools choices, kept for Responses upstreams
         return ToolChoice(mode="required" if tc.get("mode") == "required" else "auto")
     raise BadRequest("Invalid value for 'tool_choice'", param="tool_choice")
@@ -362,7 +359,7 @@ def request_to_neutral(body: dict[str, Any], model: str | None = None) -> Reques
         raise BadRequest("Invalid type for 'input': expected a string or an array of input items", param="input")
 
     if body.get("tools") is not None:
-        req.tools = _tools(body["tools"])
+        req.tools = _tools(body["tools"], req)
     req.tool_choice = _tool_choice(body.get("tool_choice"), extra)
     ptc = body.get("parallel_tool_calls")
     req.parallel_tool_calls = ptc if isinstance(ptc, bool) else None
@@ -640,7 +637,10 @@ def response_to_neutral(body: dict[str, Any]) -> Response:
     return resp
 
 
-def response_from_neutral(resp: Response, model: str) -> dict[str, Any]:
+def response_from_neutral(resp: Response, model: str, *, tools: dict[str, dict[str, Any]] | None = None
+                          ) -> dict[str, Any]:
+    """``tools``: the request's tool origins (responses_tools.ORIGINS), to restore custom,
+    namespaced and local_shell calls."""
     output: list[dict[str, Any]] = []
     texts: list[str] = []
 
@@ -654,7 +654,10 @@ def response_from_neutral(resp: Response, model: str) -> dict[str, Any]:
             texts.append(p.text)
         elif isinstance(p, ToolCall):
             flush()
-            output.append(function_call_item(new_id("fc_"), p.id, p.name, p.arguments or "{}"))
+            if tools:
+                output.append(call_item(tools.get(p.name), new_id("fc_"), p.id, p.name, p.arguments or "{}"))
+            else:
+                output.append(function_call_item(new_id("fc_"), p.id, p.name, p.arguments or "{}"))
         elif isinstance(p, Thinking):
             flush()
             enc = p.redacted if p.source == "openai" else None

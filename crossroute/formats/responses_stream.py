@@ -38,6 +38,7 @@ from .responses_framer import (
     usage_from_responses,
     usage_to_responses,
 )
+from .responses_tools import call_item
 from .sse import SSEEvent
 
 __all__ = [
@@ -495,7 +496,7 @@ class StreamDecoder:
 
 
 class _Out:
-    __slots__ = ("call_id", "item_id", "kind", "name", "oi", "part_open", "texts")
+    __slots__ = ("call_id", "item_id", "kind", "name", "oi", "origin", "part_open", "texts")
 
     def __init__(self, kind: str, oi: int, item_id: str) -> None:
         self.kind = kind
@@ -505,13 +506,17 @@ class _Out:
         self.part_open = False  # reasoning: a summary part was announced
         self.call_id = ""
         self.name = ""
+        # a tool the client declared as custom / namespaced / local_shell (responses_tools)
+        self.origin: dict[str, Any] | None = None
 
 
 class StreamEncoder:
     """Neutral events -> Responses SSE bytes for the client.
 
     Options: ``codex_client`` (terminal failures as ``response.failed`` instead of ``error``, as the
-    Codex CLI expects), ``response_id`` (use this id instead of deriving one from Start)."""
+    Codex CLI expects), ``response_id`` (use this id instead of deriving one from Start), ``tools``
+    (the request's tool origins, responses_tools.ORIGINS: calls of custom and local_shell tools are
+    held until complete and sent as their own item types; namespaced calls get their names back)."""
 
     __slots__ = (
         "_blocks",
@@ -521,13 +526,16 @@ class StreamEncoder:
         "_rid",
         "_seq",
         "_started",
+        "_tools",
         "_usage",
         "codex_client",
         "model",
     )
 
-    def __init__(self, model: str, *, codex_client: bool = False, response_id: str | None = None) -> None:
+    def __init__(self, model: str, *, codex_client: bool = False, response_id: str | None = None,
+                 tools: dict[str, dict[str, Any]] | None = None) -> None:
         self.model = model
+        self._tools = tools
         self.codex_client = codex_client
         self._rid = response_id
         self._created = int(time.time())
@@ -617,7 +625,15 @@ class StreamEncoder:
         b = self._blocks[ev.index] = _Out("tool_call", oi, new_id("fc_"))
         b.call_id = ev.tool_call_id or new_id("call_")
         b.name = ev.tool_name or ""
-        item = function_call_item(b.item_id, b.call_id, b.name, "", "in_progress")
+        if self._tools is not None and (origin := self._tools.get(b.name)) is not None:
+            b.origin = origin
+            if origin.get("kind") != "function":
+                b.kind = "held_call"  # announced when complete: its input is inside JSON arguments
+                b.item_id = new_id("ctc_" if origin.get("kind") == "custom" else "lsh_")
+                return b""
+            item = call_item(origin, b.item_id, b.call_id, b.name, "", "in_progress")
+        else:
+            item = function_call_item(b.item_id, b.call_id, b.name, "", "in_progress")
         return self._ev("response.output_item.added", {"output_index": oi, "item": item})
 
     def _delta(self, ev: BlockDelta) -> bytes:
@@ -640,6 +656,10 @@ class StreamEncoder:
                     "logprobs": [],
                 },
             )
+        if b.kind == "held_call":
+            if ev.arguments:
+                b.texts.append(ev.arguments)
+            return b""
         if b.kind == "tool_call":
             if not ev.arguments:
                 return b""
@@ -701,9 +721,14 @@ class StreamEncoder:
                 )
                 + self._ev("response.output_item.done", {"output_index": b.oi, "item": item})
             )
+        if b.kind == "held_call":
+            return self._held_call_done(b, text)
         if b.kind == "tool_call":
             args = text or "{}"
-            item = function_call_item(b.item_id, b.call_id, b.name, args)
+            if b.origin is not None:
+                item = call_item(b.origin, b.item_id, b.call_id, b.name, args)
+            else:
+                item = function_call_item(b.item_id, b.call_id, b.name, args)
             self._output[b.oi] = item
             return self._ev(
                 "response.function_call_arguments.done",
@@ -721,6 +746,20 @@ class StreamEncoder:
             )
         item = reasoning_item(b.item_id, [text] if text else [])
         self._output[b.oi] = item
+        return out + self._ev("response.output_item.done", {"output_index": b.oi, "item": item})
+
+    def _held_call_done(self, b: _Out, args: str) -> bytes:
+        """A custom_tool_call (input delta + done) or local_shell_call item, whole."""
+        item = call_item(b.origin, b.item_id, b.call_id, b.name, args)
+        self._output[b.oi] = item
+        added = {**item, "status": "in_progress"}
+        if item["type"] == "custom_tool_call":
+            added["input"] = ""
+        common = {"item_id": b.item_id, "output_index": b.oi}
+        out = self._ev("response.output_item.added", {"output_index": b.oi, "item": added})
+        if item["type"] == "custom_tool_call":
+            out += self._ev("response.custom_tool_call_input.delta", {**common, "delta": item["input"]})
+            out += self._ev("response.custom_tool_call_input.done", {**common, "input": item["input"]})
         return out + self._ev("response.output_item.done", {"output_index": b.oi, "item": item})
 
     def _finish(self, ev: Finish) -> bytes:

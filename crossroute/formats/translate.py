@@ -12,6 +12,7 @@ import orjson
 
 from .neutral import BadRequest, Reasoning, Request, Usage
 from .pipes import ChatPassthrough, ClaudePassthrough, GeminiPassthrough, Pipe, ResponsesPassthrough, TranslatePipe
+from .responses_tools import ORIGINS
 from .thinking import apply_to_body
 
 _MODULE_NAMES = {"openai": "openai_chat", "responses": "responses", "claude": "claude", "gemini": "gemini"}
@@ -154,7 +155,11 @@ class Prepared:
             return raw, PendingUsage(wire, raw)
         obj = orjson.loads(raw)
         resp = module(wire).response_to_neutral(obj)
-        return orjson.dumps(module(self.client_format).response_from_neutral(resp, model)), resp.usage
+        if self.client_format == "responses" and (tools := self.neutral().extra.get(ORIGINS)):
+            answer = module("responses").response_from_neutral(resp, model, tools=tools)
+        else:
+            answer = module(self.client_format).response_from_neutral(resp, model)
+        return orjson.dumps(answer), resp.usage
 
     def client_wants_usage(self) -> bool:
         opts = self.body.get("stream_options")
@@ -180,5 +185,8 @@ class Prepared:
             encoder_opts["upstream_family"] = "gemini" if wire == "gemini" else "openai"
         elif client == "responses":
             encoder_opts["codex_client"] = bool(self.options.get("codex_client"))
+            tools = self.neutral().extra.get(ORIGINS)
+            if tools:
+                encoder_opts["tools"] = tools
         encoder = module(client).StreamEncoder(model, **encoder_opts)
         return TranslatePipe(decoder, encoder)
