@@ -20,10 +20,12 @@ The failure contract (what the caller, dispatch, relies on):
   (chat ``{"error": ...}``, Anthropic ``event: error``, Responses ``response.failed``/``error``, a
   Gemini error object) or the end of the stream before any output. The status is the upstream
   error's own when it has one, else 502.
-* A raise never loses client bytes: when an event fails after other events of the same ``feed``
-  call produced output, ``feed`` returns that output followed by the terminal error instead
-  (``done`` is then True). Once ``started``, a pipe may likewise end the stream itself with the
-  terminal error rather than raise (the Responses framer does); either way the bad event is
+* ``started`` turns True when ``feed``/``finish`` first returns bytes. While it is False a raise
+  discards whatever this call had rendered (the caller has seen nothing, and the next credential
+  answers afresh). Once it is True a raise never loses client bytes: when an event fails after
+  other events of the same call produced output, the call returns that output followed by the
+  terminal error instead (``done`` is then True); a pipe may likewise end the stream itself with
+  the terminal error rather than raise (the Responses framer does). Either way the bad event is
   never relayed and the client sees a terminal error.
 * After a raise the pipe is not ``done``: the caller either moves to the next credential (nothing
   reached the client yet) or writes ``pipe.error(exc.status, exc.message)`` and stops.
@@ -138,7 +140,7 @@ class _EventPipe:
                 try:
                     parts.append(self._event(ev))
                 except UpstreamEventError as exc:
-                    if not any(parts):
+                    if not self.started:
                         raise
                     parts.append(self.error(exc.status, exc.message))
                     break
@@ -166,12 +168,13 @@ class ChatPassthrough(_EventPipe):
     """OpenAI chat -> OpenAI chat. Drops the usage-only chunk the gateway asked for on the
     client's behalf when the client did not ask for it itself."""
 
-    __slots__ = ("_finished", "_parser", "_want_usage", "done", "started", "usage")
+    __slots__ = ("_finished", "_parser", "_relayed", "_want_usage", "done", "started", "usage")
 
     def __init__(self, client_wants_usage: bool) -> None:
         self._parser = SSEParser()
         self._want_usage = client_wants_usage
         self._finished = False
+        self._relayed = False  # an event was relayed (perhaps not returned yet)
         self.done = False
         self.started = False
         self.usage: Usage | None = None
@@ -181,7 +184,7 @@ class ChatPassthrough(_EventPipe):
             return b""
         data = ev.data
         if data == b"[DONE]":
-            if not self.started and not self._finished:
+            if not self._relayed:
                 raise UpstreamEventError(502, "upstream stream ended before any content")
             self.done = True
             return b"data: [DONE]\n\n"
@@ -204,6 +207,7 @@ class ChatPassthrough(_EventPipe):
                 self.usage = usage
                 if not self._want_usage and not choices:
                     return b""
+        self._relayed = True
         return b"data: " + data + b"\n\n"
 
     def _end(self) -> bytes:
@@ -348,7 +352,7 @@ class ResponsesPassthrough:
     parses every event). This wrapper adds what the framer does not do: the not-an-event-stream
     check, the bound on an unfinished event, and the started/raise rules."""
 
-    __slots__ = ("_framer", "_head", "_unframed", "started")
+    __slots__ = ("_failure", "_framer", "_head", "_unframed", "started")
 
     def __init__(self, codex_client: bool) -> None:
         from .responses_framer import ResponsesFramer
@@ -356,6 +360,7 @@ class ResponsesPassthrough:
         self._framer = ResponsesFramer(codex_client=codex_client)
         self._head: bytes | None = b""
         self._unframed = 0  # bytes fed since the framer last produced output
+        self._failure: bytes | None = None  # the framer's terminal error, held back by a raise
         self.started = False
 
     @property
@@ -364,7 +369,19 @@ class ResponsesPassthrough:
 
     @property
     def done(self) -> bool:
-        return self._framer.terminal
+        return self._framer.terminal and self._failure is None
+
+    def _check(self, out: bytes) -> bytes:
+        """Before ``started``, a stream the framer ended with an error raises instead."""
+        framer = self._framer
+        if not self.started and framer.error is not None and not framer.completed:
+            # keep the terminal error frame (the last one) for error(); drop what came before it
+            cut = max(out.rfind(b"\n\nevent: error\n"), out.rfind(b"\n\nevent: response.failed\n"))
+            self._failure = out[cut + 2 :] if cut >= 0 else out
+            raise _framer_error(framer.error)
+        if out:
+            self.started = True
+        return out
 
     def feed(self, chunk: bytes) -> bytes:
         if self._head is not None and chunk:
@@ -373,39 +390,28 @@ class ResponsesPassthrough:
             if ok is False:
                 raise UpstreamEventError(502, str(not_an_event_stream(head)))
             self._head = None if ok else head[-64:]
-        framer = self._framer
-        if self.started or framer.terminal:
-            out = framer.feed(chunk)
-        else:
-            failed_before = framer.error
-            out = framer.feed(chunk)
-            if framer.error is not failed_before and framer.error is not None and out.startswith(
-                (b"event: error\n", b"event: response.failed\n")
-            ):
-                # the first thing the upstream said was an error: nothing has reached the client
-                raise _framer_error(framer.error)
+        if self._failure is not None:
+            return b""
+        out = self._framer.feed(chunk)
         if out:
-            self.started = True
             self._unframed = 0
         else:
             self._unframed += len(chunk)
             if self._unframed > MAX_EVENT_BYTES:
                 raise UpstreamEventError(502, f"upstream sent an event larger than {MAX_EVENT_BYTES} bytes "
                                               "without ending it")
-        return out
+        return self._check(out)
 
     def finish(self) -> bytes:
-        if not self.started and not self._framer.terminal:
-            out = self._framer.finish()
-            if self._framer.error is not None and not self._framer.completed and out.startswith(
-                (b"event: error\n", b"event: response.failed\n")
-            ):
-                raise _framer_error(self._framer.error)
-            self.started = self.started or bool(out)
-            return out
-        return self._framer.finish()
+        if self._failure is not None:
+            return b""
+        return self._check(self._framer.finish())
 
     def error(self, status: int, message: str) -> bytes:
+        if self._failure is not None:
+            # the terminal error the framer rendered when the caller was told to fail
+            out, self._failure = self._failure, None
+            return out or self._framer.fail(status, message)
         return self._framer.fail(status, message)
 
 
@@ -432,8 +438,8 @@ class TranslatePipe:
         self.started = False
         self.usage: Usage | None = None
 
-    def _emit(self, events: list[Event], pending: list[bytes]) -> bytes:
-        """Client bytes for decoded events; ``pending`` is the output of this call so far."""
+    def _emit(self, events: list[Event]) -> bytes:
+        """Client bytes for decoded events (an Error before ``started`` raises)."""
         out = []
         encode = self._encoder.encode
         for ev in events:
@@ -456,7 +462,7 @@ class TranslatePipe:
                 self.done = True
                 continue
             elif isinstance(ev, Error):
-                if not self.started and not any(out) and not any(pending):
+                if not self.started:
                     raise UpstreamEventError(ev.status or 502, ev.message)
                 out.append(self._encoder.error(ev.status, ev.message, ev.error_type))
                 self.done = True
@@ -475,10 +481,10 @@ class TranslatePipe:
             if len(events) == 1 and events[0].type == "block_delta":
                 out.append(encode(events[0]))  # the common case, without the general loop
             elif events:
-                out.append(self._emit(events, out))
+                out.append(self._emit(events))
             elif sse.data and not _complete(sse.data):
                 # the decoders skip what they cannot parse; it must not vanish unnoticed
-                if not any(out):
+                if not self.started:
                     raise UpstreamEventError(502, NOT_JSON)
                 out.append(self.error(502, NOT_JSON))
                 break
@@ -491,11 +497,11 @@ class TranslatePipe:
         out = b""
         tail = self._parser.flush()
         if tail is not None and not self.done and _complete(tail.data):
-            out = self._emit(self._decoder.feed(tail), [])
+            out = self._emit(self._decoder.feed(tail))
         if not self.done:
-            out += self._emit(self._decoder.close(), [out])
+            out += self._emit(self._decoder.close())
         if not self.done:
-            if not self.started and not out:
+            if not self.started:
                 raise UpstreamEventError(502, EARLY_EOF)
             out += self.error(502, EARLY_EOF)
         if out:

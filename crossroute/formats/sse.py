@@ -54,6 +54,8 @@ def looks_like_sse(head: bytes) -> bool | None:
     ``head`` is too short to tell (only a byte-order mark, blank lines or part of a field name)."""
     if head.startswith(_BOM):
         head = head[3:]
+    elif _BOM.startswith(head):
+        return None
     head = head.lstrip(b"\r\n")
     if not head:
         return None
@@ -69,7 +71,9 @@ def not_an_event_stream(head: bytes) -> SSEError:
     """The error for a stream that begins with ``head`` when ``looks_like_sse(head)`` is False;
     the message shows its first few characters (too few to carry a secret)."""
     text = head.lstrip(_BOM).lstrip()[:24].decode("utf-8", "replace")
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    text = "".join(ch if ch.isprintable() else " " for ch in text).strip()
+    if not text or "\ufffd" in text:  # binary: compressed or garbage bytes
+        text = "bytes " + head.lstrip(_BOM)[:8].hex(" ")
     return SSEError(f"upstream sent something that is not an event stream (it begins with {text!r})")
 
 
