@@ -32,11 +32,17 @@ The upstream model name (its last ``/`` part) picks the scenario:
 
 Streams are written in small uneven chunks so the gateway must reassemble events split at any
 byte. ``fail_next[key]`` queues statuses to answer first for one credential (0 = say nothing).
+
+``force_encoding`` (default: the environment variable ``CROSSROUTE_FAKE_COMPRESS``, e.g. ``gzip``
+or ``zstd``) compresses every answer with that encoding whatever the request says, so the whole
+suite can be run against an upstream that compresses unasked:
+``CROSSROUTE_FAKE_COMPRESS=gzip python -m pytest tests/e2e``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import socket
 import threading
@@ -251,6 +257,8 @@ class FakeUpstream:
         self._runner: web.AppRunner | None = None
         # credential key -> statuses to answer first; 0 = say nothing (the gateway's read timeout fires)
         self.fail_next: dict[str, list[int]] = {}
+        # compress every answer with this encoding, asked for or not (None: honour Accept-Encoding)
+        self.force_encoding: str | None = os.environ.get("CROSSROUTE_FAKE_COMPRESS") or None
 
     @property
     def base(self) -> str:
@@ -347,6 +355,8 @@ class FakeUpstream:
     def _encoding(self, request: web.Request, scenario: str) -> str | None:
         if scenario.startswith("compressed-unasked"):
             return scenario.removeprefix("compressed-unasked").lstrip("-") or "gzip"
+        if self.force_encoding:
+            return self.force_encoding
         return pick_encoding(request.headers.get("Accept-Encoding"))
 
     def _answer(

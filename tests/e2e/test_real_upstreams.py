@@ -129,6 +129,61 @@ class SocksServer:
                 dst.close()
 
 
+class HttpProxy:
+    """A forward HTTP proxy for http:// targets (absolute-form requests), in its own thread;
+    ``seen`` records each URL it forwarded."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> HttpProxy:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        from aiohttp import ClientSession, web
+
+        async def forward(request: web.Request) -> web.StreamResponse:
+            url = str(request.url)
+            self.seen.append(url)
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "proxy-connection")}
+            async with ClientSession(auto_decompress=False) as s, s.request(
+                request.method, url, data=await request.read(), headers=headers
+            ) as up:
+                resp = web.StreamResponse(status=up.status, headers={
+                    k: v for k, v in up.headers.items()
+                    if k.lower() not in ("transfer-encoding", "content-length", "connection")})
+                await resp.prepare(request)
+                async for chunk in up.content.iter_any():
+                    await resp.write(chunk)
+                await resp.write_eof()
+                return resp
+
+        async def start() -> None:
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", forward)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+            await web.SockSite(runner, sock).start()
+
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(start())
+        self._ready.set()
+        self._loop.run_forever()
+
+
 # ------------------------------------------------------------------ clients of the four formats
 
 
@@ -396,3 +451,20 @@ async def test_client_for_makes_one_session_per_socks_url_and_closes_them() -> N
     finally:
         await gw.stop()
     assert s5.closed and s5h.closed and shared.closed
+
+
+def test_an_http_proxy_still_works_beside_socks(up: FakeUpstream, tmp_path: Path) -> None:
+    """Global HTTP proxy, one entry on SOCKS: each request goes through its own proxy."""
+    with HttpProxy() as http, SocksServer() as socks:
+        cfg = _socks_config(up, f"http://127.0.0.1:{http.port}")
+        cfg["openai-compatibility"][1]["api-key-entries"][0]["proxy-url"] = f"socks5://127.0.0.1:{socks.port}"
+        g = GatewayProcess(cfg, tmp_path).start()
+        try:
+            for stream in (False, True):
+                status, _, raw = request(g, "openai", "global", stream)
+                assert status == 200 and answer_text("openai", raw, stream)
+            assert len(http.seen) == 2 and all(u.endswith("/v1/chat/completions") for u in http.seen)
+            assert request(g, "openai", "direct", False)[0] == 200
+            assert len(socks.seen) == 1 and len(http.seen) == 2
+        finally:
+            g.stop()
