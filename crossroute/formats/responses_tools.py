@@ -220,10 +220,11 @@ def drop_hosted(tools: list[Tool], upstream: str, mapped: dict[str, dict[str, An
     for i, t in enumerate(tools):
         if t.raw_format != "responses" or t.raw is None:
             continue
-        kind = str(t.raw.get("type") or "")
+        kind = t.raw.get("type")
+        kind = kind if isinstance(kind, str) else ""
         repl = (mapped or {}).get(kind)
         if repl is None:
-            dropped.append(kind)
+            dropped.append(repr(kind[:40]) if not kind.isidentifier() else kind)  # client text in a log line
         out.append((i, t, repl))
     if dropped:
         log.warning("tools %s dropped: %s upstreams have no equivalent", ", ".join(sorted(set(dropped))), upstream)

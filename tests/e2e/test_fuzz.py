@@ -58,20 +58,27 @@ def deep(draw: st.DrawFn) -> Any:
     return leaf
 
 
-ANY = WILD | deep()
-
-
 def sometimes(good: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     """Mostly a well-formed value, sometimes anything at all."""
-    return st.one_of(good, good, good, ANY)
+    return st.one_of(good, good, good, good, good, WILD)
 
 
 def body_of(required: dict[str, st.SearchStrategy[Any]], optional: dict[str, st.SearchStrategy[Any]]
             ) -> st.SearchStrategy[dict[str, Any]]:
+    """A body of the known fields, a few unknown ones, and now and then one field nested deep."""
     extra = st.dictionaries(TEXT, WILD, max_size=2)
     fixed = st.fixed_dictionaries({k: sometimes(v) for k, v in required.items()},
                                   optional={k: sometimes(v) for k, v in optional.items()})
-    return st.builds(lambda a, b: {**b, **a}, fixed, extra)
+    keys = sorted(required) + sorted(optional)
+    nested = st.one_of(*[st.none()] * 9, st.tuples(st.sampled_from(keys), deep()))
+
+    def build(a: dict[str, Any], b: dict[str, Any], n: tuple[str, Any] | None) -> dict[str, Any]:
+        body = {**b, **a}
+        if n is not None:
+            body[n[0]] = n[1]
+        return body
+
+    return st.builds(build, fixed, extra, nested)
 
 
 def obj(required: dict[str, st.SearchStrategy[Any]], optional: dict[str, st.SearchStrategy[Any]] | None = None
