@@ -10,7 +10,9 @@ that only know functions, and the calls restored on the way back.
   and ``timeout_ms``; a call comes back as a ``local_shell_call`` with an ``exec`` action.
 - hosted tools (``web_search``, ``tool_search``, ``image_generation``, ``file_search``, ``mcp``,
   ...) stay raw tools of the Responses format; each upstream format maps those it has an
-  equivalent for and drops the others with one warning line per request (``drop_hosted``).
+  equivalent for and drops the others with one warning line per request (``drop_hosted``). A
+  ``web_search`` limited to cached results (``external_web_access: false``, Codex's default) has
+  no equivalent: other providers' searches are live and billed per search.
 
 ``ORIGINS`` is the key under ``Request.extra`` of the map {upstream tool name -> origin}, where
 an origin is ``{"kind": "custom" | "function" | "local_shell", "name": ..., "namespace": ...}``.
@@ -222,7 +224,9 @@ def drop_hosted(tools: list[Tool], upstream: str, mapped: dict[str, dict[str, An
             continue
         kind = t.raw.get("type")
         kind = kind if isinstance(kind, str) else ""
-        repl = (mapped or {}).get(kind)
+        # Codex's default web_search is cached-only (external_web_access false): the live,
+        # separately billed searches of other providers are not that tool
+        repl = (mapped or {}).get(kind) if t.raw.get("external_web_access") is not False else None
         if repl is None:
             dropped.append(repr(kind[:40]) if not kind.isidentifier() else kind)  # client text in a log line
         out.append((i, t, repl))

@@ -93,10 +93,20 @@ def test_codex_request_to_chat(caplog: pytest.LogCaptureFixture) -> None:
     assert msgs[4]["tool_calls"][0]["function"] == {"name": SPAWN, "arguments": '{"message":"review it"}'}
 
 
-def test_codex_request_to_anthropic() -> None:
-    body = prepared().body_dict("claude", "claude-sonnet-4-5", True)
+@pytest.mark.parametrize("live", [True, None])
+def test_live_web_search_becomes_anthropic_web_search(live: bool | None) -> None:
+    search = {"type": "web_search"} if live is None else {"type": "web_search", "external_web_access": live}
+    body = prepared({**CODEX_BODY, "tools": [*CODEX_TOOLS[:3], search]}).body_dict("claude", "claude-sonnet-4-5", True)
     assert [t["name"] for t in body["tools"]] == ["exec_command", "apply_patch", SPAWN, "web_search"]
     assert body["tools"][3] == {"type": "web_search_20250305", "name": "web_search"}  # Anthropic's server tool
+
+
+def test_codex_request_to_anthropic(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="crossroute"):
+        body = prepared().body_dict("claude", "claude-sonnet-4-5", True)
+    # Codex's default web_search is cached-only: no live search stands in for it
+    assert [t["name"] for t in body["tools"]] == ["exec_command", "apply_patch", SPAWN]
+    assert any("tool_search, web_search dropped: anthropic" in r.getMessage() for r in caplog.records)
     uses = [b for m in body["messages"] for b in m["content"] if b["type"] == "tool_use"]
     assert uses[0]["name"] == "apply_patch" and uses[0]["input"] == {"input": PATCH}
     assert uses[1]["name"] == SPAWN
@@ -114,6 +124,8 @@ def test_codex_request_to_gemini() -> None:
 def test_web_search_alone_becomes_google_search_on_gemini() -> None:
     body = prepared({"model": "m", "input": "news?", "tools": [{"type": "web_search"}]}).body_dict("gemini", "g", False)
     assert body["tools"] == [{"googleSearch": {}}]
+    cached = {"model": "m", "input": "news?", "tools": [{"type": "web_search", "external_web_access": False}]}
+    assert "tools" not in prepared(cached).body_dict("gemini", "g", False)
 
 
 def test_custom_tool_choice_names_the_function() -> None:
