@@ -208,6 +208,11 @@ def serve_workers(path: Path, settings: Settings, workers: int) -> int:
         interface=Interfaces.RSGI, workers=workers, loop=Loops.uvloop, log_enabled=False,
         backlog=BACKLOG, **server_options(settings),
     )
+    if not settings.redis_url:
+        log.warning(
+            "the %d workers keep separate session bindings and cooldowns: a conversation may be placed on "
+            "another credential by another worker, and a credential cooling down in one worker is still "
+            "tried by the others; set state.redis-url to share them", workers)
     say(f"crossroute: {workers} worker processes listening on http://{display_host(settings.host)}:{settings.port}")
     server.serve()
     say("crossroute: stopped")

@@ -83,10 +83,21 @@ def start(app: App, loop: asyncio.AbstractEventLoop) -> None:
         loop.add_signal_handler(signal.SIGINT, lambda: None)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     _tasks.append(loop.create_task(watch_config(path, app)))
+    _tasks.append(loop.create_task(_recheck(path, app)))
     if _stop_early and _granian_stop:
         on_term()
     gc.collect()
     gc.freeze()  # as in the single process: start-up objects stay out of every later collection
+    log.info("worker %d ready", os.getpid())
+
+
+async def _recheck(path: Path, app: App) -> None:
+    """A change written while this worker was starting (after it read the file, before its
+    watcher began) is applied once the watcher runs."""
+    from .reload import reload_once
+
+    await asyncio.sleep(1.0)
+    await reload_once(path, app)
 
 
 async def _drain_then_stop(app: App) -> None:
