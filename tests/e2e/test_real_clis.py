@@ -220,7 +220,7 @@ def test_codex(kind: str, served: dict[str, Served]) -> None:
         record(srv, "/v1/responses", "codex_responses.json", "codex-cli", "codex")
 
 
-@pytest.mark.parametrize("kind", ["responses", "openai"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_codex_namespace_tools(kind: str, served: dict[str, Served]) -> None:
     """With a model name Codex does not know it sends a `namespace` tool (multi_agent_v1)."""
     srv = served[kind]
@@ -285,11 +285,11 @@ def test_codex_chatgpt_login_zstd_body_and_websocket(upstream: FakeUpstream, tmp
         srv.stop()
 
 
-@pytest.mark.parametrize("kind", ["gemini", "openai"])
+@pytest.mark.parametrize("kind", ["gemini", "openai", "claude", "responses"])
 def test_gemini_cli(kind: str, served: dict[str, Served]) -> None:
     """gemini -p with ~/.gemini/settings.json selecting gemini-api-key, GOOGLE_GEMINI_BASE_URL and
     GEMINI_API_KEY (the README's two variables alone make Gemini CLI 0.61 pick the "gateway" auth type,
-    which it refuses), served by a Gemini and by an OpenAI-compatible upstream."""
+    which it refuses), served by each upstream kind."""
     gemini = need_cli("gemini")
     srv = served[kind]
     srv.proxy.clear()
