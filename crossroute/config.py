@@ -8,6 +8,10 @@ Any string value may name environment variables: ``${NAME}`` (also inside a long
 ``Bearer ${TOKEN}``), ``${NAME:-default}`` when unset or empty, ``$${`` for a literal ``${``. An unset
 variable is an error at its own line. ``secret_values`` lists every configured secret, for
 ``redaction.set_secrets``; problem messages mask them by value.
+
+YAML loading (lines, ``${NAME}``) is in ``config_yaml``, the key tables in ``config_keys``, what
+counts as a secret in ``config_secrets``; this module keeps the settings and their validators, one
+checker pass over the whole file so every problem is reported at once.
 """
 
 from __future__ import annotations
@@ -22,13 +26,28 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from . import redaction
+from .config_keys import (
+    ENTRY_KEYS,
+    MOCK_KEYS,
+    NOT_IMPLEMENTED_ENTRY,
+    NOT_IMPLEMENTED_KEY_ENTRY,
+    NOT_IMPLEMENTED_MODEL,
+    NOT_IMPLEMENTED_TOP,
+    NOT_YET,
+    PROVIDER_LISTS,
+    TOP_KEYS,
+)
+from .config_secrets import raw_secrets, secret_values
+from .config_yaml import Expanded, LineDict, LineList, YAMLError, load_yaml
+
+__all__ = [
+    "DEFAULT_BODY_LIMIT_MB", "DEFAULT_PORT", "PROVIDER_LISTS", "ConfigError", "ModelMap", "ProviderEntry", "Routing",
+    "Settings", "check_exposure", "find_config", "is_loopback", "load", "parse", "parse_duration", "secret_values",
+]
 
 DEFAULT_PORT = 8317
 DEFAULT_BODY_LIMIT_MB = 32
-PROVIDER_LISTS = ("openai-compatibility", "claude-api-key", "gemini-api-key", "codex-api-key")
 
 
 class ConfigError(Exception):
@@ -50,107 +69,6 @@ class ConfigError(Exception):
         return "\n".join(out)
 
 
-# ---------------------------------------------------------------- YAML with line numbers
-
-
-class _LineDict(dict):  # type: ignore[type-arg]
-    line: int = 0
-    lines: dict[Any, int]
-
-
-class _LineList(list):  # type: ignore[type-arg]
-    line: int = 0
-    lines: list[int]
-
-
-class _Expanded(str):
-    """A string value that named environment variables (``names``), already expanded."""
-
-    names: tuple[str, ...] = ()
-
-
-_ENV_REF = re.compile(r"\$\$\{|\$\{([^}]*)(\}|$)")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-class _Loader(yaml.SafeLoader):
-    env: Mapping[str, str] = os.environ
-    env_problems: list[tuple[int | None, str, str]]
-
-    def expand(self, node: yaml.ScalarNode, value: str) -> str:
-        """``value`` with ``${NAME}`` references replaced from ``env``; problems at their line."""
-        if "${" not in value:
-            return value
-        start = node.start_mark
-        raw = start.buffer[start.index:node.end_mark.index] if start.buffer is not None else ""
-        names: list[str] = []
-
-        def line_of(ref: str) -> int:
-            at = raw.find(ref)
-            return start.line + 1 + (raw[:at].count("\n") if at >= 0 else 0)
-
-        def one(m: re.Match[str]) -> str:
-            if m.group(0) == "$${":
-                return "${"
-            body, closed = m.group(1), m.group(2)
-            ref = "${" + body
-            if not closed:
-                self.env_problems.append((line_of(ref), "", f"unterminated {ref!r}: write ${{NAME}} (or $${{ for a "
-                                                             "literal ${)"))
-                return m.group(0)
-            name, sep, default = body.partition(":-")
-            if not _ENV_NAME.fullmatch(name):
-                self.env_problems.append((line_of(ref), "", f"invalid environment variable name in {ref + '}'!r}"))
-                return m.group(0)
-            names.append(name)
-            got = self.env.get(name)
-            if got is None or (sep and got == ""):
-                if sep:
-                    return default
-                self.env_problems.append((line_of(ref), "", f"environment variable {name} is not set "
-                                          f"(referenced as ${{{name}}})"))
-                return ""
-            return got
-
-        out = _ENV_REF.sub(one, value)
-        if not names:
-            return out
-        expanded = _Expanded(out)
-        expanded.names = tuple(names)
-        return expanded
-
-
-def _construct_str(loader: _Loader, node: yaml.ScalarNode) -> str:
-    return loader.expand(node, loader.construct_scalar(node))
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _LineDict:
-    loader.flatten_mapping(node)
-    out = _LineDict()
-    out.line = node.start_mark.line + 1
-    out.lines = {}
-    for key_node, value_node in node.value:
-        if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:str":
-            key = loader.construct_scalar(key_node)  # keys are names, never expanded
-        else:
-            key = loader.construct_object(key_node, deep=True)
-        out[key] = loader.construct_object(value_node, deep=True)
-        out.lines[key] = key_node.start_mark.line + 1
-    return out
-
-
-def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> _LineList:
-    out = _LineList(loader.construct_object(child, deep=True) for child in node.value)
-    out.line = node.start_mark.line + 1
-    out.lines = [child.start_mark.line + 1 for child in node.value]
-    return out
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
-_Loader.add_constructor("tag:yaml.org,2002:str", _construct_str)
-
-
 # ---------------------------------------------------------------- settings
 
 
@@ -164,7 +82,7 @@ class ModelMap:
 class ProviderEntry:
     """One upstream credential as configured (one API key of one provider list entry)."""
 
-    kind: str  # "openai" (openai-compatibility), "claude", "gemini", "codex"
+    kind: str  # "openai" (openai-compatibility), "claude", "gemini", "codex", "mock"
     provider: str  # provider key: "openai-compatibility:<name>", "claude", "gemini", "codex"
     name: str
     api_key: str
@@ -237,166 +155,6 @@ class Settings:
     raw_secrets: list[str] = field(default_factory=list, repr=False)
 
 
-# ---------------------------------------------------------------- secrets
-
-_CREDENTIAL_HEADER = re.compile(r"(?i)authorization|api[-_]?key|token|secret|password|passwd|cookie|session|"
-                                r"credential|(^|[-_])(key|auth)($|[-_])")
-_CREDENTIAL_VALUE = re.compile(r"(?i)^(bearer|basic|token|apikey|key)\s+(\S+)$")
-_SECRET_KEYS = frozenset({"api-key", "secret-key", "password", "token", "access-token", "refresh-token",
-                          "client-secret", "credential"})
-
-
-def _header_secrets(name: str, value: str) -> list[str]:
-    """The secret parts of a configured header: its value when the header or value looks like a
-    credential (and the token of ``Bearer <token>``); a ``$Name`` copy of a client header is none."""
-    value = value.strip()
-    if not value or value.startswith("$"):
-        return []
-    m = _CREDENTIAL_VALUE.match(value)
-    if m:
-        return [value, m.group(2)]
-    return [value] if _CREDENTIAL_HEADER.search(name) else []
-
-
-def _url_password(url: str | None) -> list[str]:
-    if not url or "@" not in url:
-        return []
-    try:
-        parts = urlsplit(url)
-        return [parts.password] if parts.password else []
-    except ValueError:
-        return []
-
-
-def secret_values(settings: Settings) -> list[str]:
-    """Every configured secret, for ``redaction.set_secrets``: each upstream api-key, credential
-    headers, proxy and Redis URL passwords, client api-keys, and what the file holds under other
-    secret-looking keys. Longest first, no duplicates, no empty values."""
-    found: list[str] = [*settings.api_keys, *_url_password(settings.proxy_url), *_url_password(settings.redis_url)]
-    for entry in settings.providers:
-        found.append(entry.api_key)
-        found.extend(_url_password(entry.proxy_url))
-        for name, value in entry.headers.items():
-            found.extend(_header_secrets(name, value))
-    found.extend(settings.raw_secrets)
-    return sorted({v for v in found if v}, key=lambda v: (-len(v), v))
-
-
-def _raw_secrets(raw: Any) -> list[str]:
-    """Secrets in the parsed YAML tree before validation, so problem messages can mask them."""
-    out: list[str] = []
-
-    def walk(node: Any, key: str = "") -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                k = str(k).lower()
-                if k == "headers" and isinstance(v, dict):
-                    for hk, hv in v.items():
-                        if isinstance(hv, str):
-                            out.extend(_header_secrets(str(hk), hv))
-                elif isinstance(v, str):
-                    if k in _SECRET_KEYS:
-                        out.append(v.strip())
-                    elif k.endswith("-url"):
-                        out.extend(_url_password(v.strip()))
-                else:
-                    walk(v, k)
-        elif isinstance(node, list):
-            for item in node:
-                if isinstance(item, str) and key in _KEY_LISTS:
-                    out.append(item.strip())
-                else:
-                    walk(item, key)
-
-    walk(raw)
-    return [v for v in out if v]
-
-
-_TOP_KEYS = {
-    "host", "port", "api-keys", "debug", "proxy-url", "request-retry", "max-retry-interval",
-    "allow-unauthenticated", "allowed-origins", "allowed-hosts", "body-limit-mb", "connect-timeout-seconds",
-    "read-timeout-seconds", "default-max-tokens", "force-model-prefix", "disable-cooling",
-    "transient-error-cooldown-seconds", "passthrough-headers", "routing", "state", "mock",
-    "claude-code-session-affinity", "idle-timeout-seconds", "body-timeout-seconds", "max-connections",
-    "shutdown-timeout-seconds", "max-session-bindings", "max-upstream-body-mb", "access-log", *PROVIDER_LISTS,
-}
-_ENTRY_KEYS = {
-    "name", "base-url", "prefix", "api-key-entries", "api-key", "proxy-url", "models", "headers", "priority",
-    "weight", "disabled", "excluded-models", "responses",
-}
-# CLIProxyAPI keys crossroute accepts but does not act on yet: warned about with what they would do.
-# When one of them is implemented, move it to the known keys above and drop it here.
-NOT_IMPLEMENTED_TOP: dict[str, str] = {
-    "auth-dir": "OAuth and auth-file credentials; there are no login flows or auth store yet",
-    "request-log": "full request and response logs; the one-line access log is access-log",
-    "tls": "TLS termination; put a TLS reverse proxy in front",
-    "pprof": "the Go profiler endpoint",
-    "commercial-mode": "turning off heavy middleware",
-    "logging-to-file": "rotating log files; crossroute logs to stderr",
-    "logs-max-total-size-mb": "log file size cap",
-    "error-logs-max-files": "error log files",
-    "usage-statistics-enabled": "the usage statistics switch",
-    "redis-usage-queue-retention-seconds": "the Redis usage queue",
-    "ws-auth": "WebSocket API authentication; there is no WebSocket API yet",
-    "nonstream-keepalive-interval": "blank-line keep-alives during non-stream answers",
-    "streaming": "SSE keep-alives and bootstrap retries",
-    "remote-management": "the management API and web panel",
-    "max-retry-credentials": "a cap on credentials tried per round",
-    "save-cooldown-status": "cooldowns saved next to the auth files",
-    "auth-auto-refresh-workers": "background OAuth refresh",
-    "quota-exceeded": "project and preview-model switching on quota errors",
-    "disable-claude-cloak-mode": "Claude Code request cloaking",
-    "claude-code": "Claude Code cloaking options",
-    "claude-header-defaults": "the Claude Code header fingerprint",
-    "codex": "Codex cloaking, stream bootstrap buffering and media relay",
-    "codex-header-defaults": "Codex client headers",
-    "antigravity": "Antigravity upstreams",
-    "antigravity-signature-cache-enabled": "Antigravity signature cache",
-    "antigravity-signature-bypass-strict": "Antigravity signature checks",
-    "xai": "xAI search injection",
-    "disable-image-generation": "image generation switch",
-    "gpt-image-2-base-model": "image generation",
-    "video-result-auth-cache-ttl": "video results",
-    "plugins": "plugins",
-    "credential-concurrency": "per-credential concurrency limits",
-    "credential-in-flight": "per-credential in-flight limits",
-    "vertex-api-key": "Vertex AI upstreams",
-    "xai-api-key": "xAI upstreams",
-    "interactions-api-key": "Gemini Interactions API upstreams",
-    "oauth-model-alias": "model aliases for OAuth channels",
-    "oauth-excluded-models": "model exclusions for OAuth channels",
-    "oauth-request-scoped-errors": "request-scoped error rules for OAuth channels",
-    "payload": "payload default/override/filter rules",
-}
-NOT_IMPLEMENTED_ENTRY: dict[str, str] = {
-    "disable-cooling": "a per-upstream cooling switch; the top-level disable-cooling works",
-    "request-retry": "a per-upstream retry count; the top-level request-retry works",
-    "request-scoped-errors": "rules that decide which errors fail over or cool down",
-    "support-prompt-cache-key": "prompt_cache_key forwarding switch",
-    "alpha-search": "Codex alpha search",
-    "websockets": "upstream WebSocket transport",
-    "rebuild-mid-system-message": "rebuilding mid-conversation system messages",
-    "cloak": "Claude Code request cloaking",
-    "fingerprint-profile": "the Claude Code header fingerprint",
-    "experimental-cch-signing": "Claude Code request signing",
-}
-NOT_IMPLEMENTED_KEY_ENTRY: dict[str, str] = {
-    "weight": "per-key weights; the entry's weight works",
-}
-NOT_IMPLEMENTED_MODEL: dict[str, str] = {
-    "display-name": "display names in /v1/models",
-    "max-context-length": "context length in /v1/models",
-    "force-mapping": "forced alias mapping",
-    "thinking": "per-model thinking levels",
-    "is-compat": "compatibility flag",
-    "image": "image model flag",
-    "input-modalities": "input modalities in /v1/models",
-    "output-modalities": "output modalities in /v1/models",
-}
-_NOT_YET = "accepted but not implemented yet, ignored"
-# lists whose string items are credentials (the secrets of a file that does not validate)
-_KEY_LISTS = frozenset({*PROVIDER_LISTS, "api-keys", "vertex-api-key", "xai-api-key", "interactions-api-key"})
-
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _DEFAULT_BASE = {
@@ -420,9 +178,9 @@ class _Checker:
 
 
 def _line(container: Any, key: Any) -> int | None:
-    if isinstance(container, _LineDict):
+    if isinstance(container, LineDict):
         return container.lines.get(key, container.line)
-    if isinstance(container, _LineList) and isinstance(key, int) and key < len(container.lines):
+    if isinstance(container, LineList) and isinstance(key, int) and key < len(container.lines):
         return container.lines[key]
     return None
 
@@ -431,7 +189,7 @@ def _get(c: _Checker, d: dict[str, Any], key: str, fld: str, kind: type | tuple[
     if key not in d or d[key] is None:
         return default
     value = d[key]
-    if isinstance(value, _Expanded) and kind in (int, float, bool):
+    if isinstance(value, Expanded) and kind in (int, float, bool):
         value = _typed(value, kind)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -439,13 +197,13 @@ def _get(c: _Checker, d: dict[str, Any], key: str, fld: str, kind: type | tuple[
         kinds = (kind,) if isinstance(kind, type) else kind
         names = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
         got = _TYPE_NAMES.get(type(value), type(value).__name__)
-        env = f" (from ${{{value.names[0]}}})" if isinstance(value, _Expanded) and value.names else ""
+        env = f" (from ${{{value.names[0]}}})" if isinstance(value, Expanded) and value.names else ""
         c.fail(_line(d, key), fld, f"must be {_article(names)} {names}, got {got} {str(value)!r}{env}")
         return default
     return value
 
 
-def _typed(value: _Expanded, kind: type) -> Any:
+def _typed(value: Expanded, kind: type) -> Any:
     """A number or boolean that came from the environment (``port: ${PORT}``); unchanged if not one."""
     text = value.strip()
     try:
@@ -461,7 +219,7 @@ def _typed(value: _Expanded, kind: type) -> Any:
 
 
 _TYPE_NAMES = {int: "integer", str: "string", bool: "boolean", float: "number", list: "list", dict: "mapping",
-               _LineDict: "mapping", _LineList: "list", _Expanded: "string"}
+               LineDict: "mapping", LineList: "list", Expanded: "string"}
 
 
 def _article(name: str) -> str:
@@ -572,7 +330,7 @@ def _models(c: _Checker, d: dict[str, Any], fld: str) -> list[ModelMap]:
             alias = None
         for key in item:
             if key in NOT_IMPLEMENTED_MODEL:
-                c.warn(_line(item, key), f"{where}.{key}", f"{_NOT_YET} ({NOT_IMPLEMENTED_MODEL[key]})")
+                c.warn(_line(item, key), f"{where}.{key}", f"{NOT_YET} ({NOT_IMPLEMENTED_MODEL[key]})")
             elif key not in ("name", "alias"):
                 c.warn(_line(item, key), f"{where}.{key}", "unknown key, ignored")
         out.append(ModelMap(name=name.strip(), alias=alias.strip() if isinstance(alias, str) else None))
@@ -597,8 +355,8 @@ def _entries(c: _Checker, raw: dict[str, Any], list_key: str, kind: str) -> list
             continue
         for key in item:
             if key in NOT_IMPLEMENTED_ENTRY:
-                c.warn(_line(item, key), f"{fld}.{key}", f"{_NOT_YET} ({NOT_IMPLEMENTED_ENTRY[key]})")
-            elif key not in _ENTRY_KEYS:
+                c.warn(_line(item, key), f"{fld}.{key}", f"{NOT_YET} ({NOT_IMPLEMENTED_ENTRY[key]})")
+            elif key not in ENTRY_KEYS:
                 c.warn(_line(item, key), f"{fld}.{key}", "unknown key, ignored")
         name = item.get("name")
         if kind == "openai":
@@ -656,7 +414,7 @@ def _entries(c: _Checker, raw: dict[str, Any], list_key: str, kind: str) -> list
                         continue
                     for ekey in e:
                         if ekey in NOT_IMPLEMENTED_KEY_ENTRY:
-                            c.warn(_line(e, ekey), f"{efld}.{ekey}", f"{_NOT_YET} ({NOT_IMPLEMENTED_KEY_ENTRY[ekey]})")
+                            c.warn(_line(e, ekey), f"{efld}.{ekey}", f"{NOT_YET} ({NOT_IMPLEMENTED_KEY_ENTRY[ekey]})")
                         elif ekey not in ("api-key", "proxy-url"):
                             c.warn(_line(e, ekey), f"{efld}.{ekey}", "unknown key, ignored")
                     eproxy = _proxy_url(c, e, f"{efld}.proxy-url")
@@ -672,9 +430,6 @@ def _entries(c: _Checker, raw: dict[str, Any], list_key: str, kind: str) -> list
         for key, kproxy in keys:
             out.append(ProviderEntry(api_key=key, proxy_url=kproxy, **common))
     return out
-
-
-_MOCK_KEYS = {"name", "models", "prefix", "priority", "weight", "disabled", "excluded-models"}
 
 
 def _mock_entries(c: _Checker, raw: dict[str, Any]) -> list[ProviderEntry]:
@@ -695,7 +450,7 @@ def _mock_entries(c: _Checker, raw: dict[str, Any]) -> list[ProviderEntry]:
             c.fail(line, fld, "must be a mapping with name and models")
             continue
         for key in item:
-            if key not in _MOCK_KEYS:
+            if key not in MOCK_KEYS:
                 c.warn(_line(item, key), f"{fld}.{key}", "unknown key, ignored")
         name = item.get("name", "mock")
         if not isinstance(name, str) or not name.strip():
@@ -726,30 +481,25 @@ def parse(text: str, path: str = "config.yaml", env: Mapping[str, str] | None = 
     """Parse and validate config text (``${NAME}`` from ``env``, default ``os.environ``). Raises
     ConfigError listing every problem, with every configured secret masked."""
     c = _Checker(path)
-    loader = _Loader(text)
-    loader.env = os.environ if env is None else env
-    loader.env_problems = []
     try:
-        raw = loader.get_single_data()
-    except yaml.YAMLError as exc:
+        raw, env_problems = load_yaml(text, env)
+    except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(path, [(line, "", f"YAML syntax error: {problem}")]) from None
-    finally:
-        loader.dispose()
     if raw is None:
-        raw = _LineDict()
+        raw = LineDict()
     if not isinstance(raw, dict):
         raise ConfigError(path, [(1, "", "the top level must be a mapping of settings")])
-    secrets = _raw_secrets(raw)
-    if loader.env_problems:
-        raise ConfigError(path, loader.env_problems, secrets)
+    secrets = raw_secrets(raw)
+    if env_problems:
+        raise ConfigError(path, env_problems, secrets)
     s = Settings(path=path)
     for key in raw:
         if key in NOT_IMPLEMENTED_TOP:
-            c.warn(_line(raw, key), str(key), f"{_NOT_YET} ({NOT_IMPLEMENTED_TOP[key]})")
-        elif key not in _TOP_KEYS:
+            c.warn(_line(raw, key), str(key), f"{NOT_YET} ({NOT_IMPLEMENTED_TOP[key]})")
+        elif key not in TOP_KEYS:
             c.warn(_line(raw, key), str(key), "unknown key, ignored")
 
     host = _get(c, raw, "host", "host", str, "127.0.0.1")
