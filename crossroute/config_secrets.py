@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .config_keys import KEY_LISTS
+from .config_yaml import Expanded
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -17,6 +18,7 @@ __all__ = ["raw_secrets", "secret_values"]
 _CREDENTIAL_HEADER = re.compile(r"(?i)authorization|api[-_]?key|token|secret|password|passwd|cookie|session|"
                                 r"credential|(^|[-_])(key|auth)($|[-_])")
 _CREDENTIAL_VALUE = re.compile(r"(?i)^(bearer|basic|token|apikey|key)\s+(\S+)$")
+_SECRET_VARIABLE = re.compile(r"(?i)key|token|secret|passw|credential|auth")
 _SECRET_KEYS = frozenset({"api-key", "secret-key", "password", "token", "access-token", "refresh-token",
                           "client-secret", "credential"})
 
@@ -58,8 +60,18 @@ def secret_values(settings: Settings) -> list[str]:
 
 
 def raw_secrets(raw: Any) -> list[str]:
-    """Secrets in the parsed YAML tree before validation, so problem messages can mask them."""
+    """Secrets in the parsed YAML tree before validation, so problem messages can mask them: values
+    under secret keys, credential headers, URL passwords, and any value taken from an environment
+    variable whose name says it is one (``${..._KEY}``, ``${..._TOKEN}``, ...), wherever it is used."""
     out: list[str] = []
+
+    def value(k: str, v: str) -> None:
+        if isinstance(v, Expanded) and any(_SECRET_VARIABLE.search(n) for n in v.names):
+            out.append(v.strip())
+        if k in _SECRET_KEYS:
+            out.append(v.strip())
+        elif k.endswith("-url"):
+            out.extend(_url_password(v.strip()))
 
     def walk(node: Any, key: str = "") -> None:
         if isinstance(node, dict):
@@ -69,17 +81,17 @@ def raw_secrets(raw: Any) -> list[str]:
                     for hk, hv in v.items():
                         if isinstance(hv, str):
                             out.extend(_header_secrets(str(hk), hv))
+                            value("", hv)
                 elif isinstance(v, str):
-                    if k in _SECRET_KEYS:
-                        out.append(v.strip())
-                    elif k.endswith("-url"):
-                        out.extend(_url_password(v.strip()))
+                    value(k, v)
                 else:
                     walk(v, k)
         elif isinstance(node, list):
             for item in node:
-                if isinstance(item, str) and key in KEY_LISTS:
-                    out.append(item.strip())
+                if isinstance(item, str):
+                    if key in KEY_LISTS:
+                        out.append(item.strip())
+                    value("", item)
                 else:
                     walk(item, key)
 

@@ -118,3 +118,19 @@ codex-api-key:
     rendered = exc.value.render()
     assert "c.yaml:1: port:" in rendered
     assert ENV["OPENAI_KEY"] not in rendered and "sk-...3456" in rendered
+
+
+def test_values_from_secret_looking_variables_are_secrets_wherever_they_are_used() -> None:
+    from crossroute.config import secret_values
+
+    text = """\
+openai-compatibility:
+  - name: up
+    base-url: http://127.0.0.1:9/v1
+    headers:
+      X-Custom: "${MY_SERVICE_TOKEN}"
+      X-Team: "${TEAM_NAME}"
+    models: [m]
+"""
+    got = secret_values(parse(text, "c.yaml", {"MY_SERVICE_TOKEN": "opaque-value-42", "TEAM_NAME": "platform-ml"}))
+    assert "opaque-value-42" in got and "platform-ml" not in got
