@@ -591,3 +591,138 @@ FIXTURE_NOTES: dict[str, str] = {
 def load_fixture(name: str) -> dict[str, Any]:
     """A recorded request: its headers and body (decoded to bytes) ready to send again."""
     return dict(json.loads((CLIENT_FIXTURES / name).read_text()))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a scripted upstream for a tool round trip
+
+PATCH_FILE = "hello.txt"
+PATCH_TEXT = "hello from the upstream"
+PATCH = f"*** Begin Patch\n*** Add File: {PATCH_FILE}\n+{PATCH_TEXT}\n*** End Patch\n"
+PATCHED = "Patched."
+
+
+def _sse(data: dict[str, Any], event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return (head + "data: " + json.dumps(data) + "\n\n").encode()
+
+
+class ScriptedToolUpstream:
+    """Chat, Anthropic and Gemini endpoints that answer a first turn with a call of the tool whose name
+    contains ``apply_patch`` (arguments ``{"input": PATCH}``) and any turn that carries a tool result with
+    the text PATCHED. Streams only, as Codex's turns are streamed. Keeps every request body."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ScriptedToolUpstream:
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._start())
+            ready.set()
+            self._loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        if not ready.wait(10):
+            raise RuntimeError("scripted upstream did not start")
+        return self
+
+    async def _start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/messages", self._claude)
+        app.router.add_post("/v1beta/models/{tail}", self._gemini)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+
+    def stop(self) -> None:
+        if self._loop is None or self._runner is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    async def _open(self, request: web.Request) -> tuple[dict[str, Any], web.StreamResponse]:
+        body = await request.json()
+        self.requests.append(body)
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        return body, resp
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body, resp = await self._open(request)
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            return _sse({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                         "choices": [choice]})
+
+        if any(m.get("role") == "tool" for m in body.get("messages", [])):
+            await resp.write(chunk({"role": "assistant", "content": PATCHED}))
+            await resp.write(chunk({}, "stop"))
+        else:
+            name = next(t["function"]["name"] for t in body["tools"] if "apply_patch" in t["function"]["name"])
+            call = {"index": 0, "id": "call_1", "type": "function",
+                    "function": {"name": name, "arguments": json.dumps({"input": PATCH})}}
+            await resp.write(chunk({"role": "assistant", "tool_calls": [call]}))
+            await resp.write(chunk({}, "tool_calls"))
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async def _claude(self, request: web.Request) -> web.StreamResponse:
+        body, resp = await self._open(request)
+        results = [
+            b for m in body.get("messages", []) if isinstance(m.get("content"), list)
+            for b in m["content"] if b.get("type") == "tool_result"
+        ]
+        usage = {"input_tokens": 10, "output_tokens": 0}
+        message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "content": [],
+                   "stop_reason": None, "stop_sequence": None, "usage": usage}
+        await resp.write(_sse({"type": "message_start", "message": message}, "message_start"))
+        if results:
+            block: dict[str, Any] = {"type": "text", "text": ""}
+            delta: dict[str, Any] = {"type": "text_delta", "text": PATCHED}
+            stop = "end_turn"
+        else:
+            name = next(t["name"] for t in body["tools"] if "apply_patch" in t.get("name", ""))
+            block = {"type": "tool_use", "id": "toolu_1", "name": name, "input": {}}
+            delta = {"type": "input_json_delta", "partial_json": json.dumps({"input": PATCH})}
+            stop = "tool_use"
+        await resp.write(_sse({"type": "content_block_start", "index": 0, "content_block": block},
+                              "content_block_start"))
+        await resp.write(_sse({"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta"))
+        await resp.write(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+        await resp.write(_sse({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                               "usage": {"output_tokens": 5}}, "message_delta"))
+        await resp.write(_sse({"type": "message_stop"}, "message_stop"))
+        return resp
+
+    async def _gemini(self, request: web.Request) -> web.StreamResponse:
+        body, resp = await self._open(request)
+        answered = any("functionResponse" in p for c in body.get("contents", []) for p in c.get("parts", []))
+        if answered:
+            part: dict[str, Any] = {"text": PATCHED}
+            finish = "STOP"
+        else:
+            decls = [d for t in body.get("tools", []) for d in t.get("functionDeclarations", [])]
+            name = next(d["name"] for d in decls if "apply_patch" in d["name"])
+            part = {"functionCall": {"name": name, "args": {"input": PATCH}}}
+            finish = "STOP"
+        await resp.write(_sse({
+            "candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": finish, "index": 0}],
+            "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15},
+            "modelVersion": "m",
+        }))
+        return resp

@@ -285,6 +285,56 @@ def test_codex_chatgpt_login_zstd_body_and_websocket(upstream: FakeUpstream, tmp
         srv.stop()
 
 
+SCRIPTED_ENTRY = {
+    "openai": lambda base: {"openai-compatibility": [{
+        "name": "scripted", "base-url": base + "/v1", "api-key-entries": [{"api-key": "sk-scripted"}],
+        "models": [{"name": "m", "alias": CODEX_MODEL}]}]},
+    "claude": lambda base: {"claude-api-key": [{
+        "api-key": "sk-scripted", "base-url": base, "models": [{"name": "m", "alias": CODEX_MODEL}]}]},
+    "gemini": lambda base: {"gemini-api-key": [{
+        "api-key": "sk-scripted", "base-url": base, "models": [{"name": "m", "alias": CODEX_MODEL}]}]},
+}
+
+
+@pytest.mark.parametrize("kind", ["openai", "claude", "gemini"])
+def test_codex_apply_patch_round_trip(kind: str, tmp_path: Path) -> None:
+    """Codex's custom apply_patch tool over a chat, Anthropic or Gemini upstream: the upstream calls the
+    function it was offered, Codex gets its own custom_tool_call back, applies the patch, and the tool's
+    output reaches the upstream as that format's tool result, which answers with text."""
+    codex = need_cli("codex")
+    scripted = cs.ScriptedToolUpstream().start()
+    gateway = GatewayProcess({"api-keys": [CLIENT_KEY], "disable-cooling": True,
+                              **SCRIPTED_ENTRY[kind](scripted.base)}, tmp_path).start()
+    proxy = cs.RecordingProxy(gateway.url).start()
+    try:
+        home = fresh_home()
+        env = cs.codex_env(home, proxy.url, CLIENT_KEY, CODEX_MODEL)
+        argv = [codex, "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
+                f"Create {cs.PATCH_FILE}"]
+        run = cs.run_cli(argv, env, home / "work", timeout=120)
+        seen = [f"{e.method} {e.path} -> {e.status} {e.response_body[:300]!r}" for e in proxy.exchanges]
+        info = (f"exit {run.returncode}\nstdout:\n{run.stdout[-2000:]}\nstderr:\n{run.stderr[-2000:]}\n"
+                + "\n".join(seen) + "\ngateway log:\n" + gateway.log()[-3000:])
+        assert run.returncode == 0, info
+        patched = home / "work" / cs.PATCH_FILE
+        assert patched.exists() and patched.read_text().strip() == cs.PATCH_TEXT, info
+        assert run.stdout.strip() == cs.PATCHED, info
+        assert len(scripted.requests) == 2, info  # the tool call, then the turn with its result
+        posts = [e for e in proxy.exchanges if e.method == "POST"]
+        assert len(posts) == 2 and all(e.status == 200 for e in posts), info
+        second = posts[1].json() or {}
+        outputs = [i for i in second.get("input", []) if i.get("type") == "custom_tool_call_output"]
+        calls = [i for i in second.get("input", []) if i.get("type") == "custom_tool_call"]
+        assert calls and calls[0].get("name") == "apply_patch" and calls[0].get("input") == cs.PATCH, info
+        assert outputs, "Codex did not send its apply_patch result as custom_tool_call_output\n" + info
+        assert not run.connects, "\n".join(run.connects)
+        assert gateway.proc is not None and gateway.proc.poll() is None, info
+    finally:
+        proxy.stop()
+        gateway.stop()
+        scripted.stop()
+
+
 @pytest.mark.parametrize("kind", ["gemini", "openai", "claude", "responses"])
 def test_gemini_cli(kind: str, served: dict[str, Served]) -> None:
     """gemini -p with ~/.gemini/settings.json selecting gemini-api-key, GOOGLE_GEMINI_BASE_URL and
