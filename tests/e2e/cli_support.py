@@ -608,11 +608,14 @@ def _sse(data: dict[str, Any], event: str | None = None) -> bytes:
 
 
 class ScriptedToolUpstream:
-    """Chat, Anthropic and Gemini endpoints that answer a first turn with a call of the tool whose name
-    contains ``apply_patch`` (arguments ``{"input": PATCH}``) and any turn that carries a tool result with
-    the text PATCHED. Streams only, as Codex's turns are streamed. Keeps every request body."""
+    """Chat, Responses, Anthropic and Gemini endpoints that answer a first turn with a call of the offered
+    tool named ``tool`` (or, failing that, whose name contains it) with ``arguments``, and any turn that
+    carries a tool result with the text PATCHED. Streams only, as the CLIs' turns are streamed. Keeps
+    every request body."""
 
-    def __init__(self) -> None:
+    def __init__(self, tool: str = "apply_patch", arguments: dict[str, Any] | None = None) -> None:
+        self.tool = tool
+        self.arguments = arguments if arguments is not None else {"input": PATCH}
         self.requests: list[dict[str, Any]] = []
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -639,6 +642,7 @@ class ScriptedToolUpstream:
     async def _start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/responses", self._responses)
         app.router.add_post("/v1/messages", self._claude)
         app.router.add_post("/v1beta/models/{tail}", self._gemini)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
@@ -653,6 +657,11 @@ class ScriptedToolUpstream:
             return
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def _pick(self, names: list[str]) -> str:
+        if self.tool in names:
+            return self.tool
+        return next(n for n in names if self.tool in n)
 
     async def _open(self, request: web.Request) -> tuple[dict[str, Any], web.StreamResponse]:
         body = await request.json()
@@ -673,12 +682,47 @@ class ScriptedToolUpstream:
             await resp.write(chunk({"role": "assistant", "content": PATCHED}))
             await resp.write(chunk({}, "stop"))
         else:
-            name = next(t["function"]["name"] for t in body["tools"] if "apply_patch" in t["function"]["name"])
+            name = self._pick([t["function"]["name"] for t in body["tools"]])
             call = {"index": 0, "id": "call_1", "type": "function",
-                    "function": {"name": name, "arguments": json.dumps({"input": PATCH})}}
+                    "function": {"name": name, "arguments": json.dumps(self.arguments)}}
             await resp.write(chunk({"role": "assistant", "tool_calls": [call]}))
             await resp.write(chunk({}, "tool_calls"))
         await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        body, resp = await self._open(request)
+        items = body.get("input") if isinstance(body.get("input"), list) else []
+        answered = any(i.get("type") == "function_call_output" for i in items)
+        base = {"id": "resp_1", "object": "response", "created_at": 0, "model": "m", "output": []}
+        await resp.write(_sse({"type": "response.created", "sequence_number": 0,
+                               "response": {**base, "status": "in_progress"}}, "response.created"))
+        if answered:
+            item: dict[str, Any] = {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
+                                    "content": [{"type": "output_text", "text": PATCHED, "annotations": []}]}
+            await resp.write(_sse({"type": "response.output_item.added", "sequence_number": 1, "output_index": 0,
+                                   "item": {**item, "status": "in_progress", "content": []}},
+                                  "response.output_item.added"))
+            await resp.write(_sse({"type": "response.output_text.delta", "sequence_number": 2, "output_index": 0,
+                                   "item_id": "msg_1", "content_index": 0, "delta": PATCHED},
+                                  "response.output_text.delta"))
+        else:
+            names = [t.get("name", "") for t in body.get("tools", []) if t.get("type") == "function"]
+            args = json.dumps(self.arguments)
+            item = {"id": "fc_1", "type": "function_call", "status": "completed", "call_id": "call_1",
+                    "name": self._pick(names), "arguments": args}
+            await resp.write(_sse({"type": "response.output_item.added", "sequence_number": 1, "output_index": 0,
+                                   "item": {**item, "status": "in_progress", "arguments": ""}},
+                                  "response.output_item.added"))
+            await resp.write(_sse({"type": "response.function_call_arguments.delta", "sequence_number": 2,
+                                   "output_index": 0, "item_id": "fc_1", "delta": args},
+                                  "response.function_call_arguments.delta"))
+        await resp.write(_sse({"type": "response.output_item.done", "sequence_number": 3, "output_index": 0,
+                               "item": item}, "response.output_item.done"))
+        usage = {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
+        await resp.write(_sse({"type": "response.completed", "sequence_number": 4,
+                               "response": {**base, "status": "completed", "output": [item], "usage": usage}},
+                              "response.completed"))
         return resp
 
     async def _claude(self, request: web.Request) -> web.StreamResponse:
@@ -696,9 +740,9 @@ class ScriptedToolUpstream:
             delta: dict[str, Any] = {"type": "text_delta", "text": PATCHED}
             stop = "end_turn"
         else:
-            name = next(t["name"] for t in body["tools"] if "apply_patch" in t.get("name", ""))
+            name = self._pick([t.get("name", "") for t in body["tools"]])
             block = {"type": "tool_use", "id": "toolu_1", "name": name, "input": {}}
-            delta = {"type": "input_json_delta", "partial_json": json.dumps({"input": PATCH})}
+            delta = {"type": "input_json_delta", "partial_json": json.dumps(self.arguments)}
             stop = "tool_use"
         await resp.write(_sse({"type": "content_block_start", "index": 0, "content_block": block},
                               "content_block_start"))
@@ -717,8 +761,8 @@ class ScriptedToolUpstream:
             finish = "STOP"
         else:
             decls = [d for t in body.get("tools", []) for d in t.get("functionDeclarations", [])]
-            name = next(d["name"] for d in decls if "apply_patch" in d["name"])
-            part = {"functionCall": {"name": name, "args": {"input": PATCH}}}
+            name = self._pick([d["name"] for d in decls])
+            part = {"functionCall": {"name": name, "args": self.arguments}}
             finish = "STOP"
         await resp.write(_sse({
             "candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": finish, "index": 0}],

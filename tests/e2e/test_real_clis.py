@@ -293,7 +293,45 @@ SCRIPTED_ENTRY = {
         "api-key": "sk-scripted", "base-url": base, "models": [{"name": "m", "alias": CODEX_MODEL}]}]},
     "gemini": lambda base: {"gemini-api-key": [{
         "api-key": "sk-scripted", "base-url": base, "models": [{"name": "m", "alias": CODEX_MODEL}]}]},
+    "responses": lambda base: {"codex-api-key": [{
+        "api-key": "sk-scripted", "base-url": base + "/v1", "models": [{"name": "m", "alias": CODEX_MODEL}]}]},
 }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_claude_code_tool_round_trip(kind: str, tmp_path: Path) -> None:
+    """Claude Code over each upstream kind with a tool call: the upstream calls its Write tool, Claude
+    Code writes the file, and the tool_result (next to its mid-conversation system message) reaches the
+    upstream as that format's tool result, which answers with text."""
+    claude = need_cli("claude")
+    home = fresh_home()
+    target = home / "work" / cs.PATCH_FILE
+    scripted = cs.ScriptedToolUpstream("Write", {"file_path": str(target), "content": cs.PATCH_TEXT + "\n"}).start()
+    gateway = GatewayProcess({"api-keys": [CLIENT_KEY], "disable-cooling": True,
+                              **SCRIPTED_ENTRY[kind](scripted.base)}, tmp_path).start()
+    proxy = cs.RecordingProxy(gateway.url).start()
+    try:
+        env = cs.claude_env(home, proxy.url, CLIENT_KEY, CODEX_MODEL)
+        argv = [claude, "-p", f"Create {cs.PATCH_FILE}", "--output-format", "json", "--permission-mode", "acceptEdits"]
+        run = cs.run_cli(argv, env, home / "work", timeout=120)
+        seen = [f"{e.method} {e.path} -> {e.status} {e.response_body[:300]!r}" for e in proxy.exchanges]
+        info = (f"exit {run.returncode}\nstdout:\n{run.stdout[-2000:]}\nstderr:\n{run.stderr[-2000:]}\n"
+                + "\n".join(seen) + "\ngateway log:\n" + gateway.log()[-3000:])
+        assert run.returncode == 0, info
+        assert json.loads(run.stdout).get("result", "").strip() == cs.PATCHED, info
+        assert target.exists() and target.read_text().strip() == cs.PATCH_TEXT, info
+        assert len(scripted.requests) == 2, info
+        posts = [e for e in proxy.exchanges if e.method == "POST"]
+        assert len(posts) == 2 and all(e.status == 200 for e in posts), info
+        second = posts[1].json() or {}
+        blocks = [b for m in second.get("messages", []) if isinstance(m.get("content"), list) for b in m["content"]]
+        assert any(b.get("type") == "tool_result" for b in blocks), info
+        assert not run.connects, "\n".join(run.connects)
+        assert gateway.proc is not None and gateway.proc.poll() is None, info
+    finally:
+        proxy.stop()
+        gateway.stop()
+        scripted.stop()
 
 
 @pytest.mark.parametrize("kind", ["openai", "claude", "gemini"])
