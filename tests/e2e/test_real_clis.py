@@ -285,17 +285,44 @@ def test_codex_chatgpt_login_zstd_body_and_websocket(upstream: FakeUpstream, tmp
         srv.stop()
 
 
-SCRIPTED_ENTRY = {
-    "openai": lambda base: {"openai-compatibility": [{
-        "name": "scripted", "base-url": base + "/v1", "api-key-entries": [{"api-key": "sk-scripted"}],
-        "models": [{"name": "m", "alias": CODEX_MODEL}]}]},
-    "claude": lambda base: {"claude-api-key": [{
-        "api-key": "sk-scripted", "base-url": base, "models": [{"name": "m", "alias": CODEX_MODEL}]}]},
-    "gemini": lambda base: {"gemini-api-key": [{
-        "api-key": "sk-scripted", "base-url": base, "models": [{"name": "m", "alias": CODEX_MODEL}]}]},
-    "responses": lambda base: {"codex-api-key": [{
-        "api-key": "sk-scripted", "base-url": base + "/v1", "models": [{"name": "m", "alias": CODEX_MODEL}]}]},
-}
+def scripted_entry(kind: str, base: str) -> dict[str, Any]:
+    """One credential of `kind` at the scripted upstream, serving CODEX_MODEL as upstream model `m`."""
+    models = [{"name": "m", "alias": CODEX_MODEL}]
+    if kind == "openai":
+        return {"openai-compatibility": [{"name": "scripted", "base-url": base + "/v1",
+                                          "api-key-entries": [{"api-key": "sk-scripted"}], "models": models}]}
+    key = {"claude": "claude-api-key", "gemini": "gemini-api-key", "responses": "codex-api-key"}[kind]
+    return {key: [{"api-key": "sk-scripted", "base-url": base + ("/v1" if kind == "responses" else ""),
+                   "models": models}]}
+
+
+class ToolRoundTrip:
+    """A CLI run against a gateway in front of a ScriptedToolUpstream: one tool call, then text."""
+
+    def __init__(self, kind: str, workdir: Path, tool: str, arguments: dict[str, Any]) -> None:
+        self.scripted = cs.ScriptedToolUpstream(tool, arguments).start()
+        config = {"api-keys": [CLIENT_KEY], "disable-cooling": True, **scripted_entry(kind, self.scripted.base)}
+        self.gateway = GatewayProcess(config, workdir).start()
+        self.proxy = cs.RecordingProxy(self.gateway.url).start()
+
+    def run(self, argv: list[str], env: dict[str, str], cwd: Path, target: Path) -> tuple[cs.CliRun, str]:
+        run = cs.run_cli(argv, env, cwd, timeout=120)
+        seen = [f"{e.method} {e.path} -> {e.status} {e.response_body[:300]!r}" for e in self.proxy.exchanges]
+        info = (f"exit {run.returncode}\nstdout:\n{run.stdout[-2000:]}\nstderr:\n{run.stderr[-2000:]}\n"
+                + "\n".join(seen) + "\ngateway log:\n" + self.gateway.log()[-3000:])
+        assert run.returncode == 0, info
+        assert target.exists() and target.read_text().strip() == cs.PATCH_TEXT, "the tool did not run\n" + info
+        assert len(self.scripted.requests) == 2, info  # the tool call, then the turn with its result
+        posts = [e for e in self.proxy.exchanges if e.method == "POST"]
+        assert len(posts) == 2 and all(e.status == 200 for e in posts), info
+        assert not run.connects, "\n".join(run.connects)
+        assert self.gateway.proc is not None and self.gateway.proc.poll() is None, info
+        return run, info
+
+    def stop(self) -> None:
+        self.proxy.stop()
+        self.gateway.stop()
+        self.scripted.stop()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -306,32 +333,17 @@ def test_claude_code_tool_round_trip(kind: str, tmp_path: Path) -> None:
     claude = need_cli("claude")
     home = fresh_home()
     target = home / "work" / cs.PATCH_FILE
-    scripted = cs.ScriptedToolUpstream("Write", {"file_path": str(target), "content": cs.PATCH_TEXT + "\n"}).start()
-    gateway = GatewayProcess({"api-keys": [CLIENT_KEY], "disable-cooling": True,
-                              **SCRIPTED_ENTRY[kind](scripted.base)}, tmp_path).start()
-    proxy = cs.RecordingProxy(gateway.url).start()
+    trip = ToolRoundTrip(kind, tmp_path, "Write", {"file_path": str(target), "content": cs.PATCH_TEXT + "\n"})
     try:
-        env = cs.claude_env(home, proxy.url, CLIENT_KEY, CODEX_MODEL)
+        env = cs.claude_env(home, trip.proxy.url, CLIENT_KEY, CODEX_MODEL)
         argv = [claude, "-p", f"Create {cs.PATCH_FILE}", "--output-format", "json", "--permission-mode", "acceptEdits"]
-        run = cs.run_cli(argv, env, home / "work", timeout=120)
-        seen = [f"{e.method} {e.path} -> {e.status} {e.response_body[:300]!r}" for e in proxy.exchanges]
-        info = (f"exit {run.returncode}\nstdout:\n{run.stdout[-2000:]}\nstderr:\n{run.stderr[-2000:]}\n"
-                + "\n".join(seen) + "\ngateway log:\n" + gateway.log()[-3000:])
-        assert run.returncode == 0, info
+        run, info = trip.run(argv, env, home / "work", target)
         assert json.loads(run.stdout).get("result", "").strip() == cs.PATCHED, info
-        assert target.exists() and target.read_text().strip() == cs.PATCH_TEXT, info
-        assert len(scripted.requests) == 2, info
-        posts = [e for e in proxy.exchanges if e.method == "POST"]
-        assert len(posts) == 2 and all(e.status == 200 for e in posts), info
-        second = posts[1].json() or {}
+        second = trip.proxy.exchanges[-1].json() or {}
         blocks = [b for m in second.get("messages", []) if isinstance(m.get("content"), list) for b in m["content"]]
         assert any(b.get("type") == "tool_result" for b in blocks), info
-        assert not run.connects, "\n".join(run.connects)
-        assert gateway.proc is not None and gateway.proc.poll() is None, info
     finally:
-        proxy.stop()
-        gateway.stop()
-        scripted.stop()
+        trip.stop()
 
 
 @pytest.mark.parametrize("kind", ["openai", "claude", "gemini"])
@@ -340,37 +352,40 @@ def test_codex_apply_patch_round_trip(kind: str, tmp_path: Path) -> None:
     function it was offered, Codex gets its own custom_tool_call back, applies the patch, and the tool's
     output reaches the upstream as that format's tool result, which answers with text."""
     codex = need_cli("codex")
-    scripted = cs.ScriptedToolUpstream().start()
-    gateway = GatewayProcess({"api-keys": [CLIENT_KEY], "disable-cooling": True,
-                              **SCRIPTED_ENTRY[kind](scripted.base)}, tmp_path).start()
-    proxy = cs.RecordingProxy(gateway.url).start()
+    home = fresh_home()
+    trip = ToolRoundTrip(kind, tmp_path, "apply_patch", {"input": cs.PATCH})
     try:
-        home = fresh_home()
-        env = cs.codex_env(home, proxy.url, CLIENT_KEY, CODEX_MODEL)
+        env = cs.codex_env(home, trip.proxy.url, CLIENT_KEY, CODEX_MODEL)
         argv = [codex, "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
                 f"Create {cs.PATCH_FILE}"]
-        run = cs.run_cli(argv, env, home / "work", timeout=120)
-        seen = [f"{e.method} {e.path} -> {e.status} {e.response_body[:300]!r}" for e in proxy.exchanges]
-        info = (f"exit {run.returncode}\nstdout:\n{run.stdout[-2000:]}\nstderr:\n{run.stderr[-2000:]}\n"
-                + "\n".join(seen) + "\ngateway log:\n" + gateway.log()[-3000:])
-        assert run.returncode == 0, info
-        patched = home / "work" / cs.PATCH_FILE
-        assert patched.exists() and patched.read_text().strip() == cs.PATCH_TEXT, info
+        run, info = trip.run(argv, env, home / "work", home / "work" / cs.PATCH_FILE)
         assert run.stdout.strip() == cs.PATCHED, info
-        assert len(scripted.requests) == 2, info  # the tool call, then the turn with its result
-        posts = [e for e in proxy.exchanges if e.method == "POST"]
-        assert len(posts) == 2 and all(e.status == 200 for e in posts), info
-        second = posts[1].json() or {}
-        outputs = [i for i in second.get("input", []) if i.get("type") == "custom_tool_call_output"]
-        calls = [i for i in second.get("input", []) if i.get("type") == "custom_tool_call"]
+        second = trip.proxy.exchanges[-1].json() or {}
+        items = second.get("input", [])
+        calls = [i for i in items if i.get("type") == "custom_tool_call"]
         assert calls and calls[0].get("name") == "apply_patch" and calls[0].get("input") == cs.PATCH, info
-        assert outputs, "Codex did not send its apply_patch result as custom_tool_call_output\n" + info
-        assert not run.connects, "\n".join(run.connects)
-        assert gateway.proc is not None and gateway.proc.poll() is None, info
+        assert any(i.get("type") == "custom_tool_call_output" for i in items), info
     finally:
-        proxy.stop()
-        gateway.stop()
-        scripted.stop()
+        trip.stop()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gemini_cli_tool_round_trip(kind: str, tmp_path: Path) -> None:
+    """Gemini CLI over each upstream kind with a call of its write_file tool (--approval-mode yolo)."""
+    gemini = need_cli("gemini")
+    home = fresh_home()
+    target = home / "work" / cs.PATCH_FILE
+    trip = ToolRoundTrip(kind, tmp_path, "write_file", {"file_path": str(target), "content": cs.PATCH_TEXT + "\n"})
+    try:
+        env = cs.gemini_env(home, trip.proxy.url, CLIENT_KEY)
+        argv = [gemini, "-p", f"Create {cs.PATCH_FILE}", "-m", CODEX_MODEL, "-o", "json", "--approval-mode", "yolo"]
+        run, info = trip.run(argv, env, home / "work", target)
+        assert json.loads(run.stdout[run.stdout.index("{"):]).get("response", "").strip() == cs.PATCHED, info
+        second = trip.proxy.exchanges[-1].json() or {}
+        parts = [p for c in second.get("contents", []) for p in c.get("parts", [])]
+        assert any("functionResponse" in p for p in parts), info
+    finally:
+        trip.stop()
 
 
 @pytest.mark.parametrize("kind", ["gemini", "openai", "claude", "responses"])
