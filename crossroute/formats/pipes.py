@@ -102,6 +102,57 @@ def _loads(data: bytes) -> dict[str, Any]:
     return obj  # type: ignore[no-any-return]
 
 
+class _Shape:
+    """The bytes of a validated event around one string value (a text delta), so that the next
+    events of a stream, which differ from it only in that string, are validated by parsing the
+    string alone: ``prefix`` ends with the value's opening quote, ``suffix`` starts with its
+    closing one. Any JSON string body between them makes the whole valid JSON with every other
+    field unchanged, so what was learnt from the validated event (no error, no usage, no finish)
+    holds too. Anything else takes the full parse."""
+
+    __slots__ = ("_cut", "prefix", "suffix")
+
+    def __init__(self, prefix: bytes, suffix: bytes) -> None:
+        self.prefix = prefix
+        self.suffix = suffix
+        self._cut = len(prefix) + len(suffix)
+
+    @classmethod
+    def of(cls, data: bytes, key: bytes, value: str) -> _Shape | None:
+        """The shape of ``data`` around the string after ``key`` (``b'"text":"'``), when that
+        key occurs once and its string reads back as ``value``."""
+        i = data.find(key)
+        if i < 0 or data.find(key, i + 1) >= 0:
+            return None
+        start = i + len(key)
+        j = start
+        while True:
+            j = data.find(b'"', j)
+            if j < 0:
+                return None
+            n = 0
+            while data[j - 1 - n] == 0x5C:  # backslashes before the quote
+                n += 1
+            if not n & 1:
+                break
+            j += 1
+        try:
+            if orjson.loads(data[start - 1 : j + 1]) != value:
+                return None
+        except orjson.JSONDecodeError:
+            return None
+        return cls(data[:start], data[j:])
+
+    def match(self, data: bytes) -> bool:
+        if len(data) < self._cut or not data.startswith(self.prefix) or not data.endswith(self.suffix):
+            return False
+        try:
+            orjson.loads(data[len(self.prefix) - 1 : len(data) - len(self.suffix) + 1])
+        except orjson.JSONDecodeError:
+            return False
+        return True
+
+
 def _parse(parser: SSEParser, chunk: bytes) -> list[SSEEvent]:
     try:
         return parser.feed(chunk)
@@ -168,13 +219,14 @@ class ChatPassthrough(_EventPipe):
     """OpenAI chat -> OpenAI chat. Drops the usage-only chunk the gateway asked for on the
     client's behalf when the client did not ask for it itself."""
 
-    __slots__ = ("_finished", "_parser", "_relayed", "_want_usage", "done", "started", "usage")
+    __slots__ = ("_finished", "_parser", "_relayed", "_shape", "_want_usage", "done", "started", "usage")
 
     def __init__(self, client_wants_usage: bool) -> None:
         self._parser = SSEParser()
         self._want_usage = client_wants_usage
         self._finished = False
         self._relayed = False  # an event was relayed (perhaps not returned yet)
+        self._shape: _Shape | None = None  # of the last plain text chunk
         self.done = False
         self.started = False
         self.usage: Usage | None = None
@@ -188,6 +240,9 @@ class ChatPassthrough(_EventPipe):
                 raise UpstreamEventError(502, "upstream stream ended before any content")
             self.done = True
             return b"data: [DONE]\n\n"
+        shape = self._shape
+        if shape is not None and shape.match(data):
+            return b"data: " + data + b"\n\n"  # a text chunk like the last one (see _Shape)
         if not data:
             return b""  # an empty data line: a keep-alive
         obj = _loads(data)
@@ -201,6 +256,10 @@ class ChatPassthrough(_EventPipe):
             for ch in choices:
                 if ch.__class__ is dict and ch.get("finish_reason").__class__ is str:
                     self._finished = True
+            if len(choices) == 1 and not self._finished and not obj.get("usage"):
+                delta = choices[0].get("delta") if choices[0].__class__ is dict else None
+                if delta.__class__ is dict and len(delta) == 1 and delta.get("content").__class__ is str:
+                    self._shape = _Shape.of(data, b'"content":"', delta["content"])
         if obj.get("usage"):
             usage = usage_from_chat(obj["usage"])
             if usage is not None:
@@ -221,10 +280,14 @@ class ChatPassthrough(_EventPipe):
         return errors.openai_stream_error(status, message)
 
 
+# the string field of each Anthropic delta type
+_DELTA_KEYS = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
+
+
 class ClaudePassthrough(_EventPipe):
     """Anthropic -> Anthropic: events re-framed with their ``event:`` names."""
 
-    __slots__ = ("_parser", "_seen_delta", "_usage_from", "done", "started", "usage")
+    __slots__ = ("_parser", "_seen_delta", "_shape", "_usage_from", "done", "started", "usage")
 
     def __init__(self) -> None:
         from .claude import usage_from_claude
@@ -232,6 +295,7 @@ class ClaudePassthrough(_EventPipe):
         self._usage_from = usage_from_claude
         self._parser = SSEParser()
         self._seen_delta = False
+        self._shape: _Shape | None = None  # of the last content_block_delta
         self.done = False
         self.started = False
         self.usage: Usage | None = None
@@ -240,11 +304,21 @@ class ClaudePassthrough(_EventPipe):
         if self.done:
             return b""
         data = ev.data
+        name = ev.event
+        if name == "content_block_delta":
+            shape = self._shape
+            if shape is not None and shape.match(data):
+                return b"event: content_block_delta\ndata: " + data + b"\n\n"  # see _Shape
         if not data:
             return b""  # an event without data (a bare ``event: ping``): a keep-alive
         obj = _loads(data)
-        name = ev.event
-        if name == "error" or obj.get("type") == "error":
+        if name == "content_block_delta" and obj.get("type") == "content_block_delta":
+            delta = obj.get("delta")
+            if delta.__class__ is dict and len(delta) == 2:
+                key = _DELTA_KEYS.get(delta.get("type"))  # type: ignore[arg-type]
+                if key is not None and delta.get(key).__class__ is str:
+                    self._shape = _Shape.of(data, b'"' + key.encode() + b'":"', delta[key])
+        elif name == "error" or obj.get("type") == "error":
             if not self.started:
                 raise _error_of(obj)
             self.done = True

@@ -5,9 +5,17 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from crossroute.formats import translate
-from crossroute.formats.pipes import ChatPassthrough, ClaudePassthrough, GeminiPassthrough, UpstreamEventError
+from crossroute.formats.pipes import (
+    ChatPassthrough,
+    ClaudePassthrough,
+    GeminiPassthrough,
+    UpstreamEventError,
+    _Shape,
+)
 from crossroute.formats.sse import MAX_EVENT_BYTES, SSEParser
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -261,3 +269,27 @@ def test_chat_passthrough_parses_every_event_once_and_keeps_its_bytes() -> None:
     pipe = ChatPassthrough(client_wants_usage=True)
     assert datas(run(pipe, data, 13)) == datas(data)
     assert pipe.usage is not None and pipe.started and pipe.done
+
+
+@given(st.binary(max_size=40) | st.text(max_size=20).map(lambda t: orjson.dumps(t)[1:-1]))
+def test_a_shape_match_is_always_valid_json(middle: bytes) -> None:
+    """The passthrough's shortcut (_Shape) accepts an event only when the whole is valid JSON."""
+    ref = b'{"id":"c","choices":[{"index":0,"delta":{"content":"He \\"said\\\\"},"finish_reason":null}]}'
+    shape = _Shape.of(ref, b'"content":"', 'He "said\\')
+    assert shape is not None
+    event = shape.prefix + middle + shape.suffix
+    if shape.match(event):
+        orjson.loads(event)
+
+
+def test_text_chunks_after_the_first_take_the_shortcut_and_others_do_not() -> None:
+    pipe = ChatPassthrough(client_wants_usage=True)
+    head = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"'
+    tail = b'"},"finish_reason":null}]}\n\n'
+    out = pipe.feed(head + b"a" + tail) + pipe.feed(head + b"b" + tail)
+    assert out.count(b"data: ") == 2 and pipe._shape is not None
+    with pytest.raises(UpstreamEventError):  # same shape, broken string: the full parse refuses it
+        pipe.feed(head + b'x"y' + tail)
+    done = pipe.feed(b'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+                     b"data: [DONE]\n\n")
+    assert pipe.done and done.endswith(b"data: [DONE]\n\n")
