@@ -15,7 +15,7 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import __version__
@@ -23,13 +23,13 @@ from .api import claude, completions, gemini, models, openai_chat, responses
 from .api.request import ApiError, Request
 from .bodies import BodyError, decode
 from .config import is_loopback
+from .edge_access import AccessLog
 from .edge_flow import WATCH_AFTER, ClientFlow
 from .formats import errors
 from .gateway import Gateway
 from .replies import Reply, StreamReply, error_reply, json_reply
 
 log = logging.getLogger("crossroute")
-access_log = logging.getLogger("crossroute.access")
 
 Handler = Callable[[Gateway, Request], Awaitable[Reply | StreamReply]]
 
@@ -130,19 +130,38 @@ def stream_terminal(reply: StreamReply, fmt: str, status: int, message: str) -> 
     return None
 
 
-class _BodyDeadline:
-    """Cancels the request task when the body has not arrived in time (one timer, no task)."""
+class _BodyWatch:
+    """The requests whose body is being read, and one timer for all of them: every
+    ``body-timeout / 4`` s (at most 1 s) it cancels those reading for longer than the deadline.
+    Per request that is a dict insert and a pop, no timer and no task."""
 
-    __slots__ = ("fired", "task")
+    __slots__ = ("_handle", "expired", "reading", "timeout")
 
-    def __init__(self, task: asyncio.Task[Any] | None) -> None:
-        self.task = task
-        self.fired = False
+    def __init__(self) -> None:
+        self.reading: dict[asyncio.Task[Any], float] = {}
+        self.expired: set[asyncio.Task[Any]] = set()
+        self._handle: asyncio.TimerHandle | None = None
+        self.timeout = 60.0
 
-    def fire(self) -> None:
-        if self.task is not None:
-            self.fired = True
-            self.task.cancel()
+    def start(self, task: asyncio.Task[Any]) -> None:
+        self.reading[task] = time.monotonic()
+        if self._handle is None:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        self._handle = asyncio.get_running_loop().call_later(min(1.0, self.timeout / 4), self._check)
+
+    def _check(self) -> None:
+        self._handle = None
+        if not self.reading:
+            return  # started again by the next body read
+        limit = time.monotonic() - self.timeout
+        for task, began in list(self.reading.items()):
+            if began <= limit:
+                del self.reading[task]
+                self.expired.add(task)
+                task.cancel()
+        self._schedule()
 
 
 class _Stream:
@@ -167,6 +186,8 @@ class App:
         self._streams: set[_Stream] = set()
         self._draining = False
         self._wakeup: asyncio.Event | None = None
+        self.access = AccessLog()
+        self._body_watch = _BodyWatch()
         self.configure()
 
     def configure(self) -> None:
@@ -180,8 +201,11 @@ class App:
         self._host_cache: dict[str, bool] = {}
         self._max_inflight = max(1, s.max_connections)
         self._body_timeout = s.body_timeout
+        self._body_watch.timeout = s.body_timeout
         self._body_limit = s.body_limit
-        self._access = bool(s.access_log) and access_log.isEnabledFor(logging.INFO)
+        self._idle_timeout = s.idle_timeout
+        self.access.configure(s.access_log)
+        self._access = self.access.enabled
 
     @property
     def in_flight(self) -> int:
@@ -231,8 +255,8 @@ class App:
                         headers = req.headers
                         length = headers.get("content-length")
                         task = asyncio.current_task()
-                        deadline = _BodyDeadline(task)
-                        timer = asyncio.get_running_loop().call_later(self._body_timeout, deadline.fire)
+                        watch = self._body_watch
+                        watch.start(task)  # type: ignore[arg-type]
                         try:
                             if (length is not None and length.isdigit() and int(length) <= self._body_limit
                                     and headers.get("content-encoding") is None):
@@ -241,13 +265,14 @@ class App:
                                 reply = failed
                                 route = None
                         except asyncio.CancelledError:
-                            if not deadline.fired or task is None:
+                            if task not in watch.expired:
                                 raise
-                            task.uncancel()
+                            watch.expired.discard(task)
+                            task.uncancel()  # type: ignore[union-attr]
                             reply = self._late_body(fmt)
                             route = None
                         finally:
-                            timer.cancel()
+                            watch.reading.pop(task, None)  # type: ignore[arg-type]
                     gw = self.gateway
                     if route is not None:
                         if not gw.started:
@@ -271,7 +296,13 @@ class App:
             if self._wakeup is not None:
                 self._wakeup.set()
         if self._access:
-            self._log_access(scope, method, reply, fmt, started)
+            call = reply.call if reply is not None else None
+            if call is None:
+                self.access.line(method, scope.path, reply.status if reply is not None else 500, fmt, None, None,
+                                 started)
+            else:
+                self.access.line(method, scope.path, reply.status, fmt, call.model,  # type: ignore[union-attr]
+                                 call.credential_id, started)
 
     def _late_body(self, fmt: str) -> Reply:
         return error_reply(fmt, 408, f"the request body did not arrive within {self._body_timeout:g} s "
@@ -290,10 +321,9 @@ class App:
         if self._access:
             self._log_access(scope, method, reply, fmt, time.perf_counter())
 
-    def _refused_by_host_or_origin(self, headers: Mapping[str, str]) -> str | None:
-        if not self._host_allowed(headers.get("host")):
+    def _refused_by_host_or_origin(self, host: str | None, origin: str | None) -> str | None:
+        if not self._host_allowed(host):
             return "Host header not allowed (add it to allowed-hosts)"
-        origin = headers.get("origin")
         if origin is not None and origin.rstrip("/") not in self._allowed_origins:
             return f"Origin {origin!r} is not allowed (see allowed-origins)"
         return None
@@ -314,10 +344,10 @@ class App:
         """Everything decided from the request line and headers: Host, Origin, route, client key."""
         headers = scope.headers
         path = scope.path
-        refused = self._refused_by_host_or_origin(headers)
+        origin = headers.get("origin")
+        refused = self._refused_by_host_or_origin(headers.get("host"), origin)
         if refused is not None:
             return error_reply(_format_for_path(path), 403, refused)
-        origin = headers.get("origin")
         cors: list[tuple[str, str]] = []
         if origin is not None:
             cors = [("access-control-allow-origin", origin), ("vary", "Origin")]
@@ -353,7 +383,7 @@ class App:
         if self._draining:
             return 503
         headers = scope.headers
-        if self._refused_by_host_or_origin(headers) is not None:
+        if self._refused_by_host_or_origin(headers.get("host"), headers.get("origin")) is not None:
             return 403
         if self._key_problem(Request(scope.method, scope.path, scope.query_string, headers, b"")) is not None:
             return 401
@@ -367,18 +397,14 @@ class App:
             status = 500
         proto.close(status)  # before accept(): an HTTP status, an empty body
         if self._access:
-            access_log.info("WS %s %d %s %.1fms", scope.path, status, _format_for_path(scope.path), 0.0)
+            self.access.line("WS", scope.path, status, _format_for_path(scope.path), None, None, time.perf_counter())
 
     def _log_access(self, scope: Any, method: str, reply: Reply | StreamReply | None, fmt: str,
                     started: float) -> None:
-        ms = (time.perf_counter() - started) * 1000.0
         call = reply.call if reply is not None else None
-        status = reply.status if reply is not None else 500
-        if call is not None:
-            access_log.info("%s %s %d %s model=%s credential=%s %.1fms", method, scope.path, status, fmt,
-                            call.model, call.credential_id or "-", ms)
-        else:
-            access_log.info("%s %s %d %s model=- credential=- %.1fms", method, scope.path, status, fmt, ms)
+        self.access.line(method, scope.path, reply.status if reply is not None else 500, fmt,
+                         call.model if call is not None else None,
+                         call.credential_id if call is not None else None, started)
 
     async def _read_into(self, req: Request, proto: Any, fmt: str) -> Reply | None:
         """The body whose length is not declared, or declared over the limit, or encoded
@@ -443,8 +469,9 @@ class App:
                 if written > WATCH_AFTER:  # a long stream: from now on, at the client's pace
                     if flow is None:
                         flow = ClientFlow.open(scope, written)
-                    elif flow.behind(len(chunk)):
-                        await flow.wait()
+                    elif flow.behind(len(chunk)) and not await flow.wait(self._idle_timeout):
+                        log.info("stream dropped: the client read nothing for %g s", self._idle_timeout)
+                        break
         except asyncio.CancelledError:
             if state.ending and me is not None:  # drain: end it in the client's format
                 me.uncancel()
@@ -481,31 +508,34 @@ class App:
         """Wait up to ``timeout`` s for the requests and streams in flight to finish; then end
         every stream still open with its format's terminal error event, and return once they are
         closed (or after ``STREAM_CLOSE_WAIT`` more seconds)."""
-        self.begin_drain()
-        wakeup = self._wakeup
-        assert wakeup is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(0.0, timeout)
-        while self._inflight and (left := deadline - loop.time()) > 0:
-            wakeup.clear()
-            try:
-                await asyncio.wait_for(wakeup.wait(), left)
-            except TimeoutError:
-                break
-        open_streams = [s for s in self._streams if s.writing and s.task is not None]
-        if not open_streams:
-            return
-        log.info("shutdown: ending %d open stream%s", len(open_streams), "" if len(open_streams) == 1 else "s")
-        for s in open_streams:
-            s.ending = True
-            s.task.cancel()  # type: ignore[union-attr]
-        deadline = loop.time() + STREAM_CLOSE_WAIT
-        while any(s in self._streams for s in open_streams) and (left := deadline - loop.time()) > 0:
-            wakeup.clear()
-            try:
-                await asyncio.wait_for(wakeup.wait(), left)
-            except TimeoutError:
-                break
+        try:
+            self.begin_drain()
+            wakeup = self._wakeup
+            assert wakeup is not None
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + max(0.0, timeout)
+            while self._inflight and (left := deadline - loop.time()) > 0:
+                wakeup.clear()
+                try:
+                    await asyncio.wait_for(wakeup.wait(), left)
+                except TimeoutError:
+                    break
+            open_streams = [s for s in self._streams if s.writing and s.task is not None]
+            if not open_streams:
+                return
+            log.info("shutdown: ending %d open stream%s", len(open_streams), "" if len(open_streams) == 1 else "s")
+            for s in open_streams:
+                s.ending = True
+                s.task.cancel()  # type: ignore[union-attr]
+            deadline = loop.time() + STREAM_CLOSE_WAIT
+            while any(s in self._streams for s in open_streams) and (left := deadline - loop.time()) > 0:
+                wakeup.clear()
+                try:
+                    await asyncio.wait_for(wakeup.wait(), left)
+                except TimeoutError:
+                    break
+        finally:
+            self.access.flush()
 
 
 async def _read_body(proto: Any, limit: int) -> bytes | None:

@@ -9,7 +9,8 @@ acknowledged. Once a stream has written ``WATCH_AFTER`` bytes (LLM streams rarel
 the connection's socket by its addresses among the process's descriptors (a duplicate, closed
 with the stream), and from then on the writer waits while more than ``HIGH`` bytes are written but
 not yet acknowledged, until at most ``LOW`` are. The writer is the task reading the upstream, so
-the upstream read waits too (aiohttp stops reading its socket when its buffer is full).
+the upstream read waits too (aiohttp stops reading its socket when its buffer is full). A client
+that acknowledges nothing for the idle timeout is dropped (the upstream request is closed).
 
 The count of written bytes includes HTTP/1.1 chunk framing (hyper writes each chunk as
 ``<hex size>\\r\\n<data>\\r\\n``). When the count drifts (an HTTP/2 connection frames differently),
@@ -123,30 +124,37 @@ class ClientFlow:
             return None
         return _ACKED.unpack_from(raw, 120)[0], _UNACKED.unpack_from(raw, 24)[0], _NOTSENT.unpack_from(raw, 144)[0]
 
-    async def wait(self) -> None:
-        """Until no more than ``LOW`` written bytes are unacknowledged (or the socket is gone)."""
+    async def wait(self, stall: float) -> bool:
+        """Until no more than ``LOW`` written bytes are unacknowledged (or the socket is gone):
+        True. False when the client acknowledged nothing for ``stall`` seconds (drop it)."""
+        loop = asyncio.get_running_loop()
         delay = _POLL_MIN
         idle = 0
+        last_progress = loop.time()
         while self._sock is not None:
             info = self._info()
             if info is None:  # the connection is gone: the disconnect handling ends the stream
                 self.close()
-                return
+                return True
             acked, unacked, notsent = info
             progress = acked - self._acked
             self._acked = acked
             self.pending -= progress
             if self.pending <= LOW:
-                return
+                return True
             if progress:
                 delay, idle = _POLL_MIN, 0
+                last_progress = loop.time()
             elif unacked == 0 and notsent == 0:
                 idle += 1
                 if idle >= 3:  # nothing in the kernel and nothing moving: all written has left
                     self.pending = 0
-                    return
+                    return True
+            elif loop.time() - last_progress > stall:
+                return False
             await asyncio.sleep(delay)
             delay = min(delay * 2, _POLL_MAX)
+        return True
 
     def close(self) -> None:
         if self._sock is not None:

@@ -280,6 +280,27 @@ def test_a_slow_reader_does_not_make_the_gateway_buffer_the_upstream(up: EdgeUps
         proc.stop()
 
 
+def test_a_client_that_reads_nothing_is_dropped_after_the_idle_timeout(up: EdgeUpstream, tmp_path: Path) -> None:
+    proc = _start(up, tmp_path, **{"idle-timeout-seconds": 1})
+    try:
+        body = orjson.dumps({"model": "big", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+        s.connect(("127.0.0.1", proc.port))
+        s.sendall(post_head("/v1/chat/completions", len(body)).encode() + body)
+        try:
+            assert wait_until(lambda: "stream dropped" in proc.log(), 10), proc.log()[-2000:]
+            written = up.written
+            time.sleep(0.5)
+            assert up.written == written  # the upstream request was closed
+            assert written < 40 << 20
+        finally:
+            s.close()
+        _healthy(proc)
+    finally:
+        proc.stop()
+
+
 # ------------------------------------------------------------------ access log
 
 

@@ -69,7 +69,7 @@ async def test_the_writer_waits_for_a_slow_reader_and_goes_on_when_it_reads(monk
                 written += served.send(block)
             except BlockingIOError:
                 break
-        waiter = asyncio.create_task(flow.wait())
+        waiter = asyncio.create_task(flow.wait(30))
         await asyncio.sleep(0.2)
         assert not waiter.done()  # nothing acknowledged: the writer waits
         loop = asyncio.get_running_loop()
@@ -91,7 +91,7 @@ async def test_the_writer_waits_for_a_slow_reader_and_goes_on_when_it_reads(monk
             await loop.run_in_executor(None, drain)
             if waiter.done():
                 break
-        assert waiter.done()
+        assert waiter.done() and waiter.result() is True
         assert flow.pending <= edge_flow.LOW
         flow.close()
     finally:
@@ -103,3 +103,24 @@ def test_no_socket_means_no_waiting() -> None:
     flow = ClientFlow.open(_Scope("", ""), 10 << 20)
     assert not flow.active
     assert not flow.behind(1 << 30)
+
+
+async def test_a_client_that_reads_nothing_is_given_up_after_the_stall_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(edge_flow, "HIGH", 64 * 1024)
+    monkeypatch.setattr(edge_flow, "LOW", 32 * 1024)
+    listener, client, served = _pair()
+    served.setblocking(False)
+    try:
+        flow = ClientFlow.open(_Scope(_addr(served.getsockname()), _addr(served.getpeername())), 0)
+        block = b"x" * 16384
+        while True:
+            try:
+                served.send(block)
+            except BlockingIOError:
+                break
+            flow.behind(len(block))
+        assert await asyncio.wait_for(flow.wait(0.3), 5) is False
+        flow.close()
+    finally:
+        for s in (listener, client, served):
+            s.close()
