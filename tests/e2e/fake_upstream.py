@@ -29,6 +29,8 @@ The upstream model name (its last ``/`` part) picks the scenario:
 * ``stream-error-first``: a stream whose first event is an error event of the provider's kind
   (rate limit, ``429``), then the connection closes.
 * ``slow``: the answer starts after 1 s; ``slow<ms>`` after that many milliseconds.
+* ``stream-huge-event``: a stream whose first event is 12 MiB of data without its blank line
+  (an upstream that buffers nothing and never ends the event).
 
 Streams are written in small uneven chunks so the gateway must reassemble events split at any
 byte. ``fail_next[key]`` queues statuses to answer first for one credential (0 = say nothing).
@@ -429,7 +431,9 @@ class FakeUpstream:
                                 headers={"x-upstream-id": "fake-1"})
         assert stream_file is not None
         data = (FIXTURES / stream_file).read_bytes()
-        if scenario == "stream-badjson":
+        if scenario == "stream-huge-event":
+            data = b'data: {"x":"' + b"a" * (12 * 1024 * 1024) + b'"}\n\n'
+        elif scenario == "stream-badjson":
             data = BAD_EVENT[kind] + data
         elif scenario == "stream-error-first":
             data = ERROR_FIRST[kind]
@@ -455,7 +459,7 @@ class FakeUpstream:
             pos = 0
             n = 0
             while pos < len(data):
-                size = rng.randint(3, 97)
+                size = rng.randint(3, 97) if scenario != "stream-huge-event" else 65536
                 await write(data[pos : pos + size])
                 pos += size
                 n += 1

@@ -30,7 +30,7 @@ from .gateway_process import GatewayProcess
 KINDS = ["openai", "claude", "gemini", "responses"]
 SCENARIOS = [
     "text", "compressed-unasked", "compressed-unasked-zstd", "compressed-unasked-deflate", "compressed-unasked-br",
-    "err429", "midstream", "stream-badjson", "stream-error-first", "htmlerr", "html", "ok-error",
+    "err429", "midstream", "stream-badjson", "stream-error-first", "htmlerr", "html", "ok-error", "stream-huge-event",
 ]
 
 
@@ -363,6 +363,14 @@ def test_a_stream_request_answered_with_a_page_or_json_is_a_502(gw: GatewayProce
     status, _, raw = request(gw, client, f"{client}-{scenario}", True)
     assert status == 502, (status, raw[:300])
     assert orjson.loads(raw)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_event_that_never_ends_is_refused_not_buffered(gw: GatewayProcess, kind: str) -> None:
+    """12 MiB of one event without its end: refused at the parser's 8 MiB bound with a 502."""
+    status, _, raw = request(gw, kind, f"{kind}-stream-huge-event", True)
+    assert status == 502, (status, raw[:300])
+    assert "larger than" in raw.decode()
 
 
 # ------------------------------------------------------------------ SOCKS proxies
