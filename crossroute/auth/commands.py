@@ -1,0 +1,202 @@
+"""``crossroute login ...`` and ``crossroute auth list|disable|enable|remove``.
+
+``add_subcommands(sub)`` adds both to the main parser's subparsers; until it is wired into
+``crossroute.cli`` the same commands run as ``python -m crossroute.auth.commands login claude``.
+Nothing printed here shows a token: ``auth list`` masks them, and every error is scrubbed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .. import redaction
+from ..redaction import mask
+from .accounts import Account
+from .flows import LoginDenied, LoginError, LoginTimeout
+from .grants import GrantError
+from .logins import DEVICE_PROVIDERS, PKCE_PROVIDERS, device_login, pkce_login
+from .store import DEFAULT_AUTH_DIR, AuthStore, resolve_auth_dir
+
+__all__ = ["add_subcommands", "auth_dir_for", "cmd_auth", "cmd_login", "main"]
+
+LOGIN_PROVIDERS = ("claude", "codex", "antigravity", "kimi")
+DEFAULT_TIMEOUT = 600.0
+
+
+def _out(msg: str) -> None:
+    print(redaction.scrub(msg), flush=True)
+
+
+def _err(msg: str) -> None:
+    print(redaction.scrub(msg), file=sys.stderr, flush=True)
+
+
+def auth_dir_for(args: argparse.Namespace) -> Path:
+    """``--auth-dir``, else the config file's ``auth-dir`` (when one is found), else the default."""
+    if getattr(args, "auth_dir", None):
+        return resolve_auth_dir(args.auth_dir)
+    try:
+        from ..config import ConfigError, find_config, load
+
+        path = find_config(getattr(args, "config", None))
+        if path is not None and path.is_file():
+            return resolve_auth_dir(load(path).auth_dir)
+    except (ConfigError, OSError) as exc:
+        _err(f"crossroute: config not usable for auth-dir ({exc}); using {DEFAULT_AUTH_DIR}")
+    return resolve_auth_dir(DEFAULT_AUTH_DIR)
+
+
+def _stdin_lines() -> queue.Queue[str | None]:
+    """Lines of stdin from a daemon thread (a blocked read never keeps the process alive)."""
+    q: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in sys.stdin:
+            q.put(line)
+        q.put(None)
+
+    threading.Thread(target=pump, name="stdin", daemon=True).start()
+    return q
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    provider: str = args.provider
+    store = AuthStore(auth_dir_for(args))
+    store.load()
+    device = args.device or provider == "kimi"
+    if device and provider not in DEVICE_PROVIDERS:
+        _err(f"crossroute: {provider} has no device-code login; run `crossroute login {provider}`")
+        return 2
+    if not device and provider not in PKCE_PROVIDERS:
+        _err(f"crossroute: unknown provider {provider!r}")
+        return 2
+    retry = f"crossroute login {provider}" + (" --device" if args.device and provider == "codex" else "")
+
+    async def run() -> Account:
+        if device:
+            return await device_login(provider, store, say=_out, wait_s=args.timeout)
+        lines = _stdin_lines() if args.no_browser else None
+
+        async def read_paste() -> str | None:
+            assert lines is not None
+            while True:
+                try:
+                    return lines.get_nowait()
+                except queue.Empty:
+                    await asyncio.sleep(0.05)
+
+        return await pkce_login(provider, store, say=_out, wait_s=args.timeout, no_browser=args.no_browser,
+                                read_paste=read_paste if lines is not None else None)
+
+    try:
+        acct = asyncio.run(run())
+    except LoginDenied as exc:
+        _err(f"crossroute: login denied: {exc}. Nothing was saved; run `{retry}` to try again.")
+        return 1
+    except LoginTimeout as exc:
+        hint = " (with --no-browser to paste the redirect URL)" if not device and not args.no_browser else ""
+        _err(f"crossroute: login timed out: {exc}. Run `{retry}`{hint} to try again.")
+        return 1
+    except (LoginError, GrantError) as exc:
+        _err(f"crossroute: login failed: {exc}. Run `{retry}` to try again.")
+        return 1
+    except KeyboardInterrupt:
+        _err("crossroute: login cancelled")
+        return 130
+    who = f" as {acct.email}" if acct.email else ""
+    _out(f"Logged in to {provider}{who}; saved {acct.path}")
+    return 0
+
+
+def _expiry(acct: Account, now: float) -> str:
+    if acct.expires_at is None:
+        return "-"
+    left = acct.expires_at - now
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(acct.expires_at))
+    if left <= 0:
+        return f"{stamp} (expired)"
+    if left < 3600:
+        return f"{stamp} (in {int(left // 60)} min)"
+    if left < 86400 * 2:
+        return f"{stamp} (in {left / 3600:.1f} h)"
+    return f"{stamp} (in {left / 86400:.1f} d)"
+
+
+def render_list(accounts: list[Account], now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    rows = [("NAME", "PROVIDER", "EMAIL", "STATUS", "EXPIRES", "TOKEN")]
+    for a in sorted(accounts, key=lambda a: (a.provider, a.name)):
+        secret = a.access_token or a.api_key or a.refresh_token or ""
+        rows.append((a.name, a.provider, a.email or "-", a.status, _expiry(a, now), mask(secret) if secret else "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def cmd_auth(args: argparse.Namespace) -> int:
+    store = AuthStore(auth_dir_for(args))
+    store.load()
+    if args.auth_command == "list":
+        accounts = store.accounts()
+        if not accounts:
+            _out(f"no accounts in {store.dir} (add one with `crossroute login claude|codex|antigravity|kimi`)")
+            return 0
+        _out(render_list(accounts))
+        return 0
+    try:
+        acct = store.find(args.name)
+    except KeyError as exc:
+        _err(f"crossroute: {exc.args[0]}")
+        return 1
+    if args.auth_command == "remove":
+        store.remove(acct.name)
+        _out(f"removed {acct.name}")
+        return 0
+    disabled = args.auth_command == "disable"
+    store.set_disabled(acct.name, disabled)
+    _out(f"{acct.name}: {'disabled' if disabled else 'enabled'}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--auth-dir", help=f"account files directory (default: the config's auth-dir, else "
+                                      f"{DEFAULT_AUTH_DIR})")
+    p.add_argument("--config", help="config file to read auth-dir from")
+
+
+def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    login = sub.add_parser("login", help="sign in to a subscription account and save it in the auth dir")
+    login.add_argument("provider", choices=LOGIN_PROVIDERS)
+    login.add_argument("--device", action="store_true", help="device-code login (codex; kimi always uses it)")
+    login.add_argument("--no-browser", action="store_true",
+                       help="do not open a browser: print the URL and read the pasted redirect URL")
+    login.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                       help="seconds to wait for the sign-in (default 600)")
+    _common(login)
+    login.set_defaults(func=cmd_login)
+
+    auth = sub.add_parser("auth", help="list, disable, enable or remove accounts")
+    auth_sub = auth.add_subparsers(dest="auth_command", required=True)
+    lst = auth_sub.add_parser("list", help="accounts with status and expiry (secrets masked)")
+    _common(lst)
+    for verb in ("disable", "enable", "remove"):
+        p = auth_sub.add_parser(verb, help=f"{verb} an account (file name, name without .json, or email)")
+        p.add_argument("name")
+        _common(p)
+    auth.set_defaults(func=cmd_auth)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="crossroute")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,195 @@
+"""Refreshing OAuth tokens: on demand (401), ahead of expiry in the background, once at a time.
+
+``Refresher(store)`` owns one ``AccountToken`` per account and:
+
+- ``refresh(name)``: one refresh per account at a time; concurrent callers await the same one
+  (shielded, so a cancelled request does not cancel it). The new tokens are written to the
+  account's file before anyone is told to use them. ``invalid_grant`` marks the account "needs
+  login" in the store (one log line, out of rotation, file kept). Other failures back off 5 min
+  (or the 429's ``Retry-After``) before the background loop tries again; a 401 still may.
+- ``run(stop)``: every ``check_every`` seconds, refreshes the accounts whose expiry is within
+  their provider's lead (Claude 4 h, Codex 5 days, others 5 min), or, with no known expiry, whose
+  last refresh is older than the lead.
+- with ``redis_url``: replicas refresh an account once, not once each (``shared.SharedRefresh``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from .. import redaction
+from .accounts import Account
+from .grants import Grant, GrantError, InvalidGrant, jwt_claims, refresh_grant
+from .oauth_params import OAuthParams, params_for
+from .store import AuthStore
+from .tokens import AccountToken
+
+__all__ = ["FAILURE_BACKOFF", "Refresher"]
+
+log = logging.getLogger("crossroute.auth")
+
+FAILURE_BACKOFF = 300.0
+RECENT = 2.0  # a 401 this soon after a refresh is answered with the token just minted
+
+
+class Refresher:
+    def __init__(self, store: AuthStore, *, redis_url: str | None = None, env: dict[str, str] | None = None,
+                 check_every: float = 5.0, clock: Callable[[], float] = time.time, workers: int = 4,
+                 redis_prefix: str = "crossroute:") -> None:
+        self.store = store
+        self._env = env
+        self.check_every = check_every
+        self._clock = clock
+        self._sources: dict[str, AccountToken] = {}
+        self._inflight: dict[str, asyncio.Future[bool]] = {}
+        self._not_before: dict[str, float] = {}
+        self._refreshed_at: dict[str, float] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._sem = asyncio.Semaphore(workers)
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._shared: Any = None
+        if redis_url:
+            from .shared import SharedRefresh
+
+            self._shared = SharedRefresh(redis_url, prefix=redis_prefix)
+
+    # ------------------------------------------------------------------ sources
+    def source(self, name: str) -> AccountToken:
+        src = self._sources.get(name)
+        if src is None:
+            src = self._sources[name] = AccountToken(name, self)
+        return src
+
+    def params(self, acct: Account) -> OAuthParams:
+        return params_for(acct.provider, self._env)
+
+    def due(self, acct: Account, now: float | None = None) -> bool:
+        if not acct.usable or not acct.refresh_token:
+            return False
+        params = self.params(acct)
+        if not params.token_url:
+            return False
+        now = self._clock() if now is None else now
+        if acct.expires_at is not None:
+            return acct.expires_at - params.refresh_lead <= now
+        return acct.last_refresh is None or now - acct.last_refresh >= params.refresh_lead
+
+    # ------------------------------------------------------------------ one refresh
+    async def refresh(self, name: str, *, stale: str | None = None, reason: str = "requested") -> bool:
+        """A new token for ``name``; True when the caller may retry with ``token()``."""
+        acct = self.store.get(name)
+        if acct is None or not acct.usable:
+            return False
+        current = acct.access_token or acct.api_key
+        if stale is not None and current and current != stale:
+            return True  # already replaced since the caller read it
+        fut = self._inflight.get(name)
+        if fut is None:
+            if stale is None and self._clock() - self._refreshed_at.get(name, -1e18) < RECENT:
+                return True
+            fut = asyncio.ensure_future(self._run_one(name, reason))
+            self._inflight[name] = fut
+            fut.add_done_callback(lambda _f: self._inflight.pop(name, None))
+        return await asyncio.shield(fut)
+
+    async def _run_one(self, name: str, reason: str) -> bool:
+        async with self._sem:
+            acct = self.store.get(name)
+            if acct is None or not acct.usable:
+                return False
+            try:
+                if self._shared is not None:
+                    ok = await self._shared.refresh(self, acct)
+                else:
+                    ok = await self.refresh_now(acct)
+            except InvalidGrant as exc:
+                self.store.mark_needs_login(name, str(exc))
+                return False
+            except GrantError as exc:
+                wait = exc.retry_after or FAILURE_BACKOFF
+                self._not_before[name] = self._clock() + wait
+                log.warning("refresh of %s failed (%s); next background try in %.0f s", name,
+                            redaction.scrub(str(exc)), wait)
+                return False
+            except Exception:
+                self._not_before[name] = self._clock() + FAILURE_BACKOFF
+                log.exception("refresh of %s failed", name)
+                return False
+            if ok:
+                self._refreshed_at[name] = self._clock()
+                self._not_before.pop(name, None)
+                log.info("account %s: token refreshed (%s)", name, reason)
+            return ok
+
+    async def refresh_now(self, acct: Account) -> bool:
+        """Ask the provider for new tokens and write them to the file (raises ``GrantError``)."""
+        grant = await refresh_grant(self._http(), self.params(acct), acct, now=self._clock())
+        self.apply(acct, grant)
+        return True
+
+    def apply(self, acct: Account, grant: Grant) -> Account:
+        """Write a grant to the account's file (atomically, before any use of it)."""
+        extra: dict[str, Any] = {}
+        if acct.provider == "codex" and grant.id_token:
+            auth = jwt_claims(grant.id_token).get("https://api.openai.com/auth")
+            if isinstance(auth, dict) and isinstance(auth.get("chatgpt_account_id"), str):
+                extra["account_id"] = auth["chatgpt_account_id"]
+        if acct.provider in ("kimi", "antigravity"):
+            for key in ("token_type", "scope"):
+                if isinstance(grant.body.get(key), str):
+                    extra[key] = grant.body[key]
+        obj = acct.with_tokens(access_token=grant.access_token, refresh_token=grant.refresh_token,
+                               expires_at=grant.expires_at, id_token=grant.id_token, now=self._clock(), extra=extra)
+        return self.store.write(acct.name, obj)
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    # ------------------------------------------------------------------ background
+    async def check_once(self) -> list[str]:
+        """Start a refresh of every due account; the names started (awaited before returning)."""
+        now = self._clock()
+        names = [a.name for a in self.store.accounts()
+                 if self.due(a, now) and self._not_before.get(a.name, 0.0) <= now and a.name not in self._inflight]
+        if names:
+            await asyncio.gather(*(self.refresh(n, reason="ahead of expiry") for n in names))
+        return names
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.check_once()
+            except Exception:
+                log.exception("background token refresh failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.check_every)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stop.clear()
+            self._task = asyncio.ensure_future(self.run())
+
+    async def stop(self) -> None:
+        self._stop.set()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for fut in list(self._inflight.values()):
+            fut.cancel()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._shared is not None:
+            await self._shared.close()
