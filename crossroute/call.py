@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from .formats.neutral import Usage
-from .formats.translate import PendingUsage
+from .formats.translate import PendingUsage, usage_of
 from .routing.session_ids import SessionIds
 
-__all__ = ["Attempt", "Call"]
+__all__ = ["Attempt", "Call", "ParsedUsage"]
 
 _ids = itertools.count(1)
 
@@ -38,6 +38,23 @@ class Attempt:
 
     def __repr__(self) -> str:
         return f"Attempt({self.credential_id!r}, {self.upstream_model!r}, status={self.status}, error={self.error!r})"
+
+
+class ParsedUsage:
+    """The usage of an answer passed through unchanged that was already parsed (to check that it
+    is an answer): read from the parsed object only when asked for."""
+
+    __slots__ = ("fmt", "obj")
+
+    def __init__(self, fmt: str, obj: Any) -> None:
+        self.fmt = fmt
+        self.obj = obj
+
+    def resolve(self) -> Usage | None:
+        try:
+            return usage_of(self.fmt, self.obj)
+        except (ValueError, TypeError, AttributeError, KeyError):
+            return None
 
 
 class Call:
@@ -77,7 +94,7 @@ class Call:
         self.options: dict[str, Any] = options or {}
         self.transport = transport
         self.session: SessionIds | None = None
-        self._usage: Usage | PendingUsage | None = None
+        self._usage: Usage | PendingUsage | ParsedUsage | None = None
         self.credential_id: str | None = None
         self.upstream_model: str | None = None
         self.status = 0
@@ -91,10 +108,10 @@ class Call:
     @property
     def usage(self) -> Usage | None:
         u = self._usage
-        if isinstance(u, PendingUsage):
+        if isinstance(u, PendingUsage | ParsedUsage):
             u = self._usage = u.resolve()
         return u
 
     @usage.setter
-    def usage(self, value: Usage | PendingUsage | None) -> None:
+    def usage(self, value: Usage | PendingUsage | ParsedUsage | None) -> None:
         self._usage = value

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 import orjson
 
 from . import redaction
-from .call import Attempt, Call
+from .call import Attempt, Call, ParsedUsage
 from .formats import answers, count, errors, translate
 from .formats.neutral import BadRequest, Reasoning
 from .formats.pipes import Pipe, UpstreamEventError
@@ -187,10 +187,33 @@ async def _attempt(
     try:
         up = await executor.send(entry, Outbound(op, wire, cand.upstream_model, body, call.stream, call.headers), gw)
         attempt.first_byte = time.monotonic()
-        if not call.stream:
-            reply = await _whole(gw, call, cand, up, prepared, wire)
-        else:
+        if call.stream:
             return await _stream(gw, call, cand, up, prepared, wire, attempt, base_model, scope)
+        # a whole answer, read here rather than in a helper coroutine (every request's path)
+        name = entry.name
+        try:
+            raw = await up.body(gw.settings.max_upstream_body)
+        except TimeoutError:
+            up.close(False)
+            raise UpstreamError(504, f"upstream {name} timed out while sending its answer", scope="model") from None
+        except up.io_errors as exc:
+            up.close(False)
+            raise UpstreamError(502, f"upstream {name} broke off its answer ({type(exc).__name__})",
+                                scope="model") from None
+        except BadAnswer as exc:
+            up.close(False)
+            raise BadAnswer(f"upstream {name} sent {exc.message}") from None
+        up.close(True)
+        what, obj = answers.problem(wire, raw, op)
+        if what is not None:
+            raise BadAnswer(redaction.scrub(f"upstream {name} sent an answer that could not be read: {what}"))
+        if wire == fmt:  # same format: the checked body passes unchanged
+            out, usage = raw, ParsedUsage(wire, obj)
+        else:
+            try:
+                out, usage = prepared.response(wire, raw, call.model, op)
+            except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise BadAnswer(f"upstream {name} sent an answer that could not be read: {exc}") from None
     except UpstreamError as exc:
         attempt.end = time.monotonic()
         attempt.status = exc.status
@@ -198,41 +221,16 @@ async def _attempt(
         raise
     attempt.end = time.monotonic()
     attempt.status = 200
+    call.usage = usage
     call.status = 200
     if (pending := _succeeded(gw, call, cand, base_model, scope)) is not None:
         await pending
     if gw.recording:
         gw.record(call)
+    extra = _passthrough_headers(up.headers) if gw.settings.passthrough_headers else None
+    reply = Reply(200, out, [*JSON_HEADERS, *extra] if extra else JSON_HEADERS)
     reply.call = call
     return reply
-
-
-async def _whole(gw: Gateway, call: Call, cand: Candidate, up: Upstream, prepared: translate.Prepared, wire: str
-                 ) -> Reply:
-    name = cand.entry.name
-    try:
-        raw = await up.body(gw.settings.max_upstream_body)
-    except TimeoutError:
-        up.close(False)
-        raise UpstreamError(504, f"upstream {name} timed out while sending its answer", scope="model") from None
-    except up.io_errors as exc:
-        up.close(False)
-        raise UpstreamError(502, f"upstream {name} broke off its answer ({type(exc).__name__})",
-                            scope="model") from None
-    except BadAnswer as exc:
-        up.close(False)
-        raise BadAnswer(f"upstream {name} sent {exc.message}") from None
-    up.close(True)
-    what, _ = answers.problem(wire, raw, call.operation)
-    if what is not None:
-        raise BadAnswer(redaction.scrub(f"upstream {name} sent an answer that could not be read: {what}"))
-    try:
-        out, usage = prepared.response(wire, raw, call.model, call.operation)
-    except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise BadAnswer(f"upstream {name} sent an answer that could not be read: {exc}") from None
-    call.usage = usage
-    extra = _passthrough_headers(up.headers) if gw.settings.passthrough_headers else None
-    return Reply(200, out, [*JSON_HEADERS, *extra] if extra else JSON_HEADERS)
 
 
 async def _stream(gw: Gateway, call: Call, cand: Candidate, up: Upstream, prepared: translate.Prepared, wire: str,

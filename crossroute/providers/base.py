@@ -215,6 +215,11 @@ class UpstreamIO(Protocol):
     settings: Settings
     timeout: aiohttp.ClientTimeout
 
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The shared session (direct connections)."""
+        ...
+
     def client_for(self, proxy_url: str | None) -> aiohttp.ClientSession: ...
     def proxy_arg(self, proxy_url: str | None) -> str | None: ...
 
@@ -258,27 +263,28 @@ class HttpExecutor:
         if idem := out.client_headers.get("idempotency-key"):
             req.headers = {**req.headers, "Idempotency-Key": idem}
         proxy_url = entry.proxy_url or io.settings.proxy_url
-        session = io.client_for(proxy_url)
-        proxy = io.proxy_arg(proxy_url)
-        resp = await self._post(entry, session, req, proxy, io.timeout)
-        if resp.status == 401 and await self.token_source(entry).refresh():
-            resp.release()
-            req = self.build(entry, out)  # with the new token
-            resp = await self._post(entry, session, req, proxy, io.timeout)
-        if resp.status >= 400:
+        if proxy_url:
+            session, proxy = io.client_for(proxy_url), io.proxy_arg(proxy_url)
+        else:
+            session, proxy = io.http, None
+        resent = False
+        while True:
+            try:  # inline, not a helper coroutine: this is every request's path
+                resp = await session.post(req.url, data=req.body, headers=req.headers, proxy=proxy,
+                                          timeout=io.timeout)
+            except TimeoutError:
+                raise UpstreamError(504, f"upstream {entry.name} did not answer in time", scope=MODEL) from None
+            except aiohttp.ClientError as exc:
+                detail = redaction.scrub(f"{type(exc).__name__}: {exc}")
+                raise UpstreamError(0, f"upstream {entry.name} is unreachable ({detail})") from None
+            if resp.status < 400:
+                return HttpUpstream(resp)
+            if resp.status == 401 and not resent and await self.token_source(entry).refresh():
+                resp.release()
+                resent = True
+                req = self.build(entry, out)  # with the new token
+                continue
             raise await self._failure(entry, resp)
-        return HttpUpstream(resp)
-
-    async def _post(self, entry: ProviderEntry, session: aiohttp.ClientSession, req: UpstreamRequest,
-                    proxy: str | None, client_timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
-        try:
-            return await session.post(req.url, data=req.body, headers=req.headers, proxy=proxy,
-                                      timeout=client_timeout)
-        except TimeoutError:
-            raise UpstreamError(504, f"upstream {entry.name} did not answer in time", scope=MODEL) from None
-        except aiohttp.ClientError as exc:
-            detail = redaction.scrub(f"{type(exc).__name__}: {exc}")
-            raise UpstreamError(0, f"upstream {entry.name} is unreachable ({detail})") from None
 
     async def _failure(self, entry: ProviderEntry, resp: aiohttp.ClientResponse) -> UpstreamError:
         try:
