@@ -48,6 +48,9 @@ from .sse import MAX_EVENT_BYTES, SSEError, SSEEvent, SSEParser, encode_event, l
 EARLY_EOF = "upstream stream closed before completion"
 NOT_JSON = "upstream sent a stream event that is not valid JSON"
 NOT_OBJECT = "upstream sent a stream event that is not a JSON object"
+NOT_READABLE = "upstream sent a stream event with fields of the wrong type"
+# what reading an event of the wrong shape raises (a count that is a string, a list that is a dict)
+UNREADABLE = (TypeError, ValueError, AttributeError, KeyError, IndexError)
 
 
 class UpstreamEventError(Exception):
@@ -153,6 +156,15 @@ class _Shape:
         return True
 
 
+def _usage(read: Any, raw: Any) -> Usage | None:
+    """Usage read from an upstream object; None when its counts are not numbers (the event is
+    still relayed: usage is the gateway's bookkeeping, not the client's answer)."""
+    try:
+        return read(raw)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
 def _parse(parser: SSEParser, chunk: bytes) -> list[SSEEvent]:
     try:
         return parser.feed(chunk)
@@ -256,12 +268,12 @@ class ChatPassthrough(_EventPipe):
             for ch in choices:
                 if ch.__class__ is dict and ch.get("finish_reason").__class__ is str:
                     self._finished = True
-            if len(choices) == 1 and not self._finished and not obj.get("usage"):
+            if choices.__class__ is list and len(choices) == 1 and not self._finished and not obj.get("usage"):
                 delta = choices[0].get("delta") if choices[0].__class__ is dict else None
                 if delta.__class__ is dict and len(delta) == 1 and delta.get("content").__class__ is str:
                     self._shape = _Shape.of(data, b'"content":"', delta["content"])
         if obj.get("usage"):
-            usage = usage_from_chat(obj["usage"])
+            usage = _usage(usage_from_chat, obj["usage"])
             if usage is not None:
                 self.usage = usage
                 if not self._want_usage and not choices:
@@ -335,7 +347,9 @@ class ClaudePassthrough(_EventPipe):
         return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
 
     def _merge_usage(self, raw: dict[str, Any]) -> None:
-        new = self._usage_from(raw)
+        new = _usage(self._usage_from, raw)
+        if new is None:
+            return
         if self.usage is None:
             self.usage = new
             return
@@ -396,7 +410,7 @@ class GeminiPassthrough(_EventPipe):
             return self._frame(data) + self._close_array()
         meta = obj.get("usageMetadata")
         if meta.__class__ is dict:
-            self.usage = self._usage_from(meta)
+            self.usage = _usage(self._usage_from, meta) or self.usage
         cands = obj.get("candidates")
         if cands:
             for cand in cands:
@@ -466,7 +480,12 @@ class ResponsesPassthrough:
             self._head = None if ok else head[-64:]
         if self._failure is not None:
             return b""
-        out = self._framer.feed(chunk)
+        try:
+            out = self._framer.feed(chunk)
+        except UNREADABLE:
+            if not self.started:
+                raise UpstreamEventError(502, NOT_READABLE) from None
+            return self._framer.fail(502, NOT_READABLE)
         if out:
             self._unframed = 0
         else:
@@ -479,7 +498,13 @@ class ResponsesPassthrough:
     def finish(self) -> bytes:
         if self._failure is not None:
             return b""
-        return self._check(self._framer.finish())
+        try:
+            out = self._framer.finish()
+        except UNREADABLE:
+            if not self.started:
+                raise UpstreamEventError(502, NOT_READABLE) from None
+            return self._framer.fail(502, NOT_READABLE)
+        return self._check(out)
 
     def error(self, status: int, message: str) -> bytes:
         if self._failure is not None:
@@ -551,17 +576,24 @@ class TranslatePipe:
         for sse in _parse(self._parser, chunk):
             if self.done:
                 break
-            events = decode(sse)
-            if len(events) == 1 and events[0].type == "block_delta":
-                out.append(encode(events[0]))  # the common case, without the general loop
-            elif events:
-                out.append(self._emit(events))
-            elif sse.data and not _complete(sse.data):
-                # the decoders skip what they cannot parse; it must not vanish unnoticed
-                if not self.started:
-                    raise UpstreamEventError(502, NOT_JSON)
-                out.append(self.error(502, NOT_JSON))
-                break
+            try:
+                events = decode(sse)
+                if len(events) == 1 and events[0].type == "block_delta":
+                    out.append(encode(events[0]))  # the common case, without the general loop
+                    continue
+                if events:
+                    out.append(self._emit(events))
+                    continue
+            except UNREADABLE:
+                problem = NOT_READABLE
+            else:
+                if not sse.data or _complete(sse.data):
+                    continue
+                problem = NOT_JSON  # the decoders skip what they cannot parse; it must not vanish
+            if not self.started:
+                raise UpstreamEventError(502, problem)
+            out.append(self.error(502, problem))
+            break
         if not out:
             return b""
         self.started = True
@@ -570,10 +602,15 @@ class TranslatePipe:
     def finish(self) -> bytes:
         out = b""
         tail = self._parser.flush()
-        if tail is not None and not self.done and _complete(tail.data):
-            out = self._emit(self._decoder.feed(tail))
-        if not self.done:
-            out += self._emit(self._decoder.close())
+        try:
+            if tail is not None and not self.done and _complete(tail.data):
+                out = self._emit(self._decoder.feed(tail))
+            if not self.done:
+                out += self._emit(self._decoder.close())
+        except UNREADABLE:
+            if not self.started:
+                raise UpstreamEventError(502, NOT_READABLE) from None
+            return out + self.error(502, NOT_READABLE)
         if not self.done:
             if not self.started:
                 raise UpstreamEventError(502, EARLY_EOF)

@@ -293,3 +293,34 @@ def test_text_chunks_after_the_first_take_the_shortcut_and_others_do_not() -> No
     done = pipe.feed(b'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
                      b"data: [DONE]\n\n")
     assert pipe.done and done.endswith(b"data: [DONE]\n\n")
+
+
+WRONG_TYPES = [
+    b'{"choices":{"a":1}}', b'{"choices":[1,2]}', b'{"choices":[{"delta":"x"}]}',
+    b'{"choices":[{"delta":{"tool_calls":[{"index":"x","function":5}]}}]}', b'{"usage":{"prompt_tokens":"x"}}',
+    b'{"error":{"code":true,"message":5}}', b"[1]", b'"s"', b'{"candidates":[{"content":{"parts":"x"}}]}',
+    b'{"usageMetadata":{"promptTokenCount":"x"}}', b'{"type":"message_start","message":{"usage":{"input_tokens":"x"}}}',
+    b'{"type":"content_block_start","index":"x","content_block":5}', b'{"type":"message_delta","delta":5,"usage":"x"}',
+    b'{"type":"response.completed","response":{"usage":{"input_tokens":"x"}}}',
+]
+NAMES = [b"", b"event: message_start\n", b"event: content_block_start\n", b"event: message_delta\n",
+         b"event: response.completed\n"]
+
+
+@pytest.mark.parametrize(("upstream", "client"), PAIRS)
+def test_fields_of_the_wrong_type_end_the_stream_cleanly(upstream: str, client: str) -> None:
+    """Whatever an upstream event holds, a pipe answers bytes or UpstreamEventError, never a crash."""
+    end = b"\r\n\r\n" if upstream == "gemini" else b"\n\n"
+    for body in WRONG_TYPES:
+        for name in NAMES:
+            for after_output in (False, True):
+                pipe = make_pipe(upstream, client)
+                out = b""
+                try:
+                    if after_output:
+                        out = pipe.feed(GOOD[upstream])
+                    out += pipe.feed(name + b"data: " + body + end)
+                    out += pipe.finish()
+                except UpstreamEventError as exc:
+                    out += pipe.error(exc.status, exc.message)
+                client_datas(client, out)  # what the client got is valid JSON throughout
