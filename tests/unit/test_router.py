@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
-from crossroute.routing.router import Router, RoutingSettings, normalize_strategy, provider_group
+from crossroute.routing.router import AllCoolingDown, Router, RoutingSettings, normalize_strategy, provider_group
 from crossroute.routing.selectors import FillFirstSelector, WeightedRoundRobinSelector
 from crossroute.routing.session_ids import SessionIds
+from crossroute.state.base import Cooldown, State
 from crossroute.state.memory import MemoryState
 
 from .routing_fakes import Cand, Clock
@@ -111,3 +114,58 @@ async def test_memory_state_operations() -> None:
     await st.stop()
     await st.stop()
     assert not st.running
+
+
+class SharedState(State):
+    """A State that is not in-process (as Redis is): the router takes its async paths."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.mem = MemoryState(clock=clock)
+
+    async def get_binding(self, key: str, ttl: float) -> str | None:
+        return await self.mem.get_binding(key, ttl)
+
+    async def set_binding(self, key: str, credential_id: str, ttl: float) -> None:
+        await self.mem.set_binding(key, credential_id, ttl)
+
+    async def delete_binding_if(self, key: str, credential_id: str) -> bool:
+        return await self.mem.delete_binding_if(key, credential_id)
+
+    async def delete_binding(self, key: str) -> bool:
+        return await self.mem.delete_binding(key)
+
+    async def delete_bindings_for(self, credential_id: str) -> int:
+        return await self.mem.delete_bindings_for(credential_id)
+
+    async def get_cooldowns(self, credential_ids: Sequence[str], model: str) -> dict[str, Cooldown]:
+        return await self.mem.get_cooldowns(credential_ids, model)
+
+    async def set_cooldown(self, credential_id: str, model: str, until: float, level: int, keep_until: float
+                           ) -> None:
+        await self.mem.set_cooldown(credential_id, model, until, level, keep_until)
+
+    async def clear_cooldown(self, credential_id: str, model: str) -> None:
+        await self.mem.clear_cooldown(credential_id, model)
+
+    async def incr(self, key: str) -> int:
+        return await self.mem.incr(key)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_cooldown_keys_upstream_model_and_credential_in_both_paths(shared: bool) -> None:
+    clock = Clock()
+    state: State = SharedState(clock) if shared else MemoryState(clock=clock)
+    router = Router(RoutingSettings(strategy="fill-first"), state, clock=clock)
+    assert router.in_process is not shared
+    a_x, a_y, b_x = Cand("a", upstream_model="x"), Cand("a", upstream_model="y"), Cand("b", upstream_model="x")
+    await router.report_failure(a_x, "alias", None, 503, None)
+    assert (await router.pick([a_x, b_x], "alias", None)).credential_id == "b"  # a rests for "x"
+    assert (await router.pick([a_y], "other", None)) is a_y  # not for "y"
+    assert await router.wait_time([a_x], "alias") == pytest.approx(60)
+    await router.report_failure(a_y, "other", None, None, None)  # unreachable: every model of a
+    with pytest.raises(AllCoolingDown):
+        await router.pick([a_y], "other", None)
+    assert await router.wait_time([a_x], "alias") == pytest.approx(60)  # the longer of the two
+    await router.report_success(a_x, "alias", None)  # clears a's model and credential cooldowns
+    assert (await router.pick([a_x, a_y], "alias", None)).credential_id == "a"
+    assert await router.wait_time([a_y], "other") == 0
