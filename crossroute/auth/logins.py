@@ -189,6 +189,7 @@ async def pkce_login(provider: str, store: AuthStore, *, say: Say, wait_s: float
 
         try:
             result = await wait_for_code(port=params.callback_port, path=params.callback_path, state=state,
+                                         host=params.callback_host,
                                          wait_s=wait_s, pasted=read_paste if no_browser else None,
                                          on_bad_paste=lambda msg: say(f"{msg}. Paste the redirect URL again:"),
                                          ready=started)

@@ -70,7 +70,7 @@ def _check(q: dict[str, str], expected_state: str) -> CallbackResult:
     return CallbackResult(code, state)
 
 
-async def wait_for_code(*, port: int, path: str, state: str, wait_s: float, host: str = "127.0.0.1",
+async def wait_for_code(*, port: int, path: str, state: str, wait_s: float, host: str = "localhost",
                         pasted: Callable[[], Awaitable[str | None]] | None = None,
                         on_bad_paste: Callable[[str], None] | None = None,
                         ready: Callable[[int], None] | None = None, listen: bool = True) -> CallbackResult:
@@ -100,15 +100,20 @@ async def wait_for_code(*, port: int, path: str, state: str, wait_s: float, host
         app.router.add_get("/{tail:.*}", handle)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            if pasted is None:
-                raise LoginError(f"cannot listen on {host}:{port} for the login callback ({exc.strerror}); "
-                                 "free the port or use --no-browser and paste the redirect URL") from None
-            runner = None
+        # "localhost" may resolve to either loopback address in the browser: listen on both
+        hosts = ["127.0.0.1", "::1"] if host == "localhost" else [host]
+        for i, h in enumerate(hosts):
+            try:
+                await web.TCPSite(runner, h, port, reuse_address=True).start()
+            except OSError as exc:
+                if i:  # no IPv6 loopback here: IPv4 is enough
+                    continue
+                await runner.cleanup()
+                runner = None
+                if pasted is None:
+                    raise LoginError(f"cannot listen on {h}:{port} for the login callback ({exc.strerror}); "
+                                     "free the port or use --no-browser and paste the redirect URL") from None
+                break
     if ready is not None:
         ready(port)
 
