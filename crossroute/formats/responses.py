@@ -190,7 +190,8 @@ def _assistant(messages: list[Message]) -> Message:
     return msg
 
 
-def _items(items: list[Any], req: Request) -> None:
+def _items(items: list[Any], req: Request, more: list[Any]) -> None:
+    """Input items into ``req``; tool definitions met in ``additional_tools`` items go to ``more``."""
     msgs = req.messages
     for i, item in enumerate(items):
         path = f"input[{i}]"
@@ -236,6 +237,11 @@ def _items(items: list[Any], req: Request) -> None:
             _assistant(msgs).content.append(local_shell_call(item, path))
         elif t in HOSTED_ITEMS:
             continue  # a hosted tool's server-side history: nothing another upstream can use
+        elif t == "additional_tools":  # Codex's Responses Lite: tool definitions inside input
+            tools = item.get("tools")
+            if not isinstance(tools, list):
+                raise BadRequest(f"Invalid type for '{path}.tools': expected an array", param=f"{path}.tools")
+            more.extend(tools)
         elif t in ("function_call_output", "custom_tool_call_output", "local_shell_call_output"):
             call_id = item.get("call_id") or (item.get("id") if t == "local_shell_call_output" else None)
             if not isinstance(call_id, str) or not call_id:
@@ -351,15 +357,19 @@ def request_to_neutral(body: dict[str, Any], model: str | None = None) -> Reques
         raise BadRequest("Invalid type for 'instructions': expected a string", param="instructions")
 
     inp = body.get("input")
+    more_tools: list[Any] = []
     if isinstance(inp, str):
         req.messages.append(Message("user", [Text(inp)]))
     elif isinstance(inp, list):
-        _items(inp, req)
+        _items(inp, req, more_tools)
     elif inp is not None:
         raise BadRequest("Invalid type for 'input': expected a string or an array of input items", param="input")
 
-    if body.get("tools") is not None:
-        req.tools = _tools(body["tools"], req)
+    tools = body.get("tools")
+    if more_tools:
+        tools = [*(tools if isinstance(tools, list) else ()), *more_tools]
+    if tools is not None:
+        req.tools = _tools(tools, req)
     req.tool_choice = _tool_choice(body.get("tool_choice"), extra)
     ptc = body.get("parallel_tool_calls")
     req.parallel_tool_calls = ptc if isinstance(ptc, bool) else None

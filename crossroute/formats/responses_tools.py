@@ -83,6 +83,16 @@ def _function(t: dict[str, Any], path: str, name: str | None = None) -> Tool:
                 strict=strict if isinstance(strict, bool) else None)
 
 
+def _custom(t: dict[str, Any], path: str, origins: dict[str, dict[str, Any]], ns: str | None = None) -> Tool:
+    name = t.get("name")
+    if not isinstance(name, str) or not name:
+        raise BadRequest(f"Missing required parameter: '{path}.name'", param=f"{path}.name")
+    desc = t.get("description")
+    flat = flat_name(ns, name) if ns else name
+    origins[flat] = {"kind": "custom", "name": name, "namespace": ns}
+    return Tool(name=flat, description=desc if isinstance(desc, str) else None, parameters=_custom_params(t))
+
+
 def tools_to_neutral(tools: list[Any], origins: dict[str, dict[str, Any]]) -> list[Tool]:
     """Responses ``tools`` -> neutral tools; fills ``origins`` for tools that need restoring."""
     out: list[Tool] = []
@@ -94,13 +104,7 @@ def tools_to_neutral(tools: list[Any], origins: dict[str, dict[str, Any]]) -> li
         if kind == "function":
             out.append(_function(t, path))
         elif kind == "custom":
-            name = t.get("name")
-            if not isinstance(name, str) or not name:
-                raise BadRequest(f"Missing required parameter: '{path}.name'", param=f"{path}.name")
-            desc = t.get("description")
-            out.append(Tool(name=name, description=desc if isinstance(desc, str) else None,
-                            parameters=_custom_params(t)))
-            origins[name] = {"kind": "custom", "name": name}
+            out.append(_custom(t, path, origins))
         elif kind == "namespace":
             ns = t.get("name")
             members = t.get("tools")
@@ -110,8 +114,12 @@ def tools_to_neutral(tools: list[Any], origins: dict[str, dict[str, Any]]) -> li
                 raise BadRequest(f"Invalid type for '{path}.tools': expected an array", param=f"{path}.tools")
             for j, m in enumerate(members):
                 mpath = f"{path}.tools[{j}]"
-                if not isinstance(m, dict) or m.get("type", "function") != "function":
-                    raise BadRequest(f"'{mpath}' must be a function tool", param=mpath)
+                mkind = m.get("type", "function") if isinstance(m, dict) else None
+                if mkind == "custom":  # Codex's Responses Lite puts freeform tools in namespaces too
+                    out.append(_custom(m, mpath, origins, ns))
+                    continue
+                if mkind != "function":
+                    raise BadRequest(f"'{mpath}' must be a function or custom tool", param=mpath)
                 fname = m.get("name")
                 flat = flat_name(ns, fname) if isinstance(fname, str) and fname else None
                 tool = _function(m, mpath, flat)
@@ -138,6 +146,9 @@ def custom_call(item: dict[str, Any], path: str) -> ToolCall:
     call_id, name = _call_id(item, path), item.get("name")
     if not isinstance(name, str) or not name:
         raise BadRequest(f"'{path}.name' is required", param=f"{path}.name")
+    ns = item.get("namespace")
+    if isinstance(ns, str) and ns:
+        name = flat_name(ns, name)
     inp = item.get("input")
     return ToolCall(id=call_id, name=name, arguments=dumps({"input": inp if isinstance(inp, str) else ""}))
 
@@ -190,8 +201,11 @@ def call_item(origin: dict[str, Any] | None, item_id: str, call_id: str, name: s
     """The Responses output item for a call of upstream tool ``name``."""
     kind = origin.get("kind") if origin else None
     if kind == "custom":
-        return {"id": item_id, "type": "custom_tool_call", "status": status, "call_id": call_id,
+        item = {"id": item_id, "type": "custom_tool_call", "status": status, "call_id": call_id,
                 "name": origin["name"], "input": custom_input(arguments) if arguments else ""}  # type: ignore[index]
+        if origin.get("namespace"):  # type: ignore[union-attr]
+            item["namespace"] = origin["namespace"]  # type: ignore[index]
+        return item
     if kind == LOCAL_SHELL:
         obj = _args(arguments)
         obj = obj if isinstance(obj, dict) else {}

@@ -287,3 +287,25 @@ def test_local_shell_round_trip() -> None:
     item = orjson.loads(out)["output"][0]
     assert item["type"] == "local_shell_call" and item["call_id"] == "call_l1"
     assert item["action"] == {"type": "exec", "command": ["cat", "a.txt"], "working_directory": "/w"}
+
+
+def test_responses_lite_additional_tools() -> None:
+    """Codex's Responses Lite mode sends the tools inside ``input``, freeform ones in a namespace."""
+    body = {"model": "m", "stream": False, "input": [
+        {"type": "additional_tools", "role": "developer", "tools": [
+            {"type": "namespace", "name": "functions", "description": "Tools in the functions namespace.", "tools": [
+                {"type": "custom", "name": "exec", "description": "Run JavaScript code",
+                 "format": {"type": "grammar", "syntax": "lark", "definition": "start: /[^]+/"}},
+                {"type": "function", "name": "wait", "parameters": {"type": "object", "properties": {}}}]}]},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "ls"}]}]}
+    up = prepared(body).body_dict("openai", "m", False)
+    assert [t["function"]["name"] for t in up["tools"]] == ["functions__exec", "functions__wait"]
+    assert [m["role"] for m in up["messages"]] == ["user"]
+    answer = orjson.dumps({"id": "c", "object": "chat.completion", "created": 1, "model": "up", "choices": [
+        {"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_x", "type": "function",
+             "function": {"name": "functions__exec", "arguments": '{"input":"console.log(1)"}'}}]}}]})
+    out, _ = prepared(body).response("openai", answer, "m", "generate")
+    item = orjson.loads(out)["output"][0]
+    assert (item["type"], item["name"], item["namespace"], item["input"]) == (
+        "custom_tool_call", "exec", "functions", "console.log(1)")
