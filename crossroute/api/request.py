@@ -76,12 +76,3 @@ def require_model(fmt: str, body: dict[str, Any]) -> str:
     if not isinstance(model, str) or not model.strip():
         raise bad_request(fmt, "'model' is required and must be a non-empty string", "model")
     return model.strip()
-
-
-def optional_bool(fmt: str, body: dict[str, Any], name: str) -> bool:
-    value = body.get(name)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise bad_request(fmt, f"'{name}' must be a boolean, got {type(value).__name__}", name)
-    return value
