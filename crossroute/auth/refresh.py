@@ -7,9 +7,10 @@
   account's file before anyone is told to use them. ``invalid_grant`` marks the account "needs
   login" in the store (one log line, out of rotation, file kept). Other failures back off 5 min
   (or the 429's ``Retry-After``) before the background loop tries again; a 401 still may.
-- ``run(stop)``: every ``check_every`` seconds, refreshes the accounts whose expiry is within
+- ``run()``: every ``check_every`` seconds, refreshes the accounts whose expiry is within
   their provider's lead (Claude 4 h, Codex 5 days, others 5 min), or, with no known expiry, whose
-  last refresh is older than the lead.
+  last refresh is older than the lead. A token whose whole life is shorter than the lead is refreshed
+  at half its life (else a 1 h token with a 4 h lead would be refreshed on every check).
 - with ``redis_url``: replicas refresh an account once, not once each (``shared.SharedRefresh``).
 """
 
@@ -36,7 +37,8 @@ __all__ = ["FAILURE_BACKOFF", "Refresher"]
 log = logging.getLogger("crossroute.auth")
 
 FAILURE_BACKOFF = 300.0
-RECENT = 2.0  # a 401 this soon after a refresh is answered with the token just minted
+RECENT = 2.0
+MIN_LEAD = 60.0  # a 401 this soon after a refresh is answered with the token just minted
 
 
 class Refresher:
@@ -79,7 +81,12 @@ class Refresher:
             return False
         now = self._clock() if now is None else now
         if acct.expires_at is not None:
-            return acct.expires_at - params.refresh_lead <= now
+            lead = params.refresh_lead
+            life = acct.expires_at - acct.last_refresh if acct.last_refresh is not None else None
+            if life is not None and 0 < life <= lead:
+                # a token that lives shorter than the lead is refreshed at half its life, not on every check
+                lead = max(MIN_LEAD, life / 2)
+            return acct.expires_at - lead <= now
         return acct.last_refresh is None or now - acct.last_refresh >= params.refresh_lead
 
     # ------------------------------------------------------------------ one refresh
