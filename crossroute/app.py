@@ -408,7 +408,7 @@ class App:
 
     async def _read_into(self, req: Request, proto: Any, fmt: str) -> Reply | None:
         """The body whose length is not declared, or declared over the limit, or encoded
-        (``_body`` reads the others itself): read within the limit, decoded within the limit."""
+        (``__rsgi__`` reads the others itself): read within the limit, decoded within the limit."""
         limit = self.gateway.settings.body_limit
         length = req.headers.get("content-length")
         if length is None or not length.isdigit() or int(length) <= limit:  # (one declared over it is not read)

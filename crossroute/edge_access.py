@@ -4,7 +4,8 @@ A ``logging`` call costs ~45 µs per line here (a LogRecord, the time format, th
 of the whole line, a write and a flush), a fifth of a whole request. So when the logger ends in
 the stock stderr handler of ``logs.setup_logging`` (the normal case), the line is built here in
 the same layout and written in batches: appended to a buffer, written with one ``write`` per
-``FLUSH_AFTER`` seconds (or every ``MAX_LINES`` lines), under the handler's lock. Any other set-up
+``FLUSH_AFTER`` second (or every ``MAX_LINES`` lines), under the handler's lock, by one timer that
+runs while lines come (a timer per line would cost more than the line). Any other set-up
 (an added handler, a test's log capture) gets an ordinary ``logger.info`` per request.
 
 What a line holds: method, path (never the query string, which may hold ``?key=``), status,
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import time
 from typing import IO, Any
 
@@ -25,7 +27,7 @@ from .logs import scrub_line
 
 access_log = logging.getLogger("crossroute.access")
 
-FLUSH_AFTER = 0.2
+FLUSH_AFTER = 1.0  # seconds a line may wait in the buffer
 MAX_LINES = 256
 _MAX_FIELD = 200
 _CACHE_SIZE = 4096
@@ -74,12 +76,22 @@ class AccessLog:
                       f"{us // 1000}.{us // 100 % 10}ms\n")
         if len(buffer) >= MAX_LINES:
             self.flush()
-        elif not self._scheduled:
+        elif not self._scheduled:  # one timer per second while lines come, not one per line
             try:
-                asyncio.get_running_loop().call_later(FLUSH_AFTER, self.flush)
+                asyncio.get_running_loop().call_later(FLUSH_AFTER, self._tick)
                 self._scheduled = True
             except RuntimeError:  # no loop: write now
                 self.flush()
+
+    def _tick(self) -> None:
+        if not self._buffer:
+            self._scheduled = False  # idle: the next line starts the timer again
+            return
+        self.flush()
+        try:
+            asyncio.get_running_loop().call_later(FLUSH_AFTER, self._tick)
+        except RuntimeError:
+            self._scheduled = False
 
     def _safe(self, value: str) -> str:
         known = self._clean.get(value)
@@ -93,7 +105,6 @@ class AccessLog:
         return known
 
     def flush(self) -> None:
-        self._scheduled = False
         if not self._buffer:
             return
         text = "".join(self._buffer)
@@ -105,8 +116,16 @@ class AccessLog:
             return
         handler.acquire()
         try:
-            handler.stream.write(text)
-            handler.stream.flush()
+            stream = handler.stream
+            try:
+                fd = stream.fileno()
+            except (AttributeError, OSError, ValueError):  # not a file (a test's StringIO)
+                stream.write(text)
+                stream.flush()
+            else:  # the handler flushes after each record: nothing of its own is buffered
+                data = text.encode("utf-8", "backslashreplace")
+                while data:
+                    data = data[os.write(fd, data):]
         except (OSError, ValueError):
             pass
         finally:

@@ -39,7 +39,7 @@ async def test_a_line_in_the_stock_layout_written_in_batches(stderr: None) -> No
     log.configure(True)
     log.line("POST", "/v1/chat/completions", 200, "openai", "gpt-4o", "openai:1a2b3c", time.perf_counter() - 0.0123)
     assert out.getvalue() == ""  # batched
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(1.3)
     line = out.getvalue()
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO crossroute\.access: POST /v1/chat/completions 200 "
                         r"openai model=gpt-4o credential=openai:1a2b3c \d+\.\dms\n", line), line
