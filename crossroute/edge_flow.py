@@ -58,8 +58,13 @@ def _find_socket(local: str, peer: str) -> socket.socket | None:
         try:
             if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
                 continue
-            sock = socket.socket(fileno=os.dup(int(name)))
+            fd = os.dup(int(name))
         except (OSError, ValueError):
+            continue
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)
             continue
         try:
             if (sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6)
