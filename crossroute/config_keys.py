@@ -29,7 +29,7 @@ ENTRY_KEYS = frozenset({
 
 # CLIProxyAPI keys, each with what it does there (the warning and the README say it)
 NOT_IMPLEMENTED_TOP: dict[str, str] = {
-    "auth-dir": "OAuth and auth-file credentials; there are no login flows or auth store yet",
+    "auth-dir": "OAuth and auth-file credentials; the gateway does not serve them yet",
     "request-log": "full request and response logs; the one-line access log is access-log",
     "tls": "TLS termination; put a TLS reverse proxy in front",
     "pprof": "the Go profiler endpoint",
