@@ -1,4 +1,4 @@
-"""``crossroute login ...`` and ``crossroute auth list|disable|enable|remove``.
+"""``crossroute login ...``, ``crossroute import vertex KEY.json`` and ``crossroute auth list|disable|enable|remove``.
 
 ``add_subcommands(sub)`` adds both to the main parser's subparsers; until it is wired into
 ``crossroute.cli`` the same commands run as ``python -m crossroute.auth.commands login claude``.
@@ -23,7 +23,7 @@ from .grants import GrantError
 from .logins import DEVICE_PROVIDERS, PKCE_PROVIDERS, device_login, pkce_login
 from .store import DEFAULT_AUTH_DIR, AuthStore, resolve_auth_dir
 
-__all__ = ["add_subcommands", "auth_dir_for", "cmd_auth", "cmd_login", "main"]
+__all__ = ["add_subcommands", "auth_dir_for", "cmd_auth", "cmd_import", "cmd_login", "main"]
 
 LOGIN_PROVIDERS = ("claude", "codex", "antigravity", "kimi")
 DEFAULT_TIMEOUT = 600.0
@@ -163,6 +163,20 @@ def cmd_auth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from .flows.service_account import import_vertex
+
+    store = AuthStore(auth_dir_for(args))
+    store.load()
+    try:
+        acct = import_vertex(store, Path(args.key_file).expanduser(), prefix=args.prefix, location=args.location)
+    except ValueError as exc:
+        _err(f"crossroute: {args.key_file} {exc}")
+        return 1
+    _out(f"imported the service account {acct.email} (project {acct.raw.get('project_id')}); saved {acct.path}")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auth-dir", help=f"account files directory (default: the config's auth-dir, else "
                                       f"{DEFAULT_AUTH_DIR})")
@@ -179,6 +193,15 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        help="seconds to wait for the sign-in (default 600)")
     _common(login)
     login.set_defaults(func=cmd_login)
+
+    imp = sub.add_parser("import", help="import a credential file into the auth dir")
+    imp_sub = imp.add_subparsers(dest="import_kind", required=True)
+    vertex = imp_sub.add_parser("vertex", help="a Google service-account key for Vertex AI")
+    vertex.add_argument("key_file", help="the service-account JSON key")
+    vertex.add_argument("--prefix", help="model prefix for this account (e.g. team-a/gemini-...)")
+    vertex.add_argument("--location", help="default region (e.g. us-central1; default: global endpoints)")
+    _common(vertex)
+    imp.set_defaults(func=cmd_import)
 
     auth = sub.add_parser("auth", help="list, disable, enable or remove accounts")
     auth_sub = auth.add_subparsers(dest="auth_command", required=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,7 @@ import aiohttp
 
 from .. import redaction
 from .accounts import Account
+from .flows.service_account import ServiceAccountToken
 from .grants import Grant, GrantError, InvalidGrant, jwt_claims, refresh_grant
 from .oauth_params import OAuthParams, params_for
 from .store import AuthStore
@@ -64,11 +66,24 @@ class Refresher:
             self._shared = SharedRefresh(redis_url, prefix=redis_prefix)
 
     # ------------------------------------------------------------------ sources
-    def source(self, name: str) -> AccountToken:
+    def source(self, name: str) -> AccountToken | ServiceAccountToken:
+        """The token source of one account (the same object for the account's whole life)."""
         src = self._sources.get(name)
         if src is None:
-            src = self._sources[name] = AccountToken(name, self)
+            acct = self.store.get(name)
+            if acct is not None and acct.provider == "vertex" and not acct.api_key:
+                env = os.environ if self._env is None else self._env
+                src = ServiceAccountToken(name, self.store, self._http, env.get("CROSSROUTE_VERTEX_TOKEN_URL"))
+            else:
+                src = AccountToken(name, self)
+            self._sources[name] = src
         return src
+
+    def forget(self, name: str) -> None:
+        """Drop a removed account's source (call from the store's ``on_change``)."""
+        self._sources.pop(name, None)
+        self._not_before.pop(name, None)
+        self._refreshed_at.pop(name, None)
 
     def params(self, acct: Account) -> OAuthParams:
         return params_for(acct.provider, self._env)
@@ -168,9 +183,11 @@ class Refresher:
         now = self._clock()
         names = [a.name for a in self.store.accounts()
                  if self.due(a, now) and self._not_before.get(a.name, 0.0) <= now and a.name not in self._inflight]
-        if names:
-            await asyncio.gather(*(self.refresh(n, reason="ahead of expiry") for n in names))
-        return names
+        minting = [src for src in self._sources.values() if isinstance(src, ServiceAccountToken) and src.due(now)]
+        if names or minting:
+            await asyncio.gather(*(self.refresh(n, reason="ahead of expiry") for n in names),
+                                 *(src.refresh() for src in minting))
+        return names + [src.name for src in minting]
 
     async def run(self) -> None:
         while not self._stop.is_set():

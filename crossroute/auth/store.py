@@ -4,8 +4,8 @@
 A file that is not valid JSON, or lacks the fields its type needs, is skipped with one log line
 naming the file and the problem (once per distinct content, not on every rescan). Writes are
 atomic (``files.write_atomic``). ``watch()`` follows the directory with watchfiles and calls every
-``on_change(added, changed, removed)`` listener with the accounts that changed; a file the store
-itself just wrote is not reported back as a change.
+``on_change(added, changed, removed)`` listener (on the event loop) with the accounts that changed;
+a file the store itself just wrote is not reported back as a change.
 
 Tokens of every loaded account are added to ``redaction``'s known secrets, so they are masked in
 logs and errors; ``secrets()`` lists them for a caller that replaces the known set.
@@ -171,8 +171,9 @@ class AuthStore:
         acct = self.get(name)
         if acct is None or acct.needs_login:
             return acct
-        log.warning("account %s needs login: %s; run `crossroute login %s` to sign in again",
-                    name, redaction.scrub(reason), acct.provider)
+        again = "import vertex KEY.json" if acct.provider == "vertex" else f"login {acct.provider}"
+        log.warning("account %s needs login: %s; run `crossroute %s` to sign in again",
+                    name, redaction.scrub(reason), again)
         try:
             return self.write(name, acct.with_fields(needs_login=True))
         except OSError as exc:
@@ -205,7 +206,11 @@ class AuthStore:
                 log.exception("auth store listener failed")
 
     def rescan(self) -> tuple[list[Account], list[Account], list[Account]]:
-        added, changed, removed = self.load()
+        """``load()`` and tell the listeners (in the caller's thread)."""
+        return self._announce(*self.load())
+
+    def _announce(self, added: list[Account], changed: list[Account], removed: list[Account]
+                  ) -> tuple[list[Account], list[Account], list[Account]]:
         for a in added:
             log.info("account %s added (%s)", a.name, a.provider)
         for a in changed:
@@ -220,10 +225,11 @@ class AuthStore:
         import watchfiles
 
         ensure_private_dir(self.dir)
-        await asyncio.to_thread(self.rescan)
+        # the scan reads files in a thread; listeners are called here, on the event loop
+        self._announce(*await asyncio.to_thread(self.load))
         async for _changes in watchfiles.awatch(self.dir, stop_event=stop, debounce=debounce_ms,
                                                 step=50, watch_filter=_account_filter, recursive=False):
-            await asyncio.to_thread(self.rescan)
+            self._announce(*await asyncio.to_thread(self.load))
 
 
 def _account_filter(_change: object, path: str) -> bool:

@@ -100,6 +100,8 @@ class FakeOAuth:
         self.refresh_count = 0
         self.errors: list[str] = []  # every check that failed (a test asserts this is empty)
         self.refresh_delay = 0.0
+        self.sa_keys: dict[str, Any] = {}  # service-account email -> its RSA public key
+        self.minted = 0
         self._n = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -132,6 +134,7 @@ class FakeOAuth:
         r.add_post("/kimi/device", self._kimi_device)
         r.add_post("/codex/deviceauth/usercode", self._codex_usercode)
         r.add_post("/codex/deviceauth/token", self._codex_device_token)
+        r.add_post("/vertex/token", self._vertex_token)
         r.add_get("/claude/profile", self._profile("claude"))
         r.add_get("/antigravity/userinfo", self._profile("antigravity"))
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
@@ -381,6 +384,43 @@ class FakeOAuth:
     def approve(self, user_code: str, deny: bool = False) -> None:
         dev = self.devices[user_code]
         dev.denied, dev.approved = deny, not deny
+
+    # ------------------------------------------------------------------ service accounts (JWT bearer)
+    async def _vertex_token(self, request: web.Request) -> web.Response:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        form = dict(await request.post())
+        self.requests.append({"path": request.path, "form": dict(form)})
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return self._fail("vertex token: wrong grant_type")
+        parts = str(form.get("assertion", "")).split(".")
+        if len(parts) != 3:
+            return self._fail("vertex token: assertion is not a JWT")
+
+        def unb64(x: str) -> bytes:
+            return base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
+
+        header, claims = orjson.loads(unb64(parts[0])), orjson.loads(unb64(parts[1]))
+        key = self.sa_keys.get(claims.get("iss"))
+        if header.get("alg") != "RS256" or key is None:
+            return web.json_response({"error": "invalid_grant", "error_description": "unknown issuer"}, status=400)
+        try:
+            key.verify(unb64(parts[2]), f"{parts[0]}.{parts[1]}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return web.json_response({"error": "invalid_grant", "error_description": "bad signature"}, status=400)
+        if claims.get("aud") != f"{self.base}/vertex/token":
+            return self._fail(f"vertex token: aud {claims.get('aud')!r} is not this token endpoint")
+        if claims.get("scope") != "https://www.googleapis.com/auth/cloud-platform":
+            return self._fail("vertex token: scope must be cloud-platform")
+        if not 0 < claims["exp"] - claims["iat"] <= 3600 or abs(claims["iat"] - time.time()) > 300:
+            return self._fail("vertex token: iat/exp out of range")
+        self.minted += 1
+        self._n += 1
+        access = f"ya29.vertex-{self._n}-{secrets.token_hex(8)}"
+        self.access_tokens[access] = "vertex"
+        return web.json_response({"access_token": access, "expires_in": self.expires_in, "token_type": "Bearer"})
 
     # ------------------------------------------------------------------ profile
     def _profile(self, provider: str) -> Any:
