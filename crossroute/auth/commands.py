@@ -65,7 +65,14 @@ def _stdin_lines() -> queue.Queue[str | None]:
     return q
 
 
+def _logging() -> None:
+    from ..logs import setup_logging
+
+    setup_logging()  # skipped files and refresh problems on stderr, secrets masked
+
+
 def cmd_login(args: argparse.Namespace) -> int:
+    _logging()
     provider: str = args.provider
     store = AuthStore(auth_dir_for(args))
     store.load()
@@ -139,6 +146,7 @@ def render_list(accounts: list[Account], now: float | None = None) -> str:
 
 
 def cmd_auth(args: argparse.Namespace) -> int:
+    _logging()
     store = AuthStore(auth_dir_for(args))
     store.load()
     if args.auth_command == "list":
@@ -166,6 +174,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from .flows.service_account import import_vertex
 
+    _logging()
     store = AuthStore(auth_dir_for(args))
     store.load()
     try:
