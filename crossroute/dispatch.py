@@ -256,8 +256,10 @@ async def _stream(gw: Gateway, call: Call, cand: Candidate, up: Upstream, prepar
                 message, _ = errors.upstream_error_message(head) if head else ("", None)
                 detail = f": {redaction.scrub(message)}" if message and head[:1] in (b"{", b"[") else ""
                 raise BadAnswer(f"upstream {name} ended the stream before any output{detail}")
-            if seen < MAX_HEAD:
-                head += chunk[: MAX_HEAD - seen]
+            if not head:
+                head = chunk if len(chunk) <= MAX_HEAD else chunk[:MAX_HEAD]
+            elif len(head) < MAX_HEAD:
+                head += chunk[: MAX_HEAD - len(head)]
             seen += len(chunk)
             out = pipe.feed(chunk)
             if out:
