@@ -6,7 +6,8 @@
   (shielded, so a cancelled request does not cancel it). The new tokens are written to the
   account's file before anyone is told to use them. ``invalid_grant`` marks the account "needs
   login" in the store (one log line, out of rotation, file kept). Other failures back off 5 min
-  (or the 429's ``Retry-After``) before the background loop tries again; a 401 still may.
+  before the background loop tries again (a 401 still may); a 429 from the token endpoint blocks
+  every refresh of that account until its ``Retry-After`` (clamped to 5 s - 5 min).
 - ``run()``: every ``check_every`` seconds, refreshes the accounts whose expiry is within
   their provider's lead (Claude 4 h, Codex 5 days, others 5 min), or, with no known expiry, whose
   last refresh is older than the lead. A token whose whole life is shorter than the lead is refreshed
@@ -55,6 +56,7 @@ class Refresher:
         self._inflight: dict[str, asyncio.Future[bool]] = {}
         self._not_before: dict[str, float] = {}
         self._refreshed_at: dict[str, float] = {}
+        self._blocked: dict[str, float] = {}  # name -> no refresh at all before (a 429 from the endpoint)
         self._session: aiohttp.ClientSession | None = None
         self._sem = asyncio.Semaphore(workers)
         self._task: asyncio.Task[None] | None = None
@@ -84,6 +86,7 @@ class Refresher:
         self._sources.pop(name, None)
         self._not_before.pop(name, None)
         self._refreshed_at.pop(name, None)
+        self._blocked.pop(name, None)
 
     def params(self, acct: Account) -> OAuthParams:
         return params_for(acct.provider, self._env)
@@ -108,8 +111,10 @@ class Refresher:
     async def refresh(self, name: str, *, stale: str | None = None, reason: str = "requested") -> bool:
         """A new token for ``name``; True when the caller may retry with ``token()``."""
         acct = self.store.get(name)
-        if acct is None or not acct.usable:
-            return False
+        if acct is None or not acct.usable or not acct.refresh_token or not self.params(acct).token_url:
+            return False  # nothing to refresh with: the caller's failure stands
+        if self._clock() < self._blocked.get(name, 0.0):
+            return False  # the token endpoint asked us to wait (429 Retry-After)
         current = acct.access_token or acct.api_key
         if stale is not None and current and current != stale:
             return True  # already replaced since the caller read it
@@ -138,6 +143,8 @@ class Refresher:
             except GrantError as exc:
                 wait = exc.retry_after or FAILURE_BACKOFF
                 self._not_before[name] = self._clock() + wait
+                if exc.status == 429:
+                    self._blocked[name] = self._clock() + (exc.retry_after or 60.0)
                 log.warning("refresh of %s failed (%s); next background try in %.0f s", name,
                             redaction.scrub(str(exc)), wait)
                 return False

@@ -86,7 +86,7 @@ class FakeOAuth:
     def __init__(self) -> None:
         self.port = 0
         self.mode = "approve"  # authorize: approve | deny | wrong_state
-        self.refresh_mode = "rotate"  # rotate | invalid_grant | error500
+        self.refresh_mode = "rotate"  # rotate | invalid_grant | error500 | 429
         self.expires_in = 3600
         self.device_interval = 1.0
         self.device_expires_in = 60.0
@@ -280,6 +280,9 @@ class FakeOAuth:
             return self._fail("codex refresh: scope must be 'openid profile email'")
         if self.refresh_mode == "error500":
             return web.json_response({"error": "server_error"}, status=500)
+        if self.refresh_mode == "429":
+            return web.json_response({"error": {"type": "rate_limit_error", "message": "slow down"}}, status=429,
+                                     headers={"Retry-After": "30"})
         token = form.get("refresh_token", "")
         if self.refresh_mode == "invalid_grant" or self.refresh_tokens.pop(token, None) != provider:
             return web.json_response({"error": "invalid_grant", "error_description": "refresh token is invalid"},

@@ -197,6 +197,42 @@ async def test_transient_failure_backs_off_and_keeps_the_account(fake: FakeOAuth
         await r.stop()
 
 
+async def test_a_429_from_the_token_endpoint_blocks_refreshes_until_retry_after(fake: FakeOAuth,
+                                                                                tmp_path: Path) -> None:
+    old, _ = seed(fake, tmp_path, "claude", expires_in=60)
+    fake.refresh_mode = "429"
+    store = AuthStore(tmp_path)
+    store.load()
+    clock = [time.time()]
+    r = Refresher(store, env=env_for(fake, "claude"), clock=lambda: clock[0])
+    try:
+        assert await r.source(FILE["claude"]).refresh(old) is False
+        posts = len([x for x in fake.requests if x["path"] == "/claude/token"])
+        fake.refresh_mode = "rotate"
+        assert await r.source(FILE["claude"]).refresh(old) is False  # a 401 inside the window: no request
+        assert await r.check_once() == []
+        assert len([x for x in fake.requests if x["path"] == "/claude/token"]) == posts
+        clock[0] += 31
+        assert await r.source(FILE["claude"]).refresh(old) is True
+        assert store.get(FILE["claude"]).usable  # type: ignore[union-attr]
+    finally:
+        await r.stop()
+
+
+async def test_nothing_to_refresh_with_is_not_a_logout(fake: FakeOAuth, tmp_path: Path) -> None:
+    store = AuthStore(tmp_path)
+    store.write("claude-k.json", {"type": "claude", "access_token": "tok-only-access-1"})
+    store.write("xai-a.json", {"type": "xai", "access_token": "tok-xai-1", "refresh_token": "rt-xai-1"})
+    r = Refresher(store, env=env_for(fake, "claude"))
+    try:
+        assert await r.source("claude-k.json").refresh() is False
+        assert await r.source("xai-a.json").refresh() is False  # no public refresh endpoint
+        assert [a.status for a in store.accounts()] == ["active", "active"]
+        assert fake.requests == []
+    finally:
+        await r.stop()
+
+
 # ------------------------------------------------------------------ the executor seam: 401 -> refresh -> one resend
 class IO:
     def __init__(self, session: aiohttp.ClientSession) -> None:
