@@ -70,8 +70,8 @@ class BadAnswer(UpstreamError):
 
 
 # 404s that depend on what the request refers to, not on the credential or the model
-_REQUEST_404 = (b"previous_response", b"previous response", b"conversation", b"response with id", b"file",
-                b"thread", b"item with id")
+_REQUEST_404 = (b"previous_response", b"previous response", b"conversation", b"response with id",
+                b"item with id", b"no such file", b"file_id", b"thread")
 
 
 def scope_for(status: int, body: bytes | None = None) -> str:

@@ -50,7 +50,8 @@ def test_requests_are_built_per_kind_and_operation() -> None:
     assert isinstance(ex, HttpExecutor)
     e = entry()
     r = ex.build(e, out())
-    assert r.url == "http://127.0.0.1:9/v1/chat/completions" and r.headers["Authorization"] == "Bearer sk-test-key-123456"
+    assert r.url == "http://127.0.0.1:9/v1/chat/completions"
+    assert r.headers["Authorization"] == "Bearer sk-test-key-123456"
     assert ex.build(e, out("compact", "responses")).url == "http://127.0.0.1:9/v1/responses/compact"
     assert ex.build(e, out(wire="responses", stream=True)).headers["Accept"] == "text/event-stream"
     claude = EXECUTORS["claude"]
@@ -75,6 +76,8 @@ def test_requests_are_built_per_kind_and_operation() -> None:
     (0, None, "credential"), (400, None, "request"), (413, None, "request"), (422, None, "request"),
     (401, None, "credential"), (402, None, "credential"), (403, None, "model"), (429, None, "model"),
     (500, None, "model"), (503, None, "model"), (404, b'{"error":{"message":"model x not found"}}', "model"),
+    (404, b'{"error":"model file not found, try pulling it first"}', "model"),
+    (404, b'{"error":{"message":"No such File object: file-abc","param":"file_id"}}', "request"),
     (404, b'{"error":{"message":"Previous response with id \'resp_1\' not found.",'
           b'"param":"previous_response_id"}}', "request"),
 ])
@@ -341,7 +344,7 @@ async def test_a_request_scoped_failure_is_answered_at_once_and_cools_nothing(gw
 
 
 async def test_failover_cools_the_upstream_model_and_records_attempts(gw_with: Any) -> None:
-    gw, ex = gw_with({"sk-first-000000": UpstreamError(503, "busy"), "sk-second-00000": [CHAT_OK]})
+    gw, _ = gw_with({"sk-first-000000": UpstreamError(503, "busy"), "sk-second-00000": [CHAT_OK]})
     c = call()
     reply = await execute(gw, c)
     assert isinstance(reply, Reply) and reply.status == 200 and b"fine" in reply.body
@@ -369,7 +372,8 @@ async def test_a_200_that_is_not_an_answer_fails_over(gw_with: Any, bad: bytes) 
 
 
 async def test_a_stream_failing_before_its_first_output_fails_over(gw_with: Any) -> None:
-    gw, ex = gw_with({"sk-first-000000": [b": ping\n\n", ERROR_EVENT], "sk-second-00000": [DELTA, STOP, chunk(b"[DONE]")]})
+    gw, ex = gw_with({"sk-first-000000": [b": ping\n\n", ERROR_EVENT],
+                      "sk-second-00000": [DELTA, STOP, chunk(b"[DONE]")]})
     reply = await execute(gw, call(stream=True))
     assert isinstance(reply, StreamReply) and reply.terminal is not None and reply.call is not None
     body = await drain(reply)
