@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import multiprocessing
 import os
 import signal
 import socket
@@ -39,6 +40,8 @@ BACKLOG = 2048
 CONFIG_ENV = "CROSSROUTE_CONFIG"
 WORKERS_ENV = "CROSSROUTE_WORKERS"
 LISTEN_ENV = "CROSSROUTE_LISTEN"
+PEERS_ENV = "CROSSROUTE_PEERS"
+WORKER_INDEX_ENV = "CROSSROUTE_WORKER_INDEX"
 
 
 def say(msg: str) -> None:
@@ -179,6 +182,10 @@ class _WorkersServer(MPServer):
         say(f"crossroute: {name}: the workers finish the requests in flight (send the signal again to exit at once)")
         super().signal_handler_interrupt()
 
+    def _spawn_worker(self, idx: int, target: Any, callback_loader: Any) -> Any:
+        os.environ[WORKER_INDEX_ENV] = str(idx)  # read by the worker (forked with this environment)
+        return super()._spawn_worker(idx, target, callback_loader)
+
     def signal_handler_reload(self, *args: Any, **kwargs: Any) -> None:
         if os.getpid() != self._parent:
             return  # a worker still starting: it reads the config file as it is now anyway
@@ -208,12 +215,23 @@ def serve_workers(path: Path, settings: Settings, workers: int) -> int:
         interface=Interfaces.RSGI, workers=workers, loop=Loops.uvloop, log_enabled=False,
         backlog=BACKLOG, **server_options(settings),
     )
-    if not settings.redis_url:
+    links = None
+    if settings.redis_url:
+        pass  # Redis holds bindings and cooldowns for every worker (and every machine)
+    elif multiprocessing.get_start_method() == "fork":
+        from .state.peers import links_env, make_links
+
+        links = make_links(workers)  # kept open here for the workers' lifetime (and respawns)
+        os.environ[PEERS_ENV] = links_env(links)
+        log.info("the %d workers share session bindings and cooldowns with each other (in memory; "
+                 "state.redis-url shares them between machines too)", workers)
+    else:
         log.warning(
             "the %d workers keep separate session bindings and cooldowns: a conversation may be placed on "
             "another credential by another worker, and a credential cooling down in one worker is still "
             "tried by the others; set state.redis-url to share them", workers)
     say(f"crossroute: {workers} worker processes listening on http://{display_host(settings.host)}:{settings.port}")
     server.serve()
+    del links
     say("crossroute: stopped")
     return 0

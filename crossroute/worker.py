@@ -2,7 +2,8 @@
 
 granian's worker loads ``crossroute.app:app_from_env`` and calls the App's ``__rsgi_init__``
 before it serves; that calls ``start`` here, which starts the gateway (so the first request
-finds it ready), watches config.yaml, and takes over the worker's signals:
+finds it ready), links its in-process state to the other workers' (``state/peers.py``),
+watches config.yaml, and takes over the worker's signals:
 
 - SIGTERM (sent by the parent, once): drain like the single process does — 503 for new
   requests, ``shutdown-timeout-seconds`` for those in flight, then their terminal error
@@ -13,6 +14,9 @@ finds it ready), watches config.yaml, and takes over the worker's signals:
 
 granian creates the worker's stop signal (a ``WorkerSignal``) in ``set_loop_signals``;
 ``prepare_parent`` wraps that function (before the workers fork) to keep a reference to it.
+uvloop hears a signal only while the loop runs, and granian runs it twice (our start-up, then
+serving): a SIGTERM at any moment of a worker's start-up is remembered by a plain Python
+handler and drains once the worker serves.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("crossroute")
 
 CONFIG_ENV = "CROSSROUTE_CONFIG"
+PEERS_ENV = "CROSSROUTE_PEERS"
+WORKER_INDEX_ENV = "CROSSROUTE_WORKER_INDEX"
 
 _granian_stop: list[Any] = []  # the WorkerSignal of this worker process, once granian made it
 _tasks: list[asyncio.Task[Any]] = []
@@ -55,6 +61,9 @@ def prepare_parent(settings: Settings) -> None:
     def set_loop_signals(loop: asyncio.AbstractEventLoop) -> Any:
         event = original(loop)
         _granian_stop[:] = [event]
+        # until ``start`` takes over, a SIGTERM is remembered (granian's handler, reached only
+        # while the loop runs, would be lost between two runs)
+        signal.signal(signal.SIGTERM, lambda _n, _f: stop_requested())
         return event
 
     set_loop_signals._crossroute = True  # type: ignore[attr-defined]
@@ -65,30 +74,58 @@ def start(app: App, loop: asyncio.AbstractEventLoop) -> None:
     """From ``App.__rsgi_init__`` in a worker (the loop is not running yet)."""
     from .reload import reload_once, watch_config
 
-    loop.run_until_complete(app.gateway.start())
     path = Path(os.environ[CONFIG_ENV])
     draining: list[asyncio.Task[None]] = []
+    serving = asyncio.Event()
 
     def on_term() -> None:
         if draining:
             return  # the parent relays a repeated signal; it kills this worker itself when asked twice
-        draining.append(loop.create_task(_drain_then_stop(app)))
+        draining.append(loop.create_task(_drain_then_stop(app, serving)))
 
     def on_hup() -> None:
         log.info("SIGHUP: worker %d reloading %s", os.getpid(), path)
         _tasks.append(loop.create_task(reload_once(path, app, explain=True)))
 
+    # first of all: a SIGTERM while the gateway starts must drain, not go to granian's handler
+    # (its stop signal, set before granian serves, would be lost and the worker never end)
     if _granian_stop:  # else granian's own handler stays: it stops at once
         loop.add_signal_handler(signal.SIGTERM, on_term)
         loop.add_signal_handler(signal.SIGINT, lambda: None)
+        # uvloop hears signals only while it runs; one that comes between two runs (granian runs
+        # the loop again only once it serves) reaches this Python handler instead
+        signal.signal(signal.SIGTERM, lambda _n, _f: loop.call_soon_threadsafe(on_term))
     loop.add_signal_handler(signal.SIGHUP, on_hup)
+    loop.run_until_complete(app.gateway.start())
+    _share_state(app, loop)
     _tasks.append(loop.create_task(watch_config(path, app)))
     _tasks.append(loop.create_task(_recheck(path, app)))
     if _stop_early and _granian_stop:
         on_term()
+    # the loop next runs inside granian, once it serves: only then may its stop signal be set
+    loop.call_soon(serving.set)
     gc.collect()
     gc.freeze()  # as in the single process: start-up objects stay out of every later collection
     log.info("worker %d ready", os.getpid())
+
+
+def _share_state(app: App, loop: asyncio.AbstractEventLoop) -> None:
+    """Link this worker's in-process state to the other workers' (see ``state/peers.py``)."""
+    from .state.memory import MemoryState
+    from .state.peers import Peers
+
+    fds, index = os.environ.get(PEERS_ENV), os.environ.get(WORKER_INDEX_ENV)
+    state = app.gateway.state
+    if not fds or index is None or not isinstance(state, MemoryState):
+        return
+    try:
+        peers = Peers(fds, int(index))
+    except (OSError, ValueError, IndexError) as exc:
+        log.warning("worker %d: cannot share state with the other workers (%s): its bindings and "
+                    "cooldowns are its own", os.getpid(), exc)
+        return
+    state.peers = peers
+    peers.start(loop, state.apply_peer)
 
 
 async def _recheck(path: Path, app: App) -> None:
@@ -100,12 +137,13 @@ async def _recheck(path: Path, app: App) -> None:
     await reload_once(path, app)
 
 
-async def _drain_then_stop(app: App) -> None:
+async def _drain_then_stop(app: App, serving: asyncio.Event) -> None:
     try:
         app.begin_drain()
         await app.drain(app.gateway.settings.shutdown_timeout)
     except Exception:
         log.exception("draining failed; stopping anyway")
+    await serving.wait()
     _granian_stop[0].set()
 
 
@@ -115,4 +153,10 @@ def stop(app: App, loop: asyncio.AbstractEventLoop) -> None:
         task.cancel()
     with contextlib.suppress(Exception):
         loop.run_until_complete(asyncio.gather(*_tasks, return_exceptions=True))
+    state = app.gateway.state
+    peers = getattr(state, "peers", None)
+    if peers is not None:
+        peers.flush()
+        peers.close()
+        state.peers = None  # type: ignore[attr-defined]
     loop.run_until_complete(app.gateway.stop())

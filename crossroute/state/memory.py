@@ -8,8 +8,12 @@ import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from crossroute.state.base import Cooldown, State
+
+if TYPE_CHECKING:
+    from crossroute.state.peers import Peers
 
 __all__ = ["MemoryState"]
 
@@ -25,6 +29,9 @@ class MemoryState(State):
     All methods are synchronous inside (never suspend), so each is atomic under asyncio. The
     ``*_now`` methods are the same operations for callers that are not coroutines (RedisState's
     mirror, tests).
+
+    ``peers`` (set by the workers of ``--workers N``, see ``peers.py``): every change is also
+    sent to the other workers, and theirs are applied here by ``apply_peer``.
     """
 
     def __init__(
@@ -37,7 +44,7 @@ class MemoryState(State):
         self._sweep_interval = sweep_interval
         self.max_bindings = max_bindings
         self.evicted = 0  # bindings pushed out by the cap (not by their TTL)
-        # key -> [credential_id, expires_at]
+        # key -> [credential_id, expires_at, expires_at last told to the peers]
         self._bindings: OrderedDict[str, list] = OrderedDict()
         self._by_credential: dict[str, set[str]] = {}
         # (credential_id, model) -> (Cooldown, keep_until); read-only outside this class (its
@@ -45,6 +52,7 @@ class MemoryState(State):
         self.cooldowns: dict[tuple[str, str], tuple[Cooldown, float]] = {}
         self._cursors: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self.peers: Peers | None = None
 
     # ------------------------------------------------------------ bindings
     def get_binding_now(self, key: str, ttl: float) -> str | None:
@@ -55,8 +63,11 @@ class MemoryState(State):
         if e[1] <= now:
             self._drop(key, e[0])
             return None
-        e[1] = now + ttl
+        e[1] = expires = now + ttl
         self._bindings.move_to_end(key)
+        if self.peers is not None and expires - e[2] > ttl * 0.1:  # refreshes told now and then
+            e[2] = expires
+            self.peers.send(["b", key, e[0], expires])
         return e[0]
 
     def peek_binding(self, key: str) -> tuple[str, float] | None:
@@ -74,15 +85,20 @@ class MemoryState(State):
                 self._unindex(key, e[0])
                 e[0] = credential_id
                 self._index(key, credential_id)
-            e[1] = expires
+            e[1] = e[2] = expires
             self._bindings.move_to_end(key)
-            return
+        else:
+            self._insert(key, credential_id, expires)
+        if self.peers is not None:
+            self.peers.send(["b", key, credential_id, expires])
+
+    def _insert(self, key: str, credential_id: str, expires: float) -> None:
         b = self._bindings
         if len(b) >= self.max_bindings:
             old_key, old = b.popitem(last=False)  # the least recently used
             self._unindex(old_key, old[0])
             self.evicted += 1
-        b[key] = [credential_id, expires]
+        b[key] = [credential_id, expires, expires]
         self._index(key, credential_id)
 
     def delete_binding_if_now(self, key: str, credential_id: str) -> bool:
@@ -90,6 +106,8 @@ class MemoryState(State):
         if e is None or e[0] != credential_id:
             return False
         self._drop(key, credential_id)
+        if self.peers is not None:
+            self.peers.send(["d", key, credential_id])
         return True
 
     def delete_binding_now(self, key: str) -> bool:
@@ -97,6 +115,8 @@ class MemoryState(State):
         if e is None:
             return False
         self._drop(key, e[0])
+        if self.peers is not None:
+            self.peers.send(["d", key, None])
         return True
 
     def delete_bindings_for_now(self, credential_id: str) -> int:
@@ -152,9 +172,15 @@ class MemoryState(State):
         self, credential_id: str, model: str, until: float, level: int, keep_until: float
     ) -> None:
         self.cooldowns[(credential_id, model)] = (Cooldown(until, level), max(until, keep_until))
+        if self.peers is not None:
+            self.peers.send(["c", credential_id, model, until, level, keep_until])
 
     def clear_cooldown_now(self, credential_id: str, model: str) -> bool:
-        return self.cooldowns.pop((credential_id, model), None) is not None
+        if self.cooldowns.pop((credential_id, model), None) is None:
+            return False
+        if self.peers is not None:
+            self.peers.send(["x", credential_id, model])
+        return True
 
     def has_cooldown(self, credential_id: str, model: str) -> bool:
         return (credential_id, model) in self.cooldowns
@@ -162,6 +188,37 @@ class MemoryState(State):
     def iter_cooldowns(self) -> list[tuple[str, str, Cooldown, float]]:
         now = self._clock()
         return [(c, m, cd, keep) for (c, m), (cd, keep) in self.cooldowns.items() if keep > now]
+
+    # ------------------------------------------------------------ changes from peer workers
+    def apply_peer(self, op: list[Any]) -> None:
+        """One change sent by another worker; applied without telling anyone. Two bindings of
+        one key resolve alike in every worker: the one that expires later wins."""
+        kind = op[0]
+        if kind == "b":
+            _, key, cid, expires = op
+            e = self._bindings.get(key)
+            if e is None:
+                if expires > self._clock():
+                    self._insert(key, cid, expires)
+            elif expires > e[1]:
+                if e[0] != cid:
+                    self._unindex(key, e[0])
+                    e[0] = cid
+                    self._index(key, cid)
+                e[1] = e[2] = expires
+                self._bindings.move_to_end(key)
+        elif kind == "d":
+            _, key, cid = op
+            e = self._bindings.get(key)
+            if e is not None and (cid is None or e[0] == cid):
+                self._drop(key, e[0])
+        elif kind == "c":
+            _, cid, model, until, level, keep = op
+            prev = self.cooldowns.get((cid, model))
+            if prev is None or until >= prev[0].until:
+                self.cooldowns[(cid, model)] = (Cooldown(until, level), max(until, keep))
+        elif kind == "x":
+            self.cooldowns.pop((op[1], op[2]), None)
 
     # ------------------------------------------------------------ cursors
     def incr_now(self, key: str) -> int:

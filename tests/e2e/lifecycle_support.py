@@ -30,6 +30,8 @@ class PacedUpstream:
     def __init__(self) -> None:
         self.port = 0
         self.requests = 0
+        self.keys: list[str] = []  # the upstream key of each request, in order
+        self.refuse: set[str] = set()  # keys answered 429 (Retry-After: 60)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
 
@@ -69,6 +71,11 @@ class PacedUpstream:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests += 1
+        key = request.headers.get("authorization", "").removeprefix("Bearer ")
+        self.keys.append(key)
+        if key in self.refuse:
+            return web.json_response({"error": {"message": "rate limited", "type": "rate_limit_error"}},
+                                     status=429, headers={"Retry-After": "60"})
         model = str(body.get("model"))
         events, pause = 3, 0.0
         if model.startswith("paced-"):

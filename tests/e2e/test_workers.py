@@ -1,5 +1,5 @@
 """``crossroute serve --workers 2``: every worker serves a config change (file watcher and
-SIGHUP), and the start-up says what the workers do not share without Redis."""
+SIGHUP), and the workers share session bindings and cooldowns without Redis."""
 
 from __future__ import annotations
 
@@ -73,6 +73,43 @@ def test_sighup_reloads_every_worker(workers: Gateway, paced: PacedUpstream) -> 
     _every_worker_serves(gw, "again", "fast")
 
 
-def test_start_up_says_what_workers_share(workers: Gateway) -> None:
-    log = workers.log()
-    assert "state.redis-url" in log, log
+@pytest.fixture
+def affine(paced: PacedUpstream, tmp_path: Path) -> Iterator[Gateway]:
+    cfg = gateway_config(paced, routing={"session-affinity": True})
+    gw = Gateway(cfg, tmp_path, ("--workers", "2")).start()
+    deadline = time.monotonic() + 10
+    while gw.log().count(" ready") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(gw.children) == 2, gw.log()
+    yield gw
+    gw.stop()
+
+
+def test_workers_share_session_bindings(affine: Gateway, paced: PacedUpstream) -> None:
+    moved = []
+    for s in range(12):
+        served = []
+        for _ in range(6):  # each on a new connection: both workers see the session
+            n = len(paced.keys)
+            code, _ = post(affine.port, CHAT, {"model": "fast", "messages": [{"role": "user", "content": "hi"}]},
+                           headers={"X-Session-ID": f"shared-{s}"})
+            assert code == 200
+            served.append(paced.keys[n])
+            time.sleep(0.01)  # (a client's next turn comes much later; the change travels in microseconds)
+        if len(set(served)) > 1:
+            moved.append((s, served))
+    assert not moved, moved
+    assert "share session bindings and cooldowns" in affine.log()  # and the start-up says so
+
+
+def test_workers_share_cooldowns(workers: Gateway, paced: PacedUpstream) -> None:
+    paced.refuse = {"sk-up-1"}
+    try:
+        n = len(paced.keys)
+        for _ in range(30):
+            assert ask(workers, "fast") == 200  # failover to sk-up-2 when sk-up-1 answers 429
+            time.sleep(0.01)
+        tried = paced.keys[n:]
+        assert tried.count("sk-up-1") == 1, tried  # cooled down for every worker after its first 429
+    finally:
+        paced.refuse = set()
