@@ -165,13 +165,6 @@ def _usage(read: Any, raw: Any) -> Usage | None:
         return None
 
 
-def _parse(parser: SSEParser, chunk: bytes) -> list[SSEEvent]:
-    try:
-        return parser.feed(chunk)
-    except SSEError as exc:
-        raise UpstreamEventError(502, str(exc)) from None
-
-
 class _EventPipe:
     """What the passthroughs share: feeding events, the started/raise rules, the end of stream."""
 
@@ -192,7 +185,10 @@ class _EventPipe:
         raise NotImplementedError
 
     def feed(self, chunk: bytes) -> bytes:
-        events = _parse(self._parser, chunk)
+        try:
+            events = self._parser.feed(chunk)
+        except SSEError as exc:
+            raise UpstreamEventError(502, str(exc)) from None
         if not events:
             return b""
         if len(events) == 1:
@@ -573,7 +569,11 @@ class TranslatePipe:
         out: list[bytes] = []
         decode = self._decoder.feed
         encode = self._encoder.encode
-        for sse in _parse(self._parser, chunk):
+        try:
+            sses = self._parser.feed(chunk)
+        except SSEError as exc:
+            raise UpstreamEventError(502, str(exc)) from None
+        for sse in sses:
             if self.done:
                 break
             try:
