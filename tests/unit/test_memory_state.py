@@ -87,3 +87,75 @@ def test_the_gateway_passes_max_session_bindings() -> None:
     settings.max_session_bindings = 1234
     made = make_state(settings)
     assert isinstance(made, MemoryState) and made.max_bindings == 1234
+
+
+# ------------------------------------------------------------------ sharing between workers
+
+
+class Wire:
+    """Stands in for Peers: records what a state sends."""
+
+    def __init__(self) -> None:
+        self.ops: list[list] = []
+
+    def send(self, op: list) -> None:
+        self.ops.append(op)
+
+
+def linked(cap: int = 100) -> tuple[MemoryState, Wire, Clock]:
+    s, clock = state(cap)
+    wire = Wire()
+    s.peers = wire  # type: ignore[assignment]
+    return s, wire, clock
+
+
+def test_changes_are_sent_and_applied_elsewhere_without_echo() -> None:
+    a, wire_a, clock = linked()
+    b, wire_b, _ = linked()
+    b._clock = clock
+    a.set_binding_now("s1", "c1", 60)
+    a.set_cooldown_now("c2", "m", clock.t + 30, 1, clock.t + 90)
+    for op in wire_a.ops:
+        b.apply_peer(op)
+    assert b.get_binding_now("s1", 60) == "c1"
+    assert "c2" in b.get_cooldowns_now(["c1", "c2"], "m")
+    assert wire_b.ops == []  # applied, not sent on (the read above was no refresh worth telling)
+    a.clear_cooldown_now("c2", "m")
+    a.delete_binding_if_now("s1", "c1")
+    for op in wire_a.ops[2:]:
+        b.apply_peer(op)
+    assert b.get_binding_now("s1", 60) is None and not b.cooldowns
+
+
+def test_a_conflict_resolves_alike_in_both_workers() -> None:
+    a, wire_a, clock = linked()
+    b, wire_b, _ = linked()
+    b._clock = clock
+    a.set_binding_now("s", "c1", 60)
+    clock.t += 0.001
+    b.set_binding_now("s", "c2", 60)  # the same new session, at once, elsewhere
+    for op in wire_b.ops:
+        a.apply_peer(op)
+    for op in wire_a.ops:
+        b.apply_peer(op)
+    assert a.peek_binding("s") == b.peek_binding("s")
+    assert a.get_binding_now("s", 60) == b.get_binding_now("s", 60) == "c2"  # expires later: wins
+    assert a._by_credential == b._by_credential == {"c2": {"s"}}
+
+
+def test_refreshes_are_told_now_and_then_and_applied_bindings_obey_the_cap() -> None:
+    a, wire, clock = linked()
+    a.set_binding_now("s", "c1", 100)
+    wire.ops.clear()
+    for _ in range(20):
+        clock.t += 1
+        a.get_binding_now("s", 100)
+    assert 1 <= len(wire.ops) <= 2  # not one message per read
+    b, _, _ = linked(cap=3)
+    b._clock = clock
+    for i in range(10):
+        b.apply_peer(["b", f"k{i}", "c", clock.t + 60])
+    assert b.binding_count() == 3
+    b.apply_peer(["b", "old", "c", clock.t - 1])  # already expired: not stored
+    assert b.peek_binding("old") is None
+    b.apply_peer(["?", 1])  # unknown operations are ignored
