@@ -37,6 +37,7 @@ from .ports import ListenError, bind_listener
 log = logging.getLogger("crossroute")
 
 BACKLOG = 2048
+STOP_GRACE = 2.0  # seconds granian gets after the drain deadline to finish what it still has
 CONFIG_ENV = "CROSSROUTE_CONFIG"
 WORKERS_ENV = "CROSSROUTE_WORKERS"
 LISTEN_ENV = "CROSSROUTE_LISTEN"
@@ -137,6 +138,11 @@ async def _drain_then_stop(app: Any, server: EmbeddedServer, seconds: float) -> 
     except Exception:
         log.exception("draining failed; stopping anyway")
     server.stop()
+    # granian waits for its requests without a deadline; one still waiting on an upstream (not
+    # a stream, which drain ended) must not hold the exit past the deadline for long
+    await asyncio.sleep(STOP_GRACE)
+    say(f"crossroute: requests still in flight {STOP_GRACE:g} s after the shutdown deadline; exiting")
+    os._exit(0)
 
 
 # ------------------------------------------------------------------ several workers

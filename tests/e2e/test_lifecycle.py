@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from .gateway_process import free_port
-from .lifecycle_support import Gateway, OpenStream, PacedUpstream, gateway_config, post, status
+from .lifecycle_support import CLIENT_KEY, Gateway, OpenStream, PacedUpstream, gateway_config, post, status
 
 CHAT = "/v1/chat/completions"
 
@@ -195,3 +195,26 @@ def test_a_second_crossroute_on_the_same_port_refuses(
     assert gw.wait(0.1) is None
     for _ in range(10):  # every connection still reaches the first one (no shared port)
         assert status(gw.port, "/healthz", key=None) == 200
+
+
+def test_a_request_waiting_on_a_silent_upstream_does_not_hold_the_exit(
+    gateways: list[Gateway], tmp_path: Path
+) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts (in the kernel) and never answers
+    try:
+        cfg = {"api-keys": [CLIENT_KEY], "shutdown-timeout-seconds": 1, "read-timeout-seconds": 120,
+               "openai-compatibility": [{"name": "silent", "base-url": f"http://127.0.0.1:{silent.getsockname()[1]}/v1",
+                                         "api-key-entries": [{"api-key": "sk-s"}],
+                                         "models": [{"name": "m", "alias": "m"}]}]}
+        gw = start(gateways, cfg, tmp_path)
+        waiting = OpenStream(gw.port, CHAT, {"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+        time.sleep(1.0)
+        began = time.monotonic()
+        gw.signal(signal.SIGTERM)
+        assert gw.wait(15) == 0, gw.log()
+        assert time.monotonic() - began < 8  # the deadline (1 s) and a short grace, not the read timeout
+        assert waiting.done.wait(5)
+    finally:
+        silent.close()
