@@ -12,6 +12,9 @@
   their provider's lead (Claude 4 h, Codex 5 days, others 5 min), or, with no known expiry, whose
   last refresh is older than the lead. A token whose whole life is shorter than the lead is refreshed
   at half its life (else a 1 h token with a 4 h lead would be refreshed on every check).
+- processes on one host sharing the auth dir (``serve --workers N``) take a ``flock`` per account
+  and re-read the file first: a worker that finds new tokens on disk uses them, it does not refresh
+  again (which, with rotating refresh tokens, would log the account out);
 - with ``redis_url``: replicas refresh an account once, not once each (``shared.SharedRefresh``).
 """
 
@@ -22,13 +25,14 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 
 from .. import redaction
 from .accounts import Account
+from .files import ensure_private_dir
 from .flows.service_account import ServiceAccountToken
 from .grants import Grant, GrantError, InvalidGrant, jwt_claims, refresh_grant
 from .oauth_params import OAuthParams, params_for
@@ -41,7 +45,8 @@ log = logging.getLogger("crossroute.auth")
 
 FAILURE_BACKOFF = 300.0
 RECENT = 2.0
-MIN_LEAD = 60.0  # a 401 this soon after a refresh is answered with the token just minted
+MIN_LEAD = 60.0
+HOST_LOCK_WAIT = 40.0  # a 401 this soon after a refresh is answered with the token just minted
 
 
 class Refresher:
@@ -133,10 +138,14 @@ class Refresher:
             if acct is None or not acct.usable:
                 return False
             try:
-                if self._shared is not None:
-                    ok = await self._shared.refresh(self, acct)
-                else:
-                    ok = await self.refresh_now(acct)
+                async with self._host_lock(name):
+                    disk = self.store.reread(name)
+                    if disk is not None and disk.access_token and disk.access_token != acct.access_token:
+                        ok = True  # another process on this host (a worker, a new login) already did it
+                    elif self._shared is not None:
+                        ok = await self._shared.refresh(self, disk or acct)
+                    else:
+                        ok = await self.refresh_now(disk or acct)
             except InvalidGrant as exc:
                 self.store.mark_needs_login(name, str(exc))
                 return False
@@ -157,6 +166,32 @@ class Refresher:
                 self._not_before.pop(name, None)
                 log.info("account %s: token refreshed (%s)", name, reason)
             return ok
+
+    @contextlib.asynccontextmanager
+    async def _host_lock(self, name: str) -> AsyncIterator[None]:
+        """An exclusive ``flock`` on ``.<name>.lock`` in the auth dir: processes on this host
+        (``serve --workers N``, a CLI) sharing the directory refresh an account one at a time."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no host-wide lock
+            yield
+            return
+        ensure_private_dir(self.store.dir)
+        fd = os.open(self.store.dir / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + HOST_LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        msg = f"another process has been refreshing {name} for {HOST_LOCK_WAIT:.0f} s"
+                        raise GrantError(msg) from None
+                    await asyncio.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     async def refresh_now(self, acct: Account) -> bool:
         """Ask the provider for new tokens and write them to the file (raises ``GrantError``)."""

@@ -111,6 +111,26 @@ class AuthStore:
         self._reported.pop(path.name, None)
         return acct, digest
 
+    def reread(self, name: str) -> Account | None:
+        """Read one file again now (another process may have rewritten it) and take it in."""
+        path = self.dir / name
+        with self._lock:
+            if not path.is_file():
+                return self._accounts.get(name)
+            acct, digest = self._read(path)
+            if acct is None:
+                return self._accounts.get(name)  # unreadable right now: keep what we have
+            old = self._accounts.get(name)
+            if self._digests.get(name) != digest:
+                self._accounts[name] = acct
+                self._digests[name] = digest
+                redaction.add_secrets(acct.secrets())
+            else:
+                acct = old or acct
+        if old is not None and acct is not old and _routing(old) != _routing(acct):
+            self._emit([], [acct], [])
+        return acct
+
     def accounts(self) -> list[Account]:
         with self._lock:
             return list(self._accounts.values())

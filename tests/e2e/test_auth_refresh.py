@@ -317,6 +317,53 @@ async def test_401_refreshes_once_and_resends_with_the_new_token(
         await r.stop()
 
 
+# ------------------------------------------------------------------ workers on one host sharing the auth dir
+WORKER = r"""
+import asyncio, json, sys, time
+from pathlib import Path
+from crossroute.auth.refresh import Refresher
+from crossroute.auth.store import AuthStore
+
+auth, name, old, env, go = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), Path(sys.argv[5])
+
+async def main() -> None:
+    store = AuthStore(auth)
+    store.load()
+    r = Refresher(store, env=env)
+    while not go.exists():
+        await asyncio.sleep(0.01)
+    ok = await r.source(name).refresh(old)
+    print(json.dumps({"ok": ok, "token": r.source(name).token(), "status": store.get(name).status}))
+    await r.stop()
+
+asyncio.run(main())
+"""
+
+
+def test_worker_processes_sharing_the_auth_dir_refresh_once(fake: FakeOAuth, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    old, _ = seed(fake, tmp_path, "claude", expires_in=60)
+    fake.refresh_delay = 0.5
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), FILE["claude"], old,
+                               json.dumps(env_for(fake, "claude")), str(go)],
+                              env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    time.sleep(1.5)  # all three are up and waiting
+    go.touch()
+    results = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    assert [x["ok"] for x in results] == [True, True, True]
+    assert [x["status"] for x in results] == ["active"] * 3  # none was logged out by a second refresh
+    assert len({x["token"] for x in results}) == 1 and results[0]["token"] != old
+    assert fake.refresh_count == 1
+    assert orjson.loads((tmp_path / FILE["claude"]).read_bytes())["access_token"] == results[0]["token"]
+
+
 # ------------------------------------------------------------------ replicas sharing Redis
 @pytest.mark.redis
 async def test_replicas_sharing_redis_refresh_once(fake: FakeOAuth, tmp_path: Path) -> None:
