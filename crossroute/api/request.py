@@ -66,7 +66,7 @@ class Request:
 def check_body(fmt: str, body: dict[str, Any]) -> None:
     """The structural check of ``body`` for API ``fmt`` (formats/validate.py), as a client error."""
     try:
-        validate.check(fmt, body)
+        validate.CHECKS[fmt](body)
     except BadRequest as exc:
         raise bad_request(fmt, exc.message, exc.param) from None
 

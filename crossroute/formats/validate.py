@@ -244,12 +244,13 @@ def _items_are_objects(items: list[Any] | None, where: str, *outer: int) -> None
                 raise BadRequest(f"'{param}' must be an object, got {_got(item)}", param=param)
 
 
-_CHECKS = {"openai": _check_chat, "responses": _check_responses, "claude": _check_claude, "gemini": _check_gemini}
+# API -> check(body), raising BadRequest when a known field of body has the wrong JSON type
+CHECKS = {"openai": _check_chat, "responses": _check_responses, "claude": _check_claude, "gemini": _check_gemini}
 
 
 def check(fmt: str, body: dict[str, Any]) -> None:
     """Raise BadRequest when a known field of ``body`` has the wrong JSON type for API ``fmt``."""
-    _CHECKS[fmt](body)
+    CHECKS[fmt](body)
 
 
 # ---------------------------------------------------------------- nesting depth
@@ -260,7 +261,7 @@ def check_depth(raw: bytes, obj: Any) -> None:
     cannot be deeper than it has opening brackets, so only bodies that could be are measured, and
     by the cheapest exact means at hand: orjson writing it (C speed, and the very operation the
     gateway must be able to do with the body; a walk in Python or a byte scan costs more)."""
-    if raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH:
+    if len(raw) <= MAX_DEPTH or raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH:
         return
     try:
         orjson.dumps(obj)
