@@ -13,7 +13,8 @@ The upstream model name (its last ``/`` part) picks the scenario:
   (any unknown name serves ``text``).
 * ``midstream``: an error event after the first events (streams).
 * ``cut``: the connection drops mid stream. ``hang``: never answers (30 s).
-* ``trickle``: keep-alive comments every 50 ms for 20 s before the stream (client disconnects).
+* ``trickle``: the first event, then keep-alive comments every 50 ms for 20 s, then the rest
+  (client disconnects mid stream).
 * ``err<status>``: an HTTP error in the provider's shape; ``err429`` carries ``Retry-After: 1``.
 * ``html``: a web page with status 200, as a server behind a wrong base-url answers.
 * ``htmlerr``: an HTML error page with status 502, as a CDN or load balancer answers.
@@ -453,6 +454,11 @@ class FakeUpstream:
         rng = random.Random(len(data))
         try:
             if scenario == "trickle":
+                # the first event, so the gateway has client output and commits the stream, then
+                # keep-alives: the client can go away while the upstream is still sending
+                cut = min(i + n for i, n in ((data.find(b"\n\n"), 2), (data.find(b"\r\n\r\n"), 4)) if i >= 0)
+                await write(data[:cut])
+                data = data[cut:]
                 for _ in range(400):
                     await write(b": ping\n\n" if kind != "gemini" else b"\r\n")
                     await asyncio.sleep(0.05)
