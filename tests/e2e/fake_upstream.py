@@ -174,7 +174,6 @@ def rate_limit_headers(kind: str) -> dict[str, str]:
             "anthropic-ratelimit-tokens-limit": "400000",
             "anthropic-ratelimit-tokens-remaining": "399000",
             "anthropic-ratelimit-tokens-reset": "2026-01-01T00:00:01Z",
-            "request-id": "req_fake",
         }
     return {
         "x-ratelimit-limit-requests": "10000",
@@ -183,7 +182,6 @@ def rate_limit_headers(kind: str) -> dict[str, str]:
         "x-ratelimit-limit-tokens": "30000000",
         "x-ratelimit-remaining-tokens": "29999000",
         "x-ratelimit-reset-tokens": "2ms",
-        "x-request-id": "req_fake",
     }
 
 
