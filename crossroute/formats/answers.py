@@ -42,25 +42,34 @@ def _content_problem(wire: str, obj: dict[str, Any], operation: str) -> str | No
     return None
 
 
+# the field whose list makes an answer, per wire format (the fast path of ``problem``); the
+# formats where an empty list still is an answer
+_CONTENT = {"openai": "choices", "claude": "content", "gemini": "candidates", "responses": "output"}
+_EMPTY_OK = frozenset(("claude", "responses"))
+
+
 def problem(wire: str, raw: bytes, operation: str = "generate") -> tuple[str | None, Any]:
     """``(None, parsed)`` for a real answer, else ``(what is wrong, None)``."""
-    head = raw[:1] if raw[:1] == b"{" else raw.lstrip()[:1]
-    if head != b"{":
+    if raw[:1] != b"{":  # (every answer seen from a real upstream starts with its brace)
+        head = raw.lstrip()[:1]
         if head == b"<":
             return "a web page instead of an answer", None
         if not head:
             return "an empty answer", None
-        return "an answer that is not a JSON object", None
+        if head != b"{":
+            return "an answer that is not a JSON object", None
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return "an answer that is not valid JSON", None
-    if not isinstance(obj, dict) or not obj:
+    if type(obj) is not dict or not obj:
         return "an empty JSON object instead of an answer", None
-    err = obj.get("error")
-    if err or obj.get("type") == "error":
+    if obj.get("error") or obj.get("type") == "error":
         message, _ = upstream_error_message(raw)
         return f"an error with status 200: {message}", None
+    value = obj.get(_CONTENT.get(wire, "output"))
+    if type(value) is list and (value or wire in _EMPTY_OK):
+        return None, obj  # the common case, without the call below
     what = _content_problem(wire, obj, operation)
     if what is not None:
         return what, None
