@@ -211,7 +211,7 @@ async def _attempt(
             out, usage = raw, ParsedUsage(wire, obj)
         else:
             try:
-                out, usage = prepared.response(wire, raw, call.model, op)
+                out, usage = prepared.response(wire, raw, call.model, op, obj)  # parsed once, by the check
             except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise BadAnswer(f"upstream {name} sent an answer that could not be read: {exc}") from None
     except UpstreamError as exc:

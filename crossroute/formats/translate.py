@@ -142,10 +142,11 @@ class Prepared:
         return body
 
     def response(
-        self, wire: str, raw: bytes, model: str, operation: str
+        self, wire: str, raw: bytes, model: str, operation: str, parsed: Any = None
     ) -> tuple[bytes, Usage | PendingUsage | None]:
         """The client's answer and its usage. Raises ValueError (orjson's included) when the
-        upstream's answer is not a JSON object."""
+        upstream's answer is not a JSON object. ``parsed``: ``raw`` already parsed (by the
+        answer check), so that it is not parsed again."""
         if wire == self.client_format:
             # passed through as it is; a page that is not JSON (an HTML error page sent with 200
             # by a wrong base-url, say) must not reach the client as its answer
@@ -153,7 +154,7 @@ class Prepared:
             if head != b"{":
                 raise ValueError("the answer is not a JSON object")
             return raw, PendingUsage(wire, raw)
-        obj = orjson.loads(raw)
+        obj = orjson.loads(raw) if parsed is None else parsed
         resp = module(wire).response_to_neutral(obj)
         if self.client_format == "responses" and (tools := self.neutral().extra.get(ORIGINS)):
             answer = module("responses").response_from_neutral(resp, model, tools=tools)
