@@ -95,7 +95,9 @@ def start(app: App, loop: asyncio.AbstractEventLoop) -> None:
         # uvloop hears signals only while it runs; one that comes between two runs (granian runs
         # the loop again only once it serves) reaches this Python handler instead
         signal.signal(signal.SIGTERM, lambda _n, _f: loop.call_soon_threadsafe(on_term))
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    # SIGHUP through a Python handler only: uvloop's own (add_signal_handler) misses a signal that
+    # comes between the loop's two runs, right after "ready"; this one is remembered until it runs
+    signal.signal(signal.SIGHUP, lambda _n, _f: loop.call_soon_threadsafe(on_hup))
     loop.run_until_complete(app.gateway.start())
     _share_state(app, loop)
     _tasks.append(loop.create_task(watch_config(path, app)))
