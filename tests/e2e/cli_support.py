@@ -11,14 +11,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +24,7 @@ from typing import Any
 import orjson
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
+from ..loopback import ThreadedApp
 from .fake_upstream import FILES, FIXTURES
 
 # The versions .ci/run installs (tests/e2e/test_real_clis.py checks the two lists agree).
@@ -164,7 +162,7 @@ class Exchange:
         return None
 
 
-class RecordingProxy:
+class RecordingProxy(ThreadedApp):
     """A loopback HTTP relay in front of the gateway that records each exchange.
 
     Bodies go through as raw bytes both ways (no decompression), so what the gateway receives is what
@@ -174,58 +172,33 @@ class RecordingProxy:
 
     KEEP = 256 * 1024
 
+    runner_options = {"access_log": None, "auto_decompress": False, "shutdown_timeout": 0.5}
+
     def __init__(self, target: str) -> None:
+        super().__init__()
         self.target = target.rstrip("/")
         self.exchanges: list[Exchange] = []
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.base
 
-    def start(self) -> RecordingProxy:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-
-        threading.Thread(target=run, daemon=True).start()
-        if not ready.wait(10):
-            raise RuntimeError("recording proxy did not start")
-        return self
-
-    async def _start(self) -> None:
+    async def on_start(self) -> None:
         self._session = ClientSession(
             connector=TCPConnector(limit=0, force_close=False),
             timeout=ClientTimeout(total=300, sock_read=120),
             auto_decompress=False,
         )
+
+    def make_app(self) -> web.Application:
         app = web.Application(client_max_size=256 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._relay)
-        self._runner = web.AppRunner(app, access_log=None, auto_decompress=False, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        return app
 
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-
-        async def close() -> None:
-            assert self._runner is not None and self._session is not None
-            await self._runner.cleanup()
-            await self._session.close()
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+    async def on_stop(self) -> None:
+        assert self._session is not None
+        await self._session.close()
 
     def clear(self) -> None:
         self.exchanges.clear()
@@ -607,56 +580,25 @@ def _sse(data: dict[str, Any], event: str | None = None) -> bytes:
     return (head + "data: " + json.dumps(data) + "\n\n").encode()
 
 
-class ScriptedToolUpstream:
+class ScriptedToolUpstream(ThreadedApp):
     """Chat, Responses, Anthropic and Gemini endpoints that answer a first turn with a call of the offered
     tool named ``tool`` (or, failing that, whose name contains it) with ``arguments``, and any turn that
     carries a tool result with the text PATCHED. Streams only, as the CLIs' turns are streamed. Keeps
     every request body."""
 
     def __init__(self, tool: str = "apply_patch", arguments: dict[str, Any] | None = None) -> None:
+        super().__init__()
         self.tool = tool
         self.arguments = arguments if arguments is not None else {"input": PATCH}
         self.requests: list[dict[str, Any]] = []
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
 
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ScriptedToolUpstream:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-
-        threading.Thread(target=run, daemon=True).start()
-        if not ready.wait(10):
-            raise RuntimeError("scripted upstream did not start")
-        return self
-
-    async def _start(self) -> None:
+    def make_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/responses", self._responses)
         app.router.add_post("/v1/messages", self._claude)
         app.router.add_post("/v1beta/models/{tail}", self._gemini)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-
-    def stop(self) -> None:
-        if self._loop is None or self._runner is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        return app
 
     def _pick(self, names: list[str]) -> str:
         if self.tool in names:
