@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from ..loopback import ThreadedApp
 
 SLOW_EVENTS = 100
 BIG_EVENT_TEXT = 16 * 1024
@@ -35,46 +36,20 @@ ANSWER = {
 }
 
 
-class EdgeUpstream:
+class EdgeUpstream(ThreadedApp):
     """Runs in its own thread and loop."""
 
+    runner_options = {"access_log": None}
+
     def __init__(self) -> None:
-        self.port = 0
+        super().__init__()
         self.written = 0
         self.bodies: list[bytes] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
 
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> EdgeUpstream:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-
-        threading.Thread(target=run, daemon=True).start()
-        ready.wait(10)
-        return self
-
-    async def _start(self) -> None:
+    def make_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self._loop is not None and self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
+        return app
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()

@@ -27,7 +27,6 @@ import hashlib
 import secrets
 import socket
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +34,8 @@ from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
+
+from ..loopback import ThreadedApp
 
 CLIENT_IDS = {
     "claude": "9d1c250a-e61b-44d9-88ed-5944d1962f5e",
@@ -82,9 +83,9 @@ class Device:
     challenge: str = ""
 
 
-class FakeOAuth:
+class FakeOAuth(ThreadedApp):
     def __init__(self) -> None:
-        self.port = 0
+        super().__init__()
         self.mode = "approve"  # authorize: approve | deny | wrong_state
         self.refresh_mode = "rotate"  # rotate | invalid_grant | error500 | 429
         self.expires_in = 3600
@@ -103,28 +104,9 @@ class FakeOAuth:
         self.sa_keys: dict[str, Any] = {}  # service-account email -> its RSA public key
         self.minted = 0
         self._n = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> FakeOAuth:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-
-        threading.Thread(target=run, daemon=True).start()
-        ready.wait(10)
-        return self
-
-    async def _start(self) -> None:
+    def make_app(self) -> web.Application:
         app = web.Application()
         r = app.router
         for p in ("claude", "codex", "antigravity", "kimi"):
@@ -137,18 +119,7 @@ class FakeOAuth:
         r.add_post("/vertex/token", self._vertex_token)
         r.add_get("/claude/profile", self._profile("claude"))
         r.add_get("/antigravity/userinfo", self._profile("antigravity"))
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)  # type: ignore[union-attr]
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        return app
 
     def env(self, provider: str, callback_port: int | None = None) -> dict[str, str]:
         """The overrides pointing ``provider`` at this server (and a free callback port)."""

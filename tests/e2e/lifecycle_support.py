@@ -7,7 +7,6 @@ import asyncio
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,55 +17,29 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ..loopback import ThreadedApp
 from .gateway_process import GatewayProcess
 
 CLIENT_KEY = "lifecycle-key"
 
 
-class PacedUpstream:
+class PacedUpstream(ThreadedApp):
     """``model`` picks the answer: ``paced-<events>-<ms>`` streams that many chat chunks, one per
     ``ms`` milliseconds; anything else answers at once (stream or not)."""
 
     def __init__(self) -> None:
-        self.port = 0
+        super().__init__()
         self.requests = 0
         self.keys: list[str] = []  # the upstream key of each request, in order
         self.refuse: set[str] = set()  # keys answered 429 (Retry-After: 60)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
 
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+    runner_options = {"access_log": None, "shutdown_timeout": 0.2}
+    path_prefix = "/v1"
 
-    def start(self) -> PacedUpstream:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-
-        threading.Thread(target=run, daemon=True).start()
-        assert ready.wait(10)
-        return self
-
-    async def _start(self) -> None:
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-        await self._runner.setup()
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)  # type: ignore[union-attr]
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        return app
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
