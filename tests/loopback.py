@@ -53,7 +53,7 @@ class ThreadedApp:
             loop = self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
             try:
-                loop.run_until_complete(self._serve())
+                loop.run_until_complete(self._listen())
             except BaseException as exc:  # handed to start() below
                 failure.append(exc)
                 ready.set()
@@ -68,7 +68,7 @@ class ThreadedApp:
             raise RuntimeError(f"{type(self).__name__} did not start") from (failure[0] if failure else None)
         return self
 
-    async def _serve(self) -> None:
+    async def _listen(self) -> None:
         await self.on_start()
         self._runner = web.AppRunner(self.make_app(), **self.runner_options)
         await self._runner.setup()

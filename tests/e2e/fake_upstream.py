@@ -47,8 +47,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import socket
-import threading
 import zlib
 from pathlib import Path
 from typing import Any
@@ -56,6 +54,8 @@ from typing import Any
 import orjson
 import zstandard
 from aiohttp import web
+
+from ..loopback import ThreadedApp
 
 try:
     import brotli
@@ -245,41 +245,20 @@ class Encoder:
         return self.write(data) + self.end()
 
 
-class FakeUpstream:
+class FakeUpstream(ThreadedApp):
     """Runs in its own thread and loop so sync SDK clients in tests cannot block it."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[dict[str, Any]] = []
-        self.port = 0
         self.active_streams = 0
         self.cancelled_streams = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
         # credential key -> statuses to answer first; 0 = say nothing (the gateway's read timeout fires)
         self.fail_next: dict[str, list[int]] = {}
         # compress every answer with this encoding, asked for or not (None: honour Accept-Encoding)
         self.force_encoding: str | None = os.environ.get("CROSSROUTE_FAKE_COMPRESS") or None
 
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(10)
-
-    async def _start(self) -> None:
+    def make_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._handle("openai"))
         app.router.add_post("/v1/responses", self._handle("responses"))
@@ -287,20 +266,7 @@ class FakeUpstream:
         app.router.add_post("/v1/messages", self._handle("claude"))
         app.router.add_post("/v1/messages/count_tokens", self._count_claude)
         app.router.add_post("/v1beta/models/{tail}", self._gemini)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        site = web.SockSite(self._runner, sock)
-        await site.start()
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-        fut = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)  # type: ignore[union-attr]
-        fut.result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        return app
 
     def clear(self) -> None:
         self.requests.clear()
