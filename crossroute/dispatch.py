@@ -89,7 +89,7 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
                 if last is None or not tried:
                     wait = exc.retry_after
                     if round_no + 1 < rounds and 0 < wait <= gw.settings.max_retry_interval:
-                        await asyncio.sleep(wait)
+                        await asyncio.sleep(wait + _TIMER_SLACK)
                         continue
                     return _ended(call, _cooling_reply(gw, call, candidates, exc.retry_after))
                 break
@@ -117,7 +117,7 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
         if wait is None or wait > gw.settings.max_retry_interval:
             break
         if wait > 0:
-            await asyncio.sleep(wait)
+            await asyncio.sleep(wait + _TIMER_SLACK)
     if last is None:
         return _ended(call, error_reply(fmt, 503, f"no credential is available for model '{call.model}'"))
     reply = _failure_reply(call, last_cand, last)
@@ -125,6 +125,11 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
     if wait:  # every candidate is cooling down now: say when to come back
         reply.headers = [*reply.headers, ("retry-after", str(max(1, int(wait + 0.999))))]
     return _ended(call, reply)
+
+
+# uvloop's timers have millisecond resolution and may fire up to a millisecond before the
+# monotonic instant a cooldown ends; waking a little after it avoids finding it still cooling
+_TIMER_SLACK = 0.005
 
 
 def _cooling_reply(gw: Gateway, call: Call, candidates: list[Candidate], retry_after: float) -> Reply:
