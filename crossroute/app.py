@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import importlib
 import logging
 import os
 import time
@@ -27,6 +28,8 @@ from .edge_access import AccessLog
 from .edge_flow import WATCH_AFTER, ClientFlow
 from .formats import errors
 from .gateway import Gateway
+from .observe import CallEnded
+from .observe.traces import header_value as trace_header
 from .replies import Reply, StreamReply, error_reply, json_reply
 
 log = logging.getLogger("crossroute")
@@ -86,6 +89,29 @@ def register(method: str, path: str, route: Route) -> None:
 
 def register_prefix(method: str, prefix: str, route: Route) -> None:
     PREFIX_ROUTES.append((method, prefix, route))
+
+
+# API modules that bring their own routes (``routes()`` -> (method, path, handler, fmt, auth, is_prefix)),
+# mounted when present
+_OPTIONAL_APIS = ("management", "metrics", "codex_usage")
+
+
+def _mount_optional() -> None:
+    for name in _OPTIONAL_APIS:
+        try:
+            mod = importlib.import_module(f"crossroute.api.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"crossroute.api.{name}":
+                raise
+            continue
+        for method, path, handler, fmt, auth, is_prefix in mod.routes():
+            if is_prefix:
+                register_prefix(method, path, Route(handler, fmt, auth))
+            else:
+                register(method, path, Route(handler, fmt, auth))
+
+
+_mount_optional()
 
 
 def _format_for_path(path: str) -> str:
@@ -239,6 +265,8 @@ class App:
             return
         self._inflight += 1
         started = time.perf_counter() if self._access else 0.0
+        observers = self.gateway.observers
+        t0 = time.monotonic() if observers.enabled else 0.0
         reply: Reply | StreamReply | None = None
         fmt = "openai"
         try:
@@ -280,6 +308,9 @@ class App:
                         reply = await route.handler(gw, req)
                         if cors:
                             reply.headers = [*reply.headers, *cors]
+                        if (call := reply.call) is not None and call.trace is not None and (
+                                req.headers.get("x-crossroute-trace") == "1"):
+                            reply.headers = [*reply.headers, ("x-crossroute-trace", trace_header(call))]
             except ApiError as exc:
                 reply = exc.reply
             except Exception:  # never a traceback to the client
@@ -295,6 +326,9 @@ class App:
             self._inflight -= 1
             if self._wakeup is not None:
                 self._wakeup.set()
+        if observers.enabled and t0:
+            observers.call_ended(CallEnded(method, scope.path, fmt, reply.status if reply is not None else 500,
+                                           reply.call if reply is not None else None, t0, time.monotonic()))
         if self._access:
             call = reply.call if reply is not None else None
             if call is None:

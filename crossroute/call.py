@@ -15,7 +15,7 @@ from .formats.neutral import Usage
 from .formats.translate import PendingUsage, usage_of
 from .routing.session_ids import SessionIds
 
-__all__ = ["Attempt", "Call", "ParsedUsage"]
+__all__ = ["Attempt", "Call", "ParsedUsage", "Trace"]
 
 _ids = itertools.count(1)
 
@@ -38,6 +38,22 @@ class Attempt:
 
     def __repr__(self) -> str:
         return f"Attempt({self.credential_id!r}, {self.upstream_model!r}, status={self.status}, error={self.error!r})"
+
+
+class Trace:
+    """Why a call went where it went, step by step (filled by ``routing`` and ``dispatch`` when the
+    call is traced): ``{"step": "candidates" | "skip" | "chose" | "attempt" | ..., "t": monotonic,
+    ...fields}``. Kept for recent calls by ``observe``; rendered for ``X-Crossroute-Trace: 1``."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, Any]] = []
+
+    def add(self, step: str, **fields: Any) -> None:
+        fields["step"] = step
+        fields["t"] = time.monotonic()
+        self.steps.append(fields)
 
 
 class ParsedUsage:
@@ -67,7 +83,7 @@ class Call:
 
     __slots__ = (
         "_usage", "attempts", "body", "client_format", "client_key", "credential_id", "headers", "id", "model",
-        "operation", "options", "session", "started", "status", "stream", "transport", "upstream_model",
+        "operation", "options", "session", "started", "status", "stream", "trace", "transport", "upstream_model",
     )
 
     def __init__(
@@ -99,6 +115,7 @@ class Call:
         self.upstream_model: str | None = None
         self.status = 0
         self.attempts: list[Attempt] = []
+        self.trace: Trace | None = None
         self.started = time.monotonic()
 
     @property

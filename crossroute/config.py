@@ -98,12 +98,16 @@ class ProviderEntry:
     responses_native: bool = False
     disable_cooling: bool | None = None
     line: int = 0
+    websockets: bool = False  # reach this Responses upstream over WebSocket (providers/ws_upstream.py)
+    cred_id: str | None = None  # an explicit id (accounts: "auth:<file name>"); else derived below
     # what providers derive from this entry once (URLs, fixed headers); a reload makes new entries
     derived: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def id(self) -> str:
         """Stable id: provider, base URL and a hash of the key (never the key itself)."""
+        if self.cred_id:
+            return self.cred_id
         digest = hashlib.sha256(f"{self.base_url}\0{self.api_key}".encode()).hexdigest()[:12]
         return f"{self.provider}#{digest}"
 

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 import orjson
 
 from . import redaction
-from .call import Attempt, Call, ParsedUsage
+from .call import Attempt, Call, ParsedUsage, Trace
 from .formats import answers, count, errors, translate
 from .formats.neutral import BadRequest, Reasoning
 from .formats.pipes import Pipe, UpstreamEventError
@@ -69,6 +69,9 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
     if gw.settings.routing.session_affinity and call.session is None:
         call.session = extract_session_ids(call.headers, call.body, fmt)
 
+    if call.trace is None and (gw.observers.tracing or call.headers.get("x-crossroute-trace") == "1"):
+        call.trace = Trace()
+    trace = call.trace
     prepared = translate.Prepared(call.client_format, call.body, reasoning, call.options)
     router = gw.router
     in_process = router.in_process
@@ -82,9 +85,9 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
         while True:
             try:
                 if in_process:
-                    cand = router.pick_now(candidates, base_model, call.session, tried, scope)
+                    cand = router.pick_now(candidates, base_model, call.session, tried, scope, trace)
                 else:
-                    cand = await router.pick(candidates, base_model, call.session, tried, scope)
+                    cand = await router.pick(candidates, base_model, call.session, tried, scope, trace)
             except AllCoolingDown as exc:
                 if last is None or not tried:
                     wait = exc.retry_after
@@ -223,11 +226,15 @@ async def _attempt(
         attempt.end = time.monotonic()
         attempt.status = exc.status
         attempt.error = exc.message
+        if gw.observers.enabled:
+            gw.observers.attempt_ended(call, attempt)
         raise
     attempt.end = time.monotonic()
     attempt.status = 200
     call.usage = usage
     call.status = 200
+    if gw.observers.enabled:
+        gw.observers.attempt_ended(call, attempt)
     if (pending := _succeeded(gw, call, cand, base_model, scope)) is not None:
         await pending
     if gw.recording:
@@ -287,7 +294,7 @@ async def _stream(gw: Gateway, call: Call, cand: Candidate, up: Upstream, prepar
         up.close(False)
         raise
     call.status = 200
-    attempt.status = 200
+    attempt.status = 200  # the attempt's end (and its observers) come when the stream ends, in _relay
     if (pending := _succeeded(gw, call, cand, base_model, scope)) is not None:
         await pending
     headers = [("content-type", "application/json")] if call.options.get("json_array") else SSE_HEADERS
@@ -332,6 +339,10 @@ async def _relay(gw: Gateway, call: Call, cand: Candidate, up: Upstream, pipe: P
         attempt.end = time.monotonic()
         call.usage = pipe.usage
         up.close(clean and up.at_eof())  # client gone or upstream misbehaved: do not reuse
+        if not clean and attempt.error is None:
+            attempt.error = "the stream ended early (client gone or upstream failed)"
+        if gw.observers.enabled:
+            gw.observers.attempt_ended(call, attempt)
         if gw.recording:
             gw.record(call)
 

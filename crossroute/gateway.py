@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import aiohttp
 
 from .config import Settings
+from .observe import Hub
 from .registry import Registry
+from .routing.quota import QuotaBook
 from .routing.router import Router, RoutingSettings
 from .state.base import State
 from .state.memory import MemoryState
@@ -88,6 +91,19 @@ def socks_connector(proxy_url: str) -> aiohttp.BaseConnector:
     )
 
 
+class Component(Protocol):
+    """A part with a lifecycle the gateway owns (a WebSocket pool, a usage store, ...).
+
+    Made on first use by ``Gateway.component(name, factory)``; told of every reload with the
+    credential ids that went away (``reconfigure``); stopped once, in reverse order of creation."""
+
+    def reconfigure(self, gw: Gateway, removed: set[str]) -> None: ...
+    async def stop(self) -> None: ...
+
+
+K = TypeVar("K", bound=Component)
+
+
 def routing_settings(s: Settings) -> RoutingSettings:
     return RoutingSettings(
         strategy=s.routing.strategy,
@@ -122,6 +138,19 @@ class Gateway:
         self.last_failures: dict[str, tuple[int, str]] = {}
         self.started = False
         self._lock = asyncio.Lock()
+        self.observers = Hub()  # observe/: usage store, request log, metrics, traces
+        self.quota = QuotaBook()  # what upstream answers say about each credential's quota
+        self._components: dict[str, Component] = {}
+
+    def component(self, name: str, factory: Callable[[Gateway], K]) -> K:
+        """The gateway's component called ``name``, made by ``factory(self)`` on first use."""
+        comp = self._components.get(name)
+        if comp is None:
+            comp = self._components[name] = factory(self)
+        return comp  # type: ignore[return-value]
+
+    def find_component(self, name: str) -> Any:
+        return self._components.get(name)
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -146,6 +175,12 @@ class Gateway:
         if not self.started:
             return
         self.started = False
+        components, self._components = list(self._components.values()), {}
+        for comp in reversed(components):
+            try:
+                await comp.stop()
+            except Exception:
+                log.exception("stopping %s failed", type(comp).__name__)
         await self.router.stop()
         await self.state.stop()
         retiring = list(self._retiring)
@@ -224,8 +259,14 @@ class Gateway:
         )
         await self.router.apply_settings(routing_settings(settings))
         self._retire_unused_proxies()
-        for cred_id in old_ids - new_ids:
+        removed = old_ids - new_ids
+        for cred_id in removed:
             await self.router.invalidate_credential(cred_id)
+        for comp in list(self._components.values()):
+            try:
+                comp.reconfigure(self, removed)
+            except Exception:
+                log.exception("reconfiguring %s failed", type(comp).__name__)
 
     @property
     def recording(self) -> bool:

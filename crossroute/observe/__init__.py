@@ -1,0 +1,63 @@
+"""Observers of the call pipeline: one "attempt ended" event per upstream try (from dispatch) and
+one "call ended" event per finished call (from the edge, after the reply is fully written, for
+failures, cooldown replies and API-layer 4xx too).
+
+The usage store, request log, metrics and routing traces are observers. None is awaited on the
+request path: an observer's methods must return at once (queue the event and let their own task
+do the work). ``Hub.enabled`` is False with no observer, so the pipeline pays one attribute read.
+An observer that raises is logged and kept; the request is never affected.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Protocol
+
+from .events import CallEnded
+
+if TYPE_CHECKING:
+    from ..call import Attempt, Call
+
+__all__ = ["CallEnded", "Hub", "Observer"]
+
+log = logging.getLogger("crossroute.observe")
+
+
+class Observer(Protocol):
+    def attempt_ended(self, call: Call, attempt: Attempt) -> None: ...
+    def call_ended(self, event: CallEnded) -> None: ...
+
+
+class Hub:
+    """The observers of one gateway (fan-out, exceptions contained)."""
+
+    __slots__ = ("enabled", "observers", "tracing")
+
+    def __init__(self) -> None:
+        self.observers: list[Observer] = []
+        self.enabled = False
+        # True when something keeps routing traces of every call (not only of calls that ask)
+        self.tracing = False
+
+    def add(self, observer: Observer) -> None:
+        self.observers.append(observer)
+        self.enabled = True
+
+    def remove(self, observer: Observer) -> None:
+        if observer in self.observers:
+            self.observers.remove(observer)
+        self.enabled = bool(self.observers)
+
+    def attempt_ended(self, call: Call, attempt: Attempt) -> None:
+        for obs in self.observers:
+            try:
+                obs.attempt_ended(call, attempt)
+            except Exception:
+                log.exception("observer %s failed on attempt_ended", type(obs).__name__)
+
+    def call_ended(self, event: CallEnded) -> None:
+        for obs in self.observers:
+            try:
+                obs.call_ended(event)
+            except Exception:
+                log.exception("observer %s failed on call_ended", type(obs).__name__)

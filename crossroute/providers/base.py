@@ -31,6 +31,7 @@ from ..formats import errors
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..routing.quota import QuotaBook
 
 __all__ = [
     "CREDENTIAL", "MODEL", "REQUEST", "BadAnswer", "Executor", "HttpExecutor", "HttpUpstream", "Outbound",
@@ -214,6 +215,7 @@ class UpstreamIO(Protocol):
 
     settings: Settings
     timeout: aiohttp.ClientTimeout
+    quota: QuotaBook  # every answer's headers go to quota.note(entry, status, headers)
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -226,6 +228,11 @@ class UpstreamIO(Protocol):
 
 # ------------------------------------------------------------------ executors
 class Executor(Protocol):
+    """``kind``: the config/account kind it serves; ``supports``: the operations it serves;
+    ``models``: the upstream model names an account of this kind serves when nothing narrower
+    is configured (contributed to ``/v1/models``); ``default_base_url``: where it sends when the
+    entry or account names no ``base_url``."""
+
     kind: str
     supports: frozenset[str]
 
@@ -245,6 +252,8 @@ class HttpExecutor:
 
     kind: ClassVar[str] = ""
     supports: ClassVar[frozenset[str]] = frozenset({"generate"})
+    models: ClassVar[tuple[str, ...]] = ()
+    default_base_url: ClassVar[str] = ""
 
     def wire_format(self, entry: ProviderEntry, client_format: str) -> str:
         raise NotImplementedError
@@ -277,6 +286,7 @@ class HttpExecutor:
             except aiohttp.ClientError as exc:
                 detail = redaction.scrub(f"{type(exc).__name__}: {exc}")
                 raise UpstreamError(0, f"upstream {entry.name} is unreachable ({detail})") from None
+            io.quota.note(entry, resp.status, resp.headers)
             if resp.status < 400:
                 return HttpUpstream(resp)
             if resp.status == 401 and not resent and await self.token_source(entry).refresh():

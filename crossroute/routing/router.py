@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from crossroute.routing.affinity import SessionAffinitySelector
 from crossroute.routing.cooldown import ANY_MODEL, LEVEL_KEEP, plan_cooldown
@@ -20,6 +21,9 @@ from crossroute.routing.selectors import STRATEGIES, C, CandidateLike, Selector,
 from crossroute.routing.session_ids import SessionIds
 from crossroute.state.base import Cooldown, State
 from crossroute.state.memory import MemoryState
+
+if TYPE_CHECKING:
+    from crossroute.call import Trace
 
 __all__ = ["AllCoolingDown", "Candidate", "Router", "RoutingSettings"]
 
@@ -219,7 +223,7 @@ class Router:
 
     def pick_now(
         self, candidates: Sequence[C], model: str, session: SessionIds | None, exclude: Collection[str] = (),
-        scope: str | None = None,
+        scope: str | None = None, trace: Trace | None = None,
     ) -> C:
         """``pick`` without suspending; only with in-process state (see ``in_process``)."""
         mem = self._mem
@@ -245,11 +249,13 @@ class Router:
         session: SessionIds | None,
         exclude: Collection[str] = (),
         scope: str | None = None,
+        trace: Trace | None = None,
     ) -> C:
         """A candidate for the request. ``scope``: ``provider_group(candidates)`` when the caller
-        already has it (it keys cursors and session bindings)."""
+        already has it (it keys cursors and session bindings). ``trace``: where to note why (the
+        candidates, each one skipped and why, how the choice was made), when the call is traced."""
         if self._mem is not None:
-            return self.pick_now(candidates, model, session, exclude, scope)
+            return self.pick_now(candidates, model, session, exclude, scope, trace)
         if not candidates:
             raise LookupError(f"no credential serves model {model!r}")
         cooling = None

@@ -20,8 +20,9 @@ from crossroute import redaction
 from crossroute.auth.accounts import NEEDS_LOGIN, format_time
 from crossroute.auth.refresh import Refresher
 from crossroute.auth.store import AuthStore
-from crossroute.config import ProviderEntry, Settings
+from crossroute.config import ProviderEntry
 from crossroute.providers.base import HttpExecutor, Outbound, UpstreamError, UpstreamRequest
+from tests.upstream_io import LoopbackIO
 
 from .fake_oauth import EMAILS, FakeOAuth, codex_id_token
 
@@ -234,21 +235,7 @@ async def test_nothing_to_refresh_with_is_not_a_logout(fake: FakeOAuth, tmp_path
 
 
 # ------------------------------------------------------------------ the executor seam: 401 -> refresh -> one resend
-class IO:
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self.settings = Settings()
-        self.timeout = aiohttp.ClientTimeout(total=5)
-        self._session = session
-
-    @property
-    def http(self) -> aiohttp.ClientSession:
-        return self._session
-
-    def client_for(self, proxy_url: str | None) -> aiohttp.ClientSession:
-        return self._session
-
-    def proxy_arg(self, proxy_url: str | None) -> str | None:
-        return None
+IO = LoopbackIO
 
 
 class BearerExecutor(HttpExecutor):

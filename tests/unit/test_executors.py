@@ -15,7 +15,7 @@ from aiohttp import web
 
 from crossroute import redaction
 from crossroute.call import Call
-from crossroute.config import ProviderEntry, Settings, parse
+from crossroute.config import ProviderEntry, parse
 from crossroute.dispatch import execute
 from crossroute.gateway import Gateway
 from crossroute.providers import EXECUTORS, Outbound, UpstreamError, executor_for
@@ -23,6 +23,7 @@ from crossroute.providers.base import BadAnswer, HttpExecutor, HttpUpstream, Sta
 from crossroute.providers.openai_compat import OpenAICompatExecutor
 from crossroute.replies import Reply, StreamReply
 from crossroute.routing.cooldown import ANY_MODEL
+from tests.upstream_io import LoopbackIO
 
 
 def entry(kind: str = "openai", base: str = "http://127.0.0.1:9/v1", key: str = "sk-test-key-123456",
@@ -87,23 +88,7 @@ def test_failure_scopes(status: int, body: bytes | None, scope: str) -> None:
 
 
 # ------------------------------------------------------------------ HTTP I/O on loopback
-class IO:
-    """What a Gateway lends an executor, without the rest of the gateway."""
-
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self.settings = Settings()
-        self.timeout = aiohttp.ClientTimeout(total=5)
-        self._session = session
-
-    @property
-    def http(self) -> aiohttp.ClientSession:
-        return self._session
-
-    def client_for(self, proxy_url: str | None) -> aiohttp.ClientSession:
-        return self._session
-
-    def proxy_arg(self, proxy_url: str | None) -> str | None:
-        return None
+IO = LoopbackIO
 
 
 class Refreshing(StaticKey):

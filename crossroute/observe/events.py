@@ -1,0 +1,37 @@
+"""The events observers receive."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..call import Call
+
+__all__ = ["CallEnded"]
+
+
+class CallEnded:
+    """One finished HTTP request or WebSocket turn, after its reply was fully written.
+
+    ``call`` is None when the request never became a Call (a 401, 404, 413 from the edge or a 400
+    from the API layer before the model was known). ``started``/``ended``: ``time.monotonic()``.
+    ``status``: the status sent (a stream that failed after its first byte keeps 200 here; its
+    error is in ``error``). ``transport``: ``http`` or ``ws``.
+    """
+
+    __slots__ = ("bytes_out", "call", "client_format", "ended", "error", "method", "path", "started", "status",
+                 "transport")
+
+    def __init__(self, method: str, path: str, client_format: str, status: int, call: Call | None,
+                 started: float, ended: float, *, transport: str = "http", bytes_out: int = 0,
+                 error: str | None = None) -> None:
+        self.method = method
+        self.path = path
+        self.client_format = client_format
+        self.status = status
+        self.call = call
+        self.started = started
+        self.ended = ended
+        self.transport = transport
+        self.bytes_out = bytes_out
+        self.error = error
