@@ -120,6 +120,16 @@ class Routing:
 
 
 @dataclass(slots=True)
+class RemoteManagement:
+    """``remote-management``: the management API and panel (off without a key or MANAGEMENT_PASSWORD)."""
+
+    secret_key: str = ""  # as in the file: a bcrypt/sha hash, or a plain key the API hashes and writes back
+    allow_remote: bool = False
+    disable_control_panel: bool = False
+    line: int = 0
+
+
+@dataclass(slots=True)
 class Settings:
     path: str = ""
     host: str = "127.0.0.1"
@@ -152,6 +162,18 @@ class Settings:
     max_session_bindings: int = 100_000  # in-process session bindings (LRU)
     max_upstream_body: int = 64 * 1024 * 1024  # a larger upstream answer is refused with 502
     access_log: bool = True  # one INFO line per request
+    # observability (issue 11)
+    usage_statistics_enabled: bool = False
+    usage_database_url: str | None = None  # postgresql://… ; else SQLite under data_dir
+    data_dir: str = "~/.crossroute/data"
+    logs_dir: str = "~/.crossroute/logs"
+    request_log_max_body: int = 1024 * 1024  # bytes of each body kept in a request log
+    error_logs_max_files: int = 10
+    logs_max_total_size_mb: float = 0.0  # 0: no cap
+    remote_management: RemoteManagement = field(default_factory=RemoteManagement)
+    # the Responses API over WebSocket (issue 10): pooled upstream connections
+    ws_idle_ttl: float = 300.0
+    ws_max_age: float = 55 * 60.0  # below the service's 60-minute connection limit
     providers: list[ProviderEntry] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     digest: str = ""
@@ -558,6 +580,7 @@ def parse(text: str, path: str = "config.yaml", env: Mapping[str, str] | None = 
         c.fail(_line(raw, "max-upstream-body-mb"), "max-upstream-body-mb", "must be greater than 0")
     s.max_upstream_body = int(up_limit * 1024 * 1024)
     s.access_log = _get(c, raw, "access-log", "access-log", bool, True)
+    _observability(c, raw, s)
 
     routing = raw.get("routing") or {}
     if not isinstance(routing, dict):
@@ -606,6 +629,48 @@ def parse(text: str, path: str = "config.yaml", env: Mapping[str, str] | None = 
     s.raw_secrets = secrets
     s.digest = hashlib.sha256(text.encode()).hexdigest()
     return s
+
+
+def _observability(c: _Checker, raw: dict[str, Any], s: Settings) -> None:
+    """Usage store, logs, management API and upstream WebSocket keys (issues 10 and 11)."""
+    s.usage_statistics_enabled = _get(c, raw, "usage-statistics-enabled", "usage-statistics-enabled", bool, False)
+    s.usage_database_url = _url(c, raw, "usage-database-url", "usage-database-url",
+                                schemes=("postgres", "postgresql"))
+    for key, attr in (("data-dir", "data_dir"), ("logs-dir", "logs_dir")):
+        value = _get(c, raw, key, key, str, getattr(s, attr))
+        if not value.strip():
+            c.fail(_line(raw, key), key, "must not be empty")
+        setattr(s, attr, value)
+    kb = _get(c, raw, "request-log-max-body-kb", "request-log-max-body-kb", int, 1024)
+    if kb <= 0:
+        c.fail(_line(raw, "request-log-max-body-kb"), "request-log-max-body-kb", "must be greater than 0")
+    s.request_log_max_body = kb * 1024
+    s.error_logs_max_files = _get(c, raw, "error-logs-max-files", "error-logs-max-files", int, 10)
+    if s.error_logs_max_files < 0:
+        c.fail(_line(raw, "error-logs-max-files"), "error-logs-max-files", "must be 0 or more")
+    s.logs_max_total_size_mb = _get(c, raw, "logs-max-total-size-mb", "logs-max-total-size-mb", float, 0.0)
+    if s.logs_max_total_size_mb < 0:
+        c.fail(_line(raw, "logs-max-total-size-mb"), "logs-max-total-size-mb", "must be 0 or more")
+    rm = raw.get("remote-management") or {}
+    if not isinstance(rm, dict):
+        c.fail(_line(raw, "remote-management"), "remote-management", "must be a mapping")
+        rm = {}
+    s.remote_management = RemoteManagement(
+        secret_key=_get(c, rm, "secret-key", "remote-management.secret-key", str, "") or "",
+        allow_remote=_get(c, rm, "allow-remote", "remote-management.allow-remote", bool, False),
+        disable_control_panel=_get(c, rm, "disable-control-panel", "remote-management.disable-control-panel",
+                                   bool, False),
+        line=_line(raw, "remote-management") or 0,
+    )
+    for key in rm:
+        if key not in ("secret-key", "allow-remote", "disable-control-panel", "panel-github-repository"):
+            c.warn(_line(rm, key), f"remote-management.{key}", "unknown key, ignored")
+    for key, attr in (("upstream-websocket-idle-seconds", "ws_idle_ttl"),
+                      ("upstream-websocket-max-age-seconds", "ws_max_age")):
+        value = _get(c, raw, key, key, float, getattr(s, attr))
+        if value <= 0:
+            c.fail(_line(raw, key), key, "must be greater than 0")
+        setattr(s, attr, value)
 
 
 def load(path: str | os.PathLike[str]) -> Settings:

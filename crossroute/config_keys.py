@@ -20,7 +20,10 @@ TOP_KEYS = frozenset({
     "read-timeout-seconds", "default-max-tokens", "force-model-prefix", "disable-cooling",
     "transient-error-cooldown-seconds", "passthrough-headers", "routing", "state", "mock",
     "claude-code-session-affinity", "idle-timeout-seconds", "body-timeout-seconds", "max-connections",
-    "shutdown-timeout-seconds", "max-session-bindings", "max-upstream-body-mb", "access-log", *PROVIDER_LISTS,
+    "shutdown-timeout-seconds", "max-session-bindings", "max-upstream-body-mb", "access-log",
+    "usage-statistics-enabled", "usage-database-url", "data-dir", "logs-dir", "request-log", "request-log-max-body-kb",
+    "error-logs-max-files", "logs-max-total-size-mb", "remote-management",
+    "upstream-websocket-idle-seconds", "upstream-websocket-max-age-seconds", *PROVIDER_LISTS,
 })
 ENTRY_KEYS = frozenset({
     "name", "base-url", "prefix", "api-key-entries", "api-key", "proxy-url", "models", "headers", "priority",
@@ -30,19 +33,14 @@ ENTRY_KEYS = frozenset({
 # CLIProxyAPI keys, each with what it does there (the warning and the README say it)
 NOT_IMPLEMENTED_TOP: dict[str, str] = {
     "auth-dir": "OAuth and auth-file credentials; the gateway does not serve them yet",
-    "request-log": "full request and response logs; the one-line access log is access-log",
     "tls": "TLS termination; put a TLS reverse proxy in front",
     "pprof": "the Go profiler endpoint",
     "commercial-mode": "turning off heavy middleware",
     "logging-to-file": "rotating log files; crossroute logs to stderr",
-    "logs-max-total-size-mb": "log file size cap",
-    "error-logs-max-files": "error log files",
-    "usage-statistics-enabled": "the usage statistics switch",
     "redis-usage-queue-retention-seconds": "the Redis usage queue",
     "ws-auth": "WebSocket API authentication; there is no WebSocket API yet",
     "nonstream-keepalive-interval": "blank-line keep-alives during non-stream answers",
     "streaming": "SSE keep-alives and bootstrap retries",
-    "remote-management": "the management API and web panel",
     "max-retry-credentials": "a cap on credentials tried per round",
     "save-cooldown-status": "cooldowns saved next to the auth files",
     "auth-auto-refresh-workers": "background OAuth refresh",

@@ -49,7 +49,8 @@ def secret_values(settings: Settings) -> list[str]:
     """Every configured secret, for ``redaction.set_secrets``: each upstream api-key, credential
     headers, proxy and Redis URL passwords, client api-keys, and what the file holds under other
     secret-looking keys. Longest first, no duplicates, no empty values."""
-    found: list[str] = [*settings.api_keys, *_url_password(settings.proxy_url), *_url_password(settings.redis_url)]
+    found: list[str] = [*settings.api_keys, *_url_password(settings.proxy_url), *_url_password(settings.redis_url),
+                        *_url_password(settings.usage_database_url), settings.remote_management.secret_key]
     for entry in settings.providers:
         found.append(entry.api_key)
         found.extend(_url_password(entry.proxy_url))

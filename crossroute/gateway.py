@@ -22,6 +22,7 @@ import aiohttp
 
 from .config import Settings
 from .observe import Hub
+from .observe.setup import install as install_observers
 from .registry import Registry
 from .routing.quota import QuotaBook
 from .routing.router import Router, RoutingSettings
@@ -165,6 +166,8 @@ class Gateway:
             self._http = new_session(connector)
             await self.state.start()
             await self.router.start()
+            self.quota.attach(self.router, self.settings)
+            install_observers(self)
             self.started = True
 
     async def ensure_started(self) -> None:
@@ -258,6 +261,8 @@ class Gateway:
             total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
         )
         await self.router.apply_settings(routing_settings(settings))
+        self.quota.attach(self.router, settings)
+        install_observers(self)
         self._retire_unused_proxies()
         removed = old_ids - new_ids
         for cred_id in removed:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from functools import lru_cache
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import aiohttp
 
@@ -224,6 +224,9 @@ class UpstreamIO(Protocol):
 
     def client_for(self, proxy_url: str | None) -> aiohttp.ClientSession: ...
     def proxy_arg(self, proxy_url: str | None) -> str | None: ...
+    def component(self, name: str, factory: Any) -> Any:
+        """The gateway's component ``name`` (e.g. the WebSocket pool), made by ``factory(gw)`` once."""
+        ...
 
 
 # ------------------------------------------------------------------ executors

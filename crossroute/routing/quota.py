@@ -13,6 +13,10 @@ __all__ = ["QuotaBook"]
 
 
 class QuotaBook:
+    def attach(self, router: Any, settings: Any, auth_dir: Any = None) -> None:
+        """Called by the gateway at start and on every reload, before requests use it."""
+        return None
+
     def note(self, entry: Any, status: int, headers: Mapping[str, str]) -> None:
         """Take in what one upstream answer says about its credential's quota."""
         return None

@@ -80,9 +80,9 @@ def test_wrong_types_are_reported() -> None:
 
 
 def test_unknown_keys_warn_not_fail() -> None:
-    s = parse("port: 8000\nremote-management: {secret-key: x}\nopenai-compatibility:\n"
+    s = parse("port: 8000\npprof: {enable: true}\nopenai-compatibility:\n"
               "  - name: a\n    base-url: http://h\n    models: [m]\n    shiny: 1\n", "c.yaml")
-    assert any("remote-management" in w for w in s.warnings)
+    assert any("pprof" in w for w in s.warnings)
     assert any("shiny" in w and ":7:" in w for w in s.warnings)
 
 
@@ -127,7 +127,7 @@ NOT_YET = "accepted but not implemented yet, ignored"
 def test_accepted_but_not_implemented_keys_are_warned_about() -> None:
     text = """\
 auth-dir: ~/.cli-proxy-api
-request-log: true
+pprof: {enable: true}
 tls: {enable: false}
 streaming: {keepalive-seconds: 15}
 payload: {default: []}
@@ -147,7 +147,7 @@ openai-compatibility:
 """
     s = parse(text, "c.yaml")
     expected = {
-        "c.yaml:1: auth-dir", "c.yaml:2: request-log", "c.yaml:3: tls", "c.yaml:4: streaming", "c.yaml:5: payload",
+        "c.yaml:1: auth-dir", "c.yaml:2: pprof", "c.yaml:3: tls", "c.yaml:4: streaming", "c.yaml:5: payload",
         "c.yaml:9: openai-compatibility[0].request-retry", "c.yaml:10: openai-compatibility[0].disable-cooling",
         "c.yaml:13: openai-compatibility[0].api-key-entries[0].weight",
         "c.yaml:17: openai-compatibility[0].models[0].thinking",
