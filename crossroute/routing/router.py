@@ -46,6 +46,7 @@ class RoutingSettings:
     session_affinity_ttl: float = 3600.0
     disable_cooling: bool = False
     transient_cooldown: float = 60.0  # seconds; -1 disables the transient cooldown
+    quota_aware: bool = False  # new sessions go to the account with the most quota headroom
 
     def selector_fields(self) -> tuple[str, bool, float]:
         return (normalize_strategy(self.strategy), self.session_affinity, float(self.session_affinity_ttl))
