@@ -10,7 +10,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
@@ -21,32 +21,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class GatewayProcess:
-    def __init__(self, config: dict[str, Any], workdir: Path | None = None) -> None:
-        self.port = free_port()
-        self.dir = workdir or Path(tempfile.mkdtemp(prefix="crossroute-test-"))
-        self.config_path = self.dir / "config.yaml"
-        self.log_path = self.dir / "gateway.log"
-        self.config = {"host": "127.0.0.1", **config, "port": self.port}
-        self.write_config(self.config)
+class ServedGateway:
+    """A ``crossroute serve`` subprocess: started on ``argv()`` with ``env()``, ready once /healthz answers."""
+
+    port: int
+    dir: Path
+    log_path: Path
+
+    def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def write_config(self, config: dict[str, Any]) -> None:
-        config = {**config, "port": self.port}
-        tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
-        os.replace(tmp, self.config_path)
+    def argv(self) -> list[str]:
+        raise NotImplementedError
 
-    def start(self, timeout: float = 15.0) -> GatewayProcess:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "crossroute", "serve", "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.dir,
-        )
+    def env(self) -> dict[str, str] | None:
+        return None  # inherit
+
+    def start(self, timeout: float = 15.0) -> Self:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "crossroute", *self.argv()],
+                                         stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, env=self.env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -73,3 +71,25 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+class GatewayProcess(ServedGateway):
+    """A gateway on a config written from ``config`` (a dict) in a temporary directory."""
+
+    def __init__(self, config: dict[str, Any], workdir: Path | None = None) -> None:
+        super().__init__()
+        self.port = free_port()
+        self.dir = workdir or Path(tempfile.mkdtemp(prefix="crossroute-test-"))
+        self.config_path = self.dir / "config.yaml"
+        self.log_path = self.dir / "gateway.log"
+        self.config = {"host": "127.0.0.1", **config, "port": self.port}
+        self.write_config(self.config)
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        config = {**config, "port": self.port}
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+        os.replace(tmp, self.config_path)
+
+    def argv(self) -> list[str]:
+        return ["serve", "--config", str(self.config_path)]

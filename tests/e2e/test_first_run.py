@@ -106,12 +106,12 @@ def test_check_the_example_prints_ok_and_nothing_else(tmp_path: Path) -> None:
 
 def test_check_warns_about_keys_accepted_but_not_implemented(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(EXAMPLE.read_text() + "auth-dir: ~/.cli-proxy-api\nrequest-log: true\n")
+    cfg.write_text(EXAMPLE.read_text() + "pprof: {enable: true}\ntls: {enable: false}\n")
     r = check(cfg)
     assert r.returncode == 0, r.stderr
     lines = EXAMPLE.read_text().count("\n")
-    assert f"warning: {cfg}:{lines + 1}: auth-dir: accepted but not implemented yet, ignored" in r.stderr
-    assert f"warning: {cfg}:{lines + 2}: request-log: accepted but not implemented yet, ignored" in r.stderr
+    assert f"warning: {cfg}:{lines + 1}: pprof: accepted but not implemented yet, ignored" in r.stderr
+    assert f"warning: {cfg}:{lines + 2}: tls: accepted but not implemented yet, ignored" in r.stderr
 
 
 SECRET = "sk-live-0123456789abcdef"
