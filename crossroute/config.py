@@ -35,6 +35,8 @@ from .config_keys import (
     NOT_IMPLEMENTED_MODEL,
     NOT_IMPLEMENTED_TOP,
     NOT_YET,
+    OAUTH_ALIAS_KEYS,
+    OAUTH_CHANNELS,
     PROVIDER_LISTS,
     TOP_KEYS,
 )
@@ -42,12 +44,15 @@ from .config_secrets import raw_secrets, secret_values
 from .config_yaml import Expanded, LineDict, LineList, YAMLError, load_yaml
 
 __all__ = [
-    "DEFAULT_BODY_LIMIT_MB", "DEFAULT_PORT", "PROVIDER_LISTS", "ConfigError", "ModelMap", "ProviderEntry", "Routing",
+    "DEFAULT_AUTH_DIR", "DEFAULT_BODY_LIMIT_MB", "DEFAULT_PORT", "OAUTH_CHANNELS", "PROVIDER_LISTS", "ConfigError",
+    "ModelMap", "OAuthAlias", "ProviderEntry", "Routing",
     "Settings", "check_exposure", "find_config", "is_loopback", "load", "parse", "parse_duration", "secret_values",
 ]
 
 DEFAULT_PORT = 8317
 DEFAULT_BODY_LIMIT_MB = 32
+# where account files live (CLIProxyAPI: ~/.cli-proxy-api); ``Settings.auth_dir`` holds it ``~``-expanded
+DEFAULT_AUTH_DIR = "~/.crossroute"
 
 
 class ConfigError(Exception):
@@ -113,10 +118,21 @@ class ProviderEntry:
 
 
 @dataclass(slots=True)
+class OAuthAlias:
+    """One ``oauth-model-alias.<channel>`` item: clients ask for ``alias``, the upstream gets ``name``;
+    with ``fork`` the upstream name stays listed too (else the alias replaces it)."""
+
+    name: str
+    alias: str
+    fork: bool = False
+
+
+@dataclass(slots=True)
 class Routing:
     strategy: str = "round-robin"
     session_affinity: bool = False
     session_affinity_ttl: float = 3600.0
+    quota_aware: bool = False  # new sessions go to the account with the most quota headroom
 
 
 @dataclass(slots=True)
@@ -134,7 +150,7 @@ class Settings:
     path: str = ""
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    auth_dir: str = "~/.crossroute/auth"
+    auth_dir: str = field(default_factory=lambda: os.path.expanduser(DEFAULT_AUTH_DIR))  # ``~`` expanded
     api_keys: list[str] = field(default_factory=list)
     debug: bool = False
     proxy_url: str | None = None
@@ -175,6 +191,9 @@ class Settings:
     ws_idle_ttl: float = 300.0
     ws_max_age: float = 55 * 60.0  # below the service's 60-minute connection limit
     providers: list[ProviderEntry] = field(default_factory=list)
+    # per OAuth channel (account provider: claude, codex, kimi, antigravity, vertex, xai)
+    oauth_model_alias: dict[str, list[OAuthAlias]] = field(default_factory=dict)
+    oauth_excluded_models: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     digest: str = ""
     # secrets found anywhere in the file, also under keys crossroute does not use (see secret_values)
@@ -187,7 +206,11 @@ _DEFAULT_BASE = {
     "claude": "https://api.anthropic.com",
     "gemini": "https://generativelanguage.googleapis.com",
     "codex": "https://api.openai.com/v1",
+    "vertex": "https://aiplatform.googleapis.com",
+    "xai": "https://api.x.ai/v1",
 }
+# lists whose upstream speaks the Responses API, so ``websockets: true`` can apply
+_WEBSOCKET_KINDS = ("openai", "codex", "xai")
 
 
 class _Checker:
@@ -415,8 +438,13 @@ def _entries(c: _Checker, raw: dict[str, Any], list_key: str, kind: str) -> list
             "excluded_models": _str_list(c, item, "excluded-models", f"{fld}.excluded-models"),
             "responses_native": _get(c, item, "responses", f"{fld}.responses", bool, False),
             "disable_cooling": _get(c, item, "disable-cooling", f"{fld}.disable-cooling", bool, None),
+            "websockets": _get(c, item, "websockets", f"{fld}.websockets", bool, False),
             "line": line or 0,
         }
+        if common["websockets"] and kind not in _WEBSOCKET_KINDS:
+            c.warn(_line(item, "websockets"), f"{fld}.websockets",
+                   "only openai-compatibility, codex-api-key and xai-api-key reach upstreams over WebSocket; ignored")
+            common["websockets"] = False
         if kind == "openai" and not common["models"]:
             c.warn(line, f"{fld}.models", "no models listed: this upstream serves no model until you list some")
         keys: list[tuple[str, str | None]] = []
@@ -514,8 +542,9 @@ def parse(text: str, path: str = "config.yaml", env: Mapping[str, str] | None = 
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(path, [(line, "", f"YAML syntax error: {problem}")]) from None
-    if raw is None:
+    if raw is None:  # an empty file: every default
         raw = LineDict()
+        raw.lines = {}
     if not isinstance(raw, dict):
         raise ConfigError(path, [(1, "", "the top level must be a mapping of settings")])
     secrets = raw_secrets(raw)
@@ -534,7 +563,11 @@ def parse(text: str, path: str = "config.yaml", env: Mapping[str, str] | None = 
     if not 1 <= port <= 65535:
         c.fail(_line(raw, "port"), "port", f"must be between 1 and 65535, got {port}")
     s.port = port
-    s.auth_dir = _get(c, raw, "auth-dir", "auth-dir", str, s.auth_dir)
+    auth_dir = _get(c, raw, "auth-dir", "auth-dir", str, DEFAULT_AUTH_DIR)
+    if not auth_dir.strip():
+        c.fail(_line(raw, "auth-dir"), "auth-dir", "must not be empty")
+        auth_dir = DEFAULT_AUTH_DIR
+    s.auth_dir = os.path.expanduser(auth_dir.strip())
     s.api_keys = _str_list(c, raw, "api-keys", "api-keys")
     s.debug = _get(c, raw, "debug", "debug", bool, False)
     s.proxy_url = _proxy_url(c, raw, "proxy-url")
@@ -603,10 +636,12 @@ def parse(text: str, path: str = "config.yaml", env: Mapping[str, str] | None = 
         c.fail(_line(routing, "session-affinity-ttl"), "routing.session-affinity-ttl",
                f"must be a duration like 30m or 1h, got {ttl_raw!r}")
         ttl = 3600.0
+    quota_aware = _get(c, routing, "quota-aware", "routing.quota-aware", bool, False)
     for key in routing:
-        if key not in ("strategy", "session-affinity", "session-affinity-ttl"):
+        if key not in ("strategy", "session-affinity", "session-affinity-ttl", "quota-aware"):
             c.warn(_line(routing, key), f"routing.{key}", "unknown key, ignored")
-    s.routing = Routing(strategy=strategy, session_affinity=bool(affinity), session_affinity_ttl=ttl)
+    s.routing = Routing(strategy=strategy, session_affinity=bool(affinity), session_affinity_ttl=ttl,
+                        quota_aware=quota_aware)
 
     state = raw.get("state") or {}
     if not isinstance(state, dict):
@@ -617,11 +652,13 @@ def parse(text: str, path: str = "config.yaml", env: Mapping[str, str] | None = 
         if key != "redis-url":
             c.warn(_line(state, key), f"state.{key}", "unknown key, ignored")
 
-    kinds = {"openai-compatibility": "openai", "claude-api-key": "claude",
-             "gemini-api-key": "gemini", "codex-api-key": "codex"}
+    kinds = {"openai-compatibility": "openai", "claude-api-key": "claude", "gemini-api-key": "gemini",
+             "codex-api-key": "codex", "vertex-api-key": "vertex", "xai-api-key": "xai"}
     for list_key, kind in kinds.items():
         s.providers.extend(_entries(c, raw, list_key, kind))
     s.providers.extend(_mock_entries(c, raw))
+    s.oauth_model_alias = _oauth_aliases(c, raw)
+    s.oauth_excluded_models = _oauth_excluded(c, raw)
 
     if c.problems:
         raise ConfigError(path, c.problems, secrets)
@@ -629,6 +666,68 @@ def parse(text: str, path: str = "config.yaml", env: Mapping[str, str] | None = 
     s.raw_secrets = secrets
     s.digest = hashlib.sha256(text.encode()).hexdigest()
     return s
+
+
+def _channel_map(c: _Checker, raw: dict[str, Any], key: str) -> dict[str, Any]:
+    """``<key>.<channel>``: a mapping keyed by OAuth channel (unknown channels are warned about)."""
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        c.fail(_line(raw, key), key, f"must be a mapping of channel ({', '.join(OAUTH_CHANNELS)}) to a list")
+        return {}
+    out: dict[str, Any] = {}
+    for channel, items in value.items():
+        name = str(channel).strip().lower()
+        if name not in OAUTH_CHANNELS:
+            c.warn(_line(value, channel), f"{key}.{channel}",
+                   f"unknown channel, ignored (channels: {', '.join(OAUTH_CHANNELS)})")
+            continue
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            c.fail(_line(value, channel), f"{key}.{channel}", "must be a list")
+            continue
+        out[name] = items
+    return out
+
+
+def _oauth_aliases(c: _Checker, raw: dict[str, Any]) -> dict[str, list[OAuthAlias]]:
+    """``oauth-model-alias.<channel>: [{name, alias, fork}]`` (the accounts' model aliases)."""
+    out: dict[str, list[OAuthAlias]] = {}
+    for channel, items in _channel_map(c, raw, "oauth-model-alias").items():
+        for i, item in enumerate(items):
+            fld = f"oauth-model-alias.{channel}[{i}]"
+            if not isinstance(item, dict):
+                c.fail(_line(items, i), fld, "must be a mapping with name and alias")
+                continue
+            name, alias = item.get("name"), item.get("alias")
+            if not isinstance(name, str) or not name.strip():
+                c.fail(_line(item, "name") or _line(items, i), f"{fld}.name", "is required (the upstream model name)")
+                continue
+            if not isinstance(alias, str) or not alias.strip():
+                c.fail(_line(item, "alias") or _line(items, i), f"{fld}.alias",
+                       "is required (the name clients ask for)")
+                continue
+            for key in item:
+                if key in NOT_IMPLEMENTED_MODEL:
+                    c.warn(_line(item, key), f"{fld}.{key}", f"{NOT_YET} ({NOT_IMPLEMENTED_MODEL[key]})")
+                elif key not in OAUTH_ALIAS_KEYS:
+                    c.warn(_line(item, key), f"{fld}.{key}", "unknown key, ignored")
+            fork = _get(c, item, "fork", f"{fld}.fork", bool, False)
+            out.setdefault(channel, []).append(OAuthAlias(name.strip(), alias.strip(), fork))
+    return out
+
+
+def _oauth_excluded(c: _Checker, raw: dict[str, Any]) -> dict[str, list[str]]:
+    """``oauth-excluded-models.<channel>: [pattern, ...]`` (globs: ``prefix*``, ``*suffix``, ``*sub*``)."""
+    out: dict[str, list[str]] = {}
+    value = _channel_map(c, raw, "oauth-excluded-models")
+    for channel in value:
+        patterns = _str_list(c, value, channel, f"oauth-excluded-models.{channel}")
+        if patterns:
+            out[channel] = patterns
+    return out
 
 
 def _observability(c: _Checker, raw: dict[str, Any], s: Settings) -> None:

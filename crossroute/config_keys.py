@@ -9,10 +9,14 @@ from __future__ import annotations
 
 __all__ = [
     "ENTRY_KEYS", "KEY_LISTS", "MOCK_KEYS", "NOT_IMPLEMENTED_ENTRY", "NOT_IMPLEMENTED_KEY_ENTRY",
-    "NOT_IMPLEMENTED_MODEL", "NOT_IMPLEMENTED_TOP", "NOT_YET", "PROVIDER_LISTS", "TOP_KEYS",
+    "NOT_IMPLEMENTED_MODEL", "NOT_IMPLEMENTED_TOP", "NOT_YET", "OAUTH_ALIAS_KEYS", "OAUTH_CHANNELS", "PROVIDER_LISTS",
+    "TOP_KEYS",
 ]
 
-PROVIDER_LISTS = ("openai-compatibility", "claude-api-key", "gemini-api-key", "codex-api-key")
+PROVIDER_LISTS = ("openai-compatibility", "claude-api-key", "gemini-api-key", "codex-api-key", "vertex-api-key",
+                  "xai-api-key")
+# OAuth channels: the account providers that ``oauth-model-alias`` and ``oauth-excluded-models`` key by
+OAUTH_CHANNELS = ("claude", "codex", "kimi", "antigravity", "vertex", "xai")
 
 TOP_KEYS = frozenset({
     "host", "port", "api-keys", "debug", "proxy-url", "request-retry", "max-retry-interval",
@@ -23,16 +27,18 @@ TOP_KEYS = frozenset({
     "shutdown-timeout-seconds", "max-session-bindings", "max-upstream-body-mb", "access-log",
     "usage-statistics-enabled", "usage-database-url", "data-dir", "logs-dir", "request-log", "request-log-max-body-kb",
     "error-logs-max-files", "logs-max-total-size-mb", "remote-management",
-    "upstream-websocket-idle-seconds", "upstream-websocket-max-age-seconds", *PROVIDER_LISTS,
+    "upstream-websocket-idle-seconds", "upstream-websocket-max-age-seconds", "auth-dir", "oauth-model-alias",
+    "oauth-excluded-models", *PROVIDER_LISTS,
 })
 ENTRY_KEYS = frozenset({
     "name", "base-url", "prefix", "api-key-entries", "api-key", "proxy-url", "models", "headers", "priority",
-    "weight", "disabled", "excluded-models", "responses",
+    "weight", "disabled", "excluded-models", "responses", "websockets",
 })
+# entries of oauth-model-alias.<channel>
+OAUTH_ALIAS_KEYS = frozenset({"name", "alias", "fork"})
 
 # CLIProxyAPI keys, each with what it does there (the warning and the README say it)
 NOT_IMPLEMENTED_TOP: dict[str, str] = {
-    "auth-dir": "OAuth and auth-file credentials; the gateway does not serve them yet",
     "tls": "TLS termination; put a TLS reverse proxy in front",
     "pprof": "the Go profiler endpoint",
     "commercial-mode": "turning off heavy middleware",
@@ -60,11 +66,7 @@ NOT_IMPLEMENTED_TOP: dict[str, str] = {
     "plugins": "plugins",
     "credential-concurrency": "per-credential concurrency limits",
     "credential-in-flight": "per-credential in-flight limits",
-    "vertex-api-key": "Vertex AI upstreams",
-    "xai-api-key": "xAI upstreams",
     "interactions-api-key": "Gemini Interactions API upstreams",
-    "oauth-model-alias": "model aliases for OAuth channels",
-    "oauth-excluded-models": "model exclusions for OAuth channels",
     "oauth-request-scoped-errors": "request-scoped error rules for OAuth channels",
     "payload": "payload default/override/filter rules",
 }
@@ -75,7 +77,6 @@ NOT_IMPLEMENTED_ENTRY: dict[str, str] = {
     "request-scoped-errors": "rules that decide which errors fail over or cool down",
     "support-prompt-cache-key": "prompt_cache_key forwarding switch",
     "alpha-search": "Codex alpha search",
-    "websockets": "upstream WebSocket transport",
     "rebuild-mid-system-message": "rebuilding mid-conversation system messages",
     "cloak": "Claude Code request cloaking",
     "fingerprint-profile": "the Claude Code header fingerprint",
@@ -99,5 +100,5 @@ NOT_IMPLEMENTED_MODEL: dict[str, str] = {
 
 NOT_YET = "accepted but not implemented yet, ignored"
 # lists whose string items are credentials (the secrets of a file that does not validate)
-KEY_LISTS = frozenset({*PROVIDER_LISTS, "api-keys", "vertex-api-key", "xai-api-key", "interactions-api-key"})
+KEY_LISTS = frozenset({*PROVIDER_LISTS, "api-keys", "interactions-api-key"})
 MOCK_KEYS = frozenset({"name", "models", "prefix", "priority", "weight", "disabled", "excluded-models"})

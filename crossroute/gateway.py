@@ -112,6 +112,7 @@ def routing_settings(s: Settings) -> RoutingSettings:
         session_affinity_ttl=s.routing.session_affinity_ttl,
         disable_cooling=s.disable_cooling,
         transient_cooldown=s.transient_cooldown,
+        quota_aware=s.routing.quota_aware,
     )
 
 

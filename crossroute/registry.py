@@ -6,11 +6,25 @@ Built once per config (re)load; ``resolve`` is a dict lookup on the hot path.
 from __future__ import annotations
 
 import fnmatch
+import logging
 from dataclasses import dataclass
 
 from . import redaction
 from .config import ProviderEntry, Settings, secret_values
-from .providers import Executor, executor_for
+from .providers import EXECUTORS, Executor, executor_for
+
+log = logging.getLogger("crossroute")
+_UNSERVED: set[str] = set()  # kinds already logged as having no executor in this build
+
+
+def _servable(entry: ProviderEntry) -> bool:
+    if entry.kind in EXECUTORS:
+        return True
+    if entry.kind not in _UNSERVED:
+        _UNSERVED.add(entry.kind)
+        log.warning("no executor for upstream kind %r in this build: %s and every other %s credential skipped",
+                    entry.kind, entry.name, entry.kind)
+    return False
 
 # API-key providers with no ``models`` list serve their own family's model names.
 _FAMILY_PATTERNS = {
@@ -61,7 +75,7 @@ class Registry:
         # every configured upstream secret is masked by value in error bodies and log lines
         redaction.set_secrets(secret_values(settings))
         for entry in settings.providers:
-            if entry.disabled:
+            if entry.disabled or not _servable(entry):
                 continue
             if not entry.models:
                 if entry.kind in _FAMILY_PATTERNS:

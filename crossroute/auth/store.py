@@ -26,14 +26,13 @@ from typing import Any
 import orjson
 
 from .. import redaction
+from ..config import DEFAULT_AUTH_DIR
 from .accounts import Account, AccountError, parse_account
 from .files import clean_temps, ensure_private_dir, is_account_file, read_json, write_atomic
 
 __all__ = ["DEFAULT_AUTH_DIR", "AuthStore", "ChangeListener", "resolve_auth_dir"]
 
 log = logging.getLogger("crossroute.auth")
-
-DEFAULT_AUTH_DIR = "~/.crossroute"
 
 ChangeListener = Callable[[list[Account], list[Account], list[Account]], None]
 

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from crossroute.config import ConfigError, check_exposure, parse, parse_duration
+from crossroute.config import ConfigError, check_exposure, parse, parse_duration, secret_values
 
 GOOD = """\
 host: 127.0.0.1
@@ -126,7 +128,7 @@ NOT_YET = "accepted but not implemented yet, ignored"
 
 def test_accepted_but_not_implemented_keys_are_warned_about() -> None:
     text = """\
-auth-dir: ~/.cli-proxy-api
+oauth-request-scoped-errors: {}
 pprof: {enable: true}
 tls: {enable: false}
 streaming: {keepalive-seconds: 15}
@@ -147,7 +149,8 @@ openai-compatibility:
 """
     s = parse(text, "c.yaml")
     expected = {
-        "c.yaml:1: auth-dir", "c.yaml:2: pprof", "c.yaml:3: tls", "c.yaml:4: streaming", "c.yaml:5: payload",
+        "c.yaml:1: oauth-request-scoped-errors", "c.yaml:2: pprof", "c.yaml:3: tls",
+        "c.yaml:4: streaming", "c.yaml:5: payload",
         "c.yaml:9: openai-compatibility[0].request-retry", "c.yaml:10: openai-compatibility[0].disable-cooling",
         "c.yaml:13: openai-compatibility[0].api-key-entries[0].weight",
         "c.yaml:17: openai-compatibility[0].models[0].thinking",
@@ -185,7 +188,12 @@ shutdown-timeout-seconds: 30
 max-session-bindings: 1000
 max-upstream-body-mb: 64
 access-log: true
-routing: {strategy: round-robin, session-affinity: true, session-affinity-ttl: 1h}
+routing: {strategy: round-robin, session-affinity: true, session-affinity-ttl: 1h, quota-aware: true}
+auth-dir: ~/.cli-proxy-api
+oauth-model-alias:
+  claude: [{name: claude-sonnet-4-5, alias: sonnet, fork: true}]
+oauth-excluded-models:
+  codex: ["*-mini"]
 state: {redis-url: "redis://127.0.0.1:6379/0"}
 mock:
   - name: m
@@ -215,8 +223,68 @@ claude-api-key:
 gemini-api-key: [AIza-x]
 codex-api-key:
   - api-key: sk-x
+    websockets: true
+vertex-api-key:
+  - api-key: vk-x
+    base-url: https://vertex.example
+    proxy-url: socks5://p:1080
+    prefix: v
+    headers: {X-Team: ml}
+    models: [{name: gemini-2.5-pro, alias: vpro}]
+    excluded-models: ["*-lite"]
+xai-api-key:
+  - {api-key: xai-x, websockets: true}
 """
     assert parse(text, "c.yaml").warnings == []
+
+
+def test_account_keys_and_cloud_key_lists() -> None:
+    text = """\
+auth-dir: ~/accounts
+routing: {quota-aware: true}
+oauth-model-alias:
+  claude:
+    - {name: claude-sonnet-4-5, alias: sonnet}
+    - {name: claude-opus-4-1, alias: opus, fork: true}
+  nope: []
+oauth-excluded-models:
+  codex: ["*-mini", gpt-5]
+vertex-api-key:
+  - api-key: vk-1
+    base-url: https://vertex.example
+    prefix: v
+    models: [{name: gemini-2.5-pro, alias: vpro}]
+    excluded-models: ["*-lite"]
+xai-api-key:
+  - api-key: xai-1
+    websockets: true
+codex-api-key:
+  - {api-key: sk-1, websockets: true}
+claude-api-key:
+  - {api-key: sk-ant-1, websockets: true}
+"""
+    s = parse(text, "c.yaml")
+    assert s.auth_dir == str(Path.home() / "accounts")
+    assert s.routing.quota_aware is True
+    assert [(a.name, a.alias, a.fork) for a in s.oauth_model_alias["claude"]] == [
+        ("claude-sonnet-4-5", "sonnet", False), ("claude-opus-4-1", "opus", True)]
+    assert s.oauth_excluded_models == {"codex": ["*-mini", "gpt-5"]}
+    by = {p.kind: p for p in s.providers}
+    v = by["vertex"]
+    assert (v.provider, v.api_key, v.base_url, v.prefix, v.excluded_models) == (
+        "vertex", "vk-1", "https://vertex.example", "v", ["*-lite"])
+    assert [(m.name, m.alias) for m in v.models] == [("gemini-2.5-pro", "vpro")]
+    assert (by["xai"].provider, by["xai"].base_url, by["xai"].websockets) == ("xai", "https://api.x.ai/v1", True)
+    assert by["codex"].websockets is True and by["claude"].websockets is False
+    assert "vk-1" in secret_values(s) and "xai-1" in secret_values(s)
+    warned = " ".join(s.warnings)
+    assert "oauth-model-alias.nope" in warned and "claude-api-key[0].websockets" in warned
+    assert len(s.warnings) == 2, s.warnings
+    assert parse("").auth_dir == str(Path.home() / ".crossroute")
+    assert parse("").routing.quota_aware is False
+    got = {(line, fld) for line, fld, _ in problems("oauth-model-alias:\n  claude:\n    - {name: x}\n"
+                                                    "oauth-excluded-models: [a]\n")}
+    assert got == {(3, "oauth-model-alias.claude[0].alias"), (4, "oauth-excluded-models")}
 
 
 def test_mock_upstreams() -> None:
