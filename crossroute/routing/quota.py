@@ -1,22 +1,403 @@
 """Per-credential quota state, read from every upstream answer's rate-limit and usage signals.
 
 ``QuotaBook.note(entry, status, headers)`` is called by the HTTP executor for every answer (2xx
-and errors alike); it must return at once.
+and errors alike) and returns at once: it keeps a reference to the answer's headers and counts
+the request; the headers are parsed (``providers/quota_signals.py``) only when something reads
+the state (a quota-aware pick, the snapshot, ``/backend-api/wham/usage``) or at once for an error,
+whose reset decides the cooldown. So an answer costs one dict lookup and two attribute writes.
+
+What the book offers:
+
+- ``reset_hint(credential_id)``: after a 429, when the exhausted window refills and whether the
+  window is account-wide (the router then cools the whole credential exactly until then).
+- ``headroom(credential_id)``: how many requests per second the credential can sustain until its
+  tightest window resets (``left / cost per request / seconds to reset``; see ``_score``), the
+  figure quota-aware routing ranks by, and ``nearly_exhausted``.
+- a snapshot of the accounts (``auth:<file>`` credentials) written to ``<auth-dir>/
+  .crossroute-quota.json`` at most every ``write_every`` seconds, off the request path (a timer
+  on the loop, the write itself in a thread), read back by ``read_snapshot`` and rendered by
+  ``describe`` for ``crossroute auth list``.
+
+Quota records are per process: replicas sharing Redis share cooldowns (through the State), and
+each reads the same account-wide figures from its own answers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
-__all__ = ["QuotaBook"]
+import orjson
+
+from ..providers.quota_signals import Signals, Window, parse, parse_codex_event
+
+__all__ = ["LOW_LEFT", "SNAPSHOT_NAME", "Account", "QuotaBook", "describe", "read_snapshot"]
+
+log = logging.getLogger("crossroute.quota")
+
+SNAPSHOT_NAME = ".crossroute-quota.json"
+ACCOUNT_PREFIX = "auth:"
+LOW_LEFT = 0.05  # a window with less than this fraction left is "nearly exhausted"
+DEFAULT_COST = 0.01  # fraction of a window one request is assumed to use before it was measured
+_EWMA = 0.3
+_MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024
+
+
+class Account:
+    """What is known about one credential's quota. ``raw``: the headers of the latest answer, not
+    parsed yet; ``n``: answers counted; ``costs``: per window, the measured fraction one request
+    uses (moving average)."""
+
+    __slots__ = ("costs", "credits", "id", "kind", "n", "name", "persist", "plan", "prev", "provider", "raw",
+                 "updated", "windows")
+
+    def __init__(self, cred_id: str, name: str, provider: str, kind: str) -> None:
+        self.id = cred_id
+        self.name = name
+        self.provider = provider
+        self.kind = kind
+        self.persist = cred_id.startswith(ACCOUNT_PREFIX)
+        self.raw: Mapping[str, str] | None = None
+        self.n = 0
+        self.windows: dict[str, Window] = {}
+        self.plan: str | None = None
+        self.credits: dict[str, Any] | None = None
+        self.updated = 0.0
+        self.costs: dict[str, float] = {}
+        self.prev: dict[str, tuple[float, int]] = {}  # window -> (used, n) at the last reading
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "provider": self.provider, "updated": round(self.updated, 3),
+                               "windows": [w.to_json() for w in self.windows.values()]}
+        if self.plan:
+            out["plan"] = self.plan
+        if self.credits:
+            out["credits"] = self.credits
+        return out
 
 
 class QuotaBook:
+    def __init__(self, clock: Callable[[], float] = time.time, write_every: float = 5.0) -> None:
+        self._clock = clock
+        self.write_every = write_every
+        self._key = f"quota:{id(self)}"  # where an entry keeps its Account (entry.derived)
+        self.accounts: dict[str, Account] = {}
+        self._router: Any = None
+        self.auth_dir: Path | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._writing = False
+        self._written: bytes = b""
+
+    # ------------------------------------------------------------ lifecycle
     def attach(self, router: Any, settings: Any, auth_dir: Any = None) -> None:
         """Called by the gateway at start and on every reload, before requests use it."""
-        return None
+        self._router = router
+        if router is not None:
+            router.quota = self
+        if auth_dir is None and settings is not None:
+            auth_dir = getattr(settings, "auth_dir", None)
+        self.auth_dir = Path(auth_dir).expanduser() if auth_dir else None
 
+    # ------------------------------------------------------------ the hot path
     def note(self, entry: Any, status: int, headers: Mapping[str, str]) -> None:
         """Take in what one upstream answer says about its credential's quota."""
-        return None
+        acct = entry.derived.get(self._key)
+        if acct is None:
+            acct = self._account_of(entry)
+        acct.n += 1
+        acct.raw = headers
+        if status >= 400:
+            self._read(acct)
+        elif acct.persist and self._timer is None:
+            self._schedule()
+
+    def note_event(self, entry: Any, event: Mapping[str, Any]) -> None:
+        """A ``codex.rate_limits`` event seen on a stream or WebSocket of ``entry``."""
+        sig = parse_codex_event(event, self._clock())
+        if sig is not None:
+            acct = entry.derived.get(self._key) or self._account_of(entry)
+            self._apply(acct, sig, self._clock())
+
+    def _account_of(self, entry: Any) -> Account:
+        cid = entry.id
+        acct = self.accounts.get(cid)
+        if acct is None:
+            acct = self.accounts[cid] = Account(cid, entry.name, entry.provider, entry.kind)
+        entry.derived[self._key] = acct
+        return acct
+
+    # ------------------------------------------------------------ reading headers
+    def _read(self, acct: Account) -> None:
+        raw = acct.raw
+        if raw is None:
+            return
+        acct.raw = None
+        now = self._clock()
+        try:
+            sig = parse(raw, now)
+        except Exception:  # an upstream's odd header must never fail a request
+            log.debug("unreadable rate-limit headers from %s", acct.id, exc_info=True)
+            return
+        if sig is not None:
+            self._apply(acct, sig, now)
+
+    def _apply(self, acct: Account, sig: Signals, now: float) -> None:
+        for w in sig.windows:
+            prev = acct.prev.get(w.name)
+            if prev is not None:
+                used0, n0 = prev
+                if acct.n > n0 and w.used > used0:
+                    sample = (w.used - used0) / (acct.n - n0)
+                    old = acct.costs.get(w.name)
+                    acct.costs[w.name] = sample if old is None else old + _EWMA * (sample - old)
+            acct.prev[w.name] = (w.used, acct.n)
+            acct.windows[w.name] = w
+        if sig.plan:
+            acct.plan = sig.plan
+        if sig.credits is not None:
+            acct.credits = sig.credits
+        acct.updated = now
+
+    def account(self, credential_id: str) -> Account | None:
+        """The record of a credential, its latest answer read."""
+        acct = self.accounts.get(credential_id)
+        if acct is not None and acct.raw is not None:
+            self._read(acct)
+        return acct
+
+    # ------------------------------------------------------------ what routing asks
+    def reset_hint(self, credential_id: str, now: float | None = None) -> tuple[float, bool] | None:
+        """``(until, account_wide)`` for a credential that was just refused: the reset of its
+        exhausted windows (the latest, as all must refill), or None when no window says so."""
+        acct = self.account(credential_id)
+        if acct is None or not acct.windows:
+            return None
+        if now is None:
+            now = self._clock()
+        until: float | None = None
+        whole = False
+        for w in acct.windows.values():
+            if w.reset_at is not None and w.reset_at > now and w.exhausted(now):
+                if until is None or w.reset_at > until:
+                    until = w.reset_at
+                whole = whole or w.account_wide
+        return None if until is None else (until, whole)
+
+    def latest_reset(self, credential_id: str, now: float | None = None) -> float | None:
+        """When every account-wide window of the credential has refilled (a bound no cooldown
+        for a 429 may pass); None when the credential announces none."""
+        acct = self.accounts.get(credential_id)
+        if acct is None:
+            return None
+        if now is None:
+            now = self._clock()
+        ends = [w.reset_at for w in acct.windows.values() if w.account_wide and w.reset_at is not None]
+        return max(ends) if ends and max(ends) > now else None
+
+    def _score(self, acct: Account, now: float) -> float | None:
+        """Requests per second the credential can sustain until its tightest window resets:
+        for each window ``left / cost / seconds to reset`` (cost: the measured fraction of the
+        window one request uses), the smallest of them. 0 when a window is exhausted; None
+        when nothing is known."""
+        best: float | None = None
+        for w in acct.windows.values():
+            if w.reset_at is not None and w.reset_at <= now:
+                continue  # refilled since it was read
+            if w.exhausted(now):
+                return 0.0
+            cost = acct.costs.get(w.name)
+            if cost is None or cost <= 0:
+                cost = 1.0 / w.limit if (w.limit and w.name == "requests") else DEFAULT_COST
+            t = (w.reset_at - now) if w.reset_at is not None else (w.seconds or 3600.0)
+            rate = (w.left / cost) / max(t, 1.0)
+            if best is None or rate < best:
+                best = rate
+        return best
+
+    def headroom(self, credential_id: str, now: float | None = None) -> float | None:
+        acct = self.account(credential_id)
+        if acct is None:
+            return None
+        return self._score(acct, self._clock() if now is None else now)
+
+    def nearly_exhausted(self, credential_id: str, now: float | None = None) -> bool:
+        """A window with less than ``LOW_LEFT`` left that does not refill within a minute."""
+        acct = self.account(credential_id)
+        if acct is None:
+            return False
+        if now is None:
+            now = self._clock()
+        for w in acct.windows.values():
+            if w.reset_at is not None and w.reset_at <= now + 60.0:
+                continue
+            if w.exhausted(now) or w.left < LOW_LEFT:
+                return True
+        return False
+
+    # ------------------------------------------------------------ pooled view (Codex usage)
+    def pooled(self, credential_ids: Iterable[str], now: float | None = None) -> dict[str, Any]:
+        """The windows of several credentials pooled, by window name: ``used`` the mean fraction
+        used, ``reset_at`` the soonest reset (when capacity next comes back), ``seconds`` the
+        window length, ``exhausted`` whether every credential is; and ``plan``."""
+        if now is None:
+            now = self._clock()
+        by_name: dict[str, list[Window]] = {}
+        plans: list[str] = []
+        for cid in credential_ids:
+            acct = self.account(cid)
+            if acct is None:
+                continue
+            if acct.plan:
+                plans.append(acct.plan)
+            for w in acct.windows.values():
+                by_name.setdefault(w.name, []).append(w)
+        windows: dict[str, dict[str, Any]] = {}
+        for name, ws in by_name.items():
+            used = [0.0 if (w.reset_at is not None and w.reset_at <= now) else w.used for w in ws]
+            resets = [w.reset_at for w in ws if w.reset_at is not None and w.reset_at > now]
+            windows[name] = {
+                "used": sum(used) / len(used),
+                "reset_at": min(resets) if resets else None,
+                "seconds": max((w.seconds or 0.0) for w in ws) or None,
+                "exhausted": all(w.exhausted(now) for w in ws),
+                "count": len(ws),
+            }
+        plan = max(set(plans), key=plans.count) if plans else None
+        return {"plan": plan, "windows": windows}
+
+    # ------------------------------------------------------------ the snapshot file
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Accounts by file name, as ``read_snapshot`` returns them."""
+        out: dict[str, dict[str, Any]] = {}
+        for acct in list(self.accounts.values()):
+            if not acct.persist:
+                continue
+            if acct.raw is not None:
+                self._read(acct)
+            if acct.windows or acct.plan:
+                out[acct.id[len(ACCOUNT_PREFIX):]] = acct.to_json()
+        return out
+
+    def _schedule(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._timer = loop.call_later(self.write_every, self._flush)
+
+    def _flush(self) -> None:
+        self._timer = None
+        if self.auth_dir is None or self._writing:
+            return
+        data = orjson.dumps({"version": 1, "written": round(self._clock(), 3), "accounts": self.snapshot()},
+                            option=orjson.OPT_SORT_KEYS)
+        if data == self._written:
+            return
+        path = self.auth_dir / SNAPSHOT_NAME
+        self._writing = True
+
+        def done(fut: asyncio.Future[None]) -> None:
+            self._writing = False
+            exc = fut.exception()
+            if exc is not None:
+                log.warning("could not write the quota snapshot %s: %s", path, exc)
+            else:
+                self._written = data
+
+        try:
+            fut = asyncio.get_running_loop().run_in_executor(None, _write, path, data)
+        except RuntimeError:
+            self._writing = False
+            return
+        fut.add_done_callback(done)
+
+    def flush_now(self) -> None:
+        """Write the snapshot at once (tests, shutdown)."""
+        if self.auth_dir is None:
+            return
+        data = orjson.dumps({"version": 1, "written": round(self._clock(), 3), "accounts": self.snapshot()},
+                            option=orjson.OPT_SORT_KEYS)
+        _write(self.auth_dir / SNAPSHOT_NAME, data)
+        self._written = data
+
+
+def _write(path: Path, data: bytes) -> None:
+    from ..auth.files import write_atomic  # auth/ is heavier; imported only when writing
+
+    if not path.parent.is_dir():
+        return  # no auth directory (API keys only): nothing to show in ``auth list``
+    write_atomic(path, data)
+
+
+# ------------------------------------------------------------------ for ``crossroute auth list``
+def read_snapshot(auth_dir: Path) -> dict[str, dict[str, Any]]:
+    """The quota last seen per account, keyed by account file name (``entry.name``); {} when
+    there is no snapshot or it cannot be read."""
+    path = Path(auth_dir).expanduser() / SNAPSHOT_NAME
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(_MAX_SNAPSHOT_BYTES + 1)
+    except OSError:
+        return {}
+    if len(raw) > _MAX_SNAPSHOT_BYTES:
+        return {}
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    accounts = obj.get("accounts") if isinstance(obj, dict) else None
+    if not isinstance(accounts, dict):
+        return {}
+    return {k: v for k, v in accounts.items() if isinstance(k, str) and isinstance(v, dict)}
+
+
+_LABELS = {"primary": "5h", "secondary": "7d"}
+
+
+def _label(w: Window) -> str:
+    if w.name in _LABELS and w.seconds:
+        hours = w.seconds / 3600.0
+        return f"{hours:g}h" if hours < 48 else f"{hours / 24:g}d"
+    return w.name
+
+
+def _when(ts: float, now: float) -> str:
+    t = time.localtime(ts)
+    if ts - now < 86400:
+        return time.strftime("%H:%M", t)
+    return time.strftime("%b %d %H:%M", t).replace(" 0", " ")
+
+
+def describe(info: Mapping[str, Any], now: float | None = None) -> str:
+    """One line for an account's quota, e.g. ``5h 62% left, resets 14:05; 7d 80% left``; "" when
+    nothing is known. A window whose reset has passed shows as full."""
+    if now is None:
+        now = time.time()
+    raw = info.get("windows")
+    if not isinstance(raw, list):
+        return ""
+    parts: list[str] = []
+    for d in raw:
+        if not isinstance(d, Mapping):
+            continue
+        w = Window.from_json(d)
+        if w.reset_at is not None and w.reset_at <= now:
+            parts.append(f"{_label(w)} 100% left")
+            continue
+        text = f"{_label(w)} {round(w.left * 100)}% left"
+        if w.limit is not None and w.remaining is not None:
+            text = f"{w.name} {w.remaining:g}/{w.limit:g} left"
+        if w.exhausted(now):
+            text = f"{_label(w)} exhausted"
+        if w.reset_at is not None and (w.exhausted(now) or w.left < 0.5 or w.reset_at - now < 86400):
+            text += f", resets {_when(w.reset_at, now)}"
+        parts.append(text)
+    plan = info.get("plan")
+    line = "; ".join(parts)
+    if isinstance(plan, str) and plan and line:
+        line = f"{line} ({plan})"
+    return line
