@@ -1,12 +1,35 @@
 """An OpenAI Responses upstream by API key (``codex-api-key``): ``{base-url}/responses`` and
-``/responses/compact``."""
+``/responses/compact``.
+
+The Codex client's own headers (``session_id``/``session-id``, ``thread-id``, ``x-codex-*``,
+``originator``, ``version``, its ``User-Agent``...) go to the upstream as the client sent them
+(``client_headers``); crossroute invents none of them. ``codex_account.py`` shares this.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from ..config import ProviderEntry
 from .base import HttpExecutor, Outbound, UpstreamRequest, config_headers
 
+__all__ = ["CodexExecutor", "client_headers"]
+
 _PATHS = {"generate": "/responses", "compact": "/responses/compact"}
+# client headers passed on unchanged (lower case, as the edge gives them), by name and by prefix
+_NAMES = frozenset({
+    "originator", "version", "session_id", "session-id", "thread_id", "thread-id", "conversation_id",
+    "x-client-request-id", "user-agent", "openai-beta",
+})
+_PREFIXES = ("x-codex-", "x-openai-")
+
+
+def client_headers(headers: dict[str, str], client: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` plus the Codex client's own headers, when it sent them."""
+    for name, value in client.items():
+        if value and (name in _NAMES or name.startswith(_PREFIXES)):
+            headers[name] = value
+    return headers
 
 
 class CodexExecutor(HttpExecutor):
@@ -22,5 +45,6 @@ class CodexExecutor(HttpExecutor):
             "Accept": "text/event-stream" if out.stream else "application/json",
             "Authorization": f"Bearer {self.token_source(entry).token()}",
         }
+        client_headers(headers, out.client_headers)
         headers.update(config_headers(entry, out.client_headers))
         return UpstreamRequest(entry.base_url.rstrip("/") + _PATHS[out.operation], headers, out.body)
