@@ -18,7 +18,7 @@ With the in-process state every step is synchronous (``select_now``): no corouti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from crossroute.routing.selectors import CandidateLike, Selector, cursor_key
@@ -43,8 +43,13 @@ def _find(available: Sequence[C], credential_id: str) -> C | None:
 
 
 class SessionAffinitySelector(Selector):
-    def __init__(self, inner: Selector, state: State, ttl: float) -> None:
+    def __init__(
+        self, inner: Selector, state: State, ttl: float, keep: Callable[[str], bool] | None = None
+    ) -> None:
+        """``keep(credential_id)``: whether a session bound there may stay (quota-aware routing
+        moves sessions off a nearly exhausted account); None: always."""
         self.inner = inner
+        self.keep = keep
         self._state = state
         self._mem = state if isinstance(state, MemoryState) else None
         self.ttl = ttl
@@ -68,16 +73,17 @@ class SessionAffinitySelector(Selector):
         assert mem is not None
         ttl = self.ttl
         pkey = binding_key(provider, session.primary, model)
+        keep = self.keep
         bound = mem.get_binding_now(pkey, ttl)
         if bound is not None:
             c = _find(available, bound)
-            if c is not None:
+            if c is not None and (keep is None or keep(bound)):
                 return c
         if session.fallback is not None:
             inherited = mem.get_binding_now(binding_key(provider, session.fallback, model), ttl)
             if inherited is not None:
                 c = _find(available, inherited)
-                if c is not None:
+                if c is not None and (keep is None or keep(inherited)):
                     mem.set_binding_now(pkey, inherited, ttl)
                     return c
         c = tier[0] if len(tier) == 1 else self.inner.select_now(tier, cursor_key(provider, model))
@@ -91,16 +97,17 @@ class SessionAffinitySelector(Selector):
         state = self._state
         ttl = self.ttl
         pkey = binding_key(provider, session.primary, model)
+        keep = self.keep
         bound = await state.get_binding(pkey, ttl)
         if bound is not None:
             c = _find(available, bound)
-            if c is not None:
+            if c is not None and (keep is None or keep(bound)):
                 return c
         if session.fallback is not None:
             inherited = await state.get_binding(binding_key(provider, session.fallback, model), ttl)
             if inherited is not None:
                 c = _find(available, inherited)
-                if c is not None:
+                if c is not None and (keep is None or keep(inherited)):
                     await state.set_binding(pkey, inherited, ttl)
                     return c
         c = tier[0] if len(tier) == 1 else await self.inner.select(tier, cursor_key(provider, model))

@@ -15,15 +15,25 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from crossroute.routing import explain
 from crossroute.routing.affinity import SessionAffinitySelector
-from crossroute.routing.cooldown import ANY_MODEL, LEVEL_KEEP, plan_cooldown
-from crossroute.routing.selectors import STRATEGIES, C, CandidateLike, Selector, build_selector, cursor_key
+from crossroute.routing.cooldown import ANY_MODEL, CREDENTIAL, LEVEL_KEEP, plan_cooldown
+from crossroute.routing.selectors import (
+    STRATEGIES,
+    C,
+    CandidateLike,
+    QuotaAwareSelector,
+    Selector,
+    build_selector,
+    cursor_key,
+)
 from crossroute.routing.session_ids import SessionIds
 from crossroute.state.base import Cooldown, State
 from crossroute.state.memory import MemoryState
 
 if TYPE_CHECKING:
     from crossroute.call import Trace
+    from crossroute.routing.quota import QuotaBook
 
 __all__ = ["AllCoolingDown", "Candidate", "Router", "RoutingSettings"]
 
@@ -48,8 +58,9 @@ class RoutingSettings:
     transient_cooldown: float = 60.0  # seconds; -1 disables the transient cooldown
     quota_aware: bool = False  # new sessions go to the account with the most quota headroom
 
-    def selector_fields(self) -> tuple[str, bool, float]:
-        return (normalize_strategy(self.strategy), self.session_affinity, float(self.session_affinity_ttl))
+    def selector_fields(self) -> tuple[str, bool, float, bool]:
+        return (normalize_strategy(self.strategy), self.session_affinity, float(self.session_affinity_ttl),
+                bool(self.quota_aware))
 
 
 def normalize_strategy(strategy: str) -> str:
@@ -91,6 +102,8 @@ class Router:
         # whether pick_now / report_success_now may be used instead of pick / report_success
         self.in_process = self._mem is not None
         self._clock = clock
+        # the gateway's QuotaBook (set by its ``attach``): resets announced by the upstreams
+        self.quota: QuotaBook | None = None
         self._settings = settings
         self._fields = settings.selector_fields()
         self._selector, self._affinity = self._build(settings)
@@ -98,12 +111,21 @@ class Router:
 
     # ------------------------------------------------------------ construction and lifecycle
     def _build(self, settings: RoutingSettings) -> tuple[Selector, SessionAffinitySelector | None]:
-        strategy, affinity, ttl = settings.selector_fields()
+        strategy, affinity, ttl, quota_aware = settings.selector_fields()
         inner = build_selector(strategy, self._state)
+        keep = None
+        if quota_aware:
+            inner = QuotaAwareSelector(inner, lambda: self.quota)
+            keep = self._keeps_binding
         if not affinity:
             return inner, None
-        wrapped = SessionAffinitySelector(inner, self._state, ttl)
+        wrapped = SessionAffinitySelector(inner, self._state, ttl, keep)
         return wrapped, wrapped
+
+    def _keeps_binding(self, credential_id: str) -> bool:
+        """Quota-aware: a session stays on its account unless the account is nearly exhausted."""
+        book = self.quota
+        return book is None or not book.nearly_exhausted(credential_id)
 
     @property
     def settings(self) -> RoutingSettings:
@@ -116,6 +138,12 @@ class Router:
     @property
     def state(self) -> State:
         return self._state
+
+    def clock(self) -> float:
+        return self._clock()
+
+    def memory_cooldowns(self) -> dict[tuple[str, str], tuple[Cooldown, float]] | None:
+        return self._mem.cooldowns if self._mem is not None else None
 
     async def start(self) -> None:
         await self._state.start()
@@ -227,6 +255,8 @@ class Router:
         scope: str | None = None, trace: Trace | None = None,
     ) -> C:
         """``pick`` without suspending; only with in-process state (see ``in_process``)."""
+        if trace is not None:
+            return self._pick_now_traced(candidates, model, session, exclude, scope, trace)
         mem = self._mem
         assert mem is not None
         if not candidates:
@@ -257,6 +287,8 @@ class Router:
         candidates, each one skipped and why, how the choice was made), when the call is traced."""
         if self._mem is not None:
             return self.pick_now(candidates, model, session, exclude, scope, trace)
+        if trace is not None:
+            return await self._pick_traced(candidates, model, session, exclude, scope, trace)
         if not candidates:
             raise LookupError(f"no credential serves model {model!r}")
         cooling = None
@@ -270,6 +302,54 @@ class Router:
         if session is not None and affinity is not None:
             return await affinity.select_for_session(available, tier, provider, model, session)
         return await self._selector.select(tier, cursor_key(provider, model))
+
+    def _pick_now_traced(
+        self, candidates: Sequence[C], model: str, session: SessionIds | None, exclude: Collection[str],
+        scope: str | None, trace: Trace,
+    ) -> C:
+        mem = self._mem
+        assert mem is not None
+        if not candidates:
+            trace.add("none", reason="unavailable", message="no credential serves the model")
+            return self.pick_now(candidates, model, session, exclude, scope)
+        tier = explain.explain(self, candidates, model, exclude, explain.memory_cooldowns(self, candidates, model),
+                               trace)
+        pkey, fkey = (None, None)
+        if self._affinity is not None:
+            pkey, fkey = explain.session_keys(scope or provider_group(candidates), model, session)
+        bound = mem.peek_binding(pkey) if pkey is not None else None
+        inherited = mem.peek_binding(fkey) if fkey is not None else None
+        try:
+            cand = self.pick_now(candidates, model, session, exclude, scope)
+        except (AllCoolingDown, LookupError) as exc:
+            explain.nothing(exc, trace)
+            raise
+        explain.chose(self, cand, len(tier), bound[0] if bound else None, inherited[0] if inherited else None,
+                      trace)
+        return cand
+
+    async def _pick_traced(
+        self, candidates: Sequence[C], model: str, session: SessionIds | None, exclude: Collection[str],
+        scope: str | None, trace: Trace,
+    ) -> C:
+        if not candidates:
+            trace.add("none", reason="unavailable", message="no credential serves the model")
+            return await self.pick(candidates, model, session, exclude, scope)
+        cooldowns = await explain.state_cooldowns(self, candidates, model)
+        tier = explain.explain(self, candidates, model, exclude, cooldowns, trace)
+        bound = inherited = None
+        if self._affinity is not None:
+            pkey, fkey = explain.session_keys(scope or provider_group(candidates), model, session)
+            ttl = self._settings.session_affinity_ttl
+            bound = await self._state.get_binding(pkey, ttl) if pkey is not None else None
+            inherited = await self._state.get_binding(fkey, ttl) if fkey is not None else None
+        try:
+            cand = await self.pick(candidates, model, session, exclude, scope)
+        except (AllCoolingDown, LookupError) as exc:
+            explain.nothing(exc, trace)
+            raise
+        explain.chose(self, cand, len(tier), bound, inherited, trace)
+        return cand
 
     async def wait_time(self, candidates: Sequence[Candidate], model: str) -> float | None:
         """Seconds until some candidate can serve ``model``: 0 when one can now, the earliest
@@ -342,17 +422,35 @@ class Router:
         if settings.disable_cooling:
             return
         cid = cand.credential_id
+        now = self._clock()
+        announced: float | None = None  # the reset the upstream announced for this refusal
+        bound: float | None = None  # no 429 cooldown outlives the credential's account-wide resets
+        if status == 429 and self.quota is not None:
+            hint = self.quota.reset_hint(cid, now)
+            if hint is not None:
+                announced, whole = hint
+                if whole and not plan.credential:
+                    kind = CREDENTIAL
+                    plan = plan._replace(credential=True)
+            else:
+                bound = self.quota.latest_reset(cid, now)
         key = ANY_MODEL if plan.credential else _model_key(cand, model)
         prev = (await self._state.get_cooldowns((cid,), key)).get(cid)
         if prev is not None and prev.level:
             plan = plan_cooldown(status, retry_after, prev.level, settings.transient_cooldown, kind)
             assert plan is not None
-        if plan.seconds <= 0:
+        if announced is not None:
+            until = announced  # exactly until the announced reset, never a ladder step more
+        else:
+            if plan.seconds <= 0:
+                return
+            until = now + plan.seconds
+            if prev is not None and prev.until > until:
+                until = prev.until  # a longer cooldown already running (concurrent failures) stays
+            if bound is not None and until > bound:
+                until = bound
+        if until <= now:
             return
-        now = self._clock()
-        until = now + plan.seconds
-        if prev is not None and prev.until > until:
-            until = prev.until  # a longer cooldown already running (concurrent failures) stays
         keep = until + LEVEL_KEEP if plan.level else until
         await self._state.set_cooldown(cid, key, until, plan.level, keep)
         log.info(

@@ -8,11 +8,15 @@ highest priority tier, so a selector sees a non-empty list. Order is made stable
 - ``fill-first``: always the first credential in that stable order.
 - ``weighted-round-robin``: smooth weighted round-robin (the nginx algorithm). Credits are kept
   per process and reset when a weight changes; weights <= 0 or > 1,000,000 exclude a credential.
+
+``QuotaAwareSelector`` (``routing.quota-aware``) wraps any of them: it takes the credential with
+the most quota headroom (``QuotaBook.headroom``), credentials never heard from first, and leaves
+ties and the case where nothing is known to the wrapped selector.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import Any, Protocol, TypeVar
 
@@ -22,6 +26,7 @@ __all__ = [
     "MAX_WEIGHT",
     "STRATEGIES",
     "FillFirstSelector",
+    "QuotaAwareSelector",
     "RoundRobinSelector",
     "Selector",
     "WeightedRoundRobinSelector",
@@ -155,6 +160,57 @@ class WeightedRoundRobinSelector(Selector):
         assert best is not None and best_entry is not None
         best_entry[1] -= total
         return best
+
+
+class QuotaAwareSelector(Selector):
+    """``book_of()``: the gateway's QuotaBook (None until attached). Headroom: requests per
+    second a credential can sustain until its tightest window resets; the largest wins, so new
+    sessions drain every account at the pace its own limit and reset allow and the accounts run
+    out together. Credentials with no reading yet come first (their figures are learnt on the
+    way); an exhausted one (headroom 0) only when nothing better is left."""
+
+    def __init__(self, inner: Selector, book_of: Callable[[], Any]) -> None:
+        self.inner = inner
+        self._book_of = book_of
+        self.name = f"quota-aware({inner.name})"
+        self.filters = inner.filters
+
+    def accepts(self, cand: Any) -> bool:
+        return self.inner.accepts(cand)
+
+    def narrow(self, tier: Sequence[C]) -> Sequence[C]:
+        """The candidates of ``tier`` the wrapped selector should choose among."""
+        book = self._book_of()
+        if book is None or len(tier) == 1:
+            return tier
+        unknown: list[C] = []
+        best: float = -1.0
+        top: list[C] = []
+        for c in tier:
+            h = book.headroom(c.credential_id)
+            if h is None:
+                unknown.append(c)
+            elif h > best:
+                best, top = h, [c]
+            elif h == best:
+                top.append(c)
+        if unknown:
+            return unknown
+        return top or tier
+
+    async def select(self, tier: Sequence[C], cursor_key: str) -> C:
+        narrowed = self.narrow(tier)
+        return narrowed[0] if len(narrowed) == 1 else await self.inner.select(narrowed, cursor_key)
+
+    def select_now(self, tier: Sequence[C], cursor_key: str) -> C:
+        narrowed = self.narrow(tier)
+        return narrowed[0] if len(narrowed) == 1 else self.inner.select_now(narrowed, cursor_key)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def stop(self) -> None:
+        await self.inner.stop()
 
 
 def build_selector(strategy: str, state: State) -> Selector:
