@@ -18,6 +18,14 @@ rewrites such a schema into the accepted subset without losing meaning where a r
 
 ``from_gemini_schema`` goes the other way for the legacy OpenAPI form (upper-case types,
 ``nullable``) so that neutral tool parameters are plain JSON Schema.
+
+``clean_antigravity_schema`` / ``clean_antigravity_response_schema`` target Antigravity's backend
+(Gemini and Claude models behind Google's Cloud Code API), which accepts less still: constraints
+(``minLength``, ``pattern``, ``minimum``, ``format``...), ``not``, tool ``enum`` lists and tool
+``additionalProperties`` are moved into the description as hints instead of being sent; unions
+collapse to their richest branch; Claude models (VALIDATED function calling) also need every object
+to require at least one property, so placeholders are added. The module is over 500 lines because
+both cleaners share the walk's helpers here.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["clean_schema", "from_gemini_schema"]
+__all__ = ["clean_antigravity_response_schema", "clean_antigravity_schema", "clean_schema", "from_gemini_schema"]
 
 # Keywords kept on a schema node (JSON-schema field). Everything else is dropped.
 _KEEP = frozenset(
@@ -343,3 +351,252 @@ def schema_with_description(rf: Any) -> dict[str, Any]:
     if rf.description and "description" not in schema:
         return {**schema, "description": rf.description}
     return schema
+
+
+# ------------------------------------------------------------------ Antigravity (Cloud Code) schemas
+# constraints the backend rejects or ignores: kept as "key: value" hints in the description
+_AG_HINTED = ("minLength", "maxLength", "exclusiveMinimum", "exclusiveMaximum", "pattern", "minItems", "maxItems",
+              "uniqueItems", "format", "default", "examples", "minimum", "maximum", "multipleOf", "minProperties",
+              "maxProperties")
+PLACEHOLDER_REASON = "Brief explanation of why you are calling this tool"
+_AG_MAX_DEPTH = 64
+
+
+class _AgOptions:
+    __slots__ = ("placeholders", "response", "title")
+
+    def __init__(self, *, response: bool, placeholders: bool, title: bool) -> None:
+        self.response = response  # a response schema: enums and additionalProperties: false are kept
+        self.placeholders = placeholders  # Claude's VALIDATED mode: every object requires a property
+        self.title = title
+
+
+def clean_antigravity_schema(schema: Any, *, placeholders: bool = False) -> dict[str, Any]:
+    """A tool's parameter schema for Antigravity. ``placeholders=True`` for Claude models (and the
+    Gemini Pro models that validate calls the same way): an object without properties gets a
+    required ``reason`` string, one whose properties are all optional a required ``_`` boolean."""
+    return _ag_root(schema, _AgOptions(response=False, placeholders=placeholders, title=placeholders))
+
+
+def clean_antigravity_response_schema(schema: Any) -> dict[str, Any]:
+    """A structured-output schema for Antigravity: the contract stays (enums other than boolean,
+    ``additionalProperties: false``, nullability); unsupported constraints become hints."""
+    return _ag_root(schema, _AgOptions(response=True, placeholders=False, title=True))
+
+
+def _ag_root(schema: Any, opts: _AgOptions) -> dict[str, Any]:
+    if not isinstance(schema, dict):
+        schema = {"type": "object", "properties": {}}
+    root = _normalise_root(schema)
+    defs: dict[str, Any] = {}
+    for key in ("$defs", "definitions"):
+        d = root.get(key)
+        if isinstance(d, dict):
+            for name, sub in d.items():
+                defs[f"#/{key}/{name}"] = sub
+    out = _ag(root, defs, opts, (), 0)
+    if "type" not in out and "properties" in out:
+        out["type"] = "object"
+    return out
+
+
+def _hint(node: dict[str, Any], hint: str) -> None:
+    """Append ``hint`` to the description once (a schema cleaned twice keeps one copy)."""
+    existing = node.get("description")
+    if not isinstance(existing, str) or not existing:
+        node["description"] = hint
+    elif existing != hint and not existing.startswith(hint + " (") and f"({hint})" not in existing:
+        node["description"] = f"{existing} ({hint})"
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return orjson.dumps(value).decode()
+
+
+def _ref_name(ref: str) -> str:
+    return ref.rsplit("/", 1)[-1].replace("~1", "/").replace("~0", "~") or ref
+
+
+def _branch_rank(branch: dict[str, Any]) -> tuple[int, str]:
+    t = branch.get("type")
+    if t == "object" or "properties" in branch:
+        return 3, t if isinstance(t, str) else "object"
+    if t == "array" or "items" in branch:
+        return 2, t if isinstance(t, str) else "array"
+    if isinstance(t, str) and t != "null":
+        return 1, t
+    return 0, t if isinstance(t, str) else ""
+
+
+def _ag(node: Any, defs: dict[str, Any], opts: _AgOptions, refs: tuple[str, ...], depth: int) -> dict[str, Any]:
+    if not isinstance(node, dict) or depth > _AG_MAX_DEPTH:
+        return {}
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        siblings = {k: v for k, v in node.items() if k != "$ref"}
+        target = defs.get(ref)
+        if target is None or ref in refs or len(refs) >= _MAX_REF_DEPTH or not isinstance(target, dict):
+            out = _ag(siblings, defs, opts, refs, depth + 1) if siblings else {}
+            out.setdefault("type", "object")
+            _hint(out, f"See: {_ref_name(ref)}")
+            if opts.placeholders and out["type"] == "object":
+                _add_placeholder(out)
+            return out
+        merged = {**target, **siblings}
+        return _ag(merged, defs, opts, (*refs, ref), depth + 1)
+
+    src = node
+    if isinstance(src.get("allOf"), list):
+        src = _merge_all_of(src)
+    if isinstance(src.get("then"), dict) or isinstance(src.get("else"), dict):
+        src = _merge_conditionals(src)
+
+    out: dict[str, Any] = {}
+    desc = src.get("description")
+    if isinstance(desc, str) and desc:
+        out["description"] = desc
+    if opts.title and isinstance(src.get("title"), str):
+        out["title"] = src["title"]
+    nullable = src.get("nullable") is True
+
+    t = src.get("type")
+    if isinstance(t, list):
+        types = [x.lower() for x in t if isinstance(x, str)]
+        non_null = [x for x in types if x != "null"]
+        out["type"] = non_null[0] if non_null else "string"
+        if len(non_null) > 1:
+            _hint(out, "Accepts: " + " | ".join(non_null))
+        if "null" in types:
+            nullable = True
+            _hint(out, "(nullable)")
+    elif isinstance(t, str):
+        if t.lower() == "null":
+            nullable = True
+        else:
+            out["type"] = t.lower()
+
+    # anyOf / oneOf: the richest branch stands for the union; null branches make it nullable
+    branches = src.get("anyOf") if isinstance(src.get("anyOf"), list) else src.get("oneOf")
+    if isinstance(branches, list) and branches:
+        kept_src = [b for b in branches if isinstance(b, dict) and b.get("type") not in ("null", ["null"])]
+        if len(kept_src) < len(branches):
+            nullable = True
+        real = [b for b in (_ag(b, defs, opts, refs, depth + 1) for b in kept_src) if b]
+        if real:
+            ranked = [_branch_rank(b) for b in real]
+            best = max(range(len(real)), key=lambda i: (ranked[i][0], -i))
+            names = [name for _, name in ranked if name]
+            chosen = real[best]
+            for k, v in chosen.items():
+                if k == "description":
+                    if "description" in out:
+                        _hint(out, v)
+                    else:
+                        out["description"] = v
+                elif k == "nullable":
+                    nullable = nullable or v is True
+                elif k not in out:
+                    out[k] = v
+            if len(set(names)) > 1:
+                _hint(out, "Accepts: " + " | ".join(names))
+
+    # const / enum: string values; tools keep them only as hints (the backend does not enforce them)
+    enum_src: Any = [src["const"]] if "const" in src else src.get("enum")
+    if isinstance(enum_src, list):
+        values: list[str] = []
+        for v in enum_src:
+            if v is None:
+                nullable = True
+                continue
+            s = _enum_str(v)
+            if s not in values:
+                values.append(s)
+        if values:
+            if 1 < len(values) <= 10:
+                _hint(out, "Allowed: " + ", ".join(values))
+            drop = not opts.response or out.get("type") == "boolean"
+            if drop:
+                if len(values) == 1:
+                    _hint(out, "Allowed: " + values[0])
+            else:
+                out["enum"] = values
+                out.setdefault("type", "string")
+
+    for key in _AG_HINTED:
+        value = src.get(key)
+        if value is None or isinstance(value, dict | list):
+            continue
+        _hint(out, f"{key}: {_scalar_text(value)}")
+    if "not" in src:
+        _hint(out, "not: " + orjson.dumps(src["not"]).decode())
+
+    props = src.get("properties")
+    if isinstance(props, dict):
+        cleaned_props: dict[str, Any] = {}
+        required: list[str] = []
+        for name, sub in props.items():
+            if isinstance(sub, dict) and isinstance(sub.get("required"), bool):
+                if sub["required"]:
+                    required.append(name)
+                sub = {k: v for k, v in sub.items() if k != "required"}
+            cleaned_props[name] = _ag(sub, defs, opts, refs, depth + 1) if isinstance(sub, dict) else {}
+        out["properties"] = cleaned_props
+        listed = src.get("required")
+        if isinstance(listed, list):
+            required = [r for r in listed if isinstance(r, str)] + required
+        kept: list[str] = []
+        for r in required:
+            if r in cleaned_props and r not in kept:
+                kept.append(r)
+        if kept:
+            out["required"] = kept
+        out.setdefault("type", "object")
+
+    items = src.get("items")
+    if isinstance(items, list):
+        items = items[0] if items else None
+    if items is None and isinstance(src.get("prefixItems"), list) and src["prefixItems"]:
+        items = src["prefixItems"][0]
+    if isinstance(items, dict):
+        out["items"] = _ag(items, defs, opts, refs, depth + 1)
+
+    extra = src.get("additionalProperties")
+    if extra is False:
+        if opts.response:
+            out["additionalProperties"] = False
+        else:
+            _hint(out, "No extra properties allowed")
+
+    if nullable:
+        out["nullable"] = True
+    if opts.placeholders and out.get("type") == "object":
+        _add_placeholder(out)
+    return out
+
+
+def _add_placeholder(node: dict[str, Any]) -> None:
+    props = node.get("properties")
+    if not props:
+        node["properties"] = {"reason": {"type": "string", "description": PLACEHOLDER_REASON}}
+        node["required"] = ["reason"]
+    elif not node.get("required"):
+        props.setdefault("_", {"type": "boolean"})
+        node["required"] = ["_"]
+
+
+def _merge_conditionals(node: dict[str, Any]) -> dict[str, Any]:
+    """``then`` / ``else`` properties join the node's own (never replacing one it has)."""
+    merged = {k: v for k, v in node.items() if k not in ("if", "then", "else")}
+    props: dict[str, Any] = dict(merged.get("properties") or {}) if isinstance(merged.get("properties"), dict) else {}
+    for key in ("then", "else"):
+        branch = node.get(key)
+        if isinstance(branch, dict) and isinstance(branch.get("properties"), dict):
+            for name, sub in branch["properties"].items():
+                props.setdefault(name, sub)
+    if props:
+        merged["properties"] = props
+    return merged

@@ -1,0 +1,349 @@
+"""Google Antigravity by a subscription account (kind ``antigravity``): Gemini and Claude models
+behind Google's Cloud Code API.
+
+- Hosts, in order: ``https://daily-cloudcode-pa.googleapis.com``, then
+  ``https://cloudcode-pa.googleapis.com``. A connection failure, a 5xx or a 429 from one host is
+  retried on the next within the same attempt. An account's ``base_url`` is the only host.
+- ``POST {host}/v1internal:generateContent``, ``:streamGenerateContent?alt=sse``, ``:countTokens``
+  with ``Authorization: Bearer`` (the account's Google access token).
+- The Gemini request goes in an envelope: ``{"project", "model", "request": {...},
+  "requestType": "agent", "requestId"}`` (``request.sessionId`` stable per conversation,
+  ``safetySettings`` left out); a count is ``{"request": {...}}``. Answers and each stream event
+  come back as ``{"response": {...}}`` and are unwrapped (``envelope.Unwrapped``).
+- The project: the account's ``project_id``; without one it is discovered on the account's first
+  use (``v1internal:loadCodeAssist``, then ``v1internal:onboardUser`` polled until done) and kept
+  in memory for the account's life in this process.
+- Tool schemas are cleaned for the backend (``formats.schema.clean_antigravity_schema``) and sent
+  as ``parameters``; Claude models (and the Gemini Pro models that validate calls) get VALIDATED
+  function calling and the placeholders it needs. Response schemas get the response cleaner.
+
+crossroute does not disguise itself: its own ``User-Agent``, no client name in the envelope, and
+the discovery metadata says the IDE is unspecified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import logging
+import uuid
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+
+from .. import __version__, redaction
+from ..config import ProviderEntry
+from ..formats.schema import clean_antigravity_response_schema, clean_antigravity_schema
+from .base import (
+    CREDENTIAL,
+    MAX_ERROR_BODY,
+    BadAnswer,
+    HttpExecutor,
+    Outbound,
+    Upstream,
+    UpstreamError,
+    UpstreamIO,
+    UpstreamRequest,
+    config_headers,
+    retry_after_of,
+)
+from .envelope import Unwrapped
+
+__all__ = ["DAILY_HOST", "PROD_HOST", "AntigravityExecutor", "envelope_body"]
+
+log = logging.getLogger("crossroute.providers")
+
+DAILY_HOST = "https://daily-cloudcode-pa.googleapis.com"
+PROD_HOST = "https://cloudcode-pa.googleapis.com"
+_PATHS = {"generate": "/v1internal:generateContent", "count_tokens": "/v1internal:countTokens"}
+_STREAM_PATH = "/v1internal:streamGenerateContent?alt=sse"
+ONBOARD_POLLS = 5
+ONBOARD_WAIT = 2.0
+DISCOVERY_TIMEOUT = 30.0
+# (host, envelope body) of the try in progress, for build() (which HttpExecutor.send calls)
+_current: contextvars.ContextVar[tuple[str, bytes] | None] = contextvars.ContextVar("antigravity_try", default=None)
+
+
+# ------------------------------------------------------------------ the envelope
+def _validated(model: str) -> bool:
+    """Models whose function calls are validated against the schema (placeholders needed)."""
+    low = model.lower()
+    return "claude" in low or "gemini-3-pro" in low or "gemini-3.1-pro" in low
+
+
+def _session_id(request: dict[str, Any]) -> str:
+    """Stable per conversation: from the first user text, else random."""
+    for content in request.get("contents") or ():
+        if isinstance(content, dict) and content.get("role") == "user":
+            for part in content.get("parts") or ():
+                if isinstance(part, dict) and isinstance(part.get("text"), str) and part["text"]:
+                    digest = hashlib.sha256(part["text"].encode()).digest()
+                    return "-" + str(int.from_bytes(digest[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF)
+    return "-" + str(uuid.uuid4().int & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def _clean_tools(request: dict[str, Any], model: str) -> None:
+    tools = request.get("tools")
+    if not isinstance(tools, list):
+        return
+    placeholders = _validated(model)
+    for tool in tools:
+        if not isinstance(tool, dict):
+            continue
+        for key in ("functionDeclarations", "function_declarations"):
+            decls = tool.get(key)
+            if not isinstance(decls, list):
+                continue
+            for decl in decls:
+                if not isinstance(decl, dict):
+                    continue
+                schema = None
+                for name in ("parametersJsonSchema", "parameters_json_schema", "parameters"):
+                    if name in decl:
+                        value = decl.pop(name)
+                        if schema is None and isinstance(value, dict):
+                            schema = value
+                if schema is not None:
+                    decl["parameters"] = clean_antigravity_schema(schema, placeholders=placeholders)
+                for name in ("response", "responseJsonSchema", "response_json_schema"):
+                    if isinstance(decl.get(name), dict):
+                        decl[name] = clean_antigravity_response_schema(decl[name])
+    if "claude" in model.lower() and tools:
+        config = request.setdefault("toolConfig", {})
+        if isinstance(config, dict):
+            fcc = config.setdefault("functionCallingConfig", {})
+            if isinstance(fcc, dict) and fcc.get("mode") in (None, "AUTO"):
+                fcc["mode"] = "VALIDATED"
+
+
+def _clean_generation(request: dict[str, Any]) -> None:
+    for container in ("generationConfig", "generation_config"):
+        gen = request.get(container)
+        if not isinstance(gen, dict):
+            continue
+        for key in ("responseSchema", "responseJsonSchema", "response_schema", "response_json_schema"):
+            if isinstance(gen.get(key), dict):
+                gen[key] = clean_antigravity_response_schema(gen[key])
+
+
+def envelope_body(out: Outbound, project: str) -> bytes:
+    """The Cloud Code request for ``out`` (a Gemini body) on ``project``."""
+    try:
+        obj = orjson.loads(out.body)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(400, "the request for Antigravity is not valid JSON", scope="request") from None
+    if not isinstance(obj, dict):
+        raise UpstreamError(400, "the request for Antigravity is not a JSON object", scope="request")
+    if out.operation == "count_tokens":
+        inner = obj.get("generateContentRequest")
+        request: dict[str, Any] = dict(inner) if isinstance(inner, dict) else obj
+        request.pop("model", None)
+        request.pop("safetySettings", None)
+        return orjson.dumps({"request": request})
+    request = obj
+    request.pop("model", None)
+    request.pop("safetySettings", None)
+    if "system_instruction" in request and "systemInstruction" not in request:
+        request["systemInstruction"] = request.pop("system_instruction")
+    _clean_tools(request, out.model)
+    _clean_generation(request)
+    if not request.get("sessionId"):
+        request["sessionId"] = _session_id(request)
+    image = "image" in out.model.lower()
+    envelope: dict[str, Any] = {"model": out.model, "request": request,
+                                "requestType": "image_gen" if image else "agent",
+                                "requestId": f"agent-{uuid.uuid4()}"}
+    if project:
+        envelope["project"] = project
+    return orjson.dumps(envelope)
+
+
+# ------------------------------------------------------------------ project discovery
+def _project_of(obj: Any) -> str:
+    if not isinstance(obj, dict):
+        return ""
+    for key in ("cloudaicompanionProject", "projectId", "project"):
+        value = obj.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        if isinstance(value, dict) and isinstance(value.get("id"), str) and value["id"].strip():
+            return str(value["id"]).strip()
+    return ""
+
+
+def _default_tier(load: dict[str, Any]) -> str:
+    tiers = load.get("allowedTiers")
+    if isinstance(tiers, list):
+        for tier in tiers:
+            if isinstance(tier, dict) and tier.get("isDefault") is True and isinstance(tier.get("id"), str):
+                return str(tier["id"])
+    current = load.get("currentTier")
+    if isinstance(current, dict) and isinstance(current.get("id"), str) and current["id"]:
+        return str(current["id"])
+    return "free-tier"
+
+
+class AntigravityExecutor(HttpExecutor):
+    kind = "antigravity"
+    supports = frozenset({"generate", "count_tokens"})
+    default_base_url = DAILY_HOST
+    hosts: tuple[str, ...] = (DAILY_HOST, PROD_HOST)
+    discovery_host = PROD_HOST  # loadCodeAssist (onboardUser goes to the first of ``hosts``)
+    # what the discovery calls say about the client: nothing it is not
+    discovery_metadata: ClassVar[dict[str, str]] = {"ideType": "IDE_UNSPECIFIED", "platform": "PLATFORM_UNSPECIFIED"}
+    # the models an Antigravity account serves (CLIProxyAPI's catalogue, August 2026)
+    models: ClassVar[tuple[str, ...]] = (
+        "claude-opus-4-6-thinking", "claude-sonnet-4-6", "gemini-3-flash", "gemini-3.1-pro-low",
+        "gemini-3.1-flash-lite", "gemini-3.5-flash-low", "gemini-3.6-flash-high", "gemini-3.7-flash-high",
+        "gpt-oss-120b-medium",
+    )
+
+    def __init__(self, hosts: tuple[str, ...] | None = None, discovery_host: str | None = None,
+                 onboard_wait: float = ONBOARD_WAIT) -> None:
+        if hosts:
+            self.hosts = tuple(h.rstrip("/") for h in hosts)
+        if discovery_host:
+            self.discovery_host = discovery_host.rstrip("/")
+        self.onboard_wait = onboard_wait
+        self._projects: dict[str, str] = {}  # account (credential id) -> discovered project
+        self._discovering: dict[str, asyncio.Future[str]] = {}
+
+    def wire_format(self, entry: ProviderEntry, client_format: str) -> str:
+        return "gemini"
+
+    # ------------------------------------------------------------------ hosts
+    def _explicit_base(self, entry: ProviderEntry) -> str | None:
+        acct = entry.derived.get("account")
+        if acct is not None:
+            return acct.base_url.rstrip("/") if acct.base_url else None
+        if entry.base_url and entry.base_url.rstrip("/") != self.default_base_url:
+            return entry.base_url.rstrip("/")
+        return None
+
+    def hosts_for(self, entry: ProviderEntry) -> tuple[str, ...]:
+        explicit = self._explicit_base(entry)
+        return (explicit,) if explicit else self.hosts
+
+    # ------------------------------------------------------------------ requests
+    def _headers(self, entry: ProviderEntry, out: Outbound) -> dict[str, str]:
+        headers = {"Content-Type": "application/json",
+                   "Accept": "text/event-stream" if out.stream else "application/json",
+                   "User-Agent": f"crossroute/{__version__}",
+                   "Authorization": "Bearer " + self.token_source(entry).token()}
+        if entry.headers:
+            headers.update(config_headers(entry, out.client_headers))
+        return headers
+
+    def build(self, entry: ProviderEntry, out: Outbound) -> UpstreamRequest:
+        current = _current.get()
+        if current is not None:  # inside send(): the host being tried and the body made once
+            host, body = current
+        else:
+            host, body = self.hosts_for(entry)[0], envelope_body(out, self.project_known(entry))
+        path = _STREAM_PATH if out.stream and out.operation == "generate" else _PATHS[out.operation]
+        return UpstreamRequest(host + path, self._headers(entry, out), body)
+
+    async def send(self, entry: ProviderEntry, out: Outbound, io: UpstreamIO) -> Upstream:
+        project = await self.project(entry, io) if out.operation == "generate" else ""
+        body = envelope_body(out, project)  # once, for every host and a resend after a 401
+        hosts = self.hosts_for(entry)
+        for i, host in enumerate(hosts):
+            token = _current.set((host, body))
+            try:
+                up = await super().send(entry, out, io)
+            except UpstreamError as exc:
+                if i == len(hosts) - 1 or not (exc.status in (0, 429) or exc.status >= 500):
+                    raise
+                log.info("antigravity: %s answered %s, trying %s", host, exc.status or "nothing", hosts[i + 1])
+                continue
+            finally:
+                _current.reset(token)
+            return Unwrapped(up)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    # ------------------------------------------------------------------ the project
+    def _account_key(self, entry: ProviderEntry) -> str:
+        acct = entry.derived.get("account")
+        return acct.name if acct is not None else entry.id
+
+    def project_known(self, entry: ProviderEntry) -> str:
+        acct = entry.derived.get("account")
+        if acct is not None:
+            value = acct.raw.get("project_id") or acct.raw.get("project-id")
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+        return self._projects.get(self._account_key(entry), "")
+
+    async def project(self, entry: ProviderEntry, io: UpstreamIO) -> str:
+        """The account's project: its file's ``project_id``, else discovered once (single flight)."""
+        known = self.project_known(entry)
+        if known:
+            return known
+        key = self._account_key(entry)
+        pending = self._discovering.get(key)
+        if pending is None:
+            pending = self._discovering[key] = asyncio.ensure_future(self._discover(entry, io))
+            pending.add_done_callback(lambda _f: self._discovering.pop(key, None))
+        project = await asyncio.shield(pending)
+        self._projects[key] = project
+        log.info("antigravity: account %s uses project %s", key, redaction.scrub(project))
+        return project
+
+    async def _post(self, entry: ProviderEntry, io: UpstreamIO, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        proxy_url = entry.proxy_url or io.settings.proxy_url
+        session = io.client_for(proxy_url) if proxy_url else io.http
+        proxy = io.proxy_arg(proxy_url) if proxy_url else None
+        src = self.token_source(entry)
+        timeout = aiohttp.ClientTimeout(total=DISCOVERY_TIMEOUT)
+        what = url.rsplit(":", 1)[-1]
+        for resend in (False, True):
+            headers = {"Content-Type": "application/json", "Accept": "application/json",
+                       "User-Agent": f"crossroute/{__version__}", "Authorization": "Bearer " + src.token()}
+            try:
+                async with session.post(url, data=orjson.dumps(body), headers=headers, proxy=proxy,
+                                        timeout=timeout) as resp:
+                    raw = await resp.content.read(MAX_ERROR_BODY)
+                    status, retry = resp.status, retry_after_of(resp.headers)
+            except TimeoutError:
+                raise UpstreamError(504, f"upstream {entry.name}: {what} did not answer in time") from None
+            except aiohttp.ClientError as exc:
+                detail = redaction.scrub(f"{type(exc).__name__}: {exc}")
+                raise UpstreamError(0, f"upstream {entry.name}: {what} is unreachable ({detail})") from None
+            if status == 401 and not resend and await src.refresh():
+                continue
+            if status >= 400:
+                text = redaction.scrub(raw[:300].decode("utf-8", "replace"))
+                raise UpstreamError(status, f"upstream {entry.name}: {what} answered {status}: {text}",
+                                    body=redaction.scrub_bytes(raw), retry_after=retry,
+                                    scope=CREDENTIAL if status in (400, 403, 404) else None)
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise BadAnswer(f"upstream {entry.name}: {what} sent something that is not JSON") from None
+            if not isinstance(obj, dict):
+                raise BadAnswer(f"upstream {entry.name}: {what} sent something that is not a JSON object")
+            return obj
+        raise AssertionError("unreachable")
+
+    async def _discover(self, entry: ProviderEntry, io: UpstreamIO) -> str:
+        base = self._explicit_base(entry)
+        load = await self._post(entry, io, f"{base or self.discovery_host}/v1internal:loadCodeAssist",
+                                {"metadata": dict(self.discovery_metadata)})
+        project = _project_of(load)
+        if project:
+            return project
+        onboard = f"{base or self.hosts[0]}/v1internal:onboardUser"
+        body = {"tier_id": _default_tier(load), "metadata": dict(self.discovery_metadata)}
+        for poll in range(ONBOARD_POLLS):
+            answer = await self._post(entry, io, onboard, body)
+            if answer.get("done") is True:
+                project = _project_of(answer.get("response"))
+                if project:
+                    return project
+                break
+            if poll + 1 < ONBOARD_POLLS:
+                await asyncio.sleep(self.onboard_wait)
+        raise UpstreamError(502, f"upstream {entry.name}: no Antigravity project found for this account "
+                                 "(set project_id in its file)", scope=CREDENTIAL)
