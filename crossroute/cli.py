@@ -1,4 +1,7 @@
-"""Command line: ``crossroute serve``, ``crossroute check``, ``crossroute --version``."""
+"""Command line: ``crossroute serve``, ``crossroute check``, ``crossroute --version``, and the account
+commands of ``auth/commands.py``: ``crossroute login claude|codex|antigravity|kimi``, ``crossroute import
+vertex KEY.json``, ``crossroute auth list|disable|enable|remove`` (their ``--config`` names the config
+whose ``auth-dir`` they use; ``--auth-dir`` wins)."""
 
 from __future__ import annotations
 
@@ -108,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config file")
     check.add_argument("--config", help="config file (default ./config.yaml, then ~/.crossroute/config.yaml)")
     check.set_defaults(func=cmd_check)
+    from .auth.commands import add_subcommands
+
+    add_subcommands(sub)
     return p
 
 

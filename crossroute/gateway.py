@@ -30,6 +30,7 @@ from .state.base import State
 from .state.memory import MemoryState
 
 if TYPE_CHECKING:
+    from .auth.serving import AccountService
     from .call import Call
 
 log = logging.getLogger("crossroute")
@@ -143,6 +144,9 @@ class Gateway:
         self.observers = Hub()  # observe/: usage store, request log, metrics, traces
         self.quota = QuotaBook()  # what upstream answers say about each credential's quota
         self._components: dict[str, Component] = {}
+        # the accounts of auth-dir (auth/serving.py), from start() on; None before and after
+        self.accounts: AccountService | None = None
+        self._pending: set[asyncio.Task[None]] = set()
 
     def component(self, name: str, factory: Callable[[Gateway], K]) -> K:
         """The gateway's component called ``name``, made by ``factory(self)`` on first use."""
@@ -167,7 +171,9 @@ class Gateway:
             self._http = new_session(connector)
             await self.state.start()
             await self.router.start()
-            self.quota.attach(self.router, self.settings)
+            await self._start_accounts(self.settings)
+            self.registry = self._build_registry(self.settings)
+            self.quota.attach(self.router, self.settings, self._auth_dir())
             install_observers(self)
             self.started = True
 
@@ -185,6 +191,11 @@ class Gateway:
                 await comp.stop()
             except Exception:
                 log.exception("stopping %s failed", type(comp).__name__)
+        await self._stop_accounts()
+        pending = list(self._pending)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         await self.router.stop()
         await self.state.stop()
         retiring = list(self._retiring)
@@ -196,6 +207,59 @@ class Gateway:
             await session.close()
         if self._http is not None:
             await self._http.close()
+
+    # ------------------------------------------------------------------ accounts (auth-dir)
+    async def _start_accounts(self, settings: Settings) -> None:
+        from .auth.serving import AccountService
+
+        service = AccountService(settings.auth_dir, settings.redis_url, self._accounts_changed)
+        try:
+            await service.start()
+        except Exception:
+            log.exception("auth dir %s could not be read; serving without its accounts", settings.auth_dir)
+            await service.stop()
+            return
+        self.accounts = service
+
+    async def _stop_accounts(self) -> None:
+        service, self.accounts = self.accounts, None
+        if service is not None:
+            await service.stop()
+
+    def _auth_dir(self) -> Any:
+        return self.accounts.store.dir if self.accounts is not None else None
+
+    def _build_registry(self, settings: Settings) -> Registry:
+        service = self.accounts
+        if service is None:
+            return Registry(settings)
+        return Registry(settings, accounts=service.entries(settings), secrets=service.secrets())
+
+    def _accounts_changed(self) -> None:
+        """An account was added, changed or removed: serve the new set from the next request on;
+        the credentials that left lose their session bindings and cooldowns."""
+        before = self.registry.credential_ids()
+        self.registry = self._build_registry(self.settings)
+        gone = before - self.registry.credential_ids()
+        self._reconfigure(gone)
+        if gone:
+            task = asyncio.get_running_loop().create_task(self._invalidate(gone))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _invalidate(self, cred_ids: set[str]) -> None:
+        for cred_id in cred_ids:
+            try:
+                await self.router.invalidate_credential(cred_id)
+            except Exception:
+                log.exception("dropping the bindings of %s failed", cred_id)
+
+    def _reconfigure(self, removed: set[str]) -> None:
+        for comp in list(self._components.values()):
+            try:
+                comp.reconfigure(self, removed)
+            except Exception:
+                log.exception("reconfiguring %s failed", type(comp).__name__)
 
     def client_for(self, proxy_url: str | None) -> aiohttp.ClientSession:
         """The session to send an upstream request with, for the entry's effective proxy URL
@@ -232,6 +296,7 @@ class Gateway:
 
     def _proxies_in(self, settings: Settings) -> set[str]:
         urls = {p.proxy_url for p in settings.providers if p.proxy_url}
+        urls.update(p.proxy_url for p in self.registry.accounts if p.proxy_url)
         if settings.proxy_url:
             urls.add(settings.proxy_url)
         return urls
@@ -252,27 +317,27 @@ class Gateway:
             await session.close()
 
     async def apply(self, settings: Settings) -> None:
-        """Hot reload: swap registry and settings; rebuild routing when its fields changed."""
+        """Hot reload: swap registry and settings; rebuild routing when its fields changed. A new
+        ``auth-dir`` swaps the account store (the old directory's accounts leave)."""
         old = self.settings
-        old_ids = {p.id for p in old.providers if not p.disabled}
-        new_ids = {p.id for p in settings.providers if not p.disabled}
-        self.registry = Registry(settings)
+        old_ids = {p.id for p in old.providers if not p.disabled} | self.registry.credential_ids()
+        if self.started and (self.accounts is None or settings.auth_dir != old.auth_dir):
+            await self._stop_accounts()
+            await self._start_accounts(settings)
+        self.registry = self._build_registry(settings)
+        new_ids = {p.id for p in settings.providers if not p.disabled} | self.registry.credential_ids()
         self.settings = settings
         self.timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
         )
         await self.router.apply_settings(routing_settings(settings))
-        self.quota.attach(self.router, settings)
+        self.quota.attach(self.router, settings, self._auth_dir())
         install_observers(self)
         self._retire_unused_proxies()
         removed = old_ids - new_ids
         for cred_id in removed:
             await self.router.invalidate_credential(cred_id)
-        for comp in list(self._components.values()):
-            try:
-                comp.reconfigure(self, removed)
-            except Exception:
-                log.exception("reconfiguring %s failed", type(comp).__name__)
+        self._reconfigure(removed)
 
     @property
     def recording(self) -> bool:

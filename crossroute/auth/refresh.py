@@ -86,6 +86,9 @@ class Refresher:
             self._sources[name] = src
         return src
 
+    def sources(self) -> list[AccountToken | ServiceAccountToken]:
+        return list(self._sources.values())
+
     def forget(self, name: str) -> None:
         """Drop a removed account's source (call from the store's ``on_change``)."""
         self._sources.pop(name, None)

@@ -162,6 +162,7 @@ class ServiceAccountToken:
             self._not_before = time.time() + (exc.retry_after or 300.0)
             log.warning("token for %s not minted: %s", self.name, redaction.scrub(str(exc)))
             return False
+        redaction.add_secrets([grant.access_token])  # masked in logs and errors from now on
         self._token = grant.access_token
         self._expires = grant.expires_at or time.time() + 3600
         return True
