@@ -11,7 +11,8 @@ An observer that raises is logged and kept; the request is never affected.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .events import CallEnded
 
@@ -31,13 +32,21 @@ class Observer(Protocol):
 class Hub:
     """The observers of one gateway (fan-out, exceptions contained)."""
 
-    __slots__ = ("enabled", "observers", "tracing")
+    __slots__ = ("count_streams", "count_websockets", "enabled", "named", "observers", "spool", "tracing")
 
     def __init__(self) -> None:
         self.observers: list[Observer] = []
         self.enabled = False
         # True when something keeps routing traces of every call (not only of calls that ask)
         self.tracing = False
+        # the observers setup.install manages, by name ("usage", "traces", "request_log", "metrics")
+        self.named: dict[str, Any] = {}
+        # the request log's per-call spool maker while ``request-log: true`` (else None): the
+        # pipeline calls ``call.log = spool(call)`` and feeds bodies through it (observe/request_log.py)
+        self.spool: Callable[[Any], Any] | None = None
+        # how many client streams / WebSocket sessions are open (set by the edge; read by /metrics)
+        self.count_streams: Callable[[], int] | None = None
+        self.count_websockets: Callable[[], int] | None = None
 
     def add(self, observer: Observer) -> None:
         self.observers.append(observer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -16,11 +17,12 @@ class CallEnded:
     ``call`` is None when the request never became a Call (a 401, 404, 413 from the edge or a 400
     from the API layer before the model was known). ``started``/``ended``: ``time.monotonic()``.
     ``status``: the status sent (a stream that failed after its first byte keeps 200 here; its
-    error is in ``error``). ``transport``: ``http`` or ``ws``.
+    error is in ``error``). ``transport``: ``http`` or ``ws``. ``request_id``: 8 hex digits, made on
+    first use; the usage records, the routing trace and the request log of the call share it.
     """
 
-    __slots__ = ("bytes_out", "call", "client_format", "ended", "error", "method", "path", "started", "status",
-                 "transport")
+    __slots__ = ("_request_id", "bytes_out", "call", "client_format", "ended", "error", "method", "path", "started",
+                 "status", "transport")
 
     def __init__(self, method: str, path: str, client_format: str, status: int, call: Call | None,
                  started: float, ended: float, *, transport: str = "http", bytes_out: int = 0,
@@ -35,3 +37,11 @@ class CallEnded:
         self.transport = transport
         self.bytes_out = bytes_out
         self.error = error
+        self._request_id: str | None = None
+
+    @property
+    def request_id(self) -> str:
+        rid = self._request_id
+        if rid is None:
+            rid = self._request_id = secrets.token_hex(4)
+        return rid

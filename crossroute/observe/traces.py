@@ -1,15 +1,23 @@
-"""Routing traces as a client sees them (``X-Crossroute-Trace: 1``)."""
+"""Routing traces: as a client sees them (``X-Crossroute-Trace: 1``), and the recent calls' traces
+kept in memory (``TraceRing``, a bounded ring) for the management API and the panel."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-if TYPE_CHECKING:
-    from ..call import Call
+from ..usage.records import key_id
 
-__all__ = ["MAX_HEADER", "header_value", "trace_dict"]
+if TYPE_CHECKING:
+    from ..call import Attempt, Call
+    from ..gateway import Gateway
+    from .events import CallEnded
+
+__all__ = ["MAX_HEADER", "RING", "TraceRing", "allowed", "find_trace", "header_value", "recent_traces",
+           "trace_dict"]
 
 MAX_HEADER = 8 * 1024  # a trace header longer than this is cut (the full trace is in the request log)
 
@@ -33,3 +41,60 @@ def trace_dict(call: Call) -> dict[str, object]:
 def header_value(call: Call) -> str:
     raw = orjson.dumps(trace_dict(call)).decode()
     return raw if len(raw) <= MAX_HEADER else raw[: MAX_HEADER - 3] + "..."
+
+
+# ------------------------------------------------------------------ the recent calls' traces
+
+RING = 1000  # traced calls kept in memory
+
+
+class TraceRing:
+    """Observer keeping the routing traces of the newest ``RING`` calls (rendered after the reply)."""
+
+    def __init__(self, size: int = RING) -> None:
+        self.ring: deque[dict[str, Any]] = deque(maxlen=size)
+
+    def attempt_ended(self, call: Call, attempt: Attempt) -> None:
+        return None
+
+    def call_ended(self, event: CallEnded) -> None:
+        call = event.call
+        if call is None or (call.trace is None and not call.attempts):
+            return
+        self.ring.append({
+            "request_id": event.request_id,
+            "ts": round(time.time() - (time.monotonic() - event.started), 3),
+            "method": event.method, "path": event.path, "status": event.status,
+            "model": call.model, "credential": call.credential_id, "client_key": key_id(call.client_key),
+            "duration_ms": round((event.ended - event.started) * 1000, 3),
+            "trace": trace_dict(call),
+        })
+
+
+def recent_traces(gw: Gateway, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest kept traces, newest first ([] when traces are not kept)."""
+    ring: TraceRing | None = gw.observers.named.get("traces")
+    if ring is None:
+        return []
+    items = list(ring.ring)
+    items.reverse()
+    return items[: max(0, int(limit))]
+
+
+def find_trace(gw: Gateway, request_id: str) -> dict[str, Any] | None:
+    ring: TraceRing | None = gw.observers.named.get("traces")
+    if ring is None:
+        return None
+    for item in reversed(ring.ring):
+        if item["request_id"] == request_id:
+            return item
+    return None
+
+
+def allowed(gw: Gateway, call: Call) -> bool:
+    """Whether the client key of ``call`` may see its trace in ``x-crossroute-trace``:
+    every key unless the settings name the keys that may (``routing-trace-keys``)."""
+    keys = getattr(gw.settings, "routing_trace_keys", None)
+    if keys is None:
+        return True
+    return call.client_key is not None and call.client_key in keys

@@ -1,0 +1,195 @@
+"""The two databases a usage store writes to. Both are used from the store's writer thread only.
+
+``SQLiteBackend``: a file (WAL journal, ``synchronous=NORMAL``: a committed batch survives a killed
+process; several worker processes may share the file, waiting up to 10 s for its lock).
+``PostgresBackend``: asyncpg on an event loop private to the writer thread.
+Queries are written with ``?`` placeholders; the PostgreSQL backend numbers them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from .schema import COMPONENT, MIGRATIONS, migration_sql
+
+__all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "open_backend"]
+
+COLUMNS = (
+    "ts", "request_id", "client_key", "client_format", "endpoint", "operation", "provider", "credential",
+    "model", "upstream_model", "stream", "transport", "status", "error", "latency_ms", "ttft_ms",
+    "input_tokens", "output_tokens", "cached_tokens", "cache_creation_tokens", "reasoning_tokens",
+    "session_source", "attempt", "day",
+)
+_INSERT = f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+_PG_LOCK = 727011  # advisory lock id held while migrating
+
+
+class Backend(Protocol):
+    dialect: str
+
+    def open(self) -> None: ...
+    def insert(self, rows: Sequence[tuple[Any, ...]]) -> None: ...
+    def query(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]: ...
+    def version(self) -> int: ...
+    def close(self) -> None: ...
+
+
+class SQLiteBackend:
+    dialect = "sqlite"
+
+    def __init__(self, path: str, upto: int | None = None) -> None:
+        self.path = path
+        self.upto = upto  # apply migrations only up to this version (tests)
+        self.conn: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("CREATE TABLE IF NOT EXISTS crossroute_schema (component TEXT PRIMARY KEY, "
+                             "version INTEGER NOT NULL)")
+                row = conn.execute("SELECT version FROM crossroute_schema WHERE component = ?",
+                                   (COMPONENT,)).fetchone()
+                have = row[0] if row else 0
+                for version, statements in MIGRATIONS:
+                    if version <= have or (self.upto is not None and version > self.upto):
+                        continue
+                    for stmt in migration_sql(self.dialect, statements):
+                        conn.execute(stmt)
+                    conn.execute("INSERT INTO crossroute_schema (component, version) VALUES (?, ?) "
+                                 "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                                 (COMPONENT, version))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        self.conn = conn
+
+    def version(self) -> int:
+        assert self.conn is not None
+        row = self.conn.execute("SELECT version FROM crossroute_schema WHERE component = ?", (COMPONENT,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def insert(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        conn = self.conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_INSERT, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        assert self.conn is not None
+        cur = self.conn.execute(sql, tuple(params))
+        names = [d[0] for d in cur.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+_QMARK = re.compile(r"\?")
+
+
+def _numbered(sql: str) -> str:
+    n = 0
+
+    def repl(_: re.Match[str]) -> str:
+        nonlocal n
+        n += 1
+        return f"${n}"
+
+    return _QMARK.sub(repl, sql)
+
+
+class PostgresBackend:
+    dialect = "postgres"
+
+    def __init__(self, url: str, upto: int | None = None) -> None:
+        self.url = url
+        self.upto = upto
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.conn: Any = None
+
+    def _run(self, coro: Any) -> Any:
+        assert self.loop is not None
+        return self.loop.run_until_complete(asyncio.wait_for(coro, 30.0))
+
+    def open(self) -> None:
+        import asyncpg
+
+        self.loop = asyncio.new_event_loop()
+        try:
+            self.conn = self._run(asyncpg.connect(self.url, timeout=10.0))
+            self._run(self._migrate())
+        except BaseException:
+            self.close()
+            raise
+
+    async def _migrate(self) -> None:
+        conn = self.conn
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _PG_LOCK)
+            await conn.execute("CREATE TABLE IF NOT EXISTS crossroute_schema (component TEXT PRIMARY KEY, "
+                               "version INTEGER NOT NULL)")
+            have = await conn.fetchval("SELECT version FROM crossroute_schema WHERE component = $1", COMPONENT) or 0
+            for version, statements in MIGRATIONS:
+                if version <= have or (self.upto is not None and version > self.upto):
+                    continue
+                for stmt in migration_sql(self.dialect, statements):
+                    await conn.execute(stmt)
+                await conn.execute("INSERT INTO crossroute_schema (component, version) VALUES ($1, $2) "
+                                   "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                                   COMPONENT, version)
+
+    def version(self) -> int:
+        v = self._run(self.conn.fetchval("SELECT version FROM crossroute_schema WHERE component = $1", COMPONENT))
+        return int(v or 0)
+
+    def insert(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        async def go() -> None:
+            async with self.conn.transaction():
+                await self.conn.executemany(_numbered(_INSERT), rows)
+
+        self._run(go())
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        rows = self._run(self.conn.fetch(_numbered(sql), *params))
+        return [dict(r) for r in rows]
+
+    def close(self) -> None:
+        loop = self.loop
+        if loop is None:
+            return
+        if self.conn is not None:
+            try:
+                loop.run_until_complete(asyncio.wait_for(self.conn.close(), 5.0))
+            except Exception:
+                self.conn.terminate()
+            self.conn = None
+        loop.close()
+        self.loop = None
+
+
+def open_backend(url: str | None, data_dir: str) -> Backend:
+    """The backend for ``usage-database-url`` (PostgreSQL) or the SQLite file under ``data_dir``."""
+    if url and url.startswith(("postgres://", "postgresql://")):
+        return PostgresBackend(url)
+    return SQLiteBackend(os.path.join(os.path.expanduser(data_dir), "usage.sqlite3"))

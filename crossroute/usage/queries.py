@@ -1,0 +1,148 @@
+"""Usage queries for the management API and the panel: totals and time series grouped by model,
+credential, client key, day ...; the prompt-cache hit ratio (cached / input tokens) per credential
+and per session source; the newest records.
+
+Every function is async and runs its SQL on the store's writer thread (after the queued records
+are committed), so it never blocks the gateway's loop. ``UsageUnavailable`` when the store is off.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .records import FIELDS
+
+if TYPE_CHECKING:
+    from ..gateway import Gateway
+    from .backends import Backend
+    from .store import UsageStore
+
+__all__ = ["GROUPS", "UsageUnavailable", "cache_hit_ratio", "enabled", "recent", "series", "store_of", "totals"]
+
+GROUPS = ("model", "credential", "client_key", "day", "provider", "session_source", "client_format",
+          "upstream_model", "endpoint", "transport", "status")
+_SUMS = ("input_tokens", "output_tokens", "cached_tokens", "cache_creation_tokens", "reasoning_tokens")
+_SELECT_SUMS = (
+    "COUNT(*) AS requests, SUM(CASE WHEN status >= 400 OR error IS NOT NULL THEN 1 ELSE 0 END) AS failures, "
+    + ", ".join(f"SUM({c}) AS {c}" for c in _SUMS)
+)
+MIN_BUCKET, MAX_BUCKET = 60, 86400 * 31
+MAX_RECENT = 1000
+
+
+class UsageUnavailable(RuntimeError):
+    """The usage store is off (``usage-statistics-enabled: false``)."""
+
+
+def store_of(gw: Gateway) -> UsageStore:
+    store = gw.observers.named.get("usage")
+    if store is None:
+        raise UsageUnavailable("usage statistics are off (usage-statistics-enabled: false)")
+    return store  # type: ignore[no-any-return]
+
+
+def enabled(gw: Gateway) -> bool:
+    return "usage" in gw.observers.named
+
+
+def _where(since: float | None, until: float | None, where: dict[str, Any] | None) -> tuple[str, list[Any]]:
+    parts: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        parts.append("ts >= ?")
+        params.append(float(since))
+    if until is not None:
+        parts.append("ts < ?")
+        params.append(float(until))
+    for col, value in (where or {}).items():
+        if col not in GROUPS:
+            raise ValueError(f"cannot filter by {col!r} (one of {', '.join(GROUPS)})")
+        if value is None:
+            parts.append(f"{col} IS NULL")
+        else:
+            parts.append(f"{col} = ?")
+            params.append(int(value) if col == "status" else str(value))
+    return (" WHERE " + " AND ".join(parts)) if parts else "", params
+
+
+def _group(by: str) -> str:
+    if by not in GROUPS:
+        raise ValueError(f"cannot group by {by!r} (one of {', '.join(GROUPS)})")
+    return by
+
+
+def _row(r: dict[str, Any]) -> dict[str, Any]:
+    out = {"key": r.get("key"), "requests": int(r["requests"] or 0), "failures": int(r["failures"] or 0)}
+    for c in _SUMS:
+        out[c] = int(r[c] or 0)
+    out["total_tokens"] = out["input_tokens"] + out["output_tokens"]
+    out["cache_hit_ratio"] = (out["cached_tokens"] / out["input_tokens"]) if out["input_tokens"] else None
+    return out
+
+
+async def totals(gw: Gateway, by: str, *, since: float | None = None, until: float | None = None,
+                 where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per value of ``by``: request and failure counts and token sums, most requests first."""
+    col = _group(by)
+    cond, params = _where(since, until, where)
+    sql = f"SELECT {col} AS key, {_SELECT_SUMS} FROM usage_records{cond} GROUP BY {col} ORDER BY requests DESC, key"
+    rows = await store_of(gw).run(lambda b: b.query(sql, params))
+    return [_row(r) for r in rows]
+
+
+def _bucket_expr(b: Backend) -> str:
+    if b.dialect == "postgres":
+        return "CAST(floor(ts / ?) AS BIGINT) * ?"
+    return "CAST(ts / ? AS INTEGER) * ?"
+
+
+async def series(gw: Gateway, by: str | None, *, bucket: int = 3600, since: float | None = None,
+                 until: float | None = None, where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Sums per time bucket (``bucket`` seconds, UTC-aligned) and value of ``by`` (None: one row per bucket)."""
+    bucket = int(bucket)
+    if not MIN_BUCKET <= bucket <= MAX_BUCKET:
+        raise ValueError(f"bucket must be between {MIN_BUCKET} and {MAX_BUCKET} seconds")
+    col = _group(by) if by is not None else None
+    cond, params = _where(since, until, where)
+
+    def go(b: Backend) -> list[dict[str, Any]]:
+        key = col if col is not None else "NULL"
+        expr = _bucket_expr(b)
+        group = f"t, {col}" if col is not None else "t"
+        sql = (f"SELECT {expr} AS t, {key} AS key, {_SELECT_SUMS} FROM usage_records{cond} "
+               f"GROUP BY {group} ORDER BY t, key")
+        num: Any = float(bucket) if b.dialect == "postgres" else bucket
+        return b.query(sql, [num, bucket, *params])
+
+    rows = await store_of(gw).run(go)
+    out = []
+    for r in rows:
+        row = _row(r)
+        row["t"] = int(r["t"])
+        out.append(row)
+    return out
+
+
+async def cache_hit_ratio(gw: Gateway, by: str = "credential", *, since: float | None = None,
+                          until: float | None = None) -> list[dict[str, Any]]:
+    """Prompt-cache hit ratio (cached / input tokens) of successful attempts per ``by`` value."""
+    col = _group(by)
+    cond, params = _where(since, until, None)
+    cond = (cond + " AND " if cond else " WHERE ") + "status = 200"
+    sql = (f"SELECT {col} AS key, COUNT(*) AS requests, SUM(input_tokens) AS input_tokens, "
+           f"SUM(cached_tokens) AS cached_tokens FROM usage_records{cond} GROUP BY {col} ORDER BY key")
+    rows = await store_of(gw).run(lambda b: b.query(sql, params))
+    out = []
+    for r in rows:
+        inp, cached = int(r["input_tokens"] or 0), int(r["cached_tokens"] or 0)
+        out.append({"key": r["key"], "requests": int(r["requests"]), "input_tokens": inp, "cached_tokens": cached,
+                    "ratio": cached / inp if inp else None})
+    return out
+
+
+async def recent(gw: Gateway, limit: int = 100, *, where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The newest records, newest first (``limit`` 1..1000)."""
+    limit = max(1, min(int(limit), MAX_RECENT))
+    cond, params = _where(None, None, where)
+    sql = f"SELECT {', '.join(FIELDS)} FROM usage_records{cond} ORDER BY ts DESC, id DESC LIMIT {limit}"
+    return await store_of(gw).run(lambda b: b.query(sql, params))  # type: ignore[no-any-return]

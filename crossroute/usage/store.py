@@ -1,0 +1,205 @@
+"""The usage store: an observer that queues records and a writer thread that commits them in batches.
+
+Nothing on the request path waits for it. ``call_ended`` builds the call's records (after the reply
+was written) and appends them to a bounded queue; the writer thread commits what is queued every
+``FLUSH_SECONDS`` (sooner once ``BATCH`` records wait), one transaction per batch. So a killed
+process loses at most the records of the calls that ended in its last ``FLUSH_SECONDS`` (one batch),
+more only if the database fell behind (at most ``MAX_QUEUE`` records, then new records are dropped).
+A full queue or a failing database never fails a request: the records are dropped, counted
+(``dropped``) and logged at most once a minute; the writer reopens the database and goes on.
+Queries run on the same thread, after the queued records are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .backends import Backend, open_backend
+from .records import records_of, skipped
+
+if TYPE_CHECKING:
+    from ..call import Attempt, Call
+    from ..gateway import Gateway
+    from ..observe.events import CallEnded
+
+__all__ = ["BATCH", "FLUSH_SECONDS", "MAX_QUEUE", "UsageStore"]
+
+log = logging.getLogger("crossroute.usage")
+
+FLUSH_SECONDS = 0.5
+BATCH = 500
+MAX_QUEUE = 10_000
+_LOG_EVERY = 60.0
+_REOPEN_AFTER = 5.0  # seconds between attempts to reopen a database that failed
+
+
+class UsageStore:
+    """Observer and gateway component (``reconfigure``/``stop``)."""
+
+    def __init__(self, gw: Gateway, backend: Backend | None = None, *, flush_seconds: float = FLUSH_SECONDS,
+                 max_queue: int = MAX_QUEUE) -> None:
+        self.gw = gw
+        s = gw.settings
+        self.url = s.usage_database_url
+        self.data_dir = s.data_dir
+        self.backend = backend if backend is not None else open_backend(self.url, self.data_dir)
+        self.flush_seconds = flush_seconds
+        self.max_queue = max_queue
+        self.dropped = 0  # records lost: queue full or the database failed
+        self.written = 0
+        self.failures = 0  # batches the database refused
+        self._pending: deque[tuple[Any, ...]] = deque()
+        self._jobs: deque[tuple[Callable[[Backend], Any], concurrent.futures.Future[Any]]] = deque()
+        self._cv = threading.Condition()
+        self._stopping = False
+        self._open = False
+        self._last_open_try = 0.0
+        self._last_log = 0.0
+        self._thread = threading.Thread(target=self._run, name="crossroute-usage", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------ observer (the gateway's loop)
+    def attempt_ended(self, call: Call, attempt: Attempt) -> None:
+        return None  # records are made once the call ended (its reply written)
+
+    def call_ended(self, event: CallEnded) -> None:
+        if skipped(event):
+            return
+        self.add(records_of(self.gw, event))
+
+    def add(self, records: Sequence[tuple[Any, ...]]) -> None:
+        pending = self._pending
+        if len(pending) + len(records) > self.max_queue or self._stopping:
+            self._drop(len(records), "the usage queue is full" if not self._stopping else "the store is stopping")
+            return
+        pending.extend(records)
+        if len(pending) >= BATCH:
+            with self._cv:
+                self._cv.notify()
+
+    # ------------------------------------------------------------ component
+    def reconfigure(self, gw: Gateway, removed: set[str]) -> None:
+        self.gw = gw
+
+    async def stop(self) -> None:
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
+        await asyncio.to_thread(self._thread.join, 10.0)
+
+    def stop_now(self, timeout: float = 10.0) -> None:
+        """Stop from a thread that is not the loop (tests, shutdown hooks)."""
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
+        self._thread.join(timeout)
+
+    # ------------------------------------------------------------ queries (any thread)
+    def submit(self, fn: Callable[[Backend], Any]) -> concurrent.futures.Future[Any]:
+        """Run ``fn(backend)`` on the writer thread once the queued records are committed."""
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        if self._stopping:
+            fut.set_exception(RuntimeError("the usage store is stopped"))
+            return fut
+        with self._cv:
+            self._jobs.append((fn, fut))
+            self._cv.notify()
+        return fut
+
+    async def run(self, fn: Callable[[Backend], Any], within: float = 30.0) -> Any:
+        async with asyncio.timeout(within):
+            return await asyncio.wrap_future(self.submit(fn))
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> concurrent.futures.Future[list[dict[str, Any]]]:
+        return self.submit(lambda b: b.query(sql, params))
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    # ------------------------------------------------------------ writer thread
+    def _drop(self, n: int, why: str) -> None:
+        self.dropped += n
+        now = time.monotonic()
+        if now - self._last_log >= _LOG_EVERY:
+            self._last_log = now
+            log.warning("usage store: %d record(s) dropped (%s); %d dropped in all", n, why, self.dropped)
+
+    def _ensure_open(self) -> bool:
+        if self._open:
+            return True
+        now = time.monotonic()
+        if self._last_open_try and now - self._last_open_try < _REOPEN_AFTER:
+            return False
+        self._last_open_try = now
+        try:
+            self.backend.open()
+        except Exception as exc:
+            self.failures += 1
+            if now - self._last_log >= _LOG_EVERY:
+                self._last_log = now
+                log.warning("usage store: cannot open the database: %s", exc)
+            return False
+        self._open = True
+        return True
+
+    def _flush(self) -> None:
+        pending = self._pending
+        while pending:
+            n = min(len(pending), BATCH * 4)
+            batch = [pending.popleft() for _ in range(n)]
+            if not self._ensure_open():
+                self._drop(len(batch), "the database cannot be opened")
+                continue
+            rows = [(*r, time.strftime("%Y-%m-%d", time.gmtime(r[0]))) for r in batch]
+            try:
+                self.backend.insert(rows)
+            except Exception as exc:
+                self.failures += 1
+                self._drop(len(rows), f"the database refused them: {exc}")
+                try:
+                    self.backend.close()
+                except Exception:
+                    log.debug("closing the usage database failed", exc_info=True)
+                self._open = False
+                continue
+            self.written += len(rows)
+
+    def _run(self) -> None:
+        cv = self._cv
+        self._ensure_open()  # migrate at start, not at the first record
+        while True:
+            with cv:
+                if not (self._stopping or self._jobs or len(self._pending) >= BATCH):
+                    cv.wait(self.flush_seconds)
+                stopping = self._stopping
+                jobs = list(self._jobs)
+                self._jobs.clear()
+            try:
+                self._flush()
+            except Exception:
+                log.exception("usage store: writing failed")
+            for fn, fut in jobs:
+                if not fut.set_running_or_notify_cancel():
+                    continue
+                try:
+                    if not self._ensure_open():
+                        raise RuntimeError("the usage database is not available (see the gateway log)")
+                    fut.set_result(fn(self.backend))
+                except Exception as exc:
+                    fut.set_exception(exc)
+            if stopping:
+                break
+        for _fn, fut in list(self._jobs):
+            fut.set_exception(RuntimeError("the usage store is stopped"))
+        try:
+            self.backend.close()
+        except Exception:
+            log.debug("closing the usage database failed", exc_info=True)
