@@ -1,7 +1,7 @@
 """``crossroute login ...``, ``crossroute import vertex KEY.json`` and ``crossroute auth list|disable|enable|remove``.
 
-``add_subcommands(sub)`` adds both to the main parser's subparsers; until it is wired into
-``crossroute.cli`` the same commands run as ``python -m crossroute.auth.commands login claude``.
+``add_subcommands(sub)`` adds them to the main parser's subparsers (``crossroute.cli`` does); the
+same commands also run as ``python -m crossroute.auth.commands login claude``.
 Nothing printed here shows a token: ``auth list`` masks them, and every error is scrubbed.
 """
 
@@ -13,17 +13,20 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .. import redaction
 from ..redaction import mask
-from .accounts import Account
+from .accounts import ACTIVE, Account, parse_time
 from .flows import LoginDenied, LoginError, LoginTimeout
 from .grants import GrantError
 from .logins import DEVICE_PROVIDERS, PKCE_PROVIDERS, device_login, pkce_login
 from .store import DEFAULT_AUTH_DIR, AuthStore, resolve_auth_dir
 
-__all__ = ["add_subcommands", "auth_dir_for", "cmd_auth", "cmd_import", "cmd_login", "main"]
+__all__ = ["add_subcommands", "auth_dir_for", "cmd_auth", "cmd_import", "cmd_login", "main", "quota_snapshot",
+           "render_list"]
 
 LOGIN_PROVIDERS = ("claude", "codex", "antigravity", "kimi")
 DEFAULT_TIMEOUT = 600.0
@@ -135,12 +138,64 @@ def _expiry(acct: Account, now: float) -> str:
     return f"{stamp} (in {left / 86400:.1f} d)"
 
 
-def render_list(accounts: list[Account], now: float | None = None) -> str:
+def quota_snapshot(auth_dir: Path) -> tuple[dict[str, dict[str, Any]], Callable[[dict[str, Any]], str] | None]:
+    """What the running gateway last wrote about each account's quota (``routing/quota.py``:
+    ``read_snapshot`` and ``describe``), or nothing when this build or the directory has none."""
+    try:
+        from ..routing import quota
+    except ImportError:
+        return {}, None
+    read, describe = getattr(quota, "read_snapshot", None), getattr(quota, "describe", None)
+    if read is None:
+        return {}, None
+    try:
+        snap = read(auth_dir) or {}
+    except Exception as exc:  # a torn or foreign file must not break the listing
+        _err(f"crossroute: quota snapshot in {auth_dir} not readable ({type(exc).__name__}); quota not shown")
+        return {}, None
+    return (snap if isinstance(snap, dict) else {}), describe
+
+
+def _cooling_until(info: dict[str, Any], now: float) -> float | None:
+    for key in ("cooling-until", "cooling_until"):
+        value = info.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > now:
+            return float(value)
+        if isinstance(value, str):
+            ts = parse_time(value)
+            if ts is not None and ts > now:
+                return ts
+    return None
+
+
+def _status(a: Account, info: dict[str, Any] | None, now: float) -> str:
+    if a.status != ACTIVE or not info:
+        return a.status
+    until = _cooling_until(info, now)
+    if until is None:
+        return ACTIVE
+    return f"cooling until {time.strftime('%H:%M:%S UTC', time.gmtime(until))}"
+
+
+def render_list(accounts: list[Account], now: float | None = None,
+                quota: dict[str, dict[str, Any]] | None = None,
+                describe: Callable[[dict[str, Any]], str] | None = None) -> str:
+    """The ``auth list`` table: status (active / cooling until / needs login / disabled), expiry,
+    quota left where the running gateway recorded it, the token masked."""
     now = time.time() if now is None else now
-    rows = [("NAME", "PROVIDER", "EMAIL", "STATUS", "EXPIRES", "TOKEN")]
+    quota = quota or {}
+    rows = [("NAME", "PROVIDER", "EMAIL", "STATUS", "EXPIRES", "QUOTA", "TOKEN")]
     for a in sorted(accounts, key=lambda a: (a.provider, a.name)):
         secret = a.access_token or a.api_key or a.refresh_token or ""
-        rows.append((a.name, a.provider, a.email or "-", a.status, _expiry(a, now), mask(secret) if secret else "-"))
+        info = quota.get(a.name)
+        left = "-"
+        if info and describe is not None:
+            try:
+                left = redaction.scrub(str(describe(info))) or "-"
+            except Exception:
+                left = "?"
+        rows.append((a.name, a.provider, a.email or "-", _status(a, info, now), _expiry(a, now), left,
+                     mask(secret) if secret else "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
@@ -154,7 +209,8 @@ def cmd_auth(args: argparse.Namespace) -> int:
         if not accounts:
             _out(f"no accounts in {store.dir} (add one with `crossroute login claude|codex|antigravity|kimi`)")
             return 0
-        _out(render_list(accounts))
+        snap, describe = quota_snapshot(store.dir)
+        _out(render_list(accounts, quota=snap, describe=describe))
         return 0
     try:
         acct = store.find(args.name)

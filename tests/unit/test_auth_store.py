@@ -220,3 +220,46 @@ def test_find_by_email_name_and_ambiguity(tmp_path: Path) -> None:
     assert store.find("claude-a@x.com").name == "claude-a@x.com.json"
     with pytest.raises(KeyError, match="matches 2 accounts"):
         store.find("a@x.com")
+
+
+def test_auth_list_shows_status_and_quota_from_the_gateway_snapshot(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from crossroute.auth.commands import quota_snapshot, render_list
+    from crossroute.routing import quota
+
+    write_files(tmp_path, {
+        "claude-ada@example.com.json": CLIPROXY_FILES["claude-ada@example.com.json"],
+        "codex-1a2b3c4d-grace@example.com-plus.json": CLIPROXY_FILES["codex-1a2b3c4d-grace@example.com-plus.json"],
+        "kimi-1764583200000.json": {**CLIPROXY_FILES["kimi-1764583200000.json"], "needs_login": True},
+        "xai-someone.json": {**CLIPROXY_FILES["xai-someone.json"], "disabled": True},
+    })
+    store = AuthStore(tmp_path)
+    store.load()
+    now = parse_time("2026-12-01T12:00:00Z")
+    assert now is not None
+    snap = {"claude-ada@example.com.json": {"remaining": 12, "limit": 100, "cooling-until": now + 90},
+            "codex-1a2b3c4d-grace@example.com-plus.json": {"remaining": 80, "limit": 100, "cooling-until": now - 1},
+            "xai-someone.json": {"remaining": 1, "limit": 2, "cooling-until": now + 90}}
+    seen: list[Path] = []
+
+    def read_snapshot(d: Path) -> dict:
+        seen.append(d)
+        return snap
+
+    monkeypatch.setattr(quota, "read_snapshot", read_snapshot, raising=False)
+    monkeypatch.setattr(quota, "describe", lambda info: f"{info['remaining']}/{info['limit']} left", raising=False)
+    got, describe = quota_snapshot(store.dir)
+    assert seen == [store.dir] and got is snap and describe is not None
+    lines = {line.split()[0]: line for line in render_list(store.accounts(), now=now, quota=got,
+                                                           describe=describe).splitlines()[1:]}
+    assert "cooling until 12:01:30 UTC" in lines["claude-ada@example.com.json"]
+    assert "12/100 left" in lines["claude-ada@example.com.json"]
+    assert " active " in lines["codex-1a2b3c4d-grace@example.com-plus.json"]  # the cooldown has passed
+    assert "needs login" in lines["kimi-1764583200000.json"]
+    assert "disabled" in lines["xai-someone.json"] and "cooling" not in lines["xai-someone.json"]
+    for secret in ("sk-ant-oat01-claude-access-aaaa", "codex-access-token-1111", "kimi-access-token-3333"):
+        assert secret not in "\n".join(lines.values())
+    # without a snapshot function (or with a broken one) the list still renders
+    monkeypatch.setattr(quota, "read_snapshot", lambda d: 1 / 0, raising=False)
+    assert quota_snapshot(store.dir) == ({}, None)
+    assert "QUOTA" in render_list(store.accounts(), now=now)
