@@ -1,0 +1,205 @@
+"""Who may use the management API: the secret key, the loopback rule and the ban on guessing.
+
+- Enabled only when ``remote-management.secret-key`` or the ``MANAGEMENT_PASSWORD`` environment
+  variable is set; otherwise every management route answers 404, as if it did not exist.
+- The key in the file is kept hashed: bcrypt (``$2a$``/``$2b$``, what CLIProxyAPI writes, checked
+  through the C library's crypt) or ``pbkdf2-sha256$<rounds>$<salt>$<hash>`` (written here when
+  the C library has no bcrypt). A plain key found in the file is hashed and written back
+  (``hash_plain_key``). A key that matched once is remembered by its SHA-256 so that the slow hash
+  is not computed on every request.
+- The key comes from ``Authorization: Bearer <key>`` (or the bare header value) or ``X-Management-Key``.
+- Clients that are not on loopback are refused (403) unless ``allow-remote: true``. Where the edge
+  does not tell the client's address, a gateway bound to a loopback address only has loopback
+  clients; bound anywhere else the client counts as remote.
+- Five failed attempts from one address ban it for 30 minutes (403 naming the time left).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+
+from ..config import is_loopback
+
+__all__ = ["BAN_SECONDS", "MAX_FAILURES", "Guard", "Verdict", "client_address", "hash_key", "is_hashed",
+           "presented_key", "verify_key"]
+
+MAX_FAILURES = 5
+BAN_SECONDS = 30 * 60.0
+_PBKDF2 = "pbkdf2-sha256"
+_PBKDF2_ROUNDS = 200_000
+_MAX_TRACKED = 10_000  # addresses with failures remembered at most (oldest dropped first)
+
+try:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt as _crypt  # the C library's crypt(3): bcrypt on glibc/libxcrypt
+    _BCRYPT = _crypt.crypt("x", "$2b$04$" + "a" * 22) is not None
+except Exception:
+    _crypt = None  # type: ignore[assignment]
+    _BCRYPT = False
+
+
+def is_hashed(value: str) -> bool:
+    return value.startswith(("$2a$", "$2b$", "$2y$", f"{_PBKDF2}$"))
+
+
+def hash_key(key: str) -> str:
+    """A new hash of ``key`` (bcrypt when available, so CLIProxyAPI reads the file too)."""
+    if _BCRYPT and _crypt is not None:
+        salt = _crypt.mksalt(_crypt.METHOD_BLOWFISH, rounds=1 << 10)
+        hashed = _crypt.crypt(key, salt)
+        if hashed:
+            return hashed
+    salt_b = secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", key.encode(), salt_b, _PBKDF2_ROUNDS)
+    return f"{_PBKDF2}${_PBKDF2_ROUNDS}${_b64(salt_b)}${_b64(digest)}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def verify_key(key: str, stored: str) -> bool:
+    """Does ``key`` match ``stored`` (a hash, or a plain key not yet written back)?"""
+    if not key or not stored:
+        return False
+    if stored.startswith(("$2a$", "$2b$", "$2y$")):
+        if not _BCRYPT or _crypt is None:
+            return False
+        hashed = _crypt.crypt(key, stored.replace("$2y$", "$2b$", 1))
+        return bool(hashed) and hmac.compare_digest(hashed.encode(), stored.replace("$2y$", "$2b$", 1).encode())
+    if stored.startswith(f"{_PBKDF2}$"):
+        try:
+            _, rounds, salt, digest = stored.split("$")
+            want = base64.b64decode(digest)
+            got = hashlib.pbkdf2_hmac("sha256", key.encode(), base64.b64decode(salt), int(rounds))
+        except (ValueError, TypeError):
+            return False
+        return hmac.compare_digest(got, want)
+    return hmac.compare_digest(key.encode(), stored.encode())
+
+
+def presented_key(headers: dict[str, str] | object) -> str | None:
+    """The management key a request carries: ``Authorization: Bearer <key>`` (or the bare
+    value) or ``X-Management-Key``."""
+    get = headers.get  # type: ignore[attr-defined]
+    auth = get("authorization")
+    if auth:
+        scheme, _, value = auth.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return auth.strip()
+    key = get("x-management-key")
+    return key.strip() if key else None
+
+
+def client_address(req: object, bound_host: str) -> tuple[str | None, bool]:
+    """(the client's address if the edge tells it, whether it counts as loopback)."""
+    raw = getattr(req, "client", None)
+    if isinstance(raw, str) and raw:
+        host = raw
+        if host.startswith("["):
+            host = host[1:].partition("]")[0]
+        elif host.count(":") == 1:
+            host = host.rpartition(":")[0]
+        return host, is_loopback(host)
+    return None, is_loopback(bound_host)
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What the guard decided: ``status`` 0 means allowed; else the HTTP status and message."""
+
+    status: int = 0
+    message: str = ""
+
+
+class Guard:
+    """Failures and bans per client address, and the keys that matched (by digest)."""
+
+    def __init__(self, clock: object = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures: dict[str, tuple[int, float]] = {}  # address -> (count, banned until)
+        self._good: tuple[str, bytes] | None = None  # (stored hash, sha256 of the key that matched it)
+
+    def now(self) -> float:
+        return self._clock()  # type: ignore[operator,no-any-return]
+
+    def banned_for(self, address: str) -> float:
+        """Seconds of ban left for ``address`` (0: not banned)."""
+        with self._lock:
+            entry = self._failures.get(address)
+            if entry is None:
+                return 0.0
+            count, until = entry
+            left = until - self.now()
+            if until and left <= 0:
+                del self._failures[address]
+                return 0.0
+            return max(0.0, left) if count >= MAX_FAILURES else 0.0
+
+    def fail(self, address: str) -> int:
+        """Count one failure; returns the count (the fifth bans the address)."""
+        with self._lock:
+            count, until = self._failures.pop(address, (0, 0.0))
+            count += 1
+            if count >= MAX_FAILURES:
+                until = self.now() + BAN_SECONDS
+            self._failures[address] = (count, until)
+            while len(self._failures) > _MAX_TRACKED:
+                self._failures.pop(next(iter(self._failures)))
+            return count
+
+    def succeed(self, address: str) -> None:
+        with self._lock:
+            self._failures.pop(address, None)
+
+    def check_key(self, key: str, stored: str, env_password: str | None) -> bool:
+        if env_password and hmac.compare_digest(key.encode(), env_password.encode()):
+            return True
+        if not stored:
+            return False
+        digest = hashlib.sha256(key.encode()).digest()
+        good = self._good
+        if good is not None and good[0] == stored and hmac.compare_digest(good[1], digest):
+            return True
+        if verify_key(key, stored):
+            self._good = (stored, digest)
+            return True
+        return False
+
+    def decide(self, key: str | None, address: str | None, loopback: bool, *, stored: str, allow_remote: bool,
+               env_password: str | None = None) -> Verdict:
+        """Enabled? Remote allowed? Banned? Key right? In CLIProxyAPI's order and words."""
+        if not stored and not env_password:
+            return Verdict(404, "not found")
+        if not loopback and not allow_remote:
+            return Verdict(403, "remote management disabled")
+        who = address or "unknown"
+        left = self.banned_for(who)
+        if left > 0:
+            minutes = max(1, int(left // 60 + (1 if left % 60 else 0)))
+            return Verdict(403, f"IP banned due to too many failed attempts. Try again in {minutes} minutes")
+        if not key:
+            return Verdict(401, "missing management key")
+        if not self.check_key(key, stored, env_password):
+            count = self.fail(who)
+            if count >= MAX_FAILURES:
+                return Verdict(403, "IP banned due to too many failed attempts. Try again in 30 minutes")
+            return Verdict(401, "invalid management key")
+        self.succeed(who)
+        return Verdict()
+
+
+def env_password() -> str | None:
+    value = os.environ.get("MANAGEMENT_PASSWORD", "")
+    return value or None

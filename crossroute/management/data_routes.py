@@ -1,0 +1,367 @@
+"""Management handlers for accounts (auth files), OAuth logins, usage, routing traces and logs.
+
+Paths and answers are CLIProxyAPI's where it has the route (``/auth-files``, ``/auth-files/status``,
+``/<provider>-auth-url``, ``/get-auth-status``, ``/oauth-callback``, ``/oauth-session``,
+``/request-error-logs``, ``/request-log-by-id/<id>``, ``/logs``, ``/usage-queue``); crossroute's
+own views are ``/credentials``, ``/usage/{totals,series,cache-hit-ratio,recent}``, ``/traces`` and
+``/request-logs``.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from .. import redaction
+from . import accounts, observed
+from .http import BadInput, error, json_object, ok, query_float, query_int, reply, text_reply
+from .logins import PROVIDER_ROUTES, LoginRefused, Logins
+
+if TYPE_CHECKING:
+    from ..api.request import Request
+    from ..gateway import Gateway
+    from ..replies import Reply
+
+__all__ = ["PREFIXED", "ROUTES"]
+
+Handler = Callable[["Gateway", "Request"], Awaitable["Reply"]]
+MAX_UPLOAD_FILES = 50
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+# ------------------------------------------------------------------ accounts
+async def list_auth_files(gw: Gateway, req: Request) -> Reply:
+    cooling, bound = accounts.router_view(gw)
+    snapshot = accounts.quota_snapshot(gw)
+    return reply({"files": [accounts.file_entry(gw, a, cooling, bound, snapshot)
+                            for a in accounts.current_accounts(gw)]})
+
+
+async def list_credentials(gw: Gateway, req: Request) -> Reply:
+    return reply({"credentials": accounts.credential_rows(gw)})
+
+
+def _multipart(req: Request) -> list[tuple[str, bytes]]:
+    ctype = req.headers.get("content-type", "")
+    head = f"Content-Type: {ctype}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + req.body)
+    if not msg.is_multipart():
+        raise BadInput("multipart body has no parts", "file")
+    out: list[tuple[str, bytes]] = []
+    for part in msg.iter_parts():  # type: ignore[attr-defined]
+        if part.get_param("name", header="content-disposition") not in ("file", "files", "files[]"):
+            continue
+        name = part.get_filename()
+        if not name:
+            raise BadInput("an uploaded file has no file name", "file")
+        payload = part.get_payload(decode=True) or b""
+        out.append((name, payload))
+    return out
+
+
+async def upload_auth_file(gw: Gateway, req: Request) -> Reply:
+    ctype = req.headers.get("content-type", "")
+    if ctype.lower().startswith("multipart/form-data"):
+        files = _multipart(req)
+        if not files:
+            raise BadInput("no 'file' part in the multipart body", "file")
+    else:
+        name = req.query("name")
+        if not name:
+            raise BadInput("give the file as multipart 'file', or a JSON body with ?name=<file>.json", "name")
+        files = [(name, req.body)]
+    if len(files) > MAX_UPLOAD_FILES:
+        raise BadInput(f"at most {MAX_UPLOAD_FILES} files per upload", "file")
+    # validate every file before writing any
+    for name, data in files:
+        _check_upload(gw, name, data)
+    written = []
+    for name, data in files:
+        try:
+            written.append(accounts.upload(gw, name, data).name)
+        except accounts.UploadError as exc:
+            raise BadInput(str(exc), exc.field) from None
+        except OSError as exc:
+            return error(500, f"cannot write {name}: {exc.strerror or exc}")
+    return ok(uploaded=len(written), files=written)
+
+
+def _check_upload(gw: Gateway, name: str, data: bytes) -> None:
+    import orjson
+
+    from ..auth.accounts import AccountError, parse_account
+    from ..auth.files import is_account_file
+
+    if not name or "/" in name or "\\" in name or not is_account_file(name):
+        raise BadInput(f"{name!r} is not an account file name (a plain name ending in .json, no path)", "name")
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadInput(f"{name}: not valid JSON ({exc})", "file") from None
+    if not isinstance(obj, dict):
+        raise BadInput(f"{name}: must be a JSON object", "file")
+    store, _ = accounts.store_for(gw)
+    try:
+        parse_account(store.dir / name, obj)
+    except AccountError as exc:
+        raise BadInput(f"{name}: {redaction.scrub(str(exc))}", "file") from None
+
+
+async def delete_auth_file(gw: Gateway, req: Request) -> Reply:
+    store, _ = accounts.store_for(gw)
+    if (req.query("all") or "").lower() in ("1", "true"):
+        names = [a.name for a in accounts.current_accounts(gw)]
+    else:
+        name = req.query("name")
+        if not name:
+            raise BadInput("give ?name=<file>.json (or ?all=true)", "name")
+        accounts.current_accounts(gw)
+        if store.get(name) is None and store.get(f"{name}.json") is None:
+            raise BadInput(f"no account file {name!r}", "name", 404)
+        names = [name]
+    for n in names:
+        store.remove(n)
+    return ok(deleted=len(names))
+
+
+async def patch_auth_status(gw: Gateway, req: Request) -> Reply:
+    body = json_object(req)
+    name, disabled = body.get("name"), body.get("disabled")
+    if not isinstance(name, str) or not name.strip():
+        raise BadInput("'name' must be the account's file name", "name")
+    if not isinstance(disabled, bool):
+        raise BadInput("'disabled' must be true or false", "disabled")
+    store, _ = accounts.store_for(gw)
+    accounts.current_accounts(gw)
+    try:
+        acct = store.set_disabled(name.strip(), disabled)
+    except KeyError:
+        raise BadInput(f"no account file {name.strip()!r}", "name", 404) from None
+    return ok(name=acct.name, disabled=acct.disabled)
+
+
+# ------------------------------------------------------------------ logins
+def _logins(gw: Gateway) -> Logins:
+    return gw.component("management-logins", lambda _gw: Logins())
+
+
+def _starter(provider: str, device: bool) -> Handler:
+    async def start(gw: Gateway, req: Request) -> Reply:
+        store, _ = accounts.store_for(gw)
+        try:
+            session = await _logins(gw).start(provider, device, store)
+        except LoginRefused as exc:
+            return error(exc.status, exc.message)
+        out: dict[str, Any] = {"status": "ok", "url": session.url, "state": session.state, "provider": provider}
+        if device:
+            out["flow"] = "device"
+            out["user_code"] = session.user_code
+        return reply(out)
+
+    return start
+
+
+async def login_start(gw: Gateway, req: Request) -> Reply:
+    """``POST /oauth-login {"provider", "device"}``: the panel's one starter for every provider."""
+    body = json_object(req)
+    provider, device = body.get("provider"), body.get("device", False)
+    if not isinstance(provider, str) or not provider:
+        raise BadInput("'provider' must be claude, codex, antigravity or kimi", "provider")
+    if not isinstance(device, bool):
+        raise BadInput("'device' must be true or false", "device")
+    return await _starter(provider, device or provider == "kimi")(gw, req)
+
+
+async def auth_status(gw: Gateway, req: Request) -> Reply:
+    state = req.query("state")
+    if not state:
+        raise BadInput("give ?state=", "state")
+    session = _logins(gw).get(state)
+    if session is None:
+        return reply({"status": "error", "error": "unknown or expired login state"}, 404)
+    view = session.view()
+    return reply({k: v for k, v in view.items() if k in ("status", "error", "account", "provider")})
+
+
+async def oauth_callback(gw: Gateway, req: Request) -> Reply:
+    body = json_object(req)
+    state = body.get("state")
+    if not isinstance(state, str) or not state:
+        raise BadInput("'state' is required", "state")
+    text = body.get("redirect_url")
+    if text is None and isinstance(body.get("code"), str):
+        text = f"{body['code']}#{state}"
+    if isinstance(body.get("error"), str) and body["error"]:
+        text = f"?error={body['error']}&state={state}"
+    if not isinstance(text, str) or not text.strip():
+        raise BadInput("give 'redirect_url' (the address the browser was sent to) or 'code'", "redirect_url")
+    if len(text) > 8192:
+        raise BadInput("'redirect_url' is too long", "redirect_url")
+    if not _logins(gw).deliver(state, text):
+        return error(404, "no login waits for this state", "state")
+    return ok()
+
+
+async def cancel_login(gw: Gateway, req: Request) -> Reply:
+    state = req.query("state")
+    if not state:
+        raise BadInput("give ?state=", "state")
+    if not _logins(gw).cancel(state):
+        return error(404, "no login with this state", "state")
+    return ok()
+
+
+# ------------------------------------------------------------------ usage
+def _where(req: Request) -> dict[str, str] | None:
+    where = {g: v for g in observed.GROUPS if g != "day" and (v := req.query(g))}
+    return where or None
+
+
+def _by(req: Request, default: str | None) -> str | None:
+    by = req.query("by") or default
+    if by in ("", "none"):
+        return None
+    if by is not None and by not in observed.GROUPS:
+        raise BadInput(f"'by' must be one of {', '.join(observed.GROUPS)}", "by")
+    return by
+
+
+async def _usage(gw: Gateway, name: str, *args: Any, **kwargs: Any) -> Reply:
+    try:
+        rows = await observed.usage(gw, name, *args, **kwargs)
+    except observed.UsageOff as exc:
+        return reply({"available": False, "message": str(exc), "rows": []})
+    except ValueError as exc:
+        raise BadInput(str(exc), "by") from None
+    return reply({"available": True, "rows": rows})
+
+
+async def usage_totals(gw: Gateway, req: Request) -> Reply:
+    return await _usage(gw, "totals", _by(req, "model"), since=query_float(req, "since"),
+                        until=query_float(req, "until"), where=_where(req))
+
+
+async def usage_series(gw: Gateway, req: Request) -> Reply:
+    return await _usage(gw, "series", _by(req, None), bucket=query_int(req, "bucket", 3600, 60, 86400 * 31),
+                        since=query_float(req, "since"), until=query_float(req, "until"), where=_where(req))
+
+
+async def usage_cache(gw: Gateway, req: Request) -> Reply:
+    return await _usage(gw, "cache_hit_ratio", _by(req, "credential"), since=query_float(req, "since"),
+                        until=query_float(req, "until"))
+
+
+async def usage_recent(gw: Gateway, req: Request) -> Reply:
+    return await _usage(gw, "recent", query_int(req, "limit", 100, 1, 1000), where=_where(req))
+
+
+async def usage_queue(gw: Gateway, req: Request) -> Reply:
+    """CLIProxyAPI pops queued records here; crossroute keeps them in its store (``/usage/recent``),
+    so the queue is always empty."""
+    query_int(req, "count", 1, 1, 10_000)
+    return reply([])
+
+
+# ------------------------------------------------------------------ traces and logs
+async def list_traces(gw: Gateway, req: Request) -> Reply:
+    found = observed.traces(gw, query_int(req, "limit", 100, 1, 1000))
+    return reply({"available": found is not None, "traces": found or []})
+
+
+async def get_trace(gw: Gateway, req: Request, rest: str) -> Reply:
+    if not _REQUEST_ID.match(rest):
+        raise BadInput("not a request id", "id")
+    found = observed.trace(gw, rest)
+    if found is None:
+        return error(404, f"no trace kept for request {rest}", "id")
+    return reply(found)
+
+
+def _log_files(gw: Gateway, kind: str | None) -> tuple[bool, list[dict[str, Any]]]:
+    files = observed.logs(gw)
+    if files is None:
+        return False, []
+    rows = [dict(f, modified=f.get("mtime")) for f in files if kind is None or f.get("kind") == kind]
+    return True, rows
+
+
+async def request_logs(gw: Gateway, req: Request) -> Reply:
+    available, rows = _log_files(gw, None)
+    return reply({"available": available, "files": rows})
+
+
+async def error_logs(gw: Gateway, req: Request) -> Reply:
+    available, rows = _log_files(gw, "error")
+    return reply({"available": available, "files": rows})
+
+
+def _log_text(gw: Gateway, name: str) -> Reply:
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise BadInput("not a log file name", "name")
+    data = observed.read_log(gw, name)
+    if data is None:
+        return error(404, f"no log {name!r}", "name")
+    return text_reply(redaction.scrub_bytes(data))
+
+
+async def get_log(gw: Gateway, req: Request, rest: str) -> Reply:
+    return _log_text(gw, rest)
+
+
+async def log_by_id(gw: Gateway, req: Request, rest: str) -> Reply:
+    if not _REQUEST_ID.match(rest):
+        raise BadInput("not a request id", "id")
+    name = observed.find_log(gw, rest)
+    if name is None:
+        return error(404, f"no log for request {rest}", "id")
+    return _log_text(gw, name)
+
+
+async def main_log(gw: Gateway, req: Request) -> Reply:
+    """CLIProxyAPI's ``GET /logs`` shows its own log file; crossroute logs to stderr, so none."""
+    return reply({"lines": [], "line-count": 0, "latest-timestamp": 0})
+
+
+async def delete_request_logs(gw: Gateway, req: Request) -> Reply:
+    removed = observed.delete_logs(gw)
+    return reply({"success": True, "removed": removed or 0, "message": f"{removed or 0} request logs removed"})
+
+
+def _table() -> dict[tuple[str, str], Handler]:
+    table: dict[tuple[str, str], Handler] = {
+        ("GET", "auth-files"): list_auth_files,
+        ("POST", "auth-files"): upload_auth_file,
+        ("DELETE", "auth-files"): delete_auth_file,
+        ("PATCH", "auth-files/status"): patch_auth_status,
+        ("GET", "credentials"): list_credentials,
+        ("POST", "oauth-login"): login_start,
+        ("GET", "get-auth-status"): auth_status,
+        ("POST", "oauth-callback"): oauth_callback,
+        ("DELETE", "oauth-session"): cancel_login,
+        ("GET", "usage/totals"): usage_totals,
+        ("GET", "usage/series"): usage_series,
+        ("GET", "usage/cache-hit-ratio"): usage_cache,
+        ("GET", "usage/recent"): usage_recent,
+        ("GET", "usage-queue"): usage_queue,
+        ("GET", "traces"): list_traces,
+        ("GET", "request-logs"): request_logs,
+        ("GET", "request-error-logs"): error_logs,
+        ("GET", "logs"): main_log,
+        ("DELETE", "logs"): delete_request_logs,
+    }
+    for route, (provider, device) in PROVIDER_ROUTES.items():
+        table[("GET", route)] = _starter(provider, device)
+    return table
+
+
+ROUTES = _table()
+# (method, path prefix) -> handler(gw, req, rest)
+PREFIXED: list[tuple[str, str, Callable[[Gateway, Request, str], Awaitable[Reply]]]] = [
+    ("GET", "traces/", get_trace),
+    ("GET", "request-logs/", get_log),
+    ("GET", "request-error-logs/", get_log),
+    ("GET", "request-log-by-id/", log_by_id),
+]

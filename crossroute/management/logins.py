@@ -1,0 +1,186 @@
+"""OAuth logins started from the management API and polled until they end.
+
+A login runs crossroute/auth/logins.py's own flow (``pkce_login`` or ``device_login``) in a
+task of the gateway's loop; this module only captures what the flow would print (the URL, the
+device code) and turns its end into a status:
+
+- ``start`` returns once the flow has its URL: ``{"status": "ok", "url", "state"}`` (device flows
+  add ``"flow": "device"`` and ``"user_code"``), as CLIProxyAPI's ``/<provider>-auth-url`` routes;
+- ``status(state)`` is ``{"status": "wait"}`` until it ends, then ``"ok"`` (with the account's
+  file name) or ``"error"`` (with the reason, secrets scrubbed);
+- ``deliver(state, text)`` hands over the redirect URL (or ``code#state``) the user copied from the
+  browser when the provider's loopback callback cannot reach this machine;
+- ``cancel(state)`` ends one.
+
+At most ``MAX_SESSIONS`` run at once; each ends after ``LOGIN_WAIT`` s; finished ones are kept
+``KEEP_FINISHED`` s for polling, then forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .. import redaction
+from ..auth.logins import DEVICE_PROVIDERS, PKCE_PROVIDERS, device_login, pkce_login
+from ..auth.store import AuthStore
+
+__all__ = ["LOGIN_WAIT", "MAX_SESSIONS", "PROVIDER_ROUTES", "LoginSession", "Logins"]
+
+LOGIN_WAIT = 600.0
+KEEP_FINISHED = 600.0
+MAX_SESSIONS = 8
+URL_WAIT = 15.0
+_URL = re.compile(r"https?://\S+")
+_CODE = re.compile(r"enter the code\s+(\S+)")
+
+# CLIProxyAPI's starter route -> (provider, device flow)
+PROVIDER_ROUTES = {
+    "anthropic-auth-url": ("claude", False),
+    "codex-auth-url": ("codex", False),
+    "codex-device-auth-url": ("codex", True),
+    "antigravity-auth-url": ("antigravity", False),
+    "kimi-auth-url": ("kimi", True),
+}
+
+
+class LoginRefused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(slots=True)
+class LoginSession:
+    state: str
+    provider: str
+    device: bool
+    started: float = field(default_factory=time.monotonic)
+    url: str | None = None
+    user_code: str | None = None
+    status: str = "wait"
+    error: str | None = None
+    account: str | None = None
+    ended: float | None = None
+    task: asyncio.Task[None] | None = None
+    pasted: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(maxsize=4))
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def view(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status, "provider": self.provider, "state": self.state}
+        if self.error:
+            out["error"] = self.error
+        if self.account:
+            out["account"] = self.account
+        if self.url:
+            out["url"] = self.url
+        if self.user_code:
+            out["user_code"] = self.user_code
+        return out
+
+
+class Logins:
+    """The logins of one process (one per gateway, as a component)."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, LoginSession] = {}
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for key, s in list(self.sessions.items()):
+            if s.ended is not None and now - s.ended > KEEP_FINISHED:
+                del self.sessions[key]
+
+    async def start(self, provider: str, device: bool, store: AuthStore, *, wait_s: float = LOGIN_WAIT
+                    ) -> LoginSession:
+        self._sweep()
+        if provider not in (DEVICE_PROVIDERS if device else PKCE_PROVIDERS):
+            raise LoginRefused(400, f"provider {provider!r} has no {'device' if device else 'browser'} login here")
+        if sum(1 for s in self.sessions.values() if s.ended is None) >= MAX_SESSIONS:
+            raise LoginRefused(429, f"{MAX_SESSIONS} logins are already waiting; finish or cancel one first")
+        session = LoginSession(state=secrets.token_urlsafe(18), provider=provider, device=device)
+
+        def say(text: str) -> None:
+            if session.url is None:
+                m = _URL.search(text)
+                if m:
+                    session.url = m.group(0)
+                    if not device:  # the flow's own state names the session, as CLIProxyAPI's does
+                        q = parse_qs(urlsplit(session.url).query)
+                        if q.get("state"):
+                            session.state = q["state"][0]
+            m = _CODE.search(text)
+            if m:
+                session.user_code = m.group(1)
+            if session.url is not None and (not device or session.user_code is not None):
+                session.ready.set()
+
+        async def read_paste() -> str | None:
+            return await session.pasted.get()
+
+        async def run() -> None:
+            try:
+                if device:
+                    acct = await device_login(provider, store, say=say, wait_s=wait_s)
+                else:
+                    acct = await pkce_login(provider, store, say=say, wait_s=wait_s, no_browser=True,
+                                            read_paste=read_paste)
+                session.account = acct.name
+                session.status = "ok"
+            except asyncio.CancelledError:
+                session.status, session.error = "error", "cancelled"
+                raise
+            except Exception as exc:
+                session.status = "error"
+                session.error = redaction.scrub(str(exc) or type(exc).__name__)
+            finally:
+                session.ended = time.monotonic()
+                session.ready.set()
+
+        session.task = asyncio.get_running_loop().create_task(run(), name=f"crossroute-login-{provider}")
+        try:
+            await asyncio.wait_for(session.ready.wait(), URL_WAIT)
+        except TimeoutError:
+            session.task.cancel()
+            raise LoginRefused(504, f"the {provider} login did not produce a URL within {URL_WAIT:g} s") from None
+        if session.url is None:
+            raise LoginRefused(502, session.error or f"the {provider} login failed to start")
+        self.sessions[session.state] = session
+        return session
+
+    def get(self, state: str) -> LoginSession | None:
+        self._sweep()
+        return self.sessions.get(state)
+
+    def deliver(self, state: str, text: str) -> bool:
+        s = self.sessions.get(state)
+        if s is None or s.ended is not None or s.device:
+            return False
+        with contextlib.suppress(asyncio.QueueFull):
+            s.pasted.put_nowait(text)
+        return True
+
+    def cancel(self, state: str) -> bool:
+        s = self.sessions.get(state)
+        if s is None:
+            return False
+        if s.task is not None and not s.task.done():
+            s.task.cancel()
+        return True
+
+    async def stop(self) -> None:
+        for s in self.sessions.values():
+            if s.task is not None and not s.task.done():
+                s.task.cancel()
+                with contextlib.suppress(BaseException):
+                    await s.task
+
+    def reconfigure(self, gw: object, removed: set[str]) -> None:
+        return None
