@@ -4,8 +4,10 @@ It does what every route shares — Host and Origin checks, the client key, the 
 deadline, Content-Encoding), routing by path, the cap on concurrent requests, draining on
 shutdown, the access log — and writes replies, streaming them event by event at the client's
 pace (edge_flow.py). A client that goes away cancels the stream task, which closes the upstream
-request at once. WebSocket upgrades are refused with an HTTP status before ``accept()`` until the
-WebSocket API exists (never a WebSocket close code: granian takes it as an HTTP status and aborts).
+request at once. WebSocket upgrades on the Responses paths (``WS_PATHS``) pass the same Host, Origin
+and client-key checks and are then served by ``api/responses_ws.py``; a refused upgrade is an HTTP
+status before ``accept()`` (403 Host/Origin, 401 key, 404 other paths, 503 draining or full), never a
+WebSocket close code (granian takes that as an HTTP status and aborts).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from . import __version__
 from .api import claude, completions, gemini, models, openai_chat, responses
 from .api.request import ApiError, Request
+from .api.responses_ws import WsSession, log_rejected
 from .bodies import BodyError, decode
 from .config import is_loopback
 from .edge_access import AccessLog
@@ -212,6 +215,7 @@ class App:
         self._streams: set[_Stream] = set()
         self._draining = False
         self._wakeup: asyncio.Event | None = None
+        self._ws_sessions: set[WsSession] = set()
         self.access = AccessLog()
         self._body_watch = _BodyWatch()
         self.configure()
@@ -257,7 +261,7 @@ class App:
 
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
         if scope.proto != "http":
-            self._refuse_upgrade(scope, proto)
+            await self._websocket(scope, proto)
             return
         method = scope.method
         if self._draining or self._inflight >= self._max_inflight:
@@ -411,27 +415,61 @@ class App:
                 return error_reply(route.fmt, 401, problem)
         return route, req, cors
 
-    def _upgrade_status(self, scope: Any) -> int:
-        """The HTTP status that refuses a WebSocket upgrade: the same Host, Origin and key checks
-        as HTTP, then 426 on the Responses paths (a client falls back to HTTP) or 404."""
+    def _upgrade_check(self, scope: Any) -> tuple[int, str, str | None]:
+        """(HTTP status that refuses the WebSocket upgrade or 0 to accept it, why, the client key):
+        the same Host, Origin and key checks as HTTP, then 404 on paths other than ``WS_PATHS``."""
         if self._draining:
-            return 503
+            return 503, SHUTDOWN_MESSAGE, None
         headers = scope.headers
-        if self._refused_by_host_or_origin(headers.get("host"), headers.get("origin")) is not None:
-            return 403
-        if self._key_problem(Request(scope.method, scope.path, scope.query_string, headers, b"")) is not None:
-            return 401
-        return 426 if scope.path in WS_PATHS else 404
+        refused = self._refused_by_host_or_origin(headers.get("host"), headers.get("origin"))
+        if refused is not None:
+            return 403, refused, None
+        req = Request(scope.method, scope.path, scope.query_string, headers, b"")
+        problem = self._key_problem(req)
+        if problem is not None:
+            return 401, problem, None
+        if scope.path not in WS_PATHS:
+            return 404, f"no WebSocket endpoint at {scope.path}", None
+        if len(self._ws_sessions) >= self._max_inflight:
+            return 503, f"crossroute is serving its maximum of {self._max_inflight} WebSocket sessions", None
+        return 0, "", req.client_key
 
-    def _refuse_upgrade(self, scope: Any, proto: Any) -> None:
+    async def _websocket(self, scope: Any, proto: Any) -> None:
+        """A WebSocket upgrade: refused with an HTTP status, or accepted and served until it closes."""
+        started = time.perf_counter()
         try:
-            status = self._upgrade_status(scope)
+            status, reason, key = self._upgrade_check(scope)
         except Exception:
             log.exception("unhandled error for a WebSocket upgrade on %s", scope.path)
-            status = 500
-        proto.close(status)  # before accept(): an HTTP status, an empty body
-        if self._access:
-            self.access.line("WS", scope.path, status, _format_for_path(scope.path), None, None, time.perf_counter())
+            status, reason, key = 500, "internal error", None
+        if status:
+            proto.close(status)  # before accept(): an HTTP status, an empty body
+            if self._access:
+                self.access.line("WS", scope.path, status, _format_for_path(scope.path), None, None, started)
+            log_rejected(self.gateway, {"path": scope.path, "headers": scope.headers, "client_key": None,
+                                        "model": None}, status, reason)
+            return
+        gw = self.gateway
+        if not gw.started:
+            await gw.start()
+        try:
+            transport = await proto.accept()
+        except Exception as exc:
+            log.debug("WebSocket accept failed: %r", exc)
+            return
+        session = WsSession(lambda: self.gateway, transport, scope.path, scope.headers, key, self._body_limit)
+        self._ws_sessions.add(session)
+        try:
+            await session.run()
+        except Exception:
+            log.exception("WebSocket session on %s failed", scope.path)
+        finally:
+            self._ws_sessions.discard(session)
+            if self._wakeup is not None:
+                self._wakeup.set()
+            proto.close(None)  # after accept(): granian sends the close frame
+            if self._access:
+                self.access.line("WS", scope.path, 101, "responses", None, None, started)
 
     def _log_access(self, scope: Any, method: str, reply: Reply | StreamReply | None, fmt: str,
                     started: float) -> None:
@@ -544,6 +582,8 @@ class App:
         closed (or after ``STREAM_CLOSE_WAIT`` more seconds)."""
         try:
             self.begin_drain()
+            for session in list(self._ws_sessions):
+                session.close()  # idle ones end now, the others after their turn
             wakeup = self._wakeup
             assert wakeup is not None
             loop = asyncio.get_running_loop()
@@ -554,6 +594,7 @@ class App:
                     await asyncio.wait_for(wakeup.wait(), left)
                 except TimeoutError:
                     break
+            await self._close_ws_sessions(max(0.0, deadline - loop.time()) + STREAM_CLOSE_WAIT)
             open_streams = [s for s in self._streams if s.writing and s.task is not None]
             if not open_streams:
                 return
@@ -570,6 +611,28 @@ class App:
                     break
         finally:
             self.access.flush()
+
+
+    async def _close_ws_sessions(self, wait: float) -> None:
+        """Shutdown: every WebSocket session ends after its turn in flight; those still open after
+        ``wait`` seconds have their turn cancelled."""
+        sessions = list(self._ws_sessions)
+        if not sessions:
+            return
+        log.info("shutdown: closing %d WebSocket session%s", len(sessions), "" if len(sessions) == 1 else "s")
+        for session in sessions:
+            session.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        wakeup = self._wakeup
+        while self._ws_sessions and wakeup is not None and (left := deadline - loop.time()) > 0:
+            wakeup.clear()
+            try:
+                await asyncio.wait_for(wakeup.wait(), left)
+            except TimeoutError:
+                break
+        for session in list(self._ws_sessions):
+            session.abort()
 
 
 async def _read_body(proto: Any, limit: int) -> bytes | None:

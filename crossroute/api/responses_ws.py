@@ -1,0 +1,446 @@
+"""The Responses API over WebSocket, downstream: one session loop per accepted connection.
+
+A reader takes the client's frames (JSON, text or binary, at most ``frame_limit`` bytes: a bigger
+one gets an ``error`` event and the connection is closed) and queues them; one worker runs them in
+order. Each ``response.create`` (``response.append`` after the first, as CLIProxyAPI accepts) becomes
+a ``Call(client_format="responses", transport="ws", stream=True)`` run through
+``dispatch.execute`` with the full conversation (``ws_turns.py``); the stream's SSE events go back
+as one JSON text frame each, ending with a terminal event (``response.completed``,
+``response.failed``, ``response.incomplete`` or ``error``). Client errors are ``error`` events
+(``{"type":"error","status":…,"error":{…}}``) and the connection stays usable.
+
+The session id travels to the upstream executor as the internal header ``x-crossroute-ws-session``
+(``providers/ws_upstream.SESSION_HEADER``), which keys the upstream connection pool and is never
+sent upstream. A client that goes away cancels the turn in flight, which closes its upstream
+connection. A first ``response.create`` with ``generate: false`` is answered here when the
+upstream is not a WebSocket one (HTTP upstreams cannot prewarm). Other client events (such as
+``response.steer``) go to the session's upstream WebSocket while a turn runs on one; otherwise
+they get an ``error`` event saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..call import Call
+from ..dispatch import execute
+from ..formats.neutral import BadRequest
+from ..formats.responses_framer import default_code, is_codex_client
+from ..formats.validate import CHECKS
+from ..observe import CallEnded
+from ..providers.ws_pool import COMPONENT as POOL_COMPONENT
+from ..providers.ws_upstream import SESSION_HEADER
+from ..replies import Reply, StreamReply
+from ..routing.session_ids import SessionIds
+from .ws_turns import TurnError, TurnState
+
+if TYPE_CHECKING:
+    from ..gateway import Gateway
+
+__all__ = ["GRANIAN_FRAME_LIMIT", "SESSION_HEADER", "WsSession", "error_event", "frames_of"]
+
+log = logging.getLogger("crossroute")
+
+# granian (tungstenite) resets a connection on a frame over 16 MiB before the app sees it
+GRANIAN_FRAME_LIMIT = 16 * 1024 * 1024 - 1024
+MAX_QUEUED = 32  # client messages waiting for the turn in flight
+_TURN_TYPES = ("response.create", "response.append")
+_STATUS_OF_CODE = {"rate_limit_exceeded": 429, "insufficient_quota": 429, "invalid_api_key": 401,
+                   "model_not_found": 404, "server_error": 502, "invalid_request_error": 400,
+                   "previous_response_not_found": 400, "websocket_connection_limit_reached": 400}
+
+
+def error_event(status: int, message: str, *, code: str | None = None, param: str | None = None,
+                etype: str | None = None) -> dict[str, Any]:
+    """An ``error`` event as the Responses WebSocket sends it."""
+    return {"type": "error", "status": status,
+            "error": {"type": etype or ("invalid_request_error" if status < 500 else "server_error"),
+                      "code": code or default_code(status), "message": message, "param": param}}
+
+
+def frames_of(chunk: bytes) -> list[bytes]:
+    """The JSON payloads of the SSE events in ``chunk`` (whole events, as the pipes emit them)."""
+    out: list[bytes] = []
+    for block in chunk.split(b"\n\n"):
+        if not block:
+            continue
+        data = [line[5:].lstrip(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
+        if not data:
+            continue
+        payload = data[0] if len(data) == 1 else b"\n".join(data)
+        if payload and payload != b"[DONE]":
+            out.append(payload)
+    return out
+
+
+def _ws_error_shape(obj: dict[str, Any]) -> dict[str, Any]:
+    """An SSE-style ``error`` event (code/message at the top) with the WebSocket ``error`` object added."""
+    if isinstance(obj.get("error"), dict):
+        return obj
+    code = obj.get("code")
+    shaped = dict(obj)
+    shaped["error"] = {"type": "invalid_request_error" if _STATUS_OF_CODE.get(code, 502) < 500 else "server_error",
+                       "code": code, "message": obj.get("message") or "upstream error", "param": obj.get("param")}
+    if "status" not in shaped and isinstance(code, str) and code in _STATUS_OF_CODE:
+        shaped["status"] = _STATUS_OF_CODE[code]
+    return shaped
+
+
+class _NoLog:
+    def client_frame(self, data: bytes | str) -> None: ...
+    def upstream_event(self, data: bytes | str) -> None: ...
+    def error(self, message: str) -> None: ...
+    def close(self, who: str, code: int | None = None, reason: str = "") -> None: ...
+
+
+def _request_log() -> Any:
+    try:
+        return importlib.import_module("crossroute.observe.request_log")
+    except ModuleNotFoundError as exc:
+        if exc.name != "crossroute.observe.request_log":
+            raise
+        return None
+
+
+def open_log(gw: Gateway, meta: dict[str, Any]) -> Any:
+    mod = _request_log()
+    opener = getattr(mod, "open_ws", None) if mod is not None else None
+    if opener is None:
+        return _NoLog()
+    try:
+        return opener(gw, meta)
+    except Exception:
+        log.exception("request log: open_ws failed")
+        return _NoLog()
+
+
+def log_rejected(gw: Gateway, meta: dict[str, Any], status: int, reason: str) -> None:
+    mod = _request_log()
+    fn = getattr(mod, "rejected_upgrade", None) if mod is not None else None
+    if fn is not None:
+        try:
+            fn(gw, meta, status, reason)
+        except Exception:
+            log.exception("request log: rejected_upgrade failed")
+
+
+class WsSession:
+    """One accepted downstream WebSocket. ``gateway()`` gives the current gateway (reloads swap it)."""
+
+    def __init__(self, gateway: Callable[[], Gateway], transport: Any, path: str, headers: Mapping[str, str],
+                 client_key: str | None, frame_limit: int) -> None:
+        self.gateway = gateway
+        self.transport = transport
+        self.path = path
+        self.id = uuid.uuid4().hex
+        self.headers = {**{k.lower(): v for k, v in headers.items()}, SESSION_HEADER: self.id}
+        self.client_key = client_key
+        self.frame_limit = min(frame_limit, GRANIAN_FRAME_LIMIT)
+        self.codex = is_codex_client(self.headers.get("user-agent"), self.headers.get("originator"))
+        self.state = TurnState()
+        self.queue: asyncio.Queue[str | bytes] = asyncio.Queue(MAX_QUEUED)
+        self.closing = False
+        self.close_code: int | None = None
+        self.turn_on_ws = False  # the turn in flight runs on an upstream WebSocket
+        self._worker: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[Any] | None = None
+        self._busy = False
+        self.log = open_log(gateway(), {"path": path, "headers": self.headers, "client_key": client_key,
+                                        "model": None, "session": self.id})
+
+    # ------------------------------------------------------------ the loop
+    async def run(self) -> int | None:
+        """Serve until the client closes (or ``close()``); the close code the gateway chose, if any."""
+        self._reader = asyncio.current_task()
+        self._worker = asyncio.get_running_loop().create_task(self._work())
+        who = "client"
+        try:
+            while not self.closing:
+                try:
+                    msg = await self.transport.receive()
+                except asyncio.CancelledError:
+                    if not self.closing or self._reader is None:
+                        raise
+                    self._reader.uncancel()
+                    break
+                except Exception as exc:  # granian: the transport is gone (or a frame over its limit)
+                    log.debug("websocket receive ended: %r", exc)
+                    break
+                if msg.kind == 0:  # close
+                    break
+                data = msg.data
+                self.log.client_frame(data)
+                if len(data) > self.frame_limit:
+                    await self._send_obj(error_event(400, f"websocket message of {len(data)} bytes is larger than "
+                                                          f"the {self.frame_limit} byte limit (body-limit-mb); "
+                                                          "closing (1009)", code="message_too_big"))
+                    self.close_code, who = 1009, "gateway"
+                    break
+                if self.queue.full():
+                    await self._send_obj(error_event(429, f"more than {MAX_QUEUED} messages are waiting for the "
+                                                          "response in progress", code="rate_limit_exceeded"))
+                    continue
+                if not self._forward_event(data):
+                    self.queue.put_nowait(data)
+            if self.closing and who == "client":
+                who = "gateway"
+        finally:
+            worker = self._worker
+            if worker is not None and not worker.done():
+                worker.cancel()  # a turn in flight: cancelled, its upstream connection closed
+                await asyncio.gather(worker, return_exceptions=True)
+            self._end_pool_session()
+            self.log.close(who, self.close_code, "")
+        return self.close_code
+
+    def close(self) -> None:
+        """End the session once no turn is in flight (shutdown): at once when idle."""
+        if self.closing:
+            return
+        self.closing = True
+        if not self._busy:
+            self._stop_reader()
+
+    def abort(self) -> None:
+        """End the session now, cancelling its turn in flight."""
+        self.closing = True
+        if self._worker is not None:
+            self._worker.cancel()
+        self._stop_reader()
+
+    def _stop_reader(self) -> None:
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+
+    async def _work(self) -> None:
+        while True:
+            data = await self.queue.get()
+            self._busy = True
+            try:
+                await self._turn(data)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("websocket turn failed")
+                await self._send_obj(error_event(500, "internal error in crossroute (see its log)"))
+            finally:
+                self._busy = False
+            if self.closing and self.queue.empty():
+                self._stop_reader()
+                return
+
+    def _end_pool_session(self) -> None:
+        pool = self.gateway().find_component(POOL_COMPONENT)
+        if pool is not None:
+            pool.close_session(self.id)
+
+    # ------------------------------------------------------------ sending
+    async def _send_obj(self, obj: dict[str, Any]) -> int:
+        return await self._send(orjson.dumps(obj))
+
+    async def _send(self, payload: bytes) -> int:
+        try:
+            await self.transport.send_str(payload.decode())
+        except Exception as exc:  # the client is gone; the reader sees it too
+            log.debug("websocket send failed: %r", exc)
+            return 0
+        return len(payload)
+
+    # ------------------------------------------------------------ one client message
+    def _forward_event(self, data: str | bytes) -> bool:
+        """A non-turn client event while a turn runs on an upstream WebSocket: sent there at once."""
+        if not self.turn_on_ws or (b'"response.create"' in data if isinstance(data, bytes)
+                                   else '"response.create"' in data):
+            return False
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(obj, dict) or obj.get("type") in _TURN_TYPES or not isinstance(obj.get("type"), str):
+            return False
+        pool = self.gateway().find_component(POOL_COMPONENT)
+        conn = pool.busy_for_session(self.id) if pool is not None else None
+        if conn is None:
+            return False
+        task = asyncio.get_running_loop().create_task(conn.ws.send_str(data if isinstance(data, str)
+                                                                       else data.decode()))
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        return True
+
+    async def _turn(self, data: str | bytes) -> None:
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            await self._send_obj(error_event(400, f"websocket message is not valid JSON: {exc}"))
+            return
+        if not isinstance(obj, dict):
+            await self._send_obj(error_event(400, f"websocket message must be a JSON object, got "
+                                                  f"{type(obj).__name__}"))
+            return
+        kind = obj.get("type")
+        if kind == "response.append" and self.state.last_request is None:
+            await self._send_obj(error_event(400, "websocket request received before response.create", param="type"))
+            return
+        if kind not in _TURN_TYPES:
+            if isinstance(kind, str) and kind.startswith("response."):
+                why = ("this session's upstream is not a WebSocket upstream" if not self.turn_on_ws
+                       else "no response is in progress")
+                await self._send_obj(error_event(400, f"websocket message type {kind!r} is not supported here: "
+                                                      f"{why}", param="type"))
+            else:
+                await self._send_obj(error_event(400, f"unsupported websocket message type: {kind!r} (expected "
+                                                      "response.create)", param="type"))
+            return
+        try:
+            body, rule, full = self.state.prepare(obj)
+            CHECKS["responses"](body)
+        except TurnError as exc:
+            await self._send_obj(error_event(400, exc.message, param=exc.param))
+            return
+        except BadRequest as exc:
+            await self._send_obj(error_event(exc.status, exc.message, param=exc.param))
+            return
+        gw = self.gateway()
+        model = str(body["model"]).strip()
+        ws_upstream = _served_over_ws(gw, model)
+        if body.get("generate") is False and not ws_upstream:
+            await self._prewarm(gw, body, full)
+            return
+        if not ws_upstream:
+            body.pop("generate", None)
+        self.state.started(body)
+        await self._run(gw, model, body, full, rule, ws_upstream)
+
+    async def _prewarm(self, gw: Gateway, body: dict[str, Any], full: list[Any] | None) -> None:
+        t0 = time.monotonic()
+        rid = "resp_prewarm_" + uuid.uuid4().hex
+        now = int(time.time())
+        base = {"id": rid, "object": "response", "created_at": now, "model": body["model"], "output": [],
+                "instructions": body.get("instructions"), "tools": body.get("tools") or [], "error": None}
+        usage = {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 0,
+                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0}
+        sent = await self._send_obj({"type": "response.created", "sequence_number": 0,
+                                     "response": {**base, "status": "in_progress", "usage": None}})
+        sent += await self._send_obj({"type": "response.completed", "sequence_number": 1,
+                                      "response": {**base, "status": "completed", "usage": usage,
+                                                   "completed_at": now}})
+        self.state.started(body)
+        self.state.completed(full, {"id": rid, "output": []})
+        if gw.observers.enabled:
+            gw.observers.call_ended(CallEnded("WS", self.path, "responses", 200, None, t0, time.monotonic(),
+                                              transport="ws", bytes_out=sent))
+
+    async def _run(self, gw: Gateway, model: str, body: dict[str, Any], full: list[Any] | None, rule: str,
+                   ws_upstream: bool) -> None:
+        t0 = time.monotonic()
+        call = Call("responses", model, body, self.headers, stream=True, client_key=self.client_key,
+                    options={"codex_client": self.codex}, transport="ws")
+        if gw.settings.routing.session_affinity:
+            call.session = SessionIds("ws:" + self.id)
+        status, sent, error = 500, 0, None
+        self.turn_on_ws = ws_upstream
+        reply: Reply | StreamReply | None = None
+        try:
+            reply = await execute(gw, call)
+            status = reply.status
+            if isinstance(reply, Reply):
+                sent, error = await self._send_reply_error(reply)
+            else:
+                sent, error = await self._relay(reply, full)
+        finally:
+            self.turn_on_ws = False
+            if reply is None:
+                error = error or "the turn was cancelled (client gone)"
+            if gw.observers.enabled:
+                gw.observers.call_ended(CallEnded("WS", self.path, "responses", status, call, t0, time.monotonic(),
+                                                  transport="ws", bytes_out=sent, error=error))
+        log.debug("websocket turn %d (%s) ended with %s", self.state.turns, rule, status)
+
+    async def _send_reply_error(self, reply: Reply) -> tuple[int, str]:
+        try:
+            obj = orjson.loads(reply.body)
+            err = obj.get("error") if isinstance(obj, dict) else None
+        except orjson.JSONDecodeError:
+            err = None
+        if not isinstance(err, dict):
+            err = {"type": "server_error", "code": default_code(reply.status),
+                   "message": reply.body.decode("utf-8", "replace")[:2000], "param": None}
+        event = {"type": "error", "status": reply.status, "error": err}
+        self.log.upstream_event(orjson.dumps(event))
+        return await self._send_obj(event), str(err.get("message"))
+
+    async def _relay(self, reply: StreamReply, full: list[Any] | None) -> tuple[int, str | None]:
+        sent = 0
+        error: str | None = None
+        chunks = reply.chunks
+        try:
+            async for chunk in chunks:
+                for payload in frames_of(chunk):
+                    if b'"error"' in payload or b'"response.completed"' in payload or (
+                            b'"response.incomplete"' in payload or b'"response.failed"' in payload):
+                        payload, error = self._terminal(payload, full, error)
+                    self.log.upstream_event(payload)
+                    sent += await self._send(payload)
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+        return sent, error
+
+    def _terminal(self, payload: bytes, full: list[Any] | None, error: str | None) -> tuple[bytes, str | None]:
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return payload, error
+        if not isinstance(obj, dict):
+            return payload, error
+        kind = obj.get("type")
+        if kind in ("response.completed", "response.incomplete") and isinstance(obj.get("response"), dict):
+            self.state.completed(full, obj["response"])
+        elif kind == "error":
+            shaped = _ws_error_shape(obj)
+            msg = shaped["error"].get("message")
+            return (orjson.dumps(shaped) if shaped is not obj else payload), str(msg)
+        elif kind == "response.failed":
+            resp = obj.get("response")
+            err = resp.get("error") if isinstance(resp, dict) else None
+            return payload, str(err.get("message") if isinstance(err, dict) else "response.failed")
+        return payload, error
+
+
+def _served_over_ws(gw: Gateway, model: str) -> bool:
+    """Whether the first candidate for ``model`` is a WebSocket upstream (then it prewarms itself)."""
+    from ..formats.thinking import split_suffix
+
+    base, _ = split_suffix(model)
+    candidates = gw.registry.resolve(base) or gw.registry.resolve(model)
+    return bool(candidates) and any(getattr(c.executor, "websocket", False) for c in candidates[:1])
+
+
+def _ws_aware_candidates() -> None:
+    """Until registry.py passes ``websockets=entry.websockets`` to ``executor_for`` (a request to
+    the lead), wrap the executor of a candidate whose entry has ``websockets: true``."""
+    from .. import registry
+    from ..providers import executor_for
+
+    cls = registry.Candidate
+    if getattr(cls, "_ws_shim", False):
+        return
+    original = cls.__init__
+
+    def init(self: Any, entry: Any, upstream_model: str) -> None:
+        original(self, entry, upstream_model)
+        if getattr(entry, "websockets", False) and not getattr(self.executor, "websocket", False):
+            self.executor = executor_for(entry.kind, websockets=True)
+
+    cls.__init__ = init  # type: ignore[method-assign]
+    cls._ws_shim = True  # type: ignore[attr-defined]
+
+
+_ws_aware_candidates()

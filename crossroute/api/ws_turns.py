@@ -1,0 +1,208 @@
+"""Turn state of one downstream Responses WebSocket: what each ``response.create`` means in full.
+
+A client on a WebSocket may send a whole conversation, or only its new items with
+``previous_response_id`` (the upstream is expected to remember the last response). The gateway
+always hands ``dispatch`` the conversation in full (``TurnState.prepare``), so any upstream can
+serve the turn: an HTTP upstream of any format gets the merged history, and a WebSocket upstream
+trims it back to the new items itself when its connection holds the rest
+(``providers/ws_upstream.py``). The rules, in order:
+
+1. ``previous_response_id`` names a response of this session: its input and output, then the new
+   items (duplicates by id, and function calls by ``call_id``, removed).
+2. ``previous_response_id`` names a response this session does not know: the request goes as sent
+   (the upstream decides; an unknown id is the upstream's error).
+3. No ``previous_response_id`` and the items carry history (assistant messages, function or custom
+   tool calls, reasoning or compaction items, or a Codex local-compaction summary): transcript
+   replacement. The stored state is reset and the input is sent as given, with orphaned tool
+   calls and outputs removed; never appended to stale state.
+4. No ``previous_response_id``, only user or developer messages (or tool outputs), and the
+   session has a last response whose pending tool calls all get their outputs here (a lone
+   developer message counts as answered): a continuation, merged as in 1.
+5. Otherwise the input is the conversation (first turn, or a fresh start).
+
+``model`` is required on the first turn and inherited afterwards, as are ``instructions``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+__all__ = ["COMPACTION_PREFIX", "TurnError", "TurnState", "merge_items", "repair_orphans"]
+
+# the text a Codex local-compaction summary message starts with
+COMPACTION_PREFIX = "Another language model started to solve this problem"
+HISTORY_KEPT = 4  # responses of a session whose full context is kept (for previous_response_id)
+_NOT_SENT = ("type", "stream", "background")
+_HISTORY_TYPES = frozenset({"function_call", "custom_tool_call", "reasoning", "compaction", "compaction_summary",
+                            "local_shell_call", "web_search_call", "tool_search_call"})
+_CALLS = {"function_call": "function_call_output", "custom_tool_call": "custom_tool_call_output"}
+_OUTPUTS = {v: k for k, v in _CALLS.items()}
+
+
+class TurnError(Exception):
+    """A client message that cannot be a turn: ``message`` names the field (``param``)."""
+
+    def __init__(self, message: str, param: str | None = None, code: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+def _text_of(item: dict[str, Any]) -> str:
+    content = item.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def _is_history(item: Any) -> bool:
+    if not isinstance(item, dict):
+        return False
+    kind = item.get("type")
+    if kind in _HISTORY_TYPES:
+        return True
+    if kind in (None, "message"):
+        role = item.get("role")
+        if role == "assistant":
+            return True
+        if role == "user" and _text_of(item).startswith(COMPACTION_PREFIX):
+            return True
+    return False
+
+
+def _call_ids(items: list[Any], kinds: dict[str, str] | frozenset[str]) -> set[str]:
+    return {str(i.get("call_id")) for i in items if isinstance(i, dict) and i.get("type") in kinds and i.get("call_id")}
+
+
+def repair_orphans(items: list[Any]) -> list[Any]:
+    """``items`` without tool calls that have no output and outputs that have no call."""
+    calls = _call_ids(items, _CALLS)
+    outputs = _call_ids(items, _OUTPUTS)
+    if calls == outputs:
+        return items
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            kind = item.get("type")
+            if kind in _CALLS and str(item.get("call_id")) not in outputs:
+                continue
+            if kind in _OUTPUTS and str(item.get("call_id")) not in calls:
+                continue
+        out.append(item)
+    return out
+
+
+def merge_items(history: list[Any], new: list[Any]) -> list[Any]:
+    """``history`` then the items of ``new`` it does not already hold (by id; calls by call_id)."""
+    ids = {i.get("id") for i in history if isinstance(i, dict) and i.get("id")}
+    calls = {(i.get("type"), i.get("call_id")) for i in history
+             if isinstance(i, dict) and i.get("type") in _CALLS and i.get("call_id")}
+    merged = list(history)
+    for item in new:
+        if isinstance(item, dict):
+            iid = item.get("id")
+            if iid and iid in ids:
+                continue
+            kind = item.get("type")
+            if kind in _CALLS and (kind, item.get("call_id")) in calls:
+                continue
+            if iid:
+                ids.add(iid)
+        merged.append(item)
+    return merged
+
+
+def _as_items(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": value}]
+    if isinstance(value, list):
+        return value
+    raise TurnError(f"'input' must be a string or an array of input items, got {type(value).__name__}", "input")
+
+
+class TurnState:
+    """One downstream WebSocket session's conversation as the gateway has seen it."""
+
+    __slots__ = ("history", "last_request", "last_response_id", "pending_calls", "turns")
+
+    def __init__(self) -> None:
+        self.last_request: dict[str, Any] | None = None
+        # response id -> the full context the upstream had for it (input + output); None: not known
+        self.history: OrderedDict[str, list[Any] | None] = OrderedDict()
+        self.last_response_id: str | None = None
+        self.pending_calls: set[str] = set()
+        self.turns = 0
+
+    def reset(self) -> None:
+        self.history.clear()
+        self.last_response_id = None
+        self.pending_calls = set()
+
+    def prepare(self, message: dict[str, Any]) -> tuple[dict[str, Any], str, list[Any] | None]:
+        """(the request body in full, the rule that applied, the full input or None when unknown).
+
+        The rule: ``first``, ``continue``, ``replace``, ``passthrough`` (rule 2)."""
+        body = {k: v for k, v in message.items() if k not in _NOT_SENT}
+        last = self.last_request
+        model = body.get("model")
+        if model is None and last is not None:
+            body["model"] = model = last.get("model")
+        if not isinstance(model, str) or not model.strip():
+            raise TurnError("missing model in response.create: 'model' is required and must be a non-empty string",
+                            "model")
+        if "instructions" not in body and last is not None and "instructions" in last:
+            body["instructions"] = last["instructions"]
+        items = _as_items(body.get("input"))
+        prev = body.get("previous_response_id")
+        if prev is not None and not isinstance(prev, str):
+            raise TurnError("'previous_response_id' must be a string", "previous_response_id")
+        if prev:
+            known = self.history.get(prev)
+            if known is None:
+                return body, "passthrough", None
+            full = repair_orphans(merge_items(known, items))
+            rule = "continue"
+        elif last is None:
+            full, rule = repair_orphans(items), "first"
+        elif any(_is_history(i) for i in items):
+            self.reset()
+            full, rule = repair_orphans(items), "replace"
+        elif self.last_response_id and self.history.get(self.last_response_id) is not None and (
+                self.pending_calls <= _call_ids(items, _OUTPUTS) or self._only_developer(items)):
+            full = repair_orphans(merge_items(self.history[self.last_response_id] or [], items))
+            rule = "continue"
+        else:
+            self.reset()
+            full, rule = repair_orphans(items), "replace"
+        body.pop("previous_response_id", None)
+        body["input"] = full
+        return body, rule, full
+
+    @staticmethod
+    def _only_developer(items: list[Any]) -> bool:
+        return bool(items) and all(isinstance(i, dict) and i.get("role") in ("developer", "system") for i in items)
+
+    def started(self, body: dict[str, Any]) -> None:
+        """A turn with ``body`` went out (its model and instructions are inherited from now on)."""
+        self.last_request = {k: body[k] for k in ("model", "instructions") if k in body}
+        self.turns += 1
+
+    def completed(self, full_input: list[Any] | None, response: dict[str, Any]) -> None:
+        """The turn whose input was ``full_input`` ended with ``response`` (completed or incomplete)."""
+        rid = response.get("id")
+        if not isinstance(rid, str):
+            return
+        output = response.get("output")
+        output = output if isinstance(output, list) else []
+        self.history[rid] = None if full_input is None else [*full_input, *output]
+        self.history.move_to_end(rid)
+        while len(self.history) > HISTORY_KEPT:
+            self.history.popitem(last=False)
+        self.last_response_id = rid
+        self.pending_calls = _call_ids(output, _CALLS)

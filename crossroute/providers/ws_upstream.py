@@ -1,0 +1,374 @@
+"""A Responses upstream reached over WebSocket (``websockets: true`` on the entry or account).
+
+``websocket_executor(inner)`` wraps a Responses executor: ``inner.build()`` gives the URL and the
+headers (https -> wss, http -> ws), the handshake adds the beta header the service requires
+(``OpenAI-Beta: responses_websockets=…``; a client's own ``responses_websockets=`` value is kept),
+and every turn is one ``response.create`` message on a pooled connection (``ws_pool.py``).
+
+The upstream keeps the last response of a connection in memory, so a turn whose input starts with
+everything that connection has already seen (its last input and output) sends only the new items
+with ``previous_response_id``; anything else (a new connection, a replaced transcript, another
+credential) goes out in full without it. What comes back is framed as SSE
+(``event: <type>\\ndata: <json>\\n\\n``) so ``dispatch`` reads it exactly like an HTTP stream.
+
+Failures: a handshake refused with a status is an ``UpstreamError`` with that status (404, 405 and
+426 fall back to the inner HTTP executor for a while); an ``error`` event before any output is an
+``UpstreamError`` with the event's status (the service's connection-limit error and an unknown
+``previous_response_id`` on a reused connection are retried once in full on a new connection); a
+connection that closes mid-turn raises ``UpstreamClosed`` (one of ``io_errors``), and the connection
+is evicted. Compaction, non-Responses wire formats and fallbacks go to the inner executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from .. import redaction
+from ..config import ProviderEntry
+from .base import BadAnswer, Executor, Outbound, TokenSource, Upstream, UpstreamError, UpstreamIO, retry_after_of
+from .ws_pool import PooledWs, WsPool, pool_key, pool_of
+
+__all__ = ["BETA_HEADER", "BETA_VALUE", "SESSION_HEADER", "UpstreamClosed", "WsExecutor", "websocket_executor",
+           "ws_url"]
+
+log = logging.getLogger("crossroute")
+
+# the internal header that carries the downstream WebSocket session id to the executor; never sent upstream
+SESSION_HEADER = "x-crossroute-ws-session"
+BETA_HEADER = "OpenAI-Beta"
+BETA_VALUE = "responses_websockets=2026-02-06"
+LIMIT_CODES = frozenset({"websocket_connection_limit_reached"})
+STALE_CODES = frozenset({"previous_response_not_found"})
+FALLBACK_STATUSES = frozenset({404, 405, 426})
+FALLBACK_FOR = 300.0  # seconds an upstream that refused the upgrade is reached over HTTP
+_DROP_HEADERS = frozenset({"content-type", "accept", "content-length", "accept-encoding"})
+_NOT_SENT = frozenset({"type", "stream", "background"})
+_OK_END = frozenset({"response.completed", "response.incomplete"})
+_BAD_END = frozenset({"response.failed", "error"})
+
+
+class UpstreamClosed(aiohttp.ClientConnectionError):
+    """The upstream closed its WebSocket in the middle of a turn."""
+
+
+def ws_url(url: str) -> str:
+    if url.startswith("https://"):
+        return "wss://" + url[8:]
+    if url.startswith("http://"):
+        return "ws://" + url[7:]
+    return url
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a == b:
+        return True
+    if a.__class__ is dict and b.__class__ is dict:
+        ida = a.get("id")
+        return bool(ida) and ida == b.get("id") and a.get("type") == b.get("type")
+    return False
+
+
+def _extends(memory: list[Any], items: list[Any]) -> bool:
+    """Whether ``items`` starts with everything in ``memory``."""
+    if len(items) < len(memory):
+        return False
+    return all(_same(m, i) for m, i in zip(memory, items, strict=False))
+
+
+def _error_parts(ev: dict[str, Any]) -> tuple[int, str | None, str]:
+    """(status, code, message) of an ``error`` or ``response.failed`` event."""
+    err = ev.get("error")
+    if ev.get("type") == "response.failed":
+        resp = ev.get("response")
+        err = resp.get("error") if isinstance(resp, dict) else None
+    if not isinstance(err, dict):
+        err = {"code": ev.get("code"), "message": ev.get("message")}
+    status = ev.get("status")
+    code = err.get("code")
+    message = str(err.get("message") or code or "upstream error")
+    if not isinstance(status, int) or not 400 <= status <= 599:
+        status = 429 if code in ("rate_limit_exceeded", "insufficient_quota") else (
+            400 if code in STALE_CODES or code in LIMIT_CODES else 502)
+    return status, code if isinstance(code, str) else None, message
+
+
+class WsUpstream:
+    """One turn's answer on a pooled connection, read as SSE bytes."""
+
+    __slots__ = ("_clean", "_conn", "_done", "_evict", "_limit", "_name", "_output", "_pending", "_pool", "_sent",
+                 "_timeout", "headers", "read_chunk", "status")
+    io_errors: tuple[type[BaseException], ...] = (aiohttp.ClientError,)
+
+    def __init__(self, pool: WsPool, conn: PooledWs, sent: list[Any] | None, first: str, name: str,
+                 timeout: float, limit: int, headers: Mapping[str, str]) -> None:
+        self._pool = pool
+        self._conn = conn
+        self._sent = sent  # the full input the upstream holds for this turn (None: not known)
+        self._pending: str | None = first
+        self._done = False
+        self._clean = False
+        self._evict = False
+        self._output: list[Any] = []
+        self._name = name
+        self._timeout = timeout
+        self._limit = limit
+        self.status = 200
+        self.headers = headers
+        self.read_chunk = self._read
+
+    async def _read(self) -> bytes:
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            return self._frame(pending)
+        if self._done:
+            return b""
+        ws = self._conn.ws
+        msg = await ws.receive(timeout=self._timeout)
+        if msg.type is aiohttp.WSMsgType.TEXT:
+            return self._frame(msg.data)
+        if msg.type is aiohttp.WSMsgType.BINARY:
+            return self._frame(msg.data.decode("utf-8", "replace"))
+        self._evict = True
+        code = ws.close_code
+        raise UpstreamClosed(f"upstream {self._name} closed the WebSocket mid-turn"
+                             + (f" (close code {code})" if code else ""))
+
+    def _frame(self, data: str) -> bytes:
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            self._evict = True
+            return b"data: " + data.replace("\n", " ").encode() + b"\n\n"
+        kind = obj.get("type") if obj.__class__ is dict else None
+        if kind.__class__ is not str:
+            return b"data: " + orjson.dumps(obj) + b"\n\n"
+        if kind == "response.output_item.done":
+            item = obj.get("item")
+            if item.__class__ is dict:
+                self._output.append(item)
+        elif kind in _OK_END:
+            self._done = True
+            self._clean = True
+            self._remember(obj.get("response"))
+        elif kind in _BAD_END:
+            self._done = True
+            self._evict = True
+            if kind == "error":
+                _, code, _ = _error_parts(obj)
+                if code in LIMIT_CODES:
+                    log.info("upstream %s: WebSocket connection limit reached; reconnecting next turn", self._name)
+        raw = data.encode() if "\n" not in data else orjson.dumps(obj)
+        return b"event: " + kind.encode() + b"\ndata: " + raw + b"\n\n"
+
+    def _remember(self, resp: Any) -> None:
+        conn = self._conn
+        rid = resp.get("id") if resp.__class__ is dict else None
+        if self._sent is None or rid.__class__ is not str:
+            conn.memory = conn.last_response_id = None
+            return
+        output = resp.get("output")
+        if output.__class__ is not list or not output:
+            output = self._output
+        conn.memory = [*self._sent, *output]
+        conn.last_response_id = rid
+
+    async def body(self, limit: int) -> bytes:
+        """The whole answer (a Response object) for a client that did not ask for a stream."""
+        size = 0
+        while True:
+            chunk = await self._read()
+            if not chunk:
+                raise BadAnswer("an answer that ended without response.completed")
+            size += len(chunk)
+            if size > limit:
+                raise BadAnswer(f"an answer larger than the limit ({limit} bytes)")
+            _, _, data = chunk.partition(b"data: ")
+            obj = orjson.loads(data)
+            kind = obj.get("type")
+            if kind in _OK_END:
+                return orjson.dumps(obj.get("response"))
+            if kind in _BAD_END:
+                status, _, message = _error_parts(obj)
+                self.close(False)
+                raise UpstreamError(status, redaction.scrub(f"upstream {self._name} failed: {message}"),
+                                    body=orjson.dumps({"error": {"message": redaction.scrub(message)}}))
+
+    def at_eof(self) -> bool:
+        return self._done and self._pending is None
+
+    def close(self, reuse: bool) -> None:
+        self._pool.release(self._conn, reuse and self._clean and not self._evict)
+
+
+class WsExecutor:
+    """A Responses executor reached over WebSocket; everything else goes to ``inner``."""
+
+    websocket = True
+
+    def __init__(self, inner: Executor) -> None:
+        self.inner = inner
+        self.kind = inner.kind
+        self.supports = inner.supports
+        self.models = getattr(inner, "models", ())
+        self.default_base_url = getattr(inner, "default_base_url", "")
+
+    def wire_format(self, entry: ProviderEntry, client_format: str) -> str:
+        return self.inner.wire_format(entry, client_format)
+
+    def token_source(self, entry: ProviderEntry) -> TokenSource:
+        return self.inner.token_source(entry)
+
+    async def send(self, entry: ProviderEntry, out: Outbound, io: UpstreamIO) -> Upstream:
+        if out.operation != "generate" or out.wire != "responses" or not hasattr(self.inner, "build"):
+            return await self.inner.send(entry, out, io)
+        fallback_until = entry.derived.get("ws_http_until")
+        if fallback_until is not None and time.monotonic() < fallback_until:
+            return await self.inner.send(entry, out, io)
+        try:
+            body = orjson.loads(out.body)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(400, f"request body for upstream {entry.name} is not JSON: {exc}") from None
+        turn = await self._turn(entry, out, io, body)
+        if turn is None:  # the upstream does not take WebSockets: HTTP, with the full body
+            return await self.inner.send(entry, out, io)
+        return turn
+
+    def _handshake(self, entry: ProviderEntry, out: Outbound) -> tuple[str, dict[str, str]]:
+        client = out.client_headers
+        inner_out = Outbound(out.operation, out.wire, out.model, b"", True,
+                             {k: v for k, v in client.items() if k != SESSION_HEADER})
+        req = self.inner.build(entry, inner_out)  # type: ignore[attr-defined]
+        headers = {k: v for k, v in req.headers.items() if k.lower() not in _DROP_HEADERS}
+        beta = client.get("openai-beta")
+        if beta and "responses_websockets=" in beta:
+            headers[BETA_HEADER] = beta
+        else:
+            configured = next((v for k, v in headers.items() if k.lower() == "openai-beta"), None)
+            headers = {k: v for k, v in headers.items() if k.lower() != "openai-beta"}
+            headers[BETA_HEADER] = f"{configured},{BETA_VALUE}" if configured else BETA_VALUE
+        return ws_url(req.url), headers
+
+    async def _dial(self, entry: ProviderEntry, io: UpstreamIO, url: str, headers: dict[str, str],
+                    out: Outbound) -> aiohttp.ClientWebSocketResponse:
+        proxy_url = entry.proxy_url or io.settings.proxy_url
+        session = io.client_for(proxy_url) if proxy_url else io.http
+        proxy = io.proxy_arg(proxy_url) if proxy_url else None
+        refreshed = False
+        while True:
+            try:
+                async with asyncio.timeout(max(1.0, io.settings.connect_timeout) * 2):
+                    ws = await session.ws_connect(
+                        url, headers=headers, proxy=proxy, autoping=True, compress=0,
+                        max_msg_size=io.settings.max_upstream_body,
+                        timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0))
+            except aiohttp.WSServerHandshakeError as exc:
+                status = exc.status or 502
+                hdrs = exc.headers or {}
+                io.quota.note(entry, status, hdrs)  # type: ignore[arg-type]
+                if status == 401 and not refreshed and await self.token_source(entry).refresh():
+                    refreshed = True
+                    url, headers = self._handshake(entry, out)
+                    continue
+                raise UpstreamError(status, f"upstream {entry.name} refused the WebSocket upgrade ({status})",
+                                    retry_after=retry_after_of(hdrs)) from None  # type: ignore[arg-type]
+            except TimeoutError:
+                raise UpstreamError(504, f"upstream {entry.name} did not accept the WebSocket in time",
+                                    scope="model") from None
+            except aiohttp.ClientError as exc:
+                detail = redaction.scrub(f"{type(exc).__name__}: {exc}")
+                raise UpstreamError(0, f"upstream {entry.name} is unreachable ({detail})") from None
+            io.quota.note(entry, 101, ws._response.headers)
+            return ws
+
+    async def _turn(self, entry: ProviderEntry, out: Outbound, io: UpstreamIO, body: dict[str, Any]
+                    ) -> WsUpstream | None:
+        url, headers = self._handshake(entry, out)
+        session = out.client_headers.get(SESSION_HEADER) or ""
+        pool = pool_of(io)
+        key = pool_key(url, session, entry.id, headers)
+        items = body.get("input")
+        full_items: list[Any] | None = items if isinstance(items, list) else None
+        if "previous_response_id" in body:
+            full_items = None  # the client chains to a response this gateway does not know in full
+        for attempt in range(2):
+            try:
+                conn = await pool.acquire(key, entry.id, lambda: self._dial(entry, io, url, headers, out))
+            except UpstreamError as exc:
+                if exc.status in FALLBACK_STATUSES:
+                    log.warning("upstream %s refused the WebSocket upgrade (%s); using HTTP for %g s",
+                                entry.name, exc.status, FALLBACK_FOR)
+                    entry.derived["ws_http_until"] = time.monotonic() + FALLBACK_FOR
+                    return None
+                raise
+            msg = {k: v for k, v in body.items() if k not in _NOT_SENT}
+            incremental = False
+            if (full_items is not None and conn.memory is not None and conn.last_response_id
+                    and _extends(conn.memory, full_items)):
+                msg["input"] = full_items[len(conn.memory):]
+                msg["previous_response_id"] = conn.last_response_id
+                incremental = True
+            conn.memory = conn.last_response_id = None  # until this turn completes
+            reused = conn.turns > 0
+            conn.turns += 1
+            try:
+                await conn.ws.send_str('{"type":"response.create",' + orjson.dumps(msg).decode()[1:]
+                                       if msg else '{"type":"response.create"}')
+                first = await self._first(conn, io)
+            except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+                pool.release(conn, False)
+                if reused and attempt == 0:
+                    continue  # a pooled connection that was gone: the turn in full on a new one
+                raise UpstreamError(502, f"upstream {entry.name} closed the WebSocket before answering "
+                                         f"({type(exc).__name__})", scope="model") from None
+            except TimeoutError:
+                pool.release(conn, False)
+                raise UpstreamError(504, f"upstream {entry.name} sent nothing in time", scope="model") from None
+            except BaseException:
+                pool.release(conn, False)
+                raise
+            ev = _first_event(first)
+            if ev is not None and ev.get("type") == "error":
+                status, code, message = _error_parts(ev)
+                pool.release(conn, False)
+                if attempt == 0 and (code in LIMIT_CODES or (code in STALE_CODES and incremental)):
+                    log.info("upstream %s: %s; sending the turn in full on a new connection", entry.name, code)
+                    continue
+                masked = redaction.scrub(message)
+                err = ev.get("error") if isinstance(ev.get("error"), dict) else {"message": masked, "code": code}
+                raise UpstreamError(status, f"upstream {entry.name} answered {status}: {masked}",
+                                    body=redaction.scrub_bytes(orjson.dumps({"error": err})))
+            return WsUpstream(pool, conn, full_items, first, entry.name, io.settings.read_timeout,
+                              io.settings.max_upstream_body, conn.ws._response.headers)
+        raise UpstreamError(502, f"upstream {entry.name} failed twice on WebSocket", scope="model")
+
+    @staticmethod
+    async def _first(conn: PooledWs, io: UpstreamIO) -> str:
+        msg = await conn.ws.receive(timeout=io.settings.read_timeout)
+        if msg.type is aiohttp.WSMsgType.TEXT:
+            return str(msg.data)
+        if msg.type is aiohttp.WSMsgType.BINARY:
+            return bytes(msg.data).decode("utf-8", "replace")
+        raise UpstreamClosed(f"closed (code {conn.ws.close_code})")
+
+
+def _first_event(data: str) -> dict[str, Any] | None:
+    if '"error"' not in data:
+        return None
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def websocket_executor(inner: Executor) -> Executor:
+    """``inner`` reached over WebSocket for Responses turns (see the module docstring)."""
+    return WsExecutor(inner)  # type: ignore[return-value]

@@ -1,0 +1,223 @@
+"""A loopback Responses upstream over WebSocket that records what it receives and behaves like the
+real service's WebSocket mode.
+
+- ``GET /v1/responses`` (and ``/backend-api/codex/responses``) upgrades when ``Authorization:
+  Bearer <key>`` is right (else 401 before the upgrade; ``refuse_status`` refuses every upgrade).
+- Each ``response.create`` is one turn, answered with the same events as the SSE stream, one JSON
+  object per text frame. A connection processes one response at a time and keeps its last response
+  in memory: a turn with ``previous_response_id`` continues it only when that id is this
+  connection's last response (otherwise an ``error`` event ``previous_response_not_found``, as
+  ``store: false`` leaves nothing elsewhere). ``generate: false`` warms up: ``response.created``
+  and ``response.completed`` with no output.
+- ``limit_after``: a connection that already served that many turns answers the next with the
+  connection-limit error (``websocket_connection_limit_reached``) and closes, as the service does
+  at its 60-minute limit.
+- The model name picks the answer: ``text`` (any unknown name), ``tools`` (a function call of the
+  first function tool while the conversation has no tool output after its last user message, then
+  text), ``cut`` (closes the connection after the first delta), ``failed`` (``response.failed``),
+  ``slow<ms>`` (waits before answering), ``hang`` (sends ``response.created`` and nothing else).
+- Every connection is kept in ``connections``: its handshake headers, each message received (parsed)
+  with its size in bytes, the turns answered and how it closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from ..loopback import ThreadedApp
+
+TEXT = "Hello from the WebSocket upstream."
+TOOL_TEXT = "The tool said so."
+KEY = "sk-ws-upstream"
+
+
+@dataclass
+class WsConn:
+    headers: dict[str, str]
+    path: str
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    turns: int = 0
+    closed_by: str = ""
+    opened: float = field(default_factory=time.monotonic)
+
+
+class FakeWsUpstream(ThreadedApp):
+    def __init__(self, key: str = KEY) -> None:
+        super().__init__()
+        self.key = key
+        self.connections: list[WsConn] = []
+        self.limit_after: int | None = None
+        self.refuse_status: int | None = None
+        self._ids = itertools.count(1)
+
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v1/responses", self._ws)
+        app.router.add_get("/backend-api/codex/responses", self._ws)
+        return app
+
+    def clear(self) -> None:
+        self.connections.clear()
+        self.limit_after = None
+        self.refuse_status = None
+
+    def creates(self) -> list[dict[str, Any]]:
+        """Every response.create received, in order, over all connections."""
+        return [m for c in self.connections for m in c.messages if m.get("type") == "response.create"]
+
+    def open_connections(self) -> int:
+        return sum(1 for c in self.connections if not c.closed_by)
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        if self.refuse_status is not None:
+            return web.json_response({"error": {"message": "no websockets here"}}, status=self.refuse_status)
+        if request.headers.get("Authorization") != f"Bearer {self.key}":
+            return web.json_response({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                                                "code": "invalid_api_key"}}, status=401)
+        ws = web.WebSocketResponse(max_msg_size=64 * 1024 * 1024, autoping=True)
+        await ws.prepare(request)
+        conn = WsConn(dict(request.headers), request.path)
+        self.connections.append(conn)
+        memory: dict[str, Any] = {}  # {"id": last response id, "items": its full context}
+        try:
+            async for msg in ws:
+                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    break
+                raw = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
+                try:
+                    body = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    await self._error(ws, 400, "invalid_json", "message is not JSON")
+                    continue
+                conn.messages.append(body)
+                conn.sizes.append(len(raw))
+                if body.get("type") != "response.create":
+                    await ws.send_str(orjson.dumps({"type": f"{body.get('type')}.accepted"}).decode())
+                    continue
+                if self.limit_after is not None and conn.turns >= self.limit_after:
+                    await self._error(ws, 400, "websocket_connection_limit_reached",
+                                      "Responses websocket connection limit reached (60 minutes). Create a new "
+                                      "websocket connection to continue.")
+                    conn.closed_by = "upstream (limit)"
+                    await ws.close()
+                    break
+                conn.turns += 1
+                if not await self._turn(ws, conn, body, memory):
+                    conn.closed_by = "upstream (cut)"
+                    await ws.close(code=1011, message=b"cut")
+                    break
+        finally:
+            if not conn.closed_by:
+                conn.closed_by = "client"
+        return ws
+
+    @staticmethod
+    async def _error(ws: web.WebSocketResponse, status: int, code: str, message: str,
+                     param: str | None = None) -> None:
+        await ws.send_str(orjson.dumps({"type": "error", "status": status, "error": {
+            "type": "invalid_request_error", "code": code, "message": message, "param": param}}).decode())
+
+    async def _turn(self, ws: web.WebSocketResponse, conn: WsConn, body: dict[str, Any], memory: dict[str, Any]
+                    ) -> bool:
+        """Answer one response.create; False: close the connection now."""
+        prev = body.get("previous_response_id")
+        items = body.get("input") or []
+        if isinstance(items, str):
+            items = [{"type": "message", "role": "user", "content": items}]
+        if prev:
+            if prev != memory.get("id"):
+                await self._error(ws, 400, "previous_response_not_found",
+                                  f"Previous response with id '{prev}' not found.", "previous_response_id")
+                return True
+            context = [*memory["items"], *items]
+        else:
+            context = list(items)
+        model = str(body.get("model") or "text")
+        rid = f"resp_ws{next(self._ids):06d}"
+        seq = itertools.count()
+        base = {"id": rid, "object": "response", "created_at": int(time.time()), "model": model,
+                "previous_response_id": prev, "store": False, "tools": body.get("tools") or [], "output": []}
+
+        async def send(obj: dict[str, Any]) -> None:
+            obj["sequence_number"] = next(seq)
+            await ws.send_str(orjson.dumps(obj).decode())
+
+        if model.startswith("slow"):
+            await asyncio.sleep(int(model[4:] or 500) / 1000)
+        await send({"type": "response.created", "response": {**base, "status": "in_progress"}})
+        if model == "hang":
+            await asyncio.sleep(60)
+            return False
+        if body.get("generate") is False:
+            memory.update(id=rid, items=context)
+            await send({"type": "response.completed", "response": {**base, "status": "completed", "usage": _usage(0, 0)}})
+            return True
+        await send({"type": "response.in_progress", "response": {**base, "status": "in_progress"}})
+        if model == "failed":
+            await send({"type": "response.failed", "response": {**base, "status": "failed", "error": {
+                "code": "server_error", "message": "The model failed to answer."}}})
+            memory.clear()
+            return True
+        tool = _tool_to_call(body, context) if model.startswith("tools") else None
+        if tool is not None:
+            item: dict[str, Any] = {"id": f"fc_{rid}", "type": "function_call", "status": "completed",
+                                    "call_id": f"call_{rid}", "name": tool, "arguments": '{"city":"Paris"}'}
+            await send({"type": "response.output_item.added", "output_index": 0,
+                        "item": {**item, "status": "in_progress", "arguments": ""}})
+            await send({"type": "response.function_call_arguments.delta", "output_index": 0, "item_id": item["id"],
+                        "delta": item["arguments"]})
+            await send({"type": "response.function_call_arguments.done", "output_index": 0, "item_id": item["id"],
+                        "arguments": item["arguments"]})
+        else:
+            text = TOOL_TEXT if model.startswith("tools") else TEXT
+            item = {"id": f"msg_{rid}", "type": "message", "role": "assistant", "status": "completed",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}]}
+            await send({"type": "response.output_item.added", "output_index": 0,
+                        "item": {**item, "status": "in_progress", "content": []}})
+            await send({"type": "response.content_part.added", "output_index": 0, "item_id": item["id"],
+                        "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}})
+            half = len(text) // 2
+            await send({"type": "response.output_text.delta", "output_index": 0, "item_id": item["id"],
+                        "content_index": 0, "delta": text[:half]})
+            if model == "cut":
+                return False
+            await send({"type": "response.output_text.delta", "output_index": 0, "item_id": item["id"],
+                        "content_index": 0, "delta": text[half:]})
+            await send({"type": "response.output_text.done", "output_index": 0, "item_id": item["id"],
+                        "content_index": 0, "text": text})
+            await send({"type": "response.content_part.done", "output_index": 0, "item_id": item["id"],
+                        "content_index": 0, "part": item["content"][0]})
+        await send({"type": "response.output_item.done", "output_index": 0, "item": item})
+        cached = 10 * len(memory.get("items") or []) if prev else 0
+        await send({"type": "response.completed", "response": {**base, "status": "completed", "output": [item],
+                                                               "usage": _usage(10 * len(context), 7, cached)}})
+        memory.update(id=rid, items=[*context, item])
+        return True
+
+
+def _usage(inp: int, out: int, cached: int = 0) -> dict[str, Any]:
+    return {"input_tokens": inp, "input_tokens_details": {"cached_tokens": cached}, "output_tokens": out,
+            "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": inp + out}
+
+
+def _tool_to_call(body: dict[str, Any], context: list[Any]) -> str | None:
+    """The first function tool, unless a tool output came after the last user message."""
+    names = [t.get("name") for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
+    if not names:
+        return None
+    for item in reversed(context):
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") in ("function_call_output", "custom_tool_call_output"):
+            return None
+        if item.get("role") == "user":
+            break
+    return str(names[0])
