@@ -32,6 +32,7 @@ __all__ = ["SENTINELS", "Signals", "Window", "parse", "parse_codex_event", "pars
 SENTINELS = (
     "anthropic-ratelimit-unified-status",
     "anthropic-ratelimit-unified-5h-utilization",
+    "anthropic-ratelimit-unified-5h-status",
     "anthropic-ratelimit-requests-remaining",
     "anthropic-ratelimit-tokens-remaining",
     "x-ratelimit-remaining-requests",
@@ -42,7 +43,8 @@ SENTINELS = (
 
 _UNIFIED = "anthropic-ratelimit-unified-"
 _UNIFIED_SUFFIXES = ("-utilization", "-reset", "-status")
-_CLAIMS = {"five_hour": "5h", "seven_day": "7d"}
+_CLAIMS = {"five_hour": "5h", "seven_day": "7d", "seven_day_opus": "7d_opus", "seven_day_sonnet": "7d_sonnet"}
+_NOT_WINDOWS = frozenset({"fallback", "overage"})  # pay-as-you-go states, not windows that refuse
 _WINDOW_SECONDS = {"5h": 5 * 3600.0, "7d": 7 * 86400.0}
 _ANTHROPIC_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
 _OPENAI_KINDS = ("requests", "tokens")
@@ -163,35 +165,43 @@ def _rfc3339(text: str) -> float | None:
 
 # ------------------------------------------------------------------ families
 def _unified(headers: Mapping[str, str], names: Iterable[str], now: float) -> list[Window]:
-    windows: dict[str, Window] = {}
+    """Every ``anthropic-ratelimit-unified-<window>-*`` window (a 429 may carry only its
+    ``-status: rejected`` and ``-reset``); the overall status marks the representative claim."""
     found: list[str] = []
     for key in names:
         k = key.lower()
-        if k.startswith(_UNIFIED) and k.endswith("-utilization"):
-            w = k[len(_UNIFIED):-len("-utilization")]
-            if w and w not in found:
-                found.append(w)
+        if not k.startswith(_UNIFIED):
+            continue
+        for suffix in _UNIFIED_SUFFIXES:
+            if k.endswith(suffix):
+                w = k[len(_UNIFIED):-len(suffix)]
+                if w and w not in _NOT_WINDOWS and w not in found:
+                    found.append(w)
+                break
+    windows: dict[str, Window] = {}
     for w in found:
         prefix = _UNIFIED + w
+        status = (headers.get(prefix + "-status") or "").strip().lower()
         used = _num(headers.get(prefix + "-utilization"))
         if used is None:
-            continue
-        if used > 1.0 and used <= 100.0:  # a percent rather than a fraction
+            if status != "rejected":
+                continue
+            used = 1.0
+        elif 1.0 < used <= 100.0:  # a percent rather than a fraction
             used /= 100.0
-        status = (headers.get(prefix + "-status") or "").strip().lower()
         windows[w] = Window(
             w, used, _num(headers.get(prefix + "-reset")), seconds=_WINDOW_SECONDS.get(w),
             rejected=status == "rejected", account_wide=True,
         )
     overall = (headers.get(_UNIFIED + "status") or "").strip().lower()
     if overall == "rejected":
-        claim = _CLAIMS.get((headers.get(_UNIFIED + "representative-claim") or "").strip().lower())
+        claim = (headers.get(_UNIFIED + "representative-claim") or "").strip().lower()
         reset = _num(headers.get(_UNIFIED + "reset"))
-        w = windows.get(claim) if claim else None
-        if w is not None:
-            w.rejected = True
-            if w.reset_at is None:
-                w.reset_at = reset
+        win = windows.get(_CLAIMS.get(claim, claim)) if claim else None
+        if win is not None:
+            win.rejected = True
+            if win.reset_at is None:
+                win.reset_at = reset
         elif not any(x.rejected for x in windows.values()):
             windows["unified"] = Window("unified", 1.0, reset, rejected=True, account_wide=True)
     return list(windows.values())
@@ -254,14 +264,15 @@ def parse(headers: Mapping[str, str], now: float) -> Signals | None:
         if has is not None:
             credits = {"has_credits": has, "unlimited": bool(_bool(headers.get("x-codex-credits-unlimited"))),
                        "balance": (headers.get("x-codex-credits-balance") or "").strip() or None}
-    if "anthropic-ratelimit-unified-status" in headers or _UNIFIED + "5h-utilization" in headers:
-        windows.extend(_unified(headers, headers.keys(), now))
+    names = list(headers.keys())
+    if any(k[:len(_UNIFIED)].lower() == _UNIFIED for k in names):
+        windows.extend(_unified(headers, names, now))
     if "anthropic-ratelimit-requests-remaining" in headers or "anthropic-ratelimit-tokens-remaining" in headers:
-        names = ("anthropic-ratelimit-{}-limit", "anthropic-ratelimit-{}-remaining", "anthropic-ratelimit-{}-reset")
-        windows.extend(_counted(headers, _ANTHROPIC_KINDS, names, now, True))
+        fam = ("anthropic-ratelimit-{}-limit", "anthropic-ratelimit-{}-remaining", "anthropic-ratelimit-{}-reset")
+        windows.extend(_counted(headers, _ANTHROPIC_KINDS, fam, now, True))
     if "x-ratelimit-remaining-requests" in headers or "x-ratelimit-remaining-tokens" in headers:
-        names = ("x-ratelimit-limit-{}", "x-ratelimit-remaining-{}", "x-ratelimit-reset-{}")
-        windows.extend(_counted(headers, _OPENAI_KINDS, names, now, False))
+        fam = ("x-ratelimit-limit-{}", "x-ratelimit-remaining-{}", "x-ratelimit-reset-{}")
+        windows.extend(_counted(headers, _OPENAI_KINDS, fam, now, False))
     if not windows and plan is None:
         return None
     return Signals(windows, plan, credits)

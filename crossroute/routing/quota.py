@@ -42,6 +42,7 @@ log = logging.getLogger("crossroute.quota")
 SNAPSHOT_NAME = ".crossroute-quota.json"
 ACCOUNT_PREFIX = "auth:"
 LOW_LEFT = 0.05  # a window with less than this fraction left is "nearly exhausted"
+HORIZON = 5 * 3600.0  # quota-aware routing looks this far ahead (the shortest subscription window)
 DEFAULT_COST = 0.01  # fraction of a window one request is assumed to use before it was measured
 _EWMA = 0.3
 _MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024
@@ -109,10 +110,14 @@ class QuotaBook:
         if acct is None:
             acct = self._account_of(entry)
         acct.n += 1
-        acct.raw = headers
         if status >= 400:
+            if acct.raw is not None:
+                self._read(acct)  # the previous answer's headers, not read yet
+            acct.raw = headers
             self._read(acct)
-        elif acct.persist and self._timer is None:
+            return
+        acct.raw = headers
+        if acct.persist and self._timer is None:
             self._schedule()
 
     def note_event(self, entry: Any, event: Mapping[str, Any]) -> None:
@@ -148,13 +153,16 @@ class QuotaBook:
     def _apply(self, acct: Account, sig: Signals, now: float) -> None:
         for w in sig.windows:
             prev = acct.prev.get(w.name)
-            if prev is not None:
+            if prev is None or w.used < prev[0]:
+                acct.prev[w.name] = (w.used, acct.n)  # first reading, or the window refilled
+            elif w.used > prev[0]:
+                # the figures are rounded (1 % steps): the cost is measured between changes
                 used0, n0 = prev
-                if acct.n > n0 and w.used > used0:
+                if acct.n > n0:
                     sample = (w.used - used0) / (acct.n - n0)
                     old = acct.costs.get(w.name)
                     acct.costs[w.name] = sample if old is None else old + _EWMA * (sample - old)
-            acct.prev[w.name] = (w.used, acct.n)
+                acct.prev[w.name] = (w.used, acct.n)
             acct.windows[w.name] = w
         if sig.plan:
             acct.plan = sig.plan
@@ -201,8 +209,9 @@ class QuotaBook:
     def _score(self, acct: Account, now: float) -> float | None:
         """Requests per second the credential can sustain until its tightest window resets:
         for each window ``left / cost / seconds to reset`` (cost: the measured fraction of the
-        window one request uses), the smallest of them. 0 when a window is exhausted; None
-        when nothing is known."""
+        window one request uses), the smallest of them; a reset further away than ``HORIZON``
+        counts as ``HORIZON`` (a weekly window with plenty left must not hide a 5-hour window
+        that is nearly spent). 0 when a window is exhausted; None when nothing is known."""
         best: float | None = None
         for w in acct.windows.values():
             if w.reset_at is not None and w.reset_at <= now:
@@ -213,7 +222,7 @@ class QuotaBook:
             if cost is None or cost <= 0:
                 cost = 1.0 / w.limit if (w.limit and w.name == "requests") else DEFAULT_COST
             t = (w.reset_at - now) if w.reset_at is not None else (w.seconds or 3600.0)
-            rate = (w.left / cost) / max(t, 1.0)
+            rate = (w.left / cost) / min(max(t, 1.0), HORIZON)
             if best is None or rate < best:
                 best = rate
         return best
