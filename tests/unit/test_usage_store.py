@@ -1,0 +1,290 @@
+"""The usage store: records of real calls (the pipeline with the built-in mock upstream), batched
+writes off the loop, migrations, queries, and a full or broken store that never fails a request.
+SQLite always; PostgreSQL with a real server (tests/postgres_server.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crossroute.call import Call
+from crossroute.config import parse
+from crossroute.dispatch import execute
+from crossroute.gateway import Gateway
+from crossroute.observe import CallEnded
+from crossroute.providers.mock import answer_text, usage
+from crossroute.usage import queries
+from crossroute.usage.backends import PostgresBackend, SQLiteBackend
+from crossroute.usage.records import FIELDS, key_id
+from crossroute.usage.schema import VERSION
+from crossroute.usage.store import UsageStore
+from tests.postgres_server import PostgresServer
+
+MOCK = "mock: [{name: m, models: [{name: mock-model, alias: local}]}, {name: n, models: [{name: other}]}]\n"
+BODY = {"model": "local", "messages": [{"role": "user", "content": "How tall is the tallest tree in the world?"}]}
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresServer]:
+    with PostgresServer() as server:
+        yield server
+
+
+def _settings(tmp_path: Path, url: str | None = None, extra: str = "") -> Any:
+    url_line = f"usage-database-url: {url}\n" if url else ""
+    return parse(f"usage-statistics-enabled: true\n{url_line}data-dir: {tmp_path}/data\nlogs-dir: {tmp_path}/logs\n"
+                 f"error-logs-max-files: 0\n{extra}{MOCK}")
+
+
+async def _call(gw: Gateway, model: str = "local", key: str = "client-key-abcdef", stream: bool = False,
+                headers: dict[str, str] | None = None) -> CallEnded:
+    call = Call("openai", model, {**BODY, "model": model}, {"authorization": f"Bearer {key}", **(headers or {})},
+                client_key=key, stream=stream)
+    reply = await execute(gw, call)
+    if hasattr(reply, "chunks"):
+        async for _ in reply.chunks:
+            pass
+    ev = CallEnded("POST", "/v1/chat/completions", "openai", reply.status, call, call.started, time.monotonic())
+    gw.observers.call_ended(ev)
+    return ev
+
+
+async def _until(cond: Any, seconds: float = 5.0) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if cond():
+            return
+        await asyncio.sleep(0.05)
+
+
+def _backends(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    if request.param == "postgres":
+        server: PostgresServer = request.getfixturevalue("pg")
+        return server.url
+    return None
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    return _backends(request, tmp_path)
+
+
+async def _fresh_pg(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    await conn.execute("DROP TABLE IF EXISTS usage_records; DROP TABLE IF EXISTS crossroute_schema")
+    await conn.close()
+
+
+def test_records_match_the_answers_tokens(tmp_path: Path, url: str | None) -> None:
+    async def go() -> None:
+        if url:
+            await _fresh_pg(url)
+        gw = Gateway(_settings(tmp_path, url))
+        await gw.start()
+        try:
+            store = gw.observers.named["usage"]
+            evs = [await _call(gw), await _call(gw, stream=True), await _call(gw, key="second-key-123456"),
+                   await _call(gw, model="other")]
+            bad = await _call(gw, model="no-such-model")
+            assert bad.status == 400
+            rows = await queries.recent(gw, 10)
+            assert len(rows) == 5 and set(rows[0]) == set(FIELDS)
+            text = answer_text(BODY)
+            expect = usage(BODY, text)
+            by_id = {r["request_id"]: r for r in rows}
+            first = by_id[evs[0].request_id]
+            assert (first["input_tokens"], first["output_tokens"]) == (expect["prompt_tokens"],
+                                                                       expect["completion_tokens"])
+            assert first["client_key"] == key_id("client-key-abcdef") and "abcdef" not in str(first)
+            assert first["provider"] == "mock:m" and first["credential"].startswith("mock:m")
+            assert first["model"] == "local" and first["upstream_model"] == "mock-model"
+            assert first["status"] == 200 and first["attempt"] == 1 and first["latency_ms"] >= 0
+            assert first["ttft_ms"] is not None and first["endpoint"] == "/v1/chat/completions"
+            assert by_id[evs[1].request_id]["stream"] == 1
+            assert by_id[evs[1].request_id]["output_tokens"] == expect["completion_tokens"]
+            miss = by_id[bad.request_id]
+            assert miss["status"] == 400 and miss["attempt"] == 0 and miss["input_tokens"] == 0
+
+            by_model = {r["key"]: r for r in await queries.totals(gw, "model")}
+            assert by_model["local"]["requests"] == 3
+            assert by_model["local"]["input_tokens"] == 3 * expect["prompt_tokens"]
+            assert by_model["no-such-model"]["failures"] == 1
+            by_key = {r["key"]: r["requests"] for r in await queries.totals(gw, "client_key")}
+            assert by_key == {key_id("client-key-abcdef"): 4, key_id("second-key-123456"): 1}
+            days = await queries.totals(gw, "day")
+            assert [d["key"] for d in days] == [time.strftime("%Y-%m-%d", time.gmtime())]
+            creds = await queries.totals(gw, "credential", where={"model": "local"})
+            assert sum(r["requests"] for r in creds) == 3
+            series = await queries.series(gw, "model", bucket=60)
+            assert sum(r["requests"] for r in series) == 5 and all(r["t"] % 60 == 0 for r in series)
+            one = await queries.series(gw, None, bucket=3600, since=time.time() - 3600)
+            assert len(one) == 1 and one[0]["requests"] == 5
+            assert await queries.totals(gw, "model", since=time.time() + 60) == []
+            ratio = await queries.cache_hit_ratio(gw, "credential")
+            assert all(r["ratio"] == 0 for r in ratio) and sum(r["requests"] for r in ratio) == 4
+            with pytest.raises(ValueError, match="group by"):
+                await queries.totals(gw, "password")
+            with pytest.raises(ValueError, match="bucket"):
+                await queries.series(gw, "model", bucket=1)
+            assert store.dropped == 0
+        finally:
+            await gw.stop()
+
+    asyncio.run(go())
+
+
+def test_cache_hit_ratio_per_session_source(tmp_path: Path, url: str | None) -> None:
+    async def go() -> None:
+        if url:
+            await _fresh_pg(url)
+        gw = Gateway(_settings(tmp_path, url))
+        await gw.start()
+        try:
+            store: UsageStore = gw.observers.named["usage"]
+            now = time.time()
+
+            def rec(cred: str, source: str | None, inp: int, cached: int) -> tuple[Any, ...]:
+                r = dict.fromkeys(FIELDS, None)
+                r.update(ts=now, request_id="r", status=200, stream=0, attempt=1, credential=cred, model="m",
+                         session_source=source, input_tokens=inp, output_tokens=1, cached_tokens=cached,
+                         cache_creation_tokens=0, reasoning_tokens=0)
+                return tuple(r[f] for f in FIELDS)
+
+            store.add([rec("a", "claude", 1000, 900), rec("a", "claude", 1000, 700), rec("b", "msg", 1000, 0),
+                       rec("b", None, 0, 0)])
+            by_source = {r["key"]: r["ratio"] for r in await queries.cache_hit_ratio(gw, "session_source")}
+            assert by_source == {"claude": 0.8, "msg": 0.0, None: None}
+            by_cred = {r["key"]: r["ratio"] for r in await queries.cache_hit_ratio(gw, "credential")}
+            assert by_cred == {"a": 0.8, "b": 0.0}
+        finally:
+            await gw.stop()
+
+    asyncio.run(go())
+
+
+def test_session_source_is_recorded_not_the_id(tmp_path: Path) -> None:
+    async def go() -> None:
+        gw = Gateway(_settings(tmp_path, extra="routing: {session-affinity: true}\n"))
+        await gw.start()
+        try:
+            ev = await _call(gw, headers={"x-session-id": "my-secret-session-1"})
+            rows = await queries.recent(gw, 1)
+            assert rows[0]["request_id"] == ev.request_id
+            assert rows[0]["session_source"] and "my-secret-session-1" not in str(rows[0])
+        finally:
+            await gw.stop()
+
+    asyncio.run(go())
+
+
+def test_migrations_are_versioned(tmp_path: Path, url: str | None) -> None:
+    async def prep() -> None:
+        if url:
+            await _fresh_pg(url)
+
+    asyncio.run(prep())
+    old = PostgresBackend(url, upto=1) if url else SQLiteBackend(str(tmp_path / "u.sqlite3"), upto=1)
+    old.open()
+    assert old.version() == 1
+    cols = ("ts", "request_id", "model", "status", "stream", "attempt")
+    old.query(f"INSERT INTO usage_records ({', '.join(cols)}) VALUES (?, ?, ?, ?, ?, ?)",
+              [time.time(), "old", "m", 200, 0, 1])
+    old.close()
+    new = PostgresBackend(url) if url else SQLiteBackend(str(tmp_path / "u.sqlite3"))
+    new.open()
+    assert new.version() == VERSION == 2
+    rows = new.query("SELECT request_id, day FROM usage_records", [])
+    assert rows == [{"request_id": "old", "day": None}]  # kept through the upgrade
+    new.close()
+    again = PostgresBackend(url) if url else SQLiteBackend(str(tmp_path / "u.sqlite3"))
+    again.open()  # nothing left to apply
+    assert again.version() == 2
+    again.close()
+
+
+def test_batches_are_written_off_the_loop_and_survive_restart(tmp_path: Path) -> None:
+    async def go() -> None:
+        gw = Gateway(_settings(tmp_path))
+        await gw.start()
+        store: UsageStore = gw.observers.named["usage"]
+        for _ in range(20):
+            await _call(gw)
+        assert store.queued > 0  # queued, not written by the request
+        await _until(lambda: store.written >= 20)
+        assert store.written == 20
+        await gw.stop()
+        gw2 = Gateway(_settings(tmp_path))
+        await gw2.start()
+        try:
+            assert sum(r["requests"] for r in await queries.totals(gw2, "model")) == 20
+        finally:
+            await gw2.stop()
+
+    asyncio.run(go())
+    conn = sqlite3.connect(tmp_path / "data" / "usage.sqlite3")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_a_full_queue_drops_and_counts(tmp_path: Path) -> None:
+    async def go() -> None:
+        gw = Gateway(_settings(tmp_path))
+        await gw.start()
+        try:
+            store: UsageStore = gw.observers.named["usage"]
+            store.max_queue = 3
+            store.flush_seconds = 5.0
+            evs = [await _call(gw) for _ in range(6)]
+            assert all(e.status == 200 for e in evs)
+            assert store.dropped >= 1
+        finally:
+            await gw.stop()
+
+    asyncio.run(go())
+
+
+def test_an_unwritable_store_never_fails_a_request(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "data").write_text("a file where the data directory should be")
+
+    async def go() -> None:
+        gw = Gateway(_settings(tmp_path))
+        await gw.start()
+        try:
+            store: UsageStore = gw.observers.named["usage"]
+            evs = [await _call(gw) for _ in range(3)]
+            assert all(e.status == 200 for e in evs)
+            await _until(lambda: store.dropped >= 3)
+            assert store.dropped == 3 and store.written == 0
+            with pytest.raises(RuntimeError, match="not available"):
+                await queries.totals(gw, "model")
+        finally:
+            await gw.stop()
+
+    asyncio.run(go())
+    assert any("usage store" in r.getMessage() for r in caplog.records)
+
+
+def test_off_means_no_store(tmp_path: Path) -> None:
+    async def go() -> None:
+        gw = Gateway(parse(f"data-dir: {tmp_path}/data\nerror-logs-max-files: 0\n{MOCK}"))
+        await gw.start()
+        try:
+            assert not gw.observers.enabled and not queries.enabled(gw)
+            with pytest.raises(queries.UsageUnavailable):
+                await queries.totals(gw, "model")
+            gw2 = _settings(tmp_path)
+            await gw.apply(gw2)  # turned on by a reload
+            assert queries.enabled(gw)
+            await gw.apply(parse(f"data-dir: {tmp_path}/data\nerror-logs-max-files: 0\n{MOCK}"))
+            assert not queries.enabled(gw) and not gw.observers.enabled
+        finally:
+            await gw.stop()
+
+    asyncio.run(go())
