@@ -394,6 +394,8 @@ def _ag_root(schema: Any, opts: _AgOptions) -> dict[str, Any]:
         if isinstance(d, dict):
             for name, sub in d.items():
                 defs[f"#/{key}/{name}"] = sub
+    if not opts.response and not (root.keys() & {"type", "anyOf", "oneOf", "allOf", "$ref"}):
+        root = {**root, "type": "object"}  # a tool's parameters are an object, even when unsaid
     out = _ag(root, defs, opts, (), 0)
     if "type" not in out and "properties" in out:
         out["type"] = "object"

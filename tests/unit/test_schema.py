@@ -232,3 +232,100 @@ def test_from_gemini_schema() -> None:
     }
     # and back: the cleaner turns the type array into nullable again
     assert clean_schema(from_gemini_schema(legacy))["properties"]["a"] == {"type": "string", "nullable": True}
+
+
+# ------------------------------------------------------------------ Antigravity (Cloud Code) cleaners
+from crossroute.formats.schema import (  # noqa: E402
+    PLACEHOLDER_REASON,
+    clean_antigravity_response_schema,
+    clean_antigravity_schema,
+)
+
+
+def test_antigravity_constraints_become_hints() -> None:
+    src = {"type": "object", "properties": {
+        "q": {"type": "string", "description": "query", "minLength": 2, "pattern": "^a", "format": "email"},
+        "n": {"type": "integer", "minimum": 1, "maximum": 9, "multipleOf": 3, "default": 3},
+        "tags": {"type": "array", "items": {"type": "string"}, "minItems": 1, "uniqueItems": True},
+    }}
+    out = clean_antigravity_schema(src)
+    assert out["properties"]["q"] == {"type": "string",
+                                      "description": "query (minLength: 2) (pattern: ^a) (format: email)"}
+    assert out["properties"]["n"] == {"type": "integer",
+                                      "description": "default: 3 (minimum: 1) (maximum: 9) (multipleOf: 3)"}
+    assert out["properties"]["tags"] == {"type": "array", "items": {"type": "string"},
+                                         "description": "minItems: 1 (uniqueItems: true)"}
+    again = clean_antigravity_schema(out)  # cleaning twice adds no second copy of a hint
+    assert again["properties"]["q"]["description"] == out["properties"]["q"]["description"]
+
+
+def test_antigravity_tool_enums_are_hints_response_enums_stay() -> None:
+    src = {"type": "object", "properties": {"u": {"type": "string", "enum": ["c", "f"]}, "k": {"const": "x"},
+                                            "b": {"type": "boolean", "enum": [True, False]}}}
+    tool = clean_antigravity_schema(src)
+    assert tool["properties"]["u"] == {"type": "string", "description": "Allowed: c, f"}
+    assert tool["properties"]["k"] == {"description": "Allowed: x"}
+    resp = clean_antigravity_response_schema(src)
+    assert resp["properties"]["u"]["enum"] == ["c", "f"]
+    assert resp["properties"]["k"] == {"type": "string", "enum": ["x"]}
+    assert "enum" not in resp["properties"]["b"]  # boolean enums are ignored by the backend: dropped
+
+
+def test_antigravity_unions_take_the_richest_branch() -> None:
+    src = {"anyOf": [{"type": "string"}, {"type": "object", "properties": {"a": {"type": "string"}}},
+                     {"type": "null"}], "description": "d"}
+    out = clean_antigravity_schema(src)
+    assert out["type"] == "object" and out["properties"] == {"a": {"type": "string"}}
+    assert out["nullable"] is True and out["description"] == "d (Accepts: string | object)"
+    typed = clean_antigravity_schema({"type": "object", "properties": {"x": {"type": ["integer", "string", "null"]}}})
+    assert typed["properties"]["x"] == {"type": "integer", "nullable": True,
+                                        "description": "Accepts: integer | string ((nullable))"}
+
+
+def test_antigravity_refs_not_and_conditionals() -> None:
+    src = {"type": "object", "$defs": {"P": {"type": "object", "properties": {"id": {"type": "string"}},
+                                             "required": ["id"]}},
+           "properties": {"p": {"$ref": "#/$defs/P", "description": "person"}, "ext": {"$ref": "http://x/Y"},
+                          "s": {"type": "string", "not": {"const": "bad"}}},
+           "if": {"properties": {"kind": {"const": "a"}}}, "then": {"properties": {"extra": {"type": "string"}}},
+           "patternProperties": {"^x-": {"type": "string"}}, "x-internal": True, "additionalProperties": False}
+    out = clean_antigravity_schema(src)
+    assert out["properties"]["p"] == {"description": "person", "type": "object",
+                                      "properties": {"id": {"type": "string"}}, "required": ["id"]}
+    assert out["properties"]["ext"] == {"type": "object", "description": "See: Y"}
+    assert out["properties"]["s"]["description"] == 'not: {"const":"bad"}'
+    assert "extra" in out["properties"]
+    assert not {"if", "then", "patternProperties", "x-internal", "additionalProperties", "$defs"} & set(out)
+    assert out["description"] == "No extra properties allowed"
+
+
+def test_antigravity_placeholders_for_validated_calls() -> None:
+    src = {"type": "object", "title": "Args", "properties": {
+        "empty": {"type": "object"}, "loose": {"type": "object", "properties": {"a": {"type": "string"}}}}}
+    plain = clean_antigravity_schema(src)
+    assert "title" not in plain and plain["properties"]["empty"] == {"type": "object"}
+    out = clean_antigravity_schema(src, placeholders=True)
+    assert out["title"] == "Args"
+    assert out["properties"]["empty"]["properties"] == {"reason": {"type": "string", "description": PLACEHOLDER_REASON}}
+    assert out["properties"]["empty"]["required"] == ["reason"]
+    assert out["properties"]["loose"]["required"] == ["_"]
+    assert out["properties"]["loose"]["properties"]["_"] == {"type": "boolean"}
+    assert out["required"] == ["_"]  # the root too: every object requires a property
+    assert clean_antigravity_schema({}, placeholders=True)["required"] == ["reason"]
+
+
+def test_antigravity_cleaners_do_not_change_their_input_and_survive_junk() -> None:
+    src = {"type": "object", "properties": {"a": {"type": "string", "minLength": 1}}}
+    before = copy.deepcopy(src)
+    clean_antigravity_schema(src, placeholders=True)
+    clean_antigravity_response_schema(src)
+    assert src == before
+    deep: dict = {"type": "object"}
+    node = deep
+    for _ in range(200):
+        node["properties"] = {"n": {"type": "object"}}
+        node = node["properties"]["n"]
+    clean_antigravity_schema(deep)  # bounded depth, no RecursionError
+    assert clean_antigravity_schema([1, 2]) == {"type": "object", "properties": {}}  # type: ignore[arg-type]
+    loop = {"$defs": {"A": {"$ref": "#/$defs/A"}}, "$ref": "#/$defs/A"}
+    assert clean_antigravity_schema(loop)["type"] == "object"
