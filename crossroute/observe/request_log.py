@@ -40,6 +40,7 @@ __all__ = ["CallLog", "RequestLog", "WsLog", "delete_logs", "find_log", "list_lo
 
 SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "proxy-authorization", "cookie",
                             "x-management-key", "set-cookie", "chatgpt-account-id", "openai-organization"})
+_QUIET_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # logged only when they fail (as CLIProxyAPI does)
 _TRUNCATED = b"\n[... truncated: %d more bytes not logged (request-log-max-body) ...]\n"
 
 
@@ -202,7 +203,7 @@ class RequestLog:
         call = event.call
         clog = getattr(call, "log", None) if call is not None else None
         failed = event.status >= 400 or event.error is not None
-        if not (self.full or failed):
+        if not failed and (not self.full or event.method in _QUIET_METHODS):
             if clog is not None:
                 self.writer.put(self.writer.discard, clog.spool)
             return
