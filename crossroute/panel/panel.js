@@ -259,8 +259,10 @@
         base[i] += v;
       });
     });
-    for (const i of [0, Math.floor(n / 2), n - 1]) {
-      const t = svg("text", { x: L + i * bw + bw / 2, y: H - 8, "text-anchor": "middle" });
+    for (const i of Array.from(new Set([0, Math.floor(n / 2), n - 1]))) {
+      const anchor = i === 0 ? "start" : i === n - 1 ? "end" : "middle";
+      const x = i === 0 ? L : i === n - 1 ? W - R : L + i * bw + bw / 2;
+      const t = svg("text", { x: x, y: H - 8, "text-anchor": anchor });
       const d = new Date((start + i * bucket) * 1000);
       t.textContent = bucket >= 86400 ? d.toLocaleDateString() : d.toLocaleDateString() + " " + d.getHours() + ":00";
       root.appendChild(t);
