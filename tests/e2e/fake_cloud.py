@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ class FakeCloud(ThreadedApp):
         self.project = project  # what loadCodeAssist reports (None: only onboardUser tells)
         self.onboard_polls = onboard_polls  # onboardUser answers done after this many polls
         self.onboarded = 0
+        self.token_ok: Callable[[str], bool] | None = None  # other Bearer tokens to accept (minted ones)
 
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -116,8 +118,12 @@ class FakeCloud(ThreadedApp):
         return seen
 
     def _bearer(self, seen: Seen, expected: str = TOKEN) -> None:
-        if seen.headers.get("Authorization") != f"Bearer {expected}":
-            seen.problems.append("Authorization must be the account's Bearer token")
+        got = seen.headers.get("Authorization", "")
+        if got == f"Bearer {expected}":
+            return
+        if self.token_ok is not None and got.startswith("Bearer ") and self.token_ok(got[7:]):
+            return
+        seen.problems.append("Authorization must be the account's Bearer token")
 
     def _fault(self, provider: str) -> web.Response | None:
         queue = self.fail_next.get(provider)

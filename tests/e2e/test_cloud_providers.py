@@ -1,0 +1,230 @@
+"""The native cloud providers end to end: a real ``crossroute serve`` whose credentials are a Kimi
+account, an Antigravity account (no project in its file: discovered), a Vertex service account
+(tokens minted from its key at the fake token endpoint), a ``vertex-api-key`` and an
+``xai-api-key``, all pointed at the strict fake (``fake_cloud.py``), driven by clients of all four
+formats, streamed and not, through the official SDKs.
+
+Each answer's text is the recorded transcript's; each upstream request is checked by the fake
+(exact path, auth, device headers, envelope, cleaned schemas) and here (which endpoint the client's
+format went to, no gateway key upstream).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import CLIENT_KEY
+from .fake_cloud import API_KEY, DEVICE_ID, PROJECT, TOKEN, FakeCloud, Seen
+from .fake_oauth import FakeOAuth
+from .gateway_process import GatewayProcess
+from .test_matrix import CALL, CLIENTS, expected
+
+crypto = pytest.importorskip("cryptography")
+
+# client-visible model -> (provider the fake records it under, upstream model)
+MODELS = {
+    "kimi-code": ("kimi", "kimi-for-coding"),
+    "ag-flash": ("antigravity", "gemini-3-flash"),
+    "ag-claude": ("antigravity", "claude-sonnet-4-6"),
+    "vx-flash": ("vertex", "gemini-2.5-flash"),
+    "vertex-key-text": ("vertex", "text"),
+    "xai-text": ("xai", "text"),
+}
+MSH = {"X-Msh-Platform": "crossroute", "X-Msh-Version": "0.1.0", "X-Msh-Device-Name": "test-host",
+       "X-Msh-Device-Model": "Linux x86_64", "X-Msh-Device-Id": DEVICE_ID}
+
+
+def service_account(oauth: FakeOAuth) -> dict[str, Any]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    email = f"sa@{PROJECT}.iam.gserviceaccount.com"
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    oauth.sa_keys[email] = key.public_key()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    return {"type": "service_account", "project_id": PROJECT, "private_key_id": "kid-1", "private_key": pem,
+            "client_email": email, "client_id": "1", "token_uri": f"{oauth.base}/vertex/token"}
+
+
+def write_accounts(auth: Path, fake: FakeCloud, oauth: FakeOAuth) -> None:
+    """Files in CLIProxyAPI's names and fields, with base URLs pointed at the fake."""
+    auth.mkdir(mode=0o700, parents=True, exist_ok=True)
+    far = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86400))
+    files = {
+        "kimi-1700000000000.json": {"type": "kimi", "access_token": TOKEN, "refresh_token": "kimi-refresh-fake",
+                                    "token_type": "Bearer", "device_id": DEVICE_ID, "headers": MSH, "expired": far,
+                                    "base_url": fake.base + "/coding",
+                                    "model_aliases": {"kimi-for-coding": "kimi-code"}},
+        "antigravity-a@example.com.json": {
+            "type": "antigravity", "email": "a@example.com", "access_token": TOKEN, "refresh_token": "ag-refresh",
+            "expired": far, "base_url": fake.base,
+            "model_aliases": {"gemini-3-flash": "ag-flash", "claude-sonnet-4-6": "ag-claude"}},
+        f"vertex-{PROJECT}.json": {"type": "vertex", "service_account": service_account(oauth), "project_id": PROJECT,
+                                   "email": f"sa@{PROJECT}.iam.gserviceaccount.com", "location": "global",
+                                   "base_url": fake.base, "model_aliases": {"gemini-2.5-flash": "vx-flash"}},
+    }
+    for name, obj in files.items():
+        path = auth / name
+        path.write_text(json.dumps(obj))
+        os.chmod(path, 0o600)
+
+
+@pytest.fixture(scope="module")
+def oauth() -> Iterator[FakeOAuth]:
+    srv = FakeOAuth().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def fake(oauth: FakeOAuth) -> Iterator[FakeCloud]:
+    srv = FakeCloud(project=PROJECT).start()
+    srv.token_ok = lambda t: oauth.access_tokens.get(t) == "vertex"  # the service account's minted tokens
+    yield srv
+    srv.stop()
+
+
+def models(gw: GatewayProcess) -> set[str]:
+    req = urllib.request.Request(gw.url + "/v1/models", headers={"Authorization": f"Bearer {CLIENT_KEY}"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return {m["id"] for m in json.loads(r.read())["data"]}
+    except OSError:
+        return set()
+
+
+@pytest.fixture(scope="module")
+def gateway(fake: FakeCloud, oauth: FakeOAuth, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    work = tmp_path_factory.mktemp("cloud-gw")
+    write_accounts(work / "auth", fake, oauth)
+    cfg = {
+        "api-keys": [CLIENT_KEY], "auth-dir": str(work / "auth"), "read-timeout-seconds": 10,
+        "connect-timeout-seconds": 2, "disable-cooling": True,
+        "vertex-api-key": [{"api-key": API_KEY, "base-url": fake.base,
+                            "models": [{"name": "text", "alias": "vertex-key-text"}]}],
+        "xai-api-key": [{"api-key": API_KEY, "base-url": fake.base + "/v1",
+                         "models": [{"name": "text", "alias": "xai-text"}, {"name": "err429", "alias": "xai-429"}]}],
+    }
+    gw = GatewayProcess(cfg, work).start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not set(MODELS) <= models(gw):
+        time.sleep(0.1)
+    yield gw
+    gw.stop()
+
+
+def post(gw: GatewayProcess, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    req = urllib.request.Request(gw.url + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {CLIENT_KEY}",
+                                          "x-goog-api-key": CLIENT_KEY})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def upstream_kind(provider: str, client: str) -> str:
+    """The recording the fake answered with: the wire the client's format was spoken to in."""
+    if provider == "kimi":
+        return "claude" if client == "claude" else "openai"
+    if provider == "xai":
+        return "responses" if client == "responses" else "openai"
+    return "gemini"
+
+
+def check_seen(seen: Seen, provider: str, client: str, upstream_model: str, stream: bool) -> None:
+    assert seen.problems == [], seen.problems
+    assert CLIENT_KEY not in json.dumps(seen.headers)
+    if provider == "kimi":
+        assert seen.path == ("/coding/v1/messages" if client == "claude" else "/coding/v1/chat/completions")
+        assert seen.body["model"] == upstream_model and bool(seen.body.get("stream")) is stream
+        assert {k: seen.headers[k] for k in MSH} == MSH
+    elif provider == "antigravity":
+        assert seen.path == ("/v1internal:streamGenerateContent" if stream else "/v1internal:generateContent")
+        assert seen.body["project"] == PROJECT and seen.body["model"] == upstream_model
+    elif provider == "vertex":
+        action = "streamGenerateContent" if stream else "generateContent"
+        if upstream_model == "text":  # the vertex-api-key entry: express mode
+            assert seen.path == f"/v1/publishers/google/models/text:{action}"
+        else:
+            assert seen.path == f"/v1/projects/{PROJECT}/locations/global/publishers/google/models/" \
+                                f"{upstream_model}:{action}"
+            assert seen.headers["Authorization"].startswith("Bearer ya29.vertex-")
+    else:
+        assert seen.path == ("/v1/responses" if client == "responses" else "/v1/chat/completions")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("client", CLIENTS)
+def test_every_client_format(gateway: GatewayProcess, fake: FakeCloud, client: str, model: str, stream: bool) -> None:
+    provider, upstream_model = MODELS[model]
+    before = len(fake.of(provider))
+    got = CALL[client](gateway, model, stream)
+    want = expected(upstream_kind(provider, client), "text", stream)
+    assert got.text == want.text
+    seen = fake.of(provider)[before:]
+    assert len(seen) == 1, [s.path for s in seen]
+    check_seen(seen[0], provider, client, upstream_model, stream)
+
+
+def test_antigravity_project_discovered_once(gateway: GatewayProcess, fake: FakeCloud) -> None:
+    for _ in range(2):
+        CALL["openai"](gateway, "ag-flash", False)
+    discovery = fake.of("discovery")
+    assert [s.path for s in discovery] == ["/v1internal:loadCodeAssist"]
+    assert discovery[0].problems == []
+
+
+def test_tools_reach_antigravity_claude_cleaned(gateway: GatewayProcess, fake: FakeCloud) -> None:
+    schema = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "additionalProperties": False,
+              "properties": {"path": {"type": "string", "format": "uri", "minLength": 1},
+                             "mode": {"type": "string", "enum": ["r", "w"], "default": "r"},
+                             "opts": {"anyOf": [{"type": "object", "properties": {}}, {"type": "null"}]}},
+              "required": ["path"]}
+    status, body = post(gateway, "/v1/chat/completions", {
+        "model": "ag-claude", "messages": [{"role": "user", "content": "read it"}],
+        "tools": [{"type": "function", "function": {"name": "read_file", "parameters": schema}}]})
+    assert status == 200, body
+    seen = fake.of("antigravity")[-1]
+    assert seen.problems == []
+    req = seen.body["request"]
+    assert req["toolConfig"]["functionCallingConfig"]["mode"] == "VALIDATED"
+    params = req["tools"][0]["functionDeclarations"][0]["parameters"]
+    assert params["required"] == ["path"] and "Allowed: r, w" in params["properties"]["mode"]["description"]
+    assert params["properties"]["opts"]["required"] == ["reason"]  # VALIDATED calls: an object requires something
+
+
+def test_count_tokens_upstream(gateway: GatewayProcess, fake: FakeCloud) -> None:
+    status, body = post(gateway, "/v1/messages/count_tokens",
+                        {"model": "kimi-code", "messages": [{"role": "user", "content": "hi"}]})
+    assert (status, body) == (200, {"input_tokens": 42})
+    assert fake.of("kimi")[-1].path == "/coding/v1/messages/count_tokens"
+    for model, provider in (("vx-flash", "vertex"), ("ag-flash", "antigravity")):
+        status, body = post(gateway, f"/v1beta/models/{model}:countTokens",
+                            {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+        assert status == 200 and body["totalTokens"] == 42, body
+        seen = fake.of(provider)[-1]
+        assert seen.path.endswith(":countTokens") and seen.problems == []
+
+
+def test_upstream_429_reaches_the_client(gateway: GatewayProcess, fake: FakeCloud) -> None:
+    status, body = post(gateway, "/v1/chat/completions",
+                        {"model": "xai-429", "messages": [{"role": "user", "content": "hi"}]})
+    assert status == 429, body
+    assert API_KEY not in json.dumps(body)
+
+
+def test_models_listed(gateway: GatewayProcess) -> None:
+    assert set(MODELS) <= models(gateway)
