@@ -31,6 +31,8 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
+
 from ..config import ModelMap, OAuthAlias, ProviderEntry, Settings
 from ..providers import EXECUTORS
 from .accounts import Account
@@ -51,6 +53,9 @@ ACCOUNT_KINDS = {
     "vertex": "vertex",
     "xai": "xai",
 }
+# fields a refresh rewrites: a change of only these keeps the account's entry (and its caches)
+_VOLATILE = frozenset({"access_token", "refresh_token", "id_token", "expired", "expires_in", "timestamp",
+                       "last_refresh", "token_type", "scope"})
 DIR_POLL = 1.0  # seconds between looks for an auth dir that does not exist (yet)
 RETRY_WATCH = 2.0  # seconds before the watcher starts again after it failed
 
@@ -205,7 +210,10 @@ class AccountService:
         return out
 
     def _entry(self, acct: Account, kind: str, executor: Any) -> ProviderEntry:
-        fingerprint = (kind, id(executor), _routing(acct))
+        # what executors may read from the file besides tokens (project, location, account id, ...)
+        rest = orjson.dumps({k: v for k, v in acct.raw.items() if k not in _VOLATILE}, option=orjson.OPT_SORT_KEYS,
+                            default=str)
+        fingerprint = (kind, id(executor), _routing(acct), rest)
         known = self._entries.get(acct.name)
         if known is not None and known[0] == fingerprint:
             return known[1]

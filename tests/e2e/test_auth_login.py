@@ -1,7 +1,7 @@
 """Every login end to end through the real CLI command, against fake OAuth servers on 127.0.0.1.
 
-The CLI runs as a subprocess (``python -m crossroute.auth.commands``, what ``crossroute login`` and
-``crossroute auth`` will call once wired). The browser step is an HTTP client following the URL:
+The CLI runs as a subprocess through the real entry point (``python -m crossroute login ...``, what
+the ``crossroute`` script runs). The browser step is an HTTP client following the URL:
 ``$BROWSER`` is ``python -m tests.e2e.fake_oauth browse %s``, so the CLI's own ``webbrowser.open``
 starts it; with ``--no-browser`` the test follows the URL itself and pastes the redirect URL into
 the CLI's stdin, as a user on SSH would.
@@ -40,7 +40,7 @@ class Cli:
 
     def __init__(self, args: list[str], env: dict[str, str], stdin: bool = False) -> None:
         full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "crossroute.auth.commands", *args], cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "crossroute", *args], cwd=ROOT,
                                      env=full_env, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.out: list[str] = []

@@ -46,7 +46,7 @@ def key_file(fake: FakeOAuth, path: Path, email: str = "sa@proj-7.iam.gserviceac
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "crossroute.auth.commands", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "crossroute", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
