@@ -119,11 +119,17 @@ class CodexAccountExecutor(HttpExecutor):
         names = shorten_tools(body)
         return orjson.dumps(body), names
 
-    async def send(self, entry: ProviderEntry, out: Outbound, io: UpstreamIO) -> Upstream:
+    def prepare(self, out: Outbound) -> tuple[Outbound, NameMap]:
+        """What goes to the service for ``out`` (always a stream for ``generate``), and the tool names
+        shortened in it. A transport other than HTTP (the WebSocket wrapper) sends the same."""
         body, names = self.rewrite(out)
         generate = out.operation == "generate"
-        sent = Outbound(out.operation, out.wire, out.model, body, generate, out.client_headers)
-        up = await super().send(entry, sent, io)
+        return Outbound(out.operation, out.wire, out.model, body, generate, out.client_headers), names
+
+    def wrap(self, entry: ProviderEntry, out: Outbound, up: Upstream, names: NameMap) -> Upstream:
+        """The service's answer as the client asked for it: assembled for a whole-answer client,
+        long tool names restored."""
+        generate = out.operation == "generate"
         if generate and not out.stream:
             return AssembledResponse(up, names, entry.name)
         if not names:
@@ -131,6 +137,10 @@ class CodexAccountExecutor(HttpExecutor):
         if generate:
             return RenamedStream(up, names)
         return RenamedBody(up, names)
+
+    async def send(self, entry: ProviderEntry, out: Outbound, io: UpstreamIO) -> Upstream:
+        sent, names = self.prepare(out)
+        return self.wrap(entry, out, await super().send(entry, sent, io), names)
 
     async def _failure(self, entry: ProviderEntry, resp: aiohttp.ClientResponse) -> UpstreamError:
         exc = await super()._failure(entry, resp)

@@ -20,8 +20,9 @@ One aiohttp server on 127.0.0.1 (own thread and loop) with:
   calls the first function tool by the name it was given when the input has no tool output yet.
 
 ``fail_next[service]`` (``"claude"`` / ``"codex"``) lists scenarios to answer first: ``"429"`` (the
-usage limit, with its reset), ``"401"`` (the token expired), ``"failed"`` (Codex: a
-``response.failed`` event in a 200 stream), ``"overloaded"`` (Claude: 529).
+usage limit, with its reset), ``"failed"`` (Codex: a ``response.failed`` event in a 200 stream),
+``"overloaded"`` (Claude: 529), ``"echo"`` (Claude: a 400 that repeats the Authorization header).
+Tokens in ``expired`` are answered 401 the way each service says a token expired.
 """
 
 from __future__ import annotations
@@ -188,6 +189,9 @@ class FakeSubscription(ThreadedApp):
                                           {**self._claude_headers(rejected=True), "retry-after": str(RESET_IN)})
             if scenario == "overloaded":
                 return self._claude_error(529, "overloaded_error", "Overloaded")
+            if scenario == "echo":  # an upstream that repeats the credential in its error
+                return self._claude_error(400, "invalid_request_error",
+                                          f"bad request for {rec['headers'].get('authorization')}")
         tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("name")]
         answered = any(isinstance(b, dict) and b.get("type") == "tool_result"
                        for m in body["messages"] if isinstance(m.get("content"), list) for b in m["content"])

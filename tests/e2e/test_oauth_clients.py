@@ -218,6 +218,21 @@ def test_gemini_format_through_each_account(gateway: GatewayProcess, fake: FakeS
         check_codex_upstream(fake)
 
 
+def test_gemini_count_tokens_through_the_claude_account(gateway: GatewayProcess, fake: FakeSubscription) -> None:
+    status, raw = post(gateway, f"/v1beta/models/{CLAUDE_MODEL}:countTokens",
+                       {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+    assert status == 200 and json.loads(raw)["totalTokens"] == 17, raw
+    assert fake.last("claude")["path"] == "/v1/messages/count_tokens"
+
+
+def test_a_token_the_upstream_echoes_is_masked(gateway: GatewayProcess, fake: FakeSubscription) -> None:
+    fake.fail_next["claude"] = ["echo"]
+    status, raw = post(gateway, "/v1/chat/completions", {"model": CLAUDE_MODEL,
+                                                         "messages": [{"role": "user", "content": "hi"}]})
+    assert status == 400 and b"bad request for" in raw, raw
+    assert CLAUDE_TOKEN.encode() not in raw and CLAUDE_TOKEN not in gateway.log()
+
+
 def test_claude_codes_headers_reach_the_upstream(gateway: GatewayProcess, fake: FakeSubscription) -> None:
     headers = {"anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14", "x-app": "cli",
                "X-Claude-Code-Session-Id": "24d0c343-dd83-4302-8b82-f1d7ff44e6a5",
