@@ -15,6 +15,9 @@ Header families read (names as the providers send them; values as they format th
   ``-window-minutes``, ``-reset-at`` (epoch seconds) or ``-reset-after-seconds``;
   ``x-codex-plan-type``; ``x-codex-credits-{has-credits,unlimited,balance}``.
 
+Codex's refusal body (``{"error": {"type": "usage_limit_reached", "plan_type", "resets_at" |
+"resets_in_seconds"}}``, on 429s and in ``response.failed`` events) is read by ``parse_error_body``.
+
 ``parse(headers, now)`` returns None when the headers carry none of these (most cheaply decided by
 the caller, see ``SENTINELS``), else a ``Signals``.
 """
@@ -26,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-__all__ = ["SENTINELS", "Signals", "Window", "parse", "parse_codex_event", "parse_duration"]
+__all__ = ["SENTINELS", "Signals", "Window", "parse", "parse_codex_event", "parse_duration", "parse_error_body"]
 
 # One of these is present whenever a family above is: a quick "anything at all?" test.
 SENTINELS = (
@@ -307,3 +310,32 @@ def parse_codex_event(event: Mapping[str, Any], now: float) -> Signals | None:
         return None
     return Signals(windows, plan if isinstance(plan, str) else None,
                    dict(credits) if isinstance(credits, Mapping) else None)
+
+
+def parse_error_body(body: bytes | Mapping[str, Any], now: float) -> Signals | None:
+    """Codex's ``usage_limit_reached`` error (a 429 body, or the ``response`` of a
+    ``response.failed`` event): an exhausted account-wide window until ``resets_at``."""
+    obj: Any = body
+    if isinstance(body, bytes | bytearray):
+        if b"usage_limit_reached" not in body:
+            return None
+        import orjson
+
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+    if not isinstance(obj, Mapping):
+        return None
+    err = obj.get("error")
+    if not isinstance(err, Mapping) and isinstance(obj.get("response"), Mapping):
+        err = obj["response"].get("error")
+    if not isinstance(err, Mapping) or "usage_limit_reached" not in (err.get("type"), err.get("code")):
+        return None
+    reset = _num(err.get("resets_at"))
+    if reset is None:
+        after = _num(err.get("resets_in_seconds"))
+        reset = now + after if after is not None else None
+    plan = err.get("plan_type")
+    return Signals([Window("usage_limit", 1.0, reset, rejected=True, account_wide=True)],
+                   plan if isinstance(plan, str) else None)

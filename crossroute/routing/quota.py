@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from ..providers.quota_signals import Signals, Window, parse, parse_codex_event
+from ..providers.quota_signals import Signals, Window, parse, parse_codex_event, parse_error_body
 
 __all__ = ["LOW_LEFT", "SNAPSHOT_NAME", "Account", "QuotaBook", "describe", "read_snapshot"]
 
@@ -126,6 +126,16 @@ class QuotaBook:
         if sig is not None:
             acct = entry.derived.get(self._key) or self._account_of(entry)
             self._apply(acct, sig, self._clock())
+
+    def note_error(self, entry: Any, status: int, body: bytes) -> None:
+        """An error answer's body (after ``note`` took its headers): Codex tells its reset there."""
+        if status != 429 or not body:
+            return
+        now = self._clock()
+        sig = parse_error_body(body, now)
+        if sig is not None:
+            acct = entry.derived.get(self._key) or self._account_of(entry)
+            self._apply(acct, sig, now)
 
     def _account_of(self, entry: Any) -> Account:
         cid = entry.id

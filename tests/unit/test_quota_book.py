@@ -255,3 +255,15 @@ def test_codex_usage_payload() -> None:
     rl = usage_payload(book, [a.id, b.id], now=clock.t)["rate_limit"]
     assert rl["limit_reached"] is True and rl["allowed"] is False
     assert usage_payload(book, [], now=clock.t) == {"plan_type": "plus", "rate_limit": None}
+
+
+async def test_codex_refusal_body_sets_the_reset() -> None:
+    clock = Clock()
+    router, book = setup(clock)
+    a = entry("codex-a.json")
+    reset = int(clock.t + 1234)
+    book.note(a, 429, {"content-type": "application/json"})
+    book.note_error(a, 429, b'{"error": {"type": "usage_limit_reached", "resets_at": %d}}' % reset)
+    await router.report_failure(cand(a), "gpt-5", None, 429, None, kind="model")
+    cd = router.state.get_cooldowns_now([a.id], ANY_MODEL)[a.id]  # type: ignore[attr-defined]
+    assert cd.until == reset

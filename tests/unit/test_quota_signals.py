@@ -172,3 +172,19 @@ def test_nothing_and_nonsense() -> None:
     sig = parse({"x-ratelimit-remaining-requests": "many", "x-codex-primary-used-percent": "NaN",
                  "anthropic-ratelimit-unified-5h-utilization": "high"}, NOW)
     assert sig is None or sig.windows == []
+
+
+def test_codex_usage_limit_body() -> None:
+    from crossroute.providers.quota_signals import parse_error_body
+
+    body = b'{"error": {"type": "usage_limit_reached", "plan_type": "pro", "resets_at": 1770690000}}'
+    sig = parse_error_body(body, NOW)
+    assert sig is not None and sig.plan == "pro"
+    [w] = sig.windows
+    assert w.exhausted(NOW) and w.reset_at == 1770690000 and w.account_wide
+    ev = {"type": "response.failed", "response": {"status": "failed", "error": {
+        "type": "usage_limit_reached", "message": "The usage limit has been reached", "resets_in_seconds": 3600}}}
+    sig = parse_error_body(ev, NOW)
+    assert sig is not None and sig.windows[0].reset_at == NOW + 3600
+    assert parse_error_body(b'{"error": {"type": "rate_limit_error"}}', NOW) is None
+    assert parse_error_body(b"usage_limit_reached but not json", NOW) is None

@@ -169,3 +169,31 @@ async def test_cooldown_keys_upstream_model_and_credential_in_both_paths(shared:
     await router.report_success(a_x, "alias", None)  # clears a's model and credential cooldowns
     assert (await router.pick([a_x, a_y], "alias", None)).credential_id == "a"
     assert await router.wait_time([a_y], "other") == 0
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_trace_in_both_paths(shared: bool) -> None:
+    from crossroute.call import Trace
+
+    clock = Clock()
+    state: State = SharedState(clock) if shared else MemoryState(clock=clock)
+    router = Router(RoutingSettings(strategy="fill-first", session_affinity=True), state, clock=clock)
+    a, b, c, low = Cand("a", upstream_model="x"), Cand("b"), Cand("c"), Cand("d", priority=-1)
+    await router.report_failure(a, "m", None, 503, None)  # a rests for its upstream model "x"
+    tr = Trace()
+    s = SessionIds("sess")
+    got = await router.pick([a, b, c, low], "m", s, {"b"}, None, tr)
+    assert got.credential_id == "c"
+    skips = {x["credential"]: x for x in tr.steps if x["step"] == "skip"}
+    assert skips["a"]["reason"] == "cooling" and skips["a"]["scope"] == "model x"
+    assert skips["a"]["until"] == pytest.approx(clock.t + 60)
+    assert skips["b"]["reason"] == "already tried"
+    assert skips["d"]["reason"] == "lower priority"
+    assert tr.steps[-1] == {**tr.steps[-1], "step": "chose", "credential": "c", "by": "only"}
+    tr2 = Trace()
+    await router.pick([a, b, c], "m", s, (), None, tr2)
+    assert tr2.steps[-1]["by"] == "session" and tr2.steps[-1]["credential"] == "c"
+    tr3 = Trace()
+    with pytest.raises(AllCoolingDown):
+        await router.pick([a, b], "m", None, {"b"}, None, tr3)  # a cooling, b tried
+    assert tr3.steps[-1] == {**tr3.steps[-1], "step": "none", "reason": "cooling", "retry_after": 60.0}
