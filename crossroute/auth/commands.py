@@ -141,9 +141,8 @@ def _expiry(acct: Account, now: float) -> str:
 def quota_snapshot(auth_dir: Path) -> tuple[dict[str, dict[str, Any]], Callable[[dict[str, Any]], str] | None]:
     """What the running gateway last wrote about each account's quota (``routing/quota.py``:
     ``read_snapshot`` and ``describe``), or nothing when this build or the directory has none."""
-    try:
-        from ..routing import quota
-    except ImportError:
+    quota = _quota_module()
+    if quota is None:
         return {}, None
     read, describe = getattr(quota, "read_snapshot", None), getattr(quota, "describe", None)
     if read is None:
@@ -157,6 +156,8 @@ def quota_snapshot(auth_dir: Path) -> tuple[dict[str, dict[str, Any]], Callable[
 
 
 def _cooling_until(info: dict[str, Any], now: float) -> float | None:
+    """When the account's cooldown ends: the snapshot's ``cooling-until``, else the latest reset
+    of a window the provider said is exhausted (the router cools the account until then)."""
     for key in ("cooling-until", "cooling_until"):
         value = info.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool) and value > now:
@@ -165,7 +166,27 @@ def _cooling_until(info: dict[str, Any], now: float) -> float | None:
             ts = parse_time(value)
             if ts is not None and ts > now:
                 return ts
-    return None
+    window = getattr(_quota_module(), "Window", None)
+    windows = info.get("windows")
+    if window is None or not isinstance(windows, list):
+        return None
+    until: float | None = None
+    for raw in windows:
+        try:
+            w = window.from_json(raw)
+            if w.exhausted(now) and w.reset_at is not None and w.reset_at > now:
+                until = max(until or 0.0, float(w.reset_at))
+        except Exception:
+            continue
+    return until
+
+
+def _quota_module() -> Any:
+    try:
+        from ..routing import quota
+    except ImportError:
+        return None
+    return quota
 
 
 def _status(a: Account, info: dict[str, Any] | None, now: float) -> str:

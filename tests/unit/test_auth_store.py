@@ -263,3 +263,38 @@ def test_auth_list_shows_status_and_quota_from_the_gateway_snapshot(tmp_path: Pa
     monkeypatch.setattr(quota, "read_snapshot", lambda d: 1 / 0, raising=False)
     assert quota_snapshot(store.dir) == ({}, None)
     assert "QUOTA" in render_list(store.accounts(), now=now)
+
+
+def test_auth_list_reads_the_snapshot_the_gateway_writes(tmp_path: Path) -> None:
+    """With routing/quota.py's own snapshot file: quota left and "cooling until" an exhausted window's reset."""
+    import time as _time
+
+    from crossroute.auth.commands import quota_snapshot, render_list
+    from crossroute.routing import quota
+
+    if not hasattr(quota, "read_snapshot"):
+        pytest.skip("this build's quota book writes no snapshot")
+    write_files(tmp_path, {k: CLIPROXY_FILES[k] for k in ("claude-ada@example.com.json",
+                                                           "codex-1a2b3c4d-grace@example.com-plus.json")})
+    store = AuthStore(tmp_path)
+    store.load()
+    now = _time.time()
+    snap = {"version": 1, "written": now, "accounts": {
+        "claude-ada@example.com.json": {"id": "auth:claude-ada@example.com.json", "provider": "claude-oauth",
+                                        "updated": now, "windows": [
+                                            {"name": "5h", "used": 1.0, "reset_at": now + 600, "rejected": True,
+                                             "account_wide": True},
+                                            {"name": "7d", "used": 0.2, "reset_at": now + 86400 * 3}]},
+        "codex-1a2b3c4d-grace@example.com-plus.json": {
+            "id": "auth:codex-1a2b3c4d-grace@example.com-plus.json", "provider": "codex-oauth", "updated": now,
+            "windows": [{"name": "primary", "used": 0.38, "reset_at": now + 3600}]}}}
+    (tmp_path / quota.SNAPSHOT_NAME).write_bytes(orjson.dumps(snap))
+    got, describe = quota_snapshot(store.dir)
+    assert set(got) == set(snap["accounts"]) and describe is not None
+    lines = {line.split()[0]: line for line in render_list(store.accounts(), now=now, quota=got,
+                                                           describe=describe).splitlines()[1:]}
+    reset = _time.strftime("%H:%M:%S UTC", _time.gmtime(now + 600))
+    assert f"cooling until {reset}" in lines["claude-ada@example.com.json"]
+    assert "7d 80% left" in lines["claude-ada@example.com.json"]
+    assert " active " in lines["codex-1a2b3c4d-grace@example.com-plus.json"]
+    assert "62% left" in lines["codex-1a2b3c4d-grace@example.com-plus.json"]
