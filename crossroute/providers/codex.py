@@ -17,18 +17,28 @@ __all__ = ["CodexExecutor", "client_headers"]
 
 _PATHS = {"generate": "/responses", "compact": "/responses/compact"}
 # client headers passed on unchanged (lower case, as the edge gives them), by name and by prefix
-_NAMES = frozenset({
-    "originator", "version", "session_id", "session-id", "thread_id", "thread-id", "conversation_id",
-    "x-client-request-id", "user-agent", "openai-beta",
-})
+_NAMES = ("originator", "version", "session_id", "session-id", "thread_id", "thread-id", "conversation_id",
+          "x-client-request-id", "user-agent", "openai-beta")
+_CODEX_MARKS = ("originator", "session_id", "session-id", "thread-id", "version")
 _PREFIXES = ("x-codex-", "x-openai-")
 
 
 def client_headers(headers: dict[str, str], client: Mapping[str, str]) -> dict[str, str]:
-    """``headers`` plus the Codex client's own headers, when it sent them."""
-    for name, value in client.items():
-        if value and (name in _NAMES or name.startswith(_PREFIXES)):
+    """``headers`` plus the Codex client's own headers, when it sent them.
+
+    The ``x-codex-*`` / ``x-openai-*`` scan over all headers runs only for a client that sent one of
+    Codex's own headers, so other clients pay a few lookups."""
+    codex = False
+    for name in _NAMES:
+        value = client.get(name)
+        if value:
             headers[name] = value
+            if name in _CODEX_MARKS:
+                codex = True
+    if codex:
+        for name, value in client.items():
+            if value and name.startswith(_PREFIXES):
+                headers[name] = value
     return headers
 
 
@@ -46,5 +56,6 @@ class CodexExecutor(HttpExecutor):
             "Authorization": f"Bearer {self.token_source(entry).token()}",
         }
         client_headers(headers, out.client_headers)
-        headers.update(config_headers(entry, out.client_headers))
+        if entry.headers:
+            headers.update(config_headers(entry, out.client_headers))
         return UpstreamRequest(entry.base_url.rstrip("/") + _PATHS[out.operation], headers, out.body)
