@@ -46,6 +46,8 @@ SENTINELS = (
 
 _UNIFIED = "anthropic-ratelimit-unified-"
 _UNIFIED_SUFFIXES = ("-utilization", "-reset", "-status")
+_UNIFIED_SENTINELS = tuple(_UNIFIED + x for x in ("status", "5h-status", "7d-status", "5h-utilization",
+                                                   "7d-utilization", "reset"))
 _CLAIMS = {"five_hour": "5h", "seven_day": "7d", "seven_day_opus": "7d_opus", "seven_day_sonnet": "7d_sonnet"}
 _NOT_WINDOWS = frozenset({"fallback", "overage"})  # pay-as-you-go states, not windows that refuse
 _WINDOW_SECONDS = {"5h": 5 * 3600.0, "7d": 7 * 86400.0}
@@ -126,6 +128,9 @@ class Signals:
 
 
 # ------------------------------------------------------------------ value parsers
+_INF = float("inf")
+
+
 def _num(v: Any) -> float | None:
     if v is None or isinstance(v, bool):
         return None
@@ -133,7 +138,7 @@ def _num(v: Any) -> float | None:
         f = float(v)
     except (TypeError, ValueError):
         return None
-    return f if f == f and f not in (float("inf"), float("-inf")) else None
+    return f if (f == f and -_INF < f < _INF) else None
 
 
 def parse_duration(text: str) -> float | None:
@@ -145,6 +150,10 @@ def parse_duration(text: str) -> float | None:
     plain = _num(text)
     if plain is not None:
         return plain
+    if text[-1] == "s" and text.count("m") + text.count("h") == (1 if text.endswith("ms") else 0):
+        value = _num(text[:-2] if text.endswith("ms") else text[:-1])  # "1s", "0.5s", "20ms"
+        if value is not None:
+            return value / 1000.0 if text.endswith("ms") else value
     pos = 0
     total = 0.0
     for m in _DURATION.finditer(text):
@@ -267,9 +276,10 @@ def parse(headers: Mapping[str, str], now: float) -> Signals | None:
         if has is not None:
             credits = {"has_credits": has, "unlimited": bool(_bool(headers.get("x-codex-credits-unlimited"))),
                        "balance": (headers.get("x-codex-credits-balance") or "").strip() or None}
-    names = list(headers.keys())
-    if any(k[:len(_UNIFIED)].lower() == _UNIFIED for k in names):
-        windows.extend(_unified(headers, names, now))
+    for sentinel in _UNIFIED_SENTINELS:
+        if sentinel in headers:
+            windows.extend(_unified(headers, list(headers.keys()), now))
+            break
     if "anthropic-ratelimit-requests-remaining" in headers or "anthropic-ratelimit-tokens-remaining" in headers:
         fam = ("anthropic-ratelimit-{}-limit", "anthropic-ratelimit-{}-remaining", "anthropic-ratelimit-{}-reset")
         windows.extend(_counted(headers, _ANTHROPIC_KINDS, fam, now, True))
