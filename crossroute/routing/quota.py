@@ -289,7 +289,20 @@ class QuotaBook:
         return {"plan": plan, "windows": windows}
 
     # ------------------------------------------------------------ the snapshot file
-    def snapshot(self) -> dict[str, dict[str, Any]]:
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        """Per credential id (API keys and accounts), the fraction left of each window (0..1;
+        1 for a window whose reset has passed): what ``/metrics`` shows as quota remaining."""
+        now = self._clock()
+        out: dict[str, dict[str, float]] = {}
+        for cid in list(self.accounts):
+            acct = self.account(cid)
+            if acct is None or not acct.windows:
+                continue
+            out[cid] = {name: (1.0 if (w.reset_at is not None and w.reset_at <= now) else round(w.left, 4))
+                        for name, w in acct.windows.items()}
+        return out
+
+    def accounts_snapshot(self) -> dict[str, dict[str, Any]]:
         """Accounts by file name, as ``read_snapshot`` returns them."""
         out: dict[str, dict[str, Any]] = {}
         for acct in list(self.accounts.values()):
@@ -312,7 +325,7 @@ class QuotaBook:
         self._timer = None
         if self.auth_dir is None or self._writing:
             return
-        data = orjson.dumps({"version": 1, "written": round(self._clock(), 3), "accounts": self.snapshot()},
+        data = orjson.dumps({"version": 1, "written": round(self._clock(), 3), "accounts": self.accounts_snapshot()},
                             option=orjson.OPT_SORT_KEYS)
         if data == self._written:
             return
@@ -338,7 +351,7 @@ class QuotaBook:
         """Write the snapshot at once (tests, shutdown)."""
         if self.auth_dir is None:
             return
-        data = orjson.dumps({"version": 1, "written": round(self._clock(), 3), "accounts": self.snapshot()},
+        data = orjson.dumps({"version": 1, "written": round(self._clock(), 3), "accounts": self.accounts_snapshot()},
                             option=orjson.OPT_SORT_KEYS)
         _write(self.auth_dir / SNAPSHOT_NAME, data)
         self._written = data

@@ -267,3 +267,18 @@ async def test_codex_refusal_body_sets_the_reset() -> None:
     await router.report_failure(cand(a), "gpt-5", None, 429, None, kind="model")
     cd = router.state.get_cooldowns_now([a.id], ANY_MODEL)[a.id]  # type: ignore[attr-defined]
     assert cd.until == reset
+
+
+def test_snapshot_for_metrics() -> None:
+    clock = Clock()
+    _, book = setup(clock)
+    a = entry("codex-a.json")
+    k = ProviderEntry(kind="openai", provider="o", name="k", api_key="sk", base_url="http://u")
+    book.note(a, 200, codex(25, 600, clock))
+    book.note(k, 200, {"x-ratelimit-remaining-requests": "15", "x-ratelimit-limit-requests": "60",
+                       "x-ratelimit-reset-requests": "1s"})
+    snap = book.snapshot()
+    assert snap[a.id] == {"primary": 0.75, "secondary": 0.9}
+    assert snap[k.id] == {"requests": 0.25}
+    clock.t += 2  # the requests window has refilled since
+    assert book.snapshot()[k.id] == {"requests": 1.0}
