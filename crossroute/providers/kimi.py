@@ -8,18 +8,28 @@ account's access token, or its ``api_key``) and the account's ``X-Msh-*`` device
 name crossroute as the platform; nothing imitates Kimi's own CLI. The client's own ``User-Agent``
 (and for Anthropic clients ``anthropic-beta``, ``x-app``, ``X-Claude-Code-Session-Id``) passes
 through as it was sent.
+
+Kimi's chat endpoint refuses a history its thinking models cannot continue: an assistant turn with
+``tool_calls`` but no ``reasoning_content``, an empty assistant turn, a tool result without its
+``tool_call_id``. ``chat_body`` repairs such histories (the latest reasoning seen, else the turn's
+own text, else ``[reasoning unavailable]``; empty turns dropped; a missing id taken from
+``call_id`` or from the one call still unanswered); other bodies pass unchanged, unparsed.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import orjson
+
 from .. import __version__
 from ..config import ProviderEntry
 from .anthropic import API_VERSION, client_headers
 from .base import HttpExecutor, Outbound, UpstreamRequest, config_headers
 
-__all__ = ["KimiExecutor", "device_headers"]
+__all__ = ["REASONING_UNAVAILABLE", "KimiExecutor", "chat_body", "device_headers"]
+
+REASONING_UNAVAILABLE = "[reasoning unavailable]"
 
 _PATHS = {("claude", "generate"): "/v1/messages", ("claude", "count_tokens"): "/v1/messages/count_tokens",
           ("openai", "generate"): "/v1/chat/completions"}
@@ -39,6 +49,78 @@ def device_headers(account: Any) -> dict[str, str]:
     from ..auth.logins import kimi_headers  # the one definition of these headers (the login's)
 
     return kimi_headers(device_id)
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content.strip()
+    if isinstance(content, list):
+        texts = [str(p.get("text", "")).strip() for p in content if isinstance(p, dict)]
+        return "\n".join(t for t in texts if t)
+    return ""
+
+
+def _usable(reasoning: Any) -> bool:
+    return isinstance(reasoning, str) and reasoning.strip() not in ("", REASONING_UNAVAILABLE)
+
+
+def _empty_turn(msg: dict[str, Any]) -> bool:
+    """An assistant turn with nothing in it: no calls, no reasoning, no text or other part."""
+    if msg.get("tool_calls") or msg.get("function_call") or _usable(msg.get("reasoning_content")):
+        return False
+    content = msg.get("content")
+    if content is not None and not isinstance(content, str | list):
+        return False
+    if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") not in (None, "text") for p in content):
+        return False
+    return not _text_of(content)
+
+
+def chat_body(body: bytes) -> bytes:
+    """A chat completions body whose history Kimi accepts (see the module docstring)."""
+    if b'"assistant"' not in body and b'"tool"' not in body:
+        return body
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    messages = obj.get("messages") if isinstance(obj, dict) else None
+    if not isinstance(messages, list):
+        return body
+    changed = False
+    latest = ""
+    pending: list[str] = []
+    kept: list[Any] = []
+    for msg in messages:
+        if not isinstance(msg, dict):
+            kept.append(msg)
+            continue
+        role = msg.get("role")
+        if role == "assistant":
+            if _empty_turn(msg):
+                changed = True
+                continue
+            if _usable(msg.get("reasoning_content")):
+                latest = msg["reasoning_content"]
+            calls = msg.get("tool_calls")
+            if isinstance(calls, list) and calls:
+                if not _usable(msg.get("reasoning_content")):
+                    msg = {**msg, "reasoning_content": latest or _text_of(msg.get("content")) or REASONING_UNAVAILABLE}
+                    changed = True
+                pending.extend(str(c["id"]) for c in calls if isinstance(c, dict) and c.get("id"))
+        elif role == "tool":
+            call_id = msg.get("tool_call_id")
+            if not call_id:
+                call_id = msg.get("call_id") or (pending[0] if len(pending) == 1 else None)
+                if call_id:
+                    msg = {**msg, "tool_call_id": call_id}
+                    changed = True
+            if call_id in pending:
+                pending.remove(call_id)
+        kept.append(msg)
+    if not changed:
+        return body
+    return orjson.dumps({**obj, "messages": kept})
 
 
 class KimiExecutor(HttpExecutor):
@@ -76,4 +158,5 @@ class KimiExecutor(HttpExecutor):
         headers["Authorization"] = "Bearer " + self.token_source(entry).token()
         if entry.headers:
             headers.update(config_headers(entry, out.client_headers))
-        return UpstreamRequest(url, headers, out.body)
+        body = chat_body(out.body) if out.wire == "openai" else out.body
+        return UpstreamRequest(url, headers, body)

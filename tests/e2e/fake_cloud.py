@@ -224,6 +224,13 @@ class FakeCloud(ThreadedApp):
         for key in ("model", "messages"):
             if key not in body:
                 seen.problems.append(f"{key} is required")
+        for i, msg in enumerate(body.get("messages") or []):
+            if not isinstance(msg, dict):
+                continue
+            if msg.get("role") == "assistant" and msg.get("tool_calls") and not msg.get("reasoning_content"):
+                seen.problems.append(f"messages[{i}]: reasoning_content is missing in assistant tool call message")
+            if msg.get("role") == "tool" and not msg.get("tool_call_id"):
+                seen.problems.append(f"messages[{i}]: tool_call_id is required")
         if (fault := self._fault("kimi")) is not None:
             return fault
         if seen.problems:

@@ -228,3 +228,15 @@ def test_upstream_429_reaches_the_client(gateway: GatewayProcess, fake: FakeClou
 
 def test_models_listed(gateway: GatewayProcess) -> None:
     assert set(MODELS) <= models(gateway)
+
+
+def test_kimi_tool_history_from_an_openai_client(gateway: GatewayProcess, fake: FakeCloud) -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}
+    status, body = post(gateway, "/v1/chat/completions", {"model": "kimi-code", "messages": [
+        {"role": "user", "content": "time?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "12:00"}],
+        "tools": [{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}]})
+    assert status == 200, body
+    seen = fake.of("kimi")[-1]
+    assert seen.problems == [] and seen.body["messages"][1]["reasoning_content"]

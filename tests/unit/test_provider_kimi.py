@@ -124,3 +124,30 @@ async def test_429_with_retry_after_is_a_model_failure(cloud: FakeCloud, io: Loo
         body = orjson.dumps({**orjson.loads(CLAUDE_BODY), "model": "err429"})
         await KimiExecutor().send(e, Outbound("generate", "claude", "err429", body, False, {}), io)
     assert info.value.status == 429 and info.value.retry_after == 7.0 and info.value.scope == "model"
+
+
+def test_chat_history_repaired_for_kimi() -> None:
+    from crossroute.providers.kimi import REASONING_UNAVAILABLE, chat_body
+
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    body = orjson.dumps({"model": "m", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": ""},  # empty: dropped
+        {"role": "assistant", "content": None, "tool_calls": [call]},  # no reasoning: the fallback
+        {"role": "tool", "content": "42"},  # no id: the one pending call's
+        {"role": "assistant", "content": "ok", "reasoning_content": "thought about it"},
+        {"role": "assistant", "content": [{"type": "text", "text": "again"}], "tool_calls": [{**call, "id": "c2"}]},
+        {"role": "tool", "call_id": "c2", "content": "43"},
+    ]})
+    msgs = orjson.loads(chat_body(body))["messages"]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "assistant", "assistant", "tool"]
+    assert msgs[1]["reasoning_content"] == REASONING_UNAVAILABLE and msgs[2]["tool_call_id"] == "call_1"
+    assert msgs[4]["reasoning_content"] == "thought about it"  # the latest reasoning seen
+    assert msgs[5]["tool_call_id"] == "c2"
+    fine = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    assert chat_body(fine) is fine  # nothing to repair: not even parsed
+    e = entry_for("kimi", "https://api.kimi.com/coding", kimi_account())  # type: ignore[arg-type]
+    built = KimiExecutor().build(e, Outbound("generate", "openai", "m", body, False, {}))
+    assert orjson.loads(built.body)["messages"][1]["reasoning_content"] == REASONING_UNAVAILABLE
+    claude = KimiExecutor().build(e, Outbound("generate", "claude", "m", body, False, {}))
+    assert claude.body is body  # the Messages endpoint gets the body as translated
