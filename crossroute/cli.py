@@ -56,13 +56,35 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     creds = len(settings.providers)
     mocks = sum(1 for p in settings.providers if p.kind == "mock")
+    accounts = _accounts_line(settings)
     note = ""
-    if creds and mocks == creds:
+    if creds and mocks == creds and not accounts:
         note = "; mock only: canned answers until a real upstream is added"
     elif mocks:
         note = f"; {mocks} mock"
     _say(scrub_line(f"{path}: OK ({creds} upstream credential{'s' if creds != 1 else ''}{note})"))
+    if accounts:
+        _say(scrub_line(accounts))
     return 0
+
+
+def _accounts_line(settings: Settings) -> str:
+    """``auth-dir <dir>: N accounts (M usable)`` when the auth dir holds accounts ("" otherwise);
+    a file it skips is named in a warning line of its own."""
+    from .auth.store import AuthStore
+
+    store = AuthStore(settings.auth_dir)
+    if not store.dir.is_dir():
+        return ""
+    try:
+        store.load()
+    except OSError as exc:
+        return f"auth-dir {store.dir}: not readable ({exc.strerror or exc})"
+    accounts = store.accounts()
+    if not accounts:
+        return ""
+    usable = sum(1 for a in accounts if a.usable)
+    return f"auth-dir {store.dir}: {len(accounts)} account{'s' if len(accounts) != 1 else ''} ({usable} usable)"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

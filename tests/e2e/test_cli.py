@@ -130,3 +130,36 @@ def _post_chunked(url: str, body: bytes) -> tuple[int, dict]:
         return resp.status, json.loads(resp.read())
     finally:
         conn.close()
+
+
+def test_account_commands_use_the_configs_auth_dir(tmp_path: Path) -> None:
+    """``crossroute auth ...`` and ``crossroute check`` with ``--config``: the config's auth-dir
+    (``~`` expanded), a bad file named once, secrets never printed; the default is ~/.crossroute."""
+    home = tmp_path / "home"
+    auth = home / "accounts"
+    auth.mkdir(parents=True)
+    fixtures = ROOT / "tests" / "fixtures" / "cliproxyapi_auth"
+    for name in ("claude-ada@example.com.json", "kimi-1764583200000.json"):
+        (auth / name).write_bytes((fixtures / name).read_bytes())
+    (auth / "codex-bad.json").write_text("{oops")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("auth-dir: ~/accounts\nmock: [{name: m, models: [x]}]\n")
+    r = run("check", "--config", str(cfg), home=home)
+    assert r.returncode == 0, r.stderr
+    assert f"auth-dir {auth}: 2 accounts (2 usable)" in r.stderr
+    assert r.stderr.count("codex-bad.json") == 1 and "skipped" in r.stderr
+    r = run("auth", "disable", "ada@example.com", "--config", str(cfg), home=home)
+    assert r.returncode == 0 and "claude-ada@example.com.json: disabled" in r.stdout, r.stderr
+    r = run("auth", "list", "--config", str(cfg), home=home)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()[1:]}
+    assert set(rows) == {"claude-ada@example.com.json", "kimi-1764583200000.json"}
+    assert "disabled" in rows["claude-ada@example.com.json"] and "active" in rows["kimi-1764583200000.json"]
+    for secret in ("sk-ant-oat01-fixture-claude-access-0001", "kimi-fixture-access-token-0001",
+                   "kimi-fixture-refresh-token-0001"):
+        assert secret not in r.stdout + r.stderr
+    r = run("auth", "remove", "kimi-1764583200000", "--config", str(cfg), home=home)
+    assert r.returncode == 0 and not (auth / "kimi-1764583200000.json").exists()
+    # no config found and no --auth-dir: ~/.crossroute
+    r = run("auth", "list", cwd=tmp_path, home=home)
+    assert r.returncode == 0 and f"no accounts in {home / '.crossroute'}" in r.stdout, r.stdout + r.stderr
