@@ -44,7 +44,7 @@ guard = auth.Guard()
 _hashed: set[tuple[str, str]] = set()  # (config path, plain key) already written back
 
 
-def _allowed(gw: Gateway, req: Request, need_key: bool) -> Reply | None:
+async def _allowed(gw: Gateway, req: Request, need_key: bool) -> Reply | None:
     """None when the request may go on; else the refusal (404 / 403 / 401)."""
     rm = gw.settings.remote_management
     password = auth.env_password()
@@ -56,8 +56,13 @@ def _allowed(gw: Gateway, req: Request, need_key: bool) -> Reply | None:
         if not loopback and not rm.allow_remote:
             return error(403, "remote management disabled")
         return None
-    verdict = guard.decide(key, address, loopback, stored=rm.secret_key.strip(), allow_remote=rm.allow_remote,
-                           env_password=password)
+    stored = rm.secret_key.strip()
+    if guard.known_good(key, stored) and guard.banned_for(address or "unknown") <= 0 and (
+            loopback or rm.allow_remote):
+        return None  # the common case: the key that matched before, no hash to compute
+    # a key not seen yet costs a bcrypt/PBKDF2 computation: off the event loop
+    verdict = await asyncio.to_thread(guard.decide, key, address, loopback, stored=stored,
+                                      allow_remote=rm.allow_remote, env_password=password)
     if verdict.status:
         if verdict.status != 404:
             log.info("management request refused (%d %s) from %s", verdict.status, verdict.message,
@@ -79,7 +84,7 @@ async def _hash_back(gw: Gateway) -> None:
 
 
 async def management(gw: Gateway, req: Request) -> Reply:
-    refused = _allowed(gw, req, need_key=True)
+    refused = await _allowed(gw, req, need_key=True)
     if refused is not None:
         return refused
     await _hash_back(gw)
@@ -111,7 +116,7 @@ def _panel_reply(name: str, content_type: str) -> Reply:
 
 
 async def panel_page(gw: Gateway, req: Request) -> Reply:
-    refused = _allowed(gw, req, need_key=False)
+    refused = await _allowed(gw, req, need_key=False)
     if refused is not None:
         return refused
     if gw.settings.remote_management.disable_control_panel:
@@ -120,7 +125,7 @@ async def panel_page(gw: Gateway, req: Request) -> Reply:
 
 
 async def panel_asset(gw: Gateway, req: Request) -> Reply:
-    refused = _allowed(gw, req, need_key=False)
+    refused = await _allowed(gw, req, need_key=False)
     if refused is not None:
         return refused
     name = req.path_params.get("rest", "")

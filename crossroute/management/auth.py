@@ -163,6 +163,12 @@ class Guard:
         with self._lock:
             self._failures.pop(address, None)
 
+    def known_good(self, key: str | None, stored: str) -> bool:
+        """Is ``key`` the one that matched ``stored`` before (no hash computed)?"""
+        good = self._good
+        return bool(key) and good is not None and good[0] == stored and hmac.compare_digest(
+            good[1], hashlib.sha256(key.encode()).digest())  # type: ignore[union-attr]
+
     def check_key(self, key: str, stored: str, env_password: str | None) -> bool:
         if env_password and hmac.compare_digest(key.encode(), env_password.encode()):
             return True

@@ -8,6 +8,7 @@ and applied by the gateway's config watcher.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -75,9 +76,10 @@ def _unmask(obj: Any, masks: dict[str, str]) -> Any:
     return obj
 
 
-def _write(gw: Gateway, change: Callable[[Any], None]) -> Reply:
+async def _write(gw: Gateway, change: Callable[[Any], None]) -> Reply:
+    """Apply ``change`` to the file (in a thread: it reads, validates, writes and fsyncs)."""
     try:
-        _, changed = config_edit.edit_tree(_path(gw), change)
+        _, changed = await asyncio.to_thread(config_edit.edit_tree, _path(gw), change)
     except config_edit.EditError as exc:
         return reply(exc.body(), exc.status)
     return ok(changed=changed)
@@ -100,7 +102,7 @@ async def put_config_yaml(gw: Gateway, req: Request) -> Reply:
     if not text.strip():
         return error(400, "the config is empty", "body", message="empty body")
     try:
-        _, changed = config_edit.replace(_path(gw), text)
+        _, changed = await asyncio.to_thread(config_edit.replace, _path(gw), text)
     except config_edit.EditError as exc:
         return reply(exc.body(), exc.status)
     return reply({"ok": True, "changed": ["config"] if changed else []})
@@ -127,7 +129,7 @@ async def put_api_keys(gw: Gateway, req: Request) -> Reply:
     def change(tree: Any) -> None:
         tree["api-keys"] = keys
 
-    return _write(gw, change)
+    return await _write(gw, change)
 
 
 async def patch_api_keys(gw: Gateway, req: Request) -> Reply:
@@ -160,7 +162,7 @@ async def patch_api_keys(gw: Gateway, req: Request) -> Reply:
                 return
         keys.append(new.strip())
 
-    return _write(gw, change)
+    return await _write(gw, change)
 
 
 async def delete_api_keys(gw: Gateway, req: Request) -> Reply:
@@ -186,7 +188,7 @@ async def delete_api_keys(gw: Gateway, req: Request) -> Reply:
         if len(keys) == before:
             raise BadInput("no such key", "value", 404)
 
-    return _write(gw, change)
+    return await _write(gw, change)
 
 
 # ------------------------------------------------------------------ provider key lists
@@ -209,7 +211,7 @@ def _list_handlers(key: str) -> dict[str, Handler]:
         def change(tree: Any) -> None:
             tree[key] = items
 
-        return _write(gw, change)
+        return await _write(gw, change)
 
     def _find(entries: list[Any], req: Request, body: dict[str, Any]) -> int:
         index = body.get("index")
@@ -255,7 +257,7 @@ def _list_handlers(key: str) -> dict[str, Handler]:
                 else:
                     entry[k] = v
 
-        return _write(gw, change)
+        return await _write(gw, change)
 
     async def delete(gw: Gateway, req: Request) -> Reply:
         masks = _masks(gw)
@@ -275,7 +277,7 @@ def _list_handlers(key: str) -> dict[str, Handler]:
             entries = tree.get(key) or []
             del entries[_find(entries, req, body)]
 
-        return _write(gw, change)
+        return await _write(gw, change)
 
     return {"GET": get, "PUT": put, "PATCH": patch, "DELETE": delete}
 
@@ -325,7 +327,7 @@ def _scalar_handlers(route: str) -> dict[str, Handler]:
                 node = node[k]
             node[keys[-1]] = value
 
-        return _write(gw, change)
+        return await _write(gw, change)
 
     async def delete(gw: Gateway, req: Request) -> Reply:
         def change(tree: Any) -> None:
@@ -336,7 +338,7 @@ def _scalar_handlers(route: str) -> dict[str, Handler]:
                     return
             node.pop(keys[-1], None)
 
-        return _write(gw, change)
+        return await _write(gw, change)
 
     out: dict[str, Handler] = {"GET": get, "PUT": put, "PATCH": put}
     if route == "proxy-url":
