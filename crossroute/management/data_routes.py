@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import redaction
+from ..auth.accounts import AccountError
 from . import accounts, observed
 from .http import BadInput, error, json_object, ok, query_float, query_int, reply, text_reply
 from .logins import PROVIDER_ROUTES, LoginRefused, Logins
@@ -141,6 +142,49 @@ async def patch_auth_status(gw: Gateway, req: Request) -> Reply:
     except KeyError:
         raise BadInput(f"no account file {name.strip()!r}", "name", 404) from None
     return ok(name=acct.name, disabled=acct.disabled)
+
+
+# fields PATCH /auth-files/fields may set, with the JSON types each takes (None removes the field)
+_FIELDS: dict[str, tuple[type, ...]] = {"priority": (int,), "weight": (int,), "prefix": (str,), "proxy_url": (str,),
+                                        "base_url": (str,), "headers": (dict,), "excluded_models": (list,),
+                                        "websockets": (bool,), "email": (str,)}
+
+
+async def patch_auth_fields(gw: Gateway, req: Request) -> Reply:
+    """CLIProxyAPI's ``PATCH /auth-files/fields``: merge routing fields into one account file
+    (tokens and the type are not settable here)."""
+    body = json_object(req)
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise BadInput("'name' must be the account's file name", "name")
+    values: dict[str, Any] = {}
+    for key, value in body.items():
+        if key == "name":
+            continue
+        field = key.replace("-", "_")
+        types = _FIELDS.get(field)
+        if types is None:
+            raise BadInput(f"field {key!r} cannot be set here (settable: {', '.join(sorted(_FIELDS))})", key)
+        if value is not None and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+            raise BadInput(f"{key!r} must be {'a ' + types[0].__name__}", key)
+        if field == "headers" and value is not None and not all(isinstance(v, str) for v in value.values()):
+            raise BadInput("'headers' must map names to strings", key)
+        if field == "excluded_models" and value is not None and not all(isinstance(v, str) for v in value):
+            raise BadInput("'excluded_models' must be a list of strings", key)
+        if field == "weight" and value is not None and value < 1:
+            raise BadInput("'weight' must be 1 or more", key)
+        values[field] = value
+    if not values:
+        raise BadInput("give at least one field to change", "name")
+    store, _ = accounts.store_for(gw)
+    accounts.current_accounts(gw)
+    try:
+        acct = store.update(name.strip(), **values)
+    except KeyError:
+        raise BadInput(f"no account file {name.strip()!r}", "name", 404) from None
+    except AccountError as exc:
+        raise BadInput(f"{name.strip()}: {redaction.scrub(str(exc))}", "name") from None
+    return ok(name=acct.name)
 
 
 # ------------------------------------------------------------------ logins
@@ -336,6 +380,7 @@ def _table() -> dict[tuple[str, str], Handler]:
         ("POST", "auth-files"): upload_auth_file,
         ("DELETE", "auth-files"): delete_auth_file,
         ("PATCH", "auth-files/status"): patch_auth_status,
+        ("PATCH", "auth-files/fields"): patch_auth_fields,
         ("GET", "credentials"): list_credentials,
         ("POST", "oauth-login"): login_start,
         ("GET", "get-auth-status"): auth_status,

@@ -257,6 +257,16 @@ def test_account_upload_list_disable_delete(gw: MgmtGateway) -> None:
     assert entry["status"] == "disabled" and entry["disabled"] is True
     status, res, _ = gw.call("PATCH", "/v0/management/auth-files/status", {"name": name, "disabled": "yes"})
     assert (status, res["field"]) == (400, "disabled")
+    fields = {"name": name, "priority": 7, "prefix": "ops"}
+    status, res, _ = gw.call("PATCH", "/v0/management/auth-files/fields", fields)
+    assert status == 200, res
+    saved = json.loads(path.read_text())
+    assert (saved["priority"], saved["prefix"], saved["access_token"]) == (7, "ops", obj["access_token"])
+    for bad, field in (({"name": name, "priority": "high"}, "priority"), ({"name": name, "access_token": "x"},
+                                                                            "access_token"), ({"name": name}, "name")):
+        status, res, _ = gw.call("PATCH", "/v0/management/auth-files/fields", bad)
+        assert (status, res["field"]) == (400, field), res
+    assert gw.call("PATCH", "/v0/management/auth-files/fields", {"name": "nope.json", "weight": 2})[0] == 404
     status, res, _ = gw.call("DELETE", f"/v0/management/auth-files?name={name}")
     assert (status, res["deleted"]) == (200, 1)
     assert not path.exists()
