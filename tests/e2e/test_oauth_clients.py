@@ -262,6 +262,27 @@ def test_codex_clients_headers_reach_the_upstream_and_long_tools_come_back(gatew
     assert len(sent) <= 64 and sent.encode() not in raw and LONG_TOOL.encode() in raw
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_anthropic_client_calls_a_long_named_tool_through_the_codex_account(
+        gateway: GatewayProcess, fake: FakeSubscription, stream: bool) -> None:
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=CLIENT_KEY, max_retries=0)
+    kwargs: dict[str, Any] = {
+        "model": CODEX_MODEL, "max_tokens": 128, "messages": [{"role": "user", "content": "look it up"}],
+        "tools": [{"name": LONG_TOOL, "description": "search", "input_schema": {"type": "object"}},
+                  {"name": "read_file", "input_schema": {"type": "object"}}]}
+    if stream:
+        with client.messages.stream(**kwargs) as s:
+            message = s.get_final_message()
+    else:
+        message = client.messages.create(**kwargs)
+    calls = [b for b in message.content if b.type == "tool_use"]
+    assert [c.name for c in calls] == [LONG_TOOL] and calls[0].input == {"q": "x"}
+    rec = check_codex_upstream(fake)
+    sent = [t["name"] for t in rec["body"]["tools"]]
+    assert sent[1] == "read_file" and len(sent[0]) <= 64 and sent[0] != LONG_TOOL
+    assert "max_output_tokens" not in rec["body"]
+
+
 def test_a_refusal_scoped_to_claude_code_reaches_the_client_and_the_prompt_is_not_rewritten(
         gateway: GatewayProcess, fake: FakeSubscription) -> None:
     fake.claude_code_only = True
