@@ -50,6 +50,7 @@ from .base import (
     retry_after_of,
 )
 from .envelope import Unwrapped
+from .google_retry import with_google_retry
 
 __all__ = ["DAILY_HOST", "PROD_HOST", "AntigravityExecutor", "envelope_body"]
 
@@ -254,6 +255,7 @@ class AntigravityExecutor(HttpExecutor):
             try:
                 up = await super().send(entry, out, io)
             except UpstreamError as exc:
+                with_google_retry(exc)  # a 429's wait is in its body
                 if i == len(hosts) - 1 or not (exc.status in (0, 429) or exc.status >= 500):
                     raise
                 log.info("antigravity: %s answered %s, trying %s", host, exc.status or "nothing", hosts[i + 1])

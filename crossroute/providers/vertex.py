@@ -23,6 +23,7 @@ import orjson
 
 from ..config import ProviderEntry
 from .base import HttpExecutor, Outbound, Upstream, UpstreamError, UpstreamIO, UpstreamRequest, config_headers
+from .google_retry import with_google_retry
 
 __all__ = ["DEFAULT_LOCATION", "GLOBAL_HOST", "VertexExecutor", "host_for"]
 
@@ -114,4 +115,8 @@ class VertexExecutor(HttpExecutor):
         fresh = getattr(src, "fresh_token", None)
         if fresh is not None:  # a service account mints its first token here, not after a 401
             await fresh()
-        return await super().send(entry, out, io)
+        try:
+            return await super().send(entry, out, io)
+        except UpstreamError as exc:
+            with_google_retry(exc)  # a 429's wait is in its body
+            raise

@@ -290,3 +290,19 @@ async def test_a_request_error_is_not_retried_on_the_next_host(io: LoopbackIO) -
     finally:
         first.stop()
         second.stop()
+
+
+async def test_the_last_hosts_429_keeps_the_wait_its_body_asks_for(io: LoopbackIO) -> None:
+    fake = FakeCloud().start()
+    try:
+        body = orjson.dumps({"error": {"code": 429, "message": "quota will reset after 33s.",
+                                       "status": "RESOURCE_EXHAUSTED"}})
+        fake.fail_next["antigravity"] = [(429, body, {}), (429, body, {})]
+        ex = AntigravityExecutor(hosts=(fake.base, fake.base + "/"))
+        e = entry_for("antigravity", DAILY_HOST, ag_account(project_id=PROJECT))
+        with pytest.raises(UpstreamError) as info:
+            await ex.send(e, Outbound("generate", "gemini", "text", gemini_body(), False, {}), io)
+        assert info.value.status == 429 and info.value.retry_after == 33.0
+        assert len(fake.of("antigravity")) == 2  # both hosts tried
+    finally:
+        fake.stop()

@@ -163,3 +163,31 @@ async def test_html_error_page_and_error_in_a_200(cloud: FakeCloud, io: Loopback
     up = await VertexExecutor().send(e, Outbound("generate", "gemini", "err200", BODY, False, {}), io)
     assert b'"error"' in await up.body(4096)  # a 200 that is an error: dispatch's answer check refuses it
     up.close(True)
+
+
+def test_google_retry_delays() -> None:
+    from crossroute.providers.google_retry import duration_seconds, google_retry_after
+
+    assert duration_seconds("3.5s") == 3.5 and duration_seconds("1h2m3s") == 3723 and duration_seconds("250ms") == 0.25
+    assert duration_seconds("soon") is None and duration_seconds("5") is None
+    info = {"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED", "details": [
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
+         "metadata": {"quotaResetDelay": "41m2.5s"}},
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "12.25s"}]}}
+    assert google_retry_after(orjson.dumps(info)) == 12.25  # RetryInfo first
+    info["error"]["details"].pop()
+    assert google_retry_after(orjson.dumps(info)) == 41 * 60 + 2.5
+    msg = {"error": {"code": 429, "message": "You have exhausted your capacity. Your quota will reset after 17s."}}
+    assert google_retry_after(orjson.dumps([msg])) == 17
+    assert google_retry_after(b"<html>429</html>") is None and google_retry_after(None) is None
+
+
+async def test_a_429_waits_as_long_as_its_body_says(cloud: FakeCloud, io: LoopbackIO) -> None:
+    cloud.clear()
+    body = orjson.dumps({"error": {"code": 429, "message": "slow down", "details": [
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "9s"}]}})
+    cloud.fail_next["vertex"] = [(429, body, {})]
+    e = ProviderEntry(kind="vertex", provider="vertex", name="vk", api_key=API_KEY, base_url=cloud.base)
+    with pytest.raises(UpstreamError) as info:
+        await VertexExecutor().send(e, Outbound("generate", "gemini", "text", BODY, False, {}), io)
+    assert info.value.status == 429 and info.value.retry_after == 9.0

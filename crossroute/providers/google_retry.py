@@ -1,0 +1,72 @@
+"""How long a Google API (Cloud Code, Vertex) asks a client to wait after a 429, read from the
+error body when there is no ``Retry-After`` header.
+
+Google errors say it in ``error.details``: a ``google.rpc.RetryInfo`` with ``retryDelay`` (``"3.5s"``),
+or a ``google.rpc.ErrorInfo`` whose ``metadata.quotaResetDelay`` is a duration (``"1h2m3.5s"``), or
+only in the message (``"... retry after 12s."``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from .base import UpstreamError
+
+__all__ = ["duration_seconds", "google_retry_after", "with_google_retry"]
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_AFTER = re.compile(r"after\s+((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)", re.IGNORECASE)
+_SCALE = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+MAX_WAIT = 7 * 86400.0
+
+
+def duration_seconds(text: str) -> float | None:
+    """``"3.5s"``, ``"1h2m3s"``, ``"250ms"`` in seconds; None when it is not such a duration."""
+    text = text.strip().lower()
+    if not text:
+        return None
+    total, pos = 0.0, 0
+    for m in _PART.finditer(text):
+        if m.start() != pos:
+            return None
+        total += float(m.group(1)) * _SCALE[m.group(2)]
+        pos = m.end()
+    if pos != len(text):
+        return None
+    return min(total, MAX_WAIT)
+
+
+def google_retry_after(body: bytes | None) -> float | None:
+    if not body or b'"error"' not in body:
+        return None
+    try:
+        obj: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(obj, list) and obj:  # some Google APIs answer errors as a one-element list
+        obj = obj[0]
+    err = obj.get("error") if isinstance(obj, dict) else None
+    if not isinstance(err, dict):
+        return None
+    details = err.get("details") if isinstance(err.get("details"), list) else []
+    for kind, pick in (("google.rpc.RetryInfo", lambda d: d.get("retryDelay")),
+                       ("google.rpc.ErrorInfo", lambda d: (d.get("metadata") or {}).get("quotaResetDelay"))):
+        for d in details:
+            if isinstance(d, dict) and str(d.get("@type", "")).endswith(kind):
+                value = pick(d)
+                if isinstance(value, str) and (seconds := duration_seconds(value)) is not None:
+                    return seconds
+    message = err.get("message")
+    if isinstance(message, str) and (m := _AFTER.search(message)):
+        return duration_seconds(m.group(1))
+    return None
+
+
+def with_google_retry(exc: UpstreamError) -> UpstreamError:
+    """``exc`` with the wait its body asks for, when it is a 429 without ``Retry-After``."""
+    if exc.status == 429 and exc.retry_after is None:
+        exc.retry_after = google_retry_after(exc.body)
+    return exc
