@@ -377,3 +377,30 @@ def test_login_through_the_cli_is_served_without_restart(upstream: AccountsUpstr
         assert upstream.requests[-1]["headers"]["Authorization"] == f"Bearer {obj['access_token']}"
     finally:
         gw.stop()
+
+
+def test_a_reload_with_another_auth_dir_swaps_the_accounts(upstream: AccountsUpstream, oauth: FakeOAuth,
+                                                           tmp_path: Path) -> None:
+    staged = tmp_path / "staged"
+    copy_auth_dir(staged, upstream, oauth)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for d, name in ((first, CODEX_FILE), (second, CLAUDE_FILE)):
+        d.mkdir(mode=0o700)
+        shutil.copy(staged / name, d / name)
+    gw = start_gateway(first, gateway_env(oauth))
+    codex, claude = unique_model("codex-oauth"), unique_model("claude-oauth")
+    try:
+        oa = openai.OpenAI(base_url=gw.url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=30)
+        oa.responses.create(model=codex, input="hi")  # a session bound to the codex account
+        assert codex in models(gw) and claude not in models(gw)
+        gw.write_config({**gw.config, "auth-dir": str(second)})
+        wait_for(lambda: claude in models(gw), "the second directory's account")
+        assert codex not in models(gw)
+        wait_for(lambda: f"session binding(s) of credential auth:{CODEX_FILE}" in gw.log(), "bindings dropped")
+        assert oa.chat.completions.create(model=claude, messages=[{"role": "user", "content": "hi"}]).choices
+        # the old directory is no longer followed
+        shutil.copy(staged / "kimi-1764583200000.json", first / "kimi-1764583200000.json")
+        time.sleep(1.5)
+        assert unique_model("kimi") not in models(gw)
+    finally:
+        gw.stop()
