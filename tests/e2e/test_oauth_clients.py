@@ -294,6 +294,21 @@ def test_a_refusal_scoped_to_claude_code_reaches_the_client_and_the_prompt_is_no
     assert "Be brief." in json.dumps(fake.last("claude")["body"]["system"])
 
 
+def test_compaction_through_the_codex_account(gateway: GatewayProcess, fake: FakeSubscription) -> None:
+    body = {"model": CODEX_MODEL, "instructions": "be brief",
+            "input": [{"role": "user", "content": "look it up"},
+                      {"type": "function_call", "call_id": "c1", "name": LONG_TOOL, "arguments": "{}"},
+                      {"type": "function_call_output", "call_id": "c1", "output": "found"}]}
+    status, raw = post(gateway, "/v1/responses/compact", body, {"originator": "codex_exec"})
+    assert status == 200, raw
+    answer = json.loads(raw)
+    assert answer["object"] == "response.compaction" and answer["output"][0]["name"] == LONG_TOOL
+    rec = fake.last("codex")
+    assert rec["path"] == "/backend-api/codex/responses/compact" and "stream" not in rec["body"]
+    assert rec["headers"]["chatgpt-account-id"] == CODEX_ACCOUNT and rec["headers"]["originator"] == "codex_exec"
+    assert rec["body"]["input"][1]["name"] != LONG_TOOL
+
+
 def test_usage_limit_of_the_codex_account_is_a_429_with_its_reset(gateway: GatewayProcess,
                                                                   fake: FakeSubscription) -> None:
     fake.fail_next["codex"] = ["429"]
