@@ -343,3 +343,13 @@ def test_panel_is_served_with_a_strict_policy(gw: MgmtGateway) -> None:
     assert status == 200 and hdrs["content-type"].startswith("text/javascript")
     assert "innerHTML" not in js and "eval(" not in js
     assert gw.call("GET", "/management-assets/config.yaml", key=None)[0] == 404
+
+
+def test_credentials_show_cooldowns(gw: MgmtGateway) -> None:
+    status, body, _ = gw.call("POST", "/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [
+        {"role": "user", "content": "hi"}]}, key=CLIENT_KEY)
+    assert status == 502, body  # the configured Claude upstream refuses connections: the key cools down
+    creds = gw.call("GET", "/v0/management/credentials")[1]["credentials"]
+    claude = next(c for c in creds if c["provider"] == "claude")
+    assert claude["cooldowns"] and claude["cooldowns"][0]["seconds_left"] > 0, claude
+    assert claude["api_key"] == "sk-...6789" and UPSTREAM_KEY not in json.dumps(creds)

@@ -19,6 +19,7 @@ import pytest
 from crossroute.usage.backends import SQLiteBackend
 
 from ..conftest import need_binary
+from .fake_oauth import FakeOAuth
 from .management_support import CLIENT_KEY, HEADER_COMMENT, MGMT_KEY, MgmtGateway, base_config, claude_account
 
 ACCOUNT_EMAIL = "ops@example.com"
@@ -74,10 +75,18 @@ def seed_accounts(auth_dir: Path) -> str:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[tuple[MgmtGateway, str]]:
+def fake() -> Iterator[FakeOAuth]:
+    f = FakeOAuth().start()
+    f.device_interval = 0.2
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, fake: FakeOAuth) -> Iterator[tuple[MgmtGateway, str]]:
     name = seed_accounts(tmp_path / "auth")
     seed_usage(tmp_path / "data", f"auth:{name}")
-    g = MgmtGateway(base_config(tmp_path), tmp_path)
+    g = MgmtGateway(base_config(tmp_path), tmp_path, env=fake.env("kimi"))
     # a browser sends Origin on every write: the gateway's own origin must be allowed
     g.config = {**g.config, "usage-statistics-enabled": True, "request-log": True,
                 "allowed-origins": [f"http://127.0.0.1:{g.port}"]}
@@ -116,7 +125,7 @@ def wait(driver: Any, cond: Any, timeout: float = 15.0, what: str = "condition")
         raise AssertionError(f"{what} not reached; browser log: {logs}") from exc
 
 
-def test_panel_end_to_end(gateway: tuple[MgmtGateway, str], browser: Any) -> None:
+def test_panel_end_to_end(gateway: tuple[MgmtGateway, str], browser: Any, fake: FakeOAuth) -> None:
     from selenium.webdriver.common.by import By
 
     g, account = gateway
@@ -210,6 +219,14 @@ def test_panel_end_to_end(gateway: tuple[MgmtGateway, str], browser: Any) -> Non
     d.find_element(By.CSS_SELECTOR, 'nav button[data-tab="logins"]').click()
     labels = [b.text for b in d.find_elements(By.CSS_SELECTOR, "button[data-login]")]
     assert {"Claude", "Codex (browser)", "Kimi"} <= set(labels)
+    d.find_element(By.CSS_SELECTOR, 'button[data-login="kimi"]').click()
+    code = wait(d, lambda d: d.find_element(By.ID, "login-code").text, what="device code")
+    assert d.find_element(By.ID, "login-url").get_attribute("href").startswith(fake.base)
+    fake.approve(code)  # the user approves on the provider's page
+    wait(d, lambda d: "Signed in: kimi-" in d.find_element(By.ID, "login-status").text, timeout=20,
+         what="login finished")
+    d.save_screenshot(str(shots / "login.png"))
+    assert any(p.name.startswith("kimi-") for p in Path(g.config["auth-dir"]).glob("*.json"))
 
     # a phone-sized screen: nothing wider than the viewport
     d.set_window_size(390, 844)
