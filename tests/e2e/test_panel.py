@@ -137,6 +137,7 @@ def test_panel_end_to_end(gateway: tuple[MgmtGateway, str], browser: Any, fake: 
 
     d = browser
     d.get(g.url + "/management.html")
+    assert not d.find_element(By.ID, "tabs").is_displayed()  # nothing but the key form before signing in
     d.find_element(By.ID, "key").send_keys("wrong-key")
     d.find_element(By.ID, "login-button").click()
     wait(d, lambda d: "Not signed in" in d.find_element(By.ID, "login-error").text, what="refused sign-in")
@@ -221,6 +222,7 @@ def test_panel_end_to_end(gateway: tuple[MgmtGateway, str], browser: Any, fake: 
     assert {"Claude", "Codex (browser)", "Kimi"} <= set(labels)
     d.find_element(By.CSS_SELECTOR, 'button[data-login="kimi"]').click()
     code = wait(d, lambda d: d.find_element(By.ID, "login-code").text, what="device code")
+    assert not d.find_element(By.ID, "paste-form").is_displayed()  # a device flow has no redirect to paste
     assert d.find_element(By.ID, "login-url").get_attribute("href").startswith(fake.base)
     fake.approve(code)  # the user approves on the provider's page
     wait(d, lambda d: "Signed in: kimi-" in d.find_element(By.ID, "login-status").text, timeout=20,
