@@ -306,3 +306,27 @@ async def test_the_last_hosts_429_keeps_the_wait_its_body_asks_for(io: LoopbackI
         assert len(fake.of("antigravity")) == 2  # both hosts tried
     finally:
         fake.stop()
+
+
+async def test_401_refreshes_and_resends_to_the_same_host_once(cloud: FakeCloud, io: LoopbackIO) -> None:
+    cloud.clear()
+
+    class Refreshing:
+        refreshed = 0
+
+        def token(self) -> str:
+            return TOKEN
+
+        async def refresh(self) -> bool:
+            self.refreshed += 1
+            return True
+
+    cloud.fail_next["antigravity"] = [(401, b'{"error": {"code": 401, "message": "expired"}}', {})]
+    ex = AntigravityExecutor(hosts=(cloud.base, "http://127.0.0.1:9"))
+    e = entry_for("antigravity", DAILY_HOST, ag_account(project_id=PROJECT))
+    src = e.derived["token"] = Refreshing()
+    up = await ex.send(e, Outbound("generate", "gemini", "text", gemini_body(), False, {}), io)
+    assert orjson.loads(await up.body(1 << 20))["candidates"]
+    up.close(True)
+    seen = cloud.of("antigravity")
+    assert src.refreshed == 1 and len(seen) == 2 and seen[0].body == seen[1].body
