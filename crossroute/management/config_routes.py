@@ -76,13 +76,27 @@ def _unmask(obj: Any, masks: dict[str, str]) -> Any:
     return obj
 
 
+APPLY_WAIT = 3.0  # how long a change waits for the config watcher to apply it
+
+
+async def applied(gw: Gateway, digest: str, wait: float = APPLY_WAIT) -> bool:
+    """Has the running gateway taken in the file with this digest (hot reload), within ``wait`` s?"""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while gw.settings.digest != digest:
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
 async def _write(gw: Gateway, change: Callable[[Any], None]) -> Reply:
     """Apply ``change`` to the file (in a thread: it reads, validates, writes and fsyncs)."""
     try:
-        _, changed = await asyncio.to_thread(config_edit.edit_tree, _path(gw), change)
+        settings, changed = await asyncio.to_thread(config_edit.edit_tree, _path(gw), change)
     except config_edit.EditError as exc:
         return reply(exc.body(), exc.status)
-    return ok(changed=changed)
+    return ok(changed=changed, applied=await applied(gw, settings.digest))
 
 
 # ------------------------------------------------------------------ the whole file
@@ -102,10 +116,10 @@ async def put_config_yaml(gw: Gateway, req: Request) -> Reply:
     if not text.strip():
         return error(400, "the config is empty", "body", message="empty body")
     try:
-        _, changed = await asyncio.to_thread(config_edit.replace, _path(gw), text)
+        settings, changed = await asyncio.to_thread(config_edit.replace, _path(gw), text)
     except config_edit.EditError as exc:
         return reply(exc.body(), exc.status)
-    return reply({"ok": True, "changed": ["config"] if changed else []})
+    return reply({"ok": True, "changed": ["config"] if changed else [], "applied": await applied(gw, settings.digest)})
 
 
 # ------------------------------------------------------------------ api-keys (a list of strings)

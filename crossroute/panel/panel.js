@@ -358,7 +358,8 @@
     $("config-message").textContent = "Saving…";
     try {
       const res = await api("PUT", "config.yaml", $("config-text").value, true);
-      $("config-message").textContent = res.changed && res.changed.length ? "Saved; the gateway reloads it now." : "No change.";
+      $("config-message").textContent = !(res.changed && res.changed.length) ? "No change."
+        : res.applied ? "Saved and applied." : "Saved; the running gateway has not applied it yet (see its log).";
     } catch (e) {
       $("config-message").textContent = "Not saved: the config has problems.";
       const problems = (e.body && e.body.problems) || [];
