@@ -62,7 +62,8 @@ _PATHS = {"generate": "/v1internal:generateContent", "count_tokens": "/v1interna
 _STREAM_PATH = "/v1internal:streamGenerateContent?alt=sse"
 ONBOARD_POLLS = 5
 ONBOARD_WAIT = 2.0
-DISCOVERY_TIMEOUT = 30.0
+DISCOVERY_TIMEOUT = 30.0  # one discovery call
+DISCOVERY_DEADLINE = 90.0  # the whole discovery, onboarding polls included
 # (host, envelope body) of the try in progress, for build() (which HttpExecutor.send calls)
 _current: contextvars.ContextVar[tuple[str, bytes] | None] = contextvars.ContextVar("antigravity_try", default=None)
 
@@ -330,6 +331,14 @@ class AntigravityExecutor(HttpExecutor):
         raise AssertionError("unreachable")
 
     async def _discover(self, entry: ProviderEntry, io: UpstreamIO) -> str:
+        try:
+            async with asyncio.timeout(DISCOVERY_DEADLINE):
+                return await self._discover_steps(entry, io)
+        except TimeoutError:
+            raise UpstreamError(504, f"upstream {entry.name}: finding the Antigravity project took over "
+                                     f"{DISCOVERY_DEADLINE:.0f} s") from None
+
+    async def _discover_steps(self, entry: ProviderEntry, io: UpstreamIO) -> str:
         base = self._explicit_base(entry)
         load = await self._post(entry, io, f"{base or self.discovery_host}/v1internal:loadCodeAssist",
                                 {"metadata": dict(self.discovery_metadata)})
