@@ -18,6 +18,8 @@ invented (no Codex originator or User-Agent is forged).
 from __future__ import annotations
 
 import base64
+import logging
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, ClassVar
 
@@ -27,10 +29,12 @@ import orjson
 from ..config import ProviderEntry
 from .base import HttpExecutor, Outbound, Upstream, UpstreamError, UpstreamIO, UpstreamRequest, config_headers
 from .codex import client_headers
-from .stream_assembly import AssembledResponse, RenamedBody, RenamedStream, retry_after_of_error
+from .stream_assembly import AssembledResponse, EventHook, RenamedBody, RenamedStream, retry_after_of_error
 from .tool_names import NameMap, shorten_tools
 
 __all__ = ["CodexAccountExecutor", "account_id_of", "id_token_account_id"]
+
+log = logging.getLogger("crossroute")
 
 _PATHS = {"generate": "/responses", "compact": "/responses/compact"}
 _UNSUPPORTED = ("max_output_tokens", "prompt_cache_retention", "safety_identifier", "stream_options", "generate")
@@ -126,21 +130,50 @@ class CodexAccountExecutor(HttpExecutor):
         generate = out.operation == "generate"
         return Outbound(out.operation, out.wire, out.model, body, generate, out.client_headers), names
 
-    def wrap(self, entry: ProviderEntry, out: Outbound, up: Upstream, names: NameMap) -> Upstream:
+    def wrap(self, entry: ProviderEntry, out: Outbound, up: Upstream, names: NameMap, watch: EventHook | None = None
+             ) -> Upstream:
         """The service's answer as the client asked for it: assembled for a whole-answer client,
-        long tool names restored."""
+        long tool names restored, usage events handed to ``watch``."""
         generate = out.operation == "generate"
         if generate and not out.stream:
-            return AssembledResponse(up, names, entry.name)
-        if not names:
-            return up
-        if generate:
-            return RenamedStream(up, names)
-        return RenamedBody(up, names)
+            return AssembledResponse(up, names, entry.name, watch)
+        if generate and (names or watch is not None):
+            return RenamedStream(up, names, watch=watch)
+        if names:
+            return RenamedBody(up, names)
+        return up
+
+    @staticmethod
+    def watcher(entry: ProviderEntry, io: UpstreamIO) -> EventHook | None:
+        """What hands a stream's ``codex.rate_limits`` events and usage-limit failures to the quota book."""
+        note_event = getattr(io.quota, "note_event", None)
+        note_error = getattr(io.quota, "note_error", None)
+        if note_event is None and note_error is None:
+            return None
+
+        def watch(event: Mapping[str, Any]) -> None:
+            kind = event.get("type")
+            if kind == "codex.rate_limits":
+                if note_event is not None:
+                    note_event(entry, event)
+            elif note_error is not None:
+                note_error(entry, 429, orjson.dumps(event))
+
+        return watch
 
     async def send(self, entry: ProviderEntry, out: Outbound, io: UpstreamIO) -> Upstream:
         sent, names = self.prepare(out)
-        return self.wrap(entry, out, await super().send(entry, sent, io), names)
+        try:
+            up = await super().send(entry, sent, io)
+        except UpstreamError as exc:
+            body = exc.body
+            if exc.status == 429 and body and (note_error := getattr(io.quota, "note_error", None)):
+                try:  # the usage limit's reset is in the body; a quota failure never hides the answer's
+                    note_error(entry, 429, body)
+                except Exception:
+                    log.exception("the quota book failed on a usage-limit answer")
+            raise
+        return self.wrap(entry, out, up, names, self.watcher(entry, io))
 
     async def _failure(self, entry: ProviderEntry, resp: aiohttp.ClientResponse) -> UpstreamError:
         exc = await super()._failure(entry, resp)

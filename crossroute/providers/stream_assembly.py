@@ -10,15 +10,17 @@ Each class wraps the ``Upstream`` the HTTP executor returned and is itself an ``
   ``response.output_item.done`` events when the service left it empty). A ``response.failed`` or
   ``error`` event raises ``UpstreamError`` with the status its code means (a usage limit is a 429
   with the reset it announced); a stream that ends without a final event raises ``BadAnswer``.
-- ``RenamedStream``: a stream whose ``data:`` lines get the long tool names back. It works on whole
-  lines (an event's JSON is one line), keeping a partial line for the next chunk.
+- ``RenamedStream``: a stream whose ``data:`` lines get the long tool names back, and whose usage
+  events go to a hook (the quota book). It works on whole lines (an event's JSON is one line),
+  keeping a partial line for the next chunk; lines it does not change pass byte for byte.
 - ``RenamedBody``: a whole JSON answer with the long tool names back.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -28,7 +30,14 @@ from ..formats.sse import MAX_EVENT_BYTES, SSEError, SSEParser
 from .base import BadAnswer, Upstream, UpstreamError
 from .tool_names import NameMap
 
-__all__ = ["AssembledResponse", "RenamedBody", "RenamedStream", "failure_of", "retry_after_of_error"]
+__all__ = ["AssembledResponse", "EventHook", "RenamedBody", "RenamedStream", "call_hook", "failure_of",
+           "retry_after_of_error"]
+
+log = logging.getLogger("crossroute")
+
+# called with each usage event (``codex.rate_limits``) and each usage-limit failure seen in a stream
+EventHook = Callable[[Mapping[str, Any]], None]
+_WATCHED = (b'"codex.rate_limits"', b"usage_limit_reached")
 
 _DROP_HEADERS = frozenset({"content-type", "content-length", "content-encoding", "transfer-encoding"})
 _REQUEST_CODES = frozenset({"context_length_exceeded", "invalid_prompt", "invalid_request_error",
@@ -85,10 +94,12 @@ class _Wrapped:
 class AssembledResponse(_Wrapped):
     """A Responses event stream read whole into the final response object."""
 
-    def __init__(self, up: Upstream, names: NameMap | None, upstream_name: str) -> None:
+    def __init__(self, up: Upstream, names: NameMap | None, upstream_name: str, watch: EventHook | None = None
+                 ) -> None:
         super().__init__(up)
         self.headers = _json_headers(up.headers)
         self._names = names
+        self._watch = watch
         self._name = upstream_name
         self._done = False
         self.read_chunk = self._no_stream
@@ -153,6 +164,9 @@ class AssembledResponse(_Wrapped):
         if not isinstance(ev, dict):
             return None
         kind = ev.get("type")
+        if self._watch is not None and (kind == "codex.rate_limits" or (
+                kind in ("response.failed", "error") and b"usage_limit_reached" in data)):
+            call_hook(self._watch, ev)
         if kind == "response.output_item.done":
             item = ev.get("item")
             index = ev.get("output_index")
@@ -183,9 +197,11 @@ class AssembledResponse(_Wrapped):
 class RenamedStream(_Wrapped):
     """A stream with the long tool names put back into its ``data:`` lines."""
 
-    def __init__(self, up: Upstream, names: NameMap, max_line: int = MAX_EVENT_BYTES) -> None:
+    def __init__(self, up: Upstream, names: NameMap | None, max_line: int = MAX_EVENT_BYTES,
+                 watch: EventHook | None = None) -> None:
         super().__init__(up)
         self._names = names
+        self._watch = watch
         self._rest = b""
         self._max = max_line
         self._eof = False
@@ -226,20 +242,37 @@ class RenamedStream(_Wrapped):
             return self._rename(data[:cut])
 
     def _rename(self, lines: bytes) -> bytes:
-        if not self._names.mentioned_in(lines):
+        names = self._names
+        rename = names is not None and names.mentioned_in(lines)
+        watch = self._watch is not None and any(m in lines for m in _WATCHED)
+        if not (rename or watch):
             return lines
         out: list[bytes] = []
         for line in lines.split(b"\n"):
-            if line.startswith(b"data:") and self._names.mentioned_in(line):
-                end = b"\r" if line.endswith(b"\r") else b""
-                try:
-                    obj = orjson.loads(line[5:])
-                except orjson.JSONDecodeError:
-                    out.append(line)
-                    continue
-                line = b"data: " + orjson.dumps(self._names.restore(obj)) + end
+            if line.startswith(b"data:"):
+                mine = rename and names is not None and names.mentioned_in(line)
+                seen = watch and any(m in line for m in _WATCHED)
+                if mine or seen:
+                    try:
+                        obj = orjson.loads(line[5:])
+                    except orjson.JSONDecodeError:
+                        out.append(line)
+                        continue
+                    if seen and isinstance(obj, dict) and self._watch is not None:
+                        call_hook(self._watch, obj)
+                    if mine and names is not None:
+                        end = b"\r" if line.endswith(b"\r") else b""
+                        line = b"data: " + orjson.dumps(names.restore(obj)) + end
             out.append(line)
         return b"\n".join(out)
+
+
+def call_hook(hook: EventHook, event: Mapping[str, Any]) -> None:
+    """A hook's failure never breaks the answer it watches."""
+    try:
+        hook(event)
+    except Exception:
+        log.exception("a stream event hook failed")
 
 
 class RenamedBody(_Wrapped):

@@ -55,8 +55,17 @@ class Noting(QuotaBook):
     def __init__(self) -> None:
         self.seen: list[tuple[str, int, dict[str, str]]] = []
 
+        self.events: list[Mapping[str, Any]] = []
+        self.errors: list[tuple[int, bytes]] = []
+
     def note(self, entry: Any, status: int, headers: Mapping[str, str]) -> None:
         self.seen.append((entry.id, status, dict(headers)))
+
+    def note_event(self, entry: Any, event: Mapping[str, Any]) -> None:
+        self.events.append(event)
+
+    def note_error(self, entry: Any, status: int, body: bytes) -> None:
+        self.errors.append((status, body))
 
 
 def account_entry(base: str, token: Any = None) -> ProviderEntry:

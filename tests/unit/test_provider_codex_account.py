@@ -8,6 +8,7 @@ Codex client's headers passed through without anything forged for other clients.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from crossroute.providers.base import BadAnswer
 from crossroute.providers.codex import CodexExecutor
 from crossroute.providers.codex_account import CodexAccountExecutor, account_id_of
 from crossroute.providers.stream_assembly import AssembledResponse
+from crossroute.providers.tool_names import shorten_tools
+from crossroute.routing.quota import QuotaBook
 from tests.e2e.fake_subscription import CODEX_ACCOUNT, CODEX_TOKEN, TEXT, FakeSubscription
 from tests.unit.test_provider_claude_code import Noting, Rotating
 from tests.upstream_io import LoopbackIO
@@ -231,6 +234,54 @@ async def test_the_usage_limit_cools_until_its_reset(fake: FakeSubscription, io:
         await EX.send(account_entry(fake.codex_base), outbound(BODY, True), io)
     assert err.value.status == 429 and err.value.retry_after == 120 and err.value.scope == "model"
     assert io.quota.seen[-1][2]["x-codex-primary-used-percent"] == "100.0"  # type: ignore[attr-defined]
+    status, body = io.quota.errors[-1]  # type: ignore[attr-defined]
+    assert status == 429 and b"usage_limit_reached" in body and b"resets_at" in body
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_usage_events_reach_the_quota_book(fake: FakeSubscription, io: LoopbackIO, stream: bool) -> None:
+    up = await EX.send(account_entry(fake.codex_base), outbound(BODY, stream), io)
+    if stream:
+        await read_stream(up)
+    else:
+        await up.body(1 << 20)
+        up.close(True)
+    events = io.quota.events  # type: ignore[attr-defined]
+    assert [e["type"] for e in events] == ["codex.rate_limits"]
+    assert events[0]["rate_limits"]["primary"]["used_percent"] == 12.0
+
+
+async def test_a_usage_limit_inside_the_stream_reaches_the_quota_book(io: LoopbackIO) -> None:
+    failed = {"type": "response.failed", "response": {"status": "failed", "error": {
+        "code": "usage_limit_reached", "message": "limit", "resets_in_seconds": 60}}}
+    data = b"event: response.failed\ndata: " + orjson.dumps(failed) + b"\n\n"
+
+    class One:
+        status = 200
+        headers: dict[str, str] = {}
+        io_errors = (OSError,)
+
+        def __init__(self) -> None:
+            self.parts = [data[:20], data[20:]]
+
+        async def read_chunk(self) -> bytes:
+            return self.parts.pop(0) if self.parts else b""
+
+        def at_eof(self) -> bool:
+            return not self.parts
+
+        def close(self, reuse: bool) -> None:
+            pass
+
+    entry = account_entry("x")
+    up = EX.wrap(entry, outbound(BODY), One(), shorten_tools({}), EX.watcher(entry, io))  # type: ignore[arg-type]
+    with pytest.raises(UpstreamError) as err:
+        await up.body(1 << 20)
+    assert err.value.status == 429 and err.value.retry_after == 60
+    assert b"usage_limit_reached" in io.quota.errors[-1][1]  # type: ignore[attr-defined]
+    up = EX.wrap(entry, outbound(BODY, True), One(), shorten_tools({}), EX.watcher(entry, io))  # type: ignore[arg-type]
+    assert await read_stream(up) == data  # passed on byte for byte
+    assert len(io.quota.errors) == 2  # type: ignore[attr-defined]
 
 
 async def test_an_expired_token_is_refreshed_once(fake: FakeSubscription, io: LoopbackIO) -> None:
@@ -252,3 +303,37 @@ async def test_the_fake_refuses_what_the_service_refuses(fake: FakeSubscription,
     with pytest.raises(UpstreamError) as err:
         await CodexExecutor().send(e2, outbound(with_tools(LONG), True, {"chatgpt-account-id": CODEX_ACCOUNT}), io)
     assert err.value.status == 403  # the API-key executor does not carry the account header itself
+
+
+async def test_with_the_real_quota_book_an_in_stream_usage_limit_sets_the_reset(fake: FakeSubscription) -> None:
+    """The real QuotaBook reads what the executor hands it: a ``response.failed`` usage limit
+    inside a 200 stream makes the account exhausted until the announced reset."""
+    book = QuotaBook()
+    failed = {"type": "response.failed", "response": {"status": "failed", "error": {
+        "code": "usage_limit_reached", "message": "limit", "resets_in_seconds": 300}}}
+
+    class One:
+        status = 200
+        headers: dict[str, str] = {}
+        io_errors = (OSError,)
+
+        def __init__(self) -> None:
+            self.parts = [b"event: response.failed\ndata: " + orjson.dumps(failed) + b"\n\n"]
+
+        async def read_chunk(self) -> bytes:
+            return self.parts.pop(0) if self.parts else b""
+
+        def at_eof(self) -> bool:
+            return not self.parts
+
+        def close(self, reuse: bool) -> None:
+            pass
+
+    async with aiohttp.ClientSession() as session:
+        io = LoopbackIO(session, quota=book)
+        entry = account_entry(fake.codex_base)
+        up = EX.wrap(entry, outbound(BODY), One(), shorten_tools({}), EX.watcher(entry, io))  # type: ignore[arg-type]
+        with pytest.raises(UpstreamError):
+            await up.body(1 << 20)
+    hint = book.reset_hint(entry.id)
+    assert hint is not None and hint[1] is True and 250 < hint[0] - time.time() <= 301
