@@ -215,3 +215,34 @@ async def test_gateway_follows_the_auth_dir(executors: None, tmp_path: Path) -> 
     finally:
         await gw.stop()
     assert gw.accounts is None
+
+
+def test_websockets_fall_back_to_http_when_the_build_cannot(executors: None, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    from crossroute import registry
+
+    write(tmp_path, "codex-grace@example.com-plus.json", {**CODEX, "websockets": True})
+    wrapped = object()
+    calls: list[tuple[str, bool]] = []
+
+    def executor_for(kind: str, websockets: bool = False) -> Any:
+        calls.append((kind, websockets))
+        return wrapped if websockets else EXECUTORS[kind]
+
+    monkeypatch.setattr(registry, "executor_for", executor_for)
+    svc = service(tmp_path)
+    reg = Registry(parse(""), accounts=svc.entries(parse("")))
+    assert reg.resolve("gpt-5")[0].executor is wrapped and ("codex-oauth", True) in calls
+
+    def missing(kind: str, websockets: bool = False) -> Any:
+        if websockets:
+            raise ModuleNotFoundError("No module named 'crossroute.providers.ws_upstream'")
+        return EXECUTORS[kind]
+
+    monkeypatch.setattr(registry, "executor_for", missing)
+    monkeypatch.setattr(registry, "_NO_WS", set())
+    with caplog.at_level(logging.WARNING, "crossroute"):
+        reg = Registry(parse(""), accounts=svc.entries(parse("")))
+    assert all(c.executor is EXECUTORS["codex-oauth"] for c in reg.resolve("gpt-5-codex") + reg.resolve("gpt-5"))
+    assert len([r for r in caplog.records if "reached over HTTP" in r.getMessage()]) == 1
