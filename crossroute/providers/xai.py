@@ -1,10 +1,12 @@
 """xAI (kind ``xai``): the OpenAI-compatible API at ``https://api.x.ai/v1``, by ``xai-api-key``
 entries or xAI account files.
 
-Responses clients are spoken to in the Responses API (``/responses``, ``/responses/compact``),
-the other formats in chat completions (``/chat/completions``), with ``Authorization: Bearer``. The
-account's token is read per request (a refreshed OAuth token is used at once). Nothing imitates
-xAI's own CLI: requests go to the public API with the client's own ``User-Agent``.
+Every client format is spoken to in the Responses API (``/responses``, ``/responses/compact``),
+which xAI's documentation recommends (its chat completions endpoint is marked deprecated, and
+returns reasoning for one model only); translated requests go with ``store: false``.
+``Authorization: Bearer``; the account's token is read per request (a refreshed OAuth token is used
+at once). Nothing imitates xAI's own CLI: requests go to the public API with the client's own
+``User-Agent``. (``/chat/completions`` stays buildable for an ``openai`` wire.)
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class XaiExecutor(HttpExecutor):
     )
 
     def wire_format(self, entry: ProviderEntry, client_format: str) -> str:
-        return "responses" if client_format == "responses" else "openai"
+        return "responses"
 
     def build(self, entry: ProviderEntry, out: Outbound) -> UpstreamRequest:
         key = ("xai", out.wire, out.operation, out.stream)

@@ -139,7 +139,7 @@ def upstream_kind(provider: str, client: str) -> str:
     if provider == "kimi":
         return "claude" if client == "claude" else "openai"
     if provider == "xai":
-        return "responses" if client == "responses" else "openai"
+        return "responses"
     return "gemini"
 
 
@@ -162,7 +162,10 @@ def check_seen(seen: Seen, provider: str, client: str, upstream_model: str, stre
                                 f"{upstream_model}:{action}"
             assert seen.headers["Authorization"].startswith("Bearer ya29.vertex-")
     else:
-        assert seen.path == ("/v1/responses" if client == "responses" else "/v1/chat/completions")
+        assert seen.path == "/v1/responses"
+        assert bool(seen.body.get("stream")) is stream
+        if client != "responses":
+            assert seen.body.get("store") is False  # a translated request is not stored upstream
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])

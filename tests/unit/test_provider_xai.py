@@ -1,5 +1,5 @@
-"""xAI executor: chat completions or Responses per client format, exact URLs and auth, a token read
-per request; real HTTP against the strict fake (tests/e2e/fake_cloud.py)."""
+"""xAI executor: the Responses API for every client format (chat completions still buildable), exact
+URLs and auth, a token read per request; real HTTP against the strict fake (tests/e2e/fake_cloud.py)."""
 
 from __future__ import annotations
 
@@ -41,8 +41,7 @@ def test_wire_and_urls() -> None:
     ex = EXECUTORS["xai"]
     assert isinstance(ex, XaiExecutor)
     e = key_entry()
-    assert ex.wire_format(e, "responses") == "responses"
-    assert all(ex.wire_format(e, f) == "openai" for f in ("openai", "claude", "gemini"))
+    assert all(ex.wire_format(e, f) == "responses" for f in ("openai", "responses", "claude", "gemini"))
     r = ex.build(e, Outbound("generate", "openai", "grok-4.6", CHAT, True, {"user-agent": "my-app/1"}))
     assert r.url == "https://api.x.ai/v1/chat/completions"
     assert r.headers["Authorization"] == f"Bearer {API_KEY}" and r.headers["Accept"] == "text/event-stream"
