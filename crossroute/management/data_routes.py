@@ -98,6 +98,8 @@ def _check_upload(gw: Gateway, name: str, data: bytes) -> None:
 
     if not name or "/" in name or "\\" in name or not is_account_file(name):
         raise BadInput(f"{name!r} is not an account file name (a plain name ending in .json, no path)", "name")
+    if len(data) > accounts.MAX_ACCOUNT_BYTES:
+        raise BadInput(f"{name}: larger than {accounts.MAX_ACCOUNT_BYTES} bytes", "file")
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:

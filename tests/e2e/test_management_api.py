@@ -287,6 +287,13 @@ def test_bad_account_uploads_are_refused(gw: MgmtGateway) -> None:
     assert status == 400 and res["field"] == "name"
     status, res, _ = gw.call("POST", "/v0/management/auth-files?name=x.json", b"[1, 2]")
     assert status == 400 and res["field"] == "file"
+    for junk in (b"garbage", b"--x\r\n\r\n", b"\xff" * 100):
+        status, res, _ = gw.call("POST", "/v0/management/auth-files", junk,
+                                 headers={"Content-Type": "multipart/form-data; boundary=x"})
+        assert status == 400 and res["field"] == "file", res
+    big = json.dumps({**good, "pad": "x" * (1024 * 1024)}).encode()
+    status, res, _ = gw.call("POST", "/v0/management/auth-files?name=big.json", big)
+    assert status == 400 and "larger than" in res["error"]
     after = sorted(p.name for p in auth_dir.glob("*.json")) if auth_dir.exists() else []
     assert after == before  # nothing written, not even the good file of a refused batch
 
