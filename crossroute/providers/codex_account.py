@@ -94,11 +94,9 @@ class CodexAccountExecutor(HttpExecutor):
         }
         client_headers(headers, out.client_headers)
         headers["Authorization"] = "Bearer " + self.token_source(entry).token()
-        account = account_id_of(entry)
+        account = account_id_of(entry)  # the client's own (its login's) is never passed on
         if account:
             headers["chatgpt-account-id"] = account
-        else:
-            headers.pop("chatgpt-account-id", None)
         if entry.headers:
             headers.update(config_headers(entry, out.client_headers))
         return UpstreamRequest(url, headers, out.body)
