@@ -27,7 +27,7 @@ class XaiExecutor(HttpExecutor):
     supports = frozenset({"generate", "compact"})
     default_base_url = "https://api.x.ai/v1"
     models: ClassVar[tuple[str, ...]] = (
-        "grok-4.6", "grok-4.5", "grok-4.3", "grok-4.20-0309-reasoning", "grok-4.20-0309-non-reasoning",
+        "grok-4.7", "grok-4.6", "grok-4.5", "grok-4.3", "grok-4.20-0309-reasoning", "grok-4.20-0309-non-reasoning",
         "grok-3-mini",
     )
 

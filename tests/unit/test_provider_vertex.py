@@ -79,6 +79,12 @@ def test_api_key_urls() -> None:
                            base_url="https://zenmux.example/api")
     assert ex.build(custom, Outbound("generate", "gemini", "m", BODY, True, {})).url == \
         "https://zenmux.example/api/v1/publishers/google/models/m:streamGenerateContent?alt=sse"
+    # an account file holding an express-mode key instead of a service account
+    keyed = entry_for("vertex", VertexExecutor.default_base_url,
+                      account("vertex-k.json", type="vertex", api_key=API_KEY), token=API_KEY)
+    r = ex.build(keyed, Outbound("generate", "gemini", "m", BODY, False, {}))
+    assert r.url == "https://aiplatform.googleapis.com/v1/publishers/google/models/m:generateContent"
+    assert r.headers["x-goog-api-key"] == API_KEY
 
 
 def test_count_body_as_vertex_takes_it() -> None:
