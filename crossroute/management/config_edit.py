@@ -26,7 +26,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from .. import redaction
-from ..config import ConfigError, Settings, parse, secret_values
+from ..config import ConfigError, Settings, check_exposure, parse, secret_values
 
 __all__ = [
     "MAX_CONFIG_BYTES",
@@ -111,9 +111,13 @@ def validate(text: str, path: str) -> Settings:
     if len(text.encode()) > MAX_CONFIG_BYTES:
         raise EditError(413, f"the config must not exceed {MAX_CONFIG_BYTES} bytes")
     try:
-        return parse(text, path)
+        settings = parse(text, path)
     except ConfigError as exc:
         raise EditError(400, exc.render(), _problems(exc)) from None
+    exposed = check_exposure(settings)  # the reload would refuse it: refuse it here, before writing
+    if exposed:
+        raise EditError(400, exposed, [{"line": None, "field": "api-keys", "message": exposed}])
+    return settings
 
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:

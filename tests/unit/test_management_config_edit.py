@@ -116,3 +116,13 @@ def test_key_from_the_environment_is_left_alone(tmp_path: Path) -> None:
     p = tmp_path / "c.yaml"
     p.write_text("remote-management:\n  secret-key: ${MGMT_KEY:-x}\n")
     assert config_edit.hash_plain_key(str(p), auth.hash_key, auth.is_hashed) is None
+
+
+def test_an_exposed_config_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("host: 0.0.0.0\napi-keys:\n  - client-key-0123456789\n")
+    before = p.read_text()
+    with pytest.raises(EditError) as info:
+        config_edit.replace(str(p), "host: 0.0.0.0\napi-keys: []\n")
+    assert "refusing to listen" in info.value.message and info.value.problems[0]["field"] == "api-keys"
+    assert p.read_text() == before
