@@ -41,17 +41,27 @@ def _err(msg: str) -> None:
 
 
 def auth_dir_for(args: argparse.Namespace) -> Path:
-    """``--auth-dir``, else the config file's ``auth-dir`` (when one is found), else the default."""
+    """``--auth-dir``, else the config file's ``auth-dir`` (when one is found), else the default.
+    A ``--config`` that is missing or invalid stops the command (exit 2): an account written to
+    another directory than the gateway's would silently not be served."""
     if getattr(args, "auth_dir", None):
         return resolve_auth_dir(args.auth_dir)
-    try:
-        from ..config import ConfigError, find_config, load
+    from ..config import ConfigError, find_config, load
 
-        path = find_config(getattr(args, "config", None))
-        if path is not None and path.is_file():
+    explicit = getattr(args, "config", None)
+    path = find_config(explicit)
+    if explicit and (path is None or not path.is_file()):
+        _err(f"crossroute: config file {explicit} does not exist (give --auth-dir, or a config with auth-dir)")
+        raise SystemExit(2)
+    if path is not None and path.is_file():
+        try:
             return resolve_auth_dir(load(path).auth_dir)
-    except (ConfigError, OSError) as exc:
-        _err(f"crossroute: config not usable for auth-dir ({exc}); using {DEFAULT_AUTH_DIR}")
+        except ConfigError as exc:
+            if explicit:
+                _err(f"crossroute: invalid config:\n{exc.render()}")
+                raise SystemExit(2) from None
+            _err(f"crossroute: {path} is not a valid config ({exc.problems[0][2] if exc.problems else exc}); "
+                 f"using the default auth dir {DEFAULT_AUTH_DIR}")
     return resolve_auth_dir(DEFAULT_AUTH_DIR)
 
 

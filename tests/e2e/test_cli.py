@@ -160,6 +160,12 @@ def test_account_commands_use_the_configs_auth_dir(tmp_path: Path) -> None:
         assert secret not in r.stdout + r.stderr
     r = run("auth", "remove", "kimi-1764583200000", "--config", str(cfg), home=home)
     assert r.returncode == 0 and not (auth / "kimi-1764583200000.json").exists()
+    # a --config that is missing or invalid stops the command (the account would go elsewhere)
+    r = run("auth", "list", "--config", str(tmp_path / "nope.yaml"), home=home)
+    assert r.returncode == 2 and "nope.yaml does not exist" in r.stderr
+    (tmp_path / "bad.yaml").write_text("auth-dir: ~/accounts\nport: 0\n")
+    r = run("login", "kimi", "--config", str(tmp_path / "bad.yaml"), home=home)
+    assert r.returncode == 2 and "bad.yaml:2: port" in r.stderr
     # no config found and no --auth-dir: ~/.crossroute
     r = run("auth", "list", cwd=tmp_path, home=home)
     assert r.returncode == 0 and f"no accounts in {home / '.crossroute'}" in r.stdout, r.stdout + r.stderr
