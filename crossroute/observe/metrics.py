@@ -14,11 +14,13 @@ A model label is the client's model name only for calls that reached an upstream
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from ..usage.records import provider_of
 
@@ -32,30 +34,27 @@ __all__ = ["Metrics"]
 _LATENCY = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 _TTFT = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _NOT_COUNTED = ("/metrics", "/v0/management", "/management")
-_KINDS = ("input", "output", "cached", "cache_creation", "reasoning")
 
 
 class Metrics:
-    """Observer and gateway component; ``registry`` is this gateway's own (not the global one)."""
+    """Observer and gateway component; ``registry`` is this gateway's own (not the global one).
+
+    The counts are plain dictionaries updated on the gateway's loop (no lock, no ``labels()``
+    look-up per request) and turned into Prometheus metric families at scrape time, which runs on
+    the same loop."""
 
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.requests = Counter("crossroute_requests", "Finished client requests",
-                                ("format", "provider", "model", "status", "transport"), registry=r)
-        self.attempts = Counter("crossroute_upstream_attempts", "Upstream attempts",
-                                ("provider", "status"), registry=r)
-        self.latency = Histogram("crossroute_upstream_latency_seconds", "Upstream attempt duration (to its end)",
-                                 ("provider",), buckets=_LATENCY, registry=r)
-        self.ttft = Histogram("crossroute_upstream_ttft_seconds", "Time to the upstream's first byte",
-                              ("provider",), buckets=_TTFT, registry=r)
-        self.tokens = Counter("crossroute_tokens", "Tokens by kind", ("kind", "provider", "model"), registry=r)
-        self.retries = Counter("crossroute_retries", "Further attempts on the credential tried before",
-                               ("provider",), registry=r)
-        self.failovers = Counter("crossroute_failovers", "Attempts moved to another credential",
-                                 ("provider",), registry=r)
-        r.register(_StateCollector(self))
+        self.requests: dict[tuple[str, ...], int] = {}  # (format, provider, model, status, transport)
+        self.attempts: dict[tuple[str, str], int] = {}  # (provider, status)
+        self.latency: dict[str, list[float]] = {}  # provider -> bucket counts + [sum]
+        self.ttft: dict[str, list[float]] = {}
+        self.tokens: dict[tuple[str, str, str], int] = {}  # (kind, provider, model)
+        self.retries: dict[str, int] = {}
+        self.failovers: dict[str, int] = {}
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_CountCollector(self))
+        self.registry.register(_StateCollector(self))
 
     def reconfigure(self, gw: Gateway, removed: set[str]) -> None:
         self.gw = gw
@@ -69,32 +68,92 @@ class Metrics:
     def call_ended(self, event: CallEnded) -> None:
         if event.path.startswith(_NOT_COUNTED):
             return
-        gw = self.gw
         call = event.call
-        status = str(event.status)
+        requests = self.requests
         if call is None or not call.attempts:
-            self.requests.labels(event.client_format, "-", "-", status, event.transport).inc()
+            key: tuple[str, ...] = (event.client_format, "-", "-", str(event.status), event.transport)
+            requests[key] = requests.get(key, 0) + 1
             return
+        gw = self.gw
         provider = provider_of(gw, call.credential_id) or "-"
-        self.requests.labels(call.client_format, provider, call.model, status, call.transport).inc()
+        key = (call.client_format, provider, call.model, str(event.status), call.transport)
+        requests[key] = requests.get(key, 0) + 1
+        attempts = self.attempts
         prev: str | None = None
         for a in call.attempts:
-            p = provider_of(gw, a.credential_id) or "-"
-            self.attempts.labels(p, str(a.status)).inc()
+            p = provider if a.credential_id == call.credential_id else (provider_of(gw, a.credential_id) or "-")
+            akey = (p, str(a.status))
+            attempts[akey] = attempts.get(akey, 0) + 1
             if a.end is not None:
-                self.latency.labels(p).observe(a.end - a.start)
+                _observe(self.latency, p, _LATENCY, a.end - a.start)
             if a.first_byte is not None:
-                self.ttft.labels(p).observe(a.first_byte - a.start)
+                _observe(self.ttft, p, _TTFT, a.first_byte - a.start)
             if prev is not None:
-                (self.retries if prev == a.credential_id else self.failovers).labels(p).inc()
+                table = self.retries if prev == a.credential_id else self.failovers
+                table[p] = table.get(p, 0) + 1
             prev = a.credential_id
         u = call.usage
         if u is not None:
+            tokens = self.tokens
             model = call.model
-            for kind, n in zip(_KINDS, (u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_creation_tokens,
-                                        u.reasoning_tokens), strict=True):
+            for kind, n in (("input", u.input_tokens), ("output", u.output_tokens), ("cached", u.cached_tokens),
+                            ("cache_creation", u.cache_creation_tokens), ("reasoning", u.reasoning_tokens)):
                 if n:
-                    self.tokens.labels(kind, provider, model).inc(n)
+                    tkey = (kind, provider, model)
+                    tokens[tkey] = tokens.get(tkey, 0) + n
+
+
+def _observe(table: dict[str, list[float]], key: str, bounds: tuple[float, ...], value: float) -> None:
+    counts = table.get(key)
+    if counts is None:
+        counts = table[key] = [0.0] * (len(bounds) + 2)  # per bucket (+Inf last), then the sum
+    counts[bisect_left(bounds, value)] += 1
+    counts[-1] += value
+
+
+class _CountCollector:
+    """The counts of ``Metrics`` as metric families."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.m
+        req = CounterMetricFamily("crossroute_requests", "Finished client requests",
+                                  labels=("format", "provider", "model", "status", "transport"))
+        for labels, n in list(m.requests.items()):
+            req.add_metric(list(labels), n)
+        yield req
+        att = CounterMetricFamily("crossroute_upstream_attempts", "Upstream attempts", labels=("provider", "status"))
+        for labels, n in list(m.attempts.items()):
+            att.add_metric(list(labels), n)
+        yield att
+        for name, doc, table, bounds in (
+                ("crossroute_upstream_latency_seconds", "Upstream attempt duration (to its end)", m.latency, _LATENCY),
+                ("crossroute_upstream_ttft_seconds", "Time to the upstream's first byte", m.ttft, _TTFT)):
+            fam = HistogramMetricFamily(name, doc, labels=("provider",))
+            for provider, counts in list(table.items()):
+                running = 0.0
+                buckets = []
+                for bound, n in zip((*bounds, float("inf")), counts[:-1], strict=True):
+                    running += n
+                    buckets.append((floatToGoString(bound), running))
+                fam.add_metric([provider], buckets, counts[-1])
+            yield fam
+        tok = CounterMetricFamily("crossroute_tokens", "Tokens by kind", labels=("kind", "provider", "model"))
+        for labels, n in list(m.tokens.items()):
+            tok.add_metric(list(labels), n)
+        yield tok
+        for name, doc, table in (("crossroute_retries", "Further attempts on the credential tried before",
+                                  m.retries),
+                                 ("crossroute_failovers", "Attempts moved to another credential", m.failovers)):
+            fam = CounterMetricFamily(name, doc, labels=("provider",))
+            for provider, n in list(table.items()):
+                fam.add_metric([provider], n)
+            yield fam
 
 
 class _StateCollector:

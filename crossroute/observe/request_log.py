@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +26,7 @@ import orjson
 
 from .. import redaction
 from ..usage.records import key_id
+from .events import new_request_id
 from .log_files import LogWriter, file_name, is_log_name
 from .traces import trace_dict
 
@@ -276,7 +276,9 @@ def render(event: CallEnded, clog: CallLog | None, limit: int) -> tuple[bytes, b
     else:
         tail.append(b"(none)\n")
     tail.append(b"\n=== RESPONSE ===\n")
-    tail.append(f"Status: {event.status}\nBytes: {event.bytes_out}\n".encode())
+    tail.append(f"Status: {event.status}\n".encode())
+    if event.bytes_out:
+        tail.append(f"Bytes: {event.bytes_out}\n".encode())
     if event.error:
         tail.append(f"Error: {redaction.scrub(event.error)}\n".encode())
     if call is not None:
@@ -388,7 +390,7 @@ class WsLog:
 
 
 def _rid() -> str:
-    return secrets.token_hex(4)
+    return new_request_id()
 
 
 _NULL_META: dict[str, Any] = {}

@@ -49,10 +49,11 @@ RING = 1000  # traced calls kept in memory
 
 
 class TraceRing:
-    """Observer keeping the routing traces of the newest ``RING`` calls (rendered after the reply)."""
+    """Observer keeping the routing traces of the newest ``RING`` calls. It keeps the trace's steps
+    and attempts (not the call, whose body may be large) and renders them when asked."""
 
     def __init__(self, size: int = RING) -> None:
-        self.ring: deque[dict[str, Any]] = deque(maxlen=size)
+        self.ring: deque[tuple[Any, ...]] = deque(maxlen=size)
 
     def attempt_ended(self, call: Call, attempt: Attempt) -> None:
         return None
@@ -61,14 +62,29 @@ class TraceRing:
         call = event.call
         if call is None or (call.trace is None and not call.attempts):
             return
-        self.ring.append({
-            "request_id": event.request_id,
-            "ts": round(time.time() - (time.monotonic() - event.started), 3),
-            "method": event.method, "path": event.path, "status": event.status,
-            "model": call.model, "credential": call.credential_id, "client_key": key_id(call.client_key),
-            "duration_ms": round((event.ended - event.started) * 1000, 3),
-            "trace": trace_dict(call),
-        })
+        self.ring.append((event.request_id, time.time() - time.monotonic(), event.method, event.path, event.status,
+                          event.started, event.ended, call.id, call.model, call.credential_id, call.client_key,
+                          call.started, call.trace, call.attempts))
+
+    @staticmethod
+    def render(item: tuple[Any, ...]) -> dict[str, Any]:
+        rid, offset, method, path, status, ev_started, ev_ended, call_id, model, cred, key, started, trace, \
+            attempts = item
+        view: Any = _View(call_id, model, started, trace, attempts)
+        return {
+            "request_id": rid, "ts": round(ev_started + offset, 3), "method": method, "path": path,
+            "status": status, "model": model, "credential": cred, "client_key": key_id(key),
+            "duration_ms": round((ev_ended - ev_started) * 1000, 3), "trace": trace_dict(view),
+        }
+
+
+class _View:
+    """The parts of a Call that ``trace_dict`` reads."""
+
+    __slots__ = ("attempts", "id", "model", "started", "trace")
+
+    def __init__(self, call_id: int, model: str, started: float, trace: Any, attempts: list[Any]) -> None:
+        self.id, self.model, self.started, self.trace, self.attempts = call_id, model, started, trace, attempts
 
 
 def recent_traces(gw: Gateway, limit: int = 100) -> list[dict[str, Any]]:
@@ -78,7 +94,7 @@ def recent_traces(gw: Gateway, limit: int = 100) -> list[dict[str, Any]]:
         return []
     items = list(ring.ring)
     items.reverse()
-    return items[: max(0, int(limit))]
+    return [TraceRing.render(i) for i in items[: max(0, int(limit))]]
 
 
 def find_trace(gw: Gateway, request_id: str) -> dict[str, Any] | None:
@@ -86,8 +102,8 @@ def find_trace(gw: Gateway, request_id: str) -> dict[str, Any] | None:
     if ring is None:
         return None
     for item in reversed(ring.ring):
-        if item["request_id"] == request_id:
-            return item
+        if item[0] == request_id:
+            return TraceRing.render(item)
     return None
 
 

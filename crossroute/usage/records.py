@@ -1,7 +1,9 @@
 """Usage records: one per upstream attempt of a finished call (one for a call with none).
 
-Built on the gateway's loop once the reply is written (``records_of``), as plain tuples in the
-order of ``FIELDS`` (the columns of ``usage_records``), and handed to the store's writer thread.
+Once the reply is written, the loop takes a ``snapshot`` of the call (a tuple of references, no
+body, no parsing); the store's writer thread turns it into plain tuples in the order of ``FIELDS``
+(the columns of ``usage_records``) with ``rows_of`` (the usage of a passed-through answer is parsed
+there, off the request path).
 The client key is kept as a masked id (``key_id``), never the key; the session id as its source
 (the namespace before ``:``), never the raw id.
 """
@@ -13,13 +15,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .. import redaction
+from ..formats.neutral import Usage
 
 if TYPE_CHECKING:
-    from ..call import Call
     from ..gateway import Gateway
     from ..observe.events import CallEnded
+    from ..routing.session_ids import SessionIds
 
-__all__ = ["FIELDS", "key_id", "provider_of", "records_of", "skipped"]
+__all__ = ["FIELDS", "key_id", "provider_of", "records_of", "rows_of", "skipped", "snapshot"]
 
 FIELDS = (
     "ts", "request_id", "client_key", "client_format", "endpoint", "operation", "provider", "credential",
@@ -70,8 +73,7 @@ def skipped(event: CallEnded) -> bool:
     return event.call is None and event.status < 400
 
 
-def _session_source(call: Call) -> str | None:
-    s = call.session
+def _session_source(s: SessionIds | None) -> str | None:
     if s is None:
         return None
     ns, sep, _ = s.primary.partition(":")
@@ -85,42 +87,61 @@ def _error(text: str | None) -> str | None:
     return text if len(text) <= MAX_ERROR else text[:MAX_ERROR] + "..."
 
 
-def records_of(gw: Gateway, event: CallEnded) -> list[tuple[Any, ...]]:
-    """The usage records of one finished call (see ``FIELDS``)."""
-    now_wall = time.time()
-    offset = now_wall - time.monotonic()  # monotonic -> wall clock
+def snapshot(event: CallEnded) -> tuple[Any, ...]:
+    """What the records of a finished call need, read on the loop (cheap: no body, no parsing)."""
     call = event.call
-    rid = event.request_id
+    head = (time.time() - time.monotonic(), event.request_id, event.path, event.status, event.error,
+            event.transport, event.client_format, event.started, event.ended)
     if call is None:
-        return [(event.started + offset, rid, None, event.client_format, event.path, None, None, None, None, None,
-                 0, event.transport, event.status, _error(event.error), round((event.ended - event.started) * 1000, 3),
+        return (*head, None)
+    return (*head, (call.client_key, call.client_format, call.operation, call.model, call.stream, call.transport,
+                    call.attempts, call._usage, call.session, call.started, call.status))
+
+
+def _resolved(u: Any) -> Usage | None:
+    if u is not None and not isinstance(u, Usage):
+        u = u.resolve()  # PendingUsage / ParsedUsage: parsed here, off the request path
+    return u  # type: ignore[no-any-return]
+
+
+def rows_of(gw: Gateway, snap: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """The usage records (see ``FIELDS``) of a ``snapshot`` (run on the store's thread)."""
+    offset, rid, path, ev_status, ev_error, ev_transport, ev_format, started, ended, c = snap
+    if c is None:
+        return [(started + offset, rid, None, ev_format, path, None, None, None, None, None,
+                 0, ev_transport, ev_status, _error(ev_error), round((ended - started) * 1000, 3),
                  None, 0, 0, 0, 0, 0, None, 0)]
-    kid = key_id(call.client_key)
-    source = _session_source(call)
-    stream = 1 if call.stream else 0
-    if not call.attempts:
-        u = call.usage if call.status == 200 else None
-        return [(call.started + offset, rid, kid, call.client_format, event.path, call.operation, None, None,
-                 call.model, None, stream, call.transport, event.status, _error(event.error),
-                 round((event.ended - call.started) * 1000, 3), None,
+    client_key, fmt, operation, model, stream, transport, attempts, usage, session, c_started, c_status = c
+    kid = key_id(client_key)
+    source = _session_source(session)
+    stream = 1 if stream else 0
+    if not attempts:
+        u = _resolved(usage) if c_status == 200 else None
+        return [(c_started + offset, rid, kid, fmt, path, operation, None, None,
+                 model, None, stream, transport, ev_status, _error(ev_error),
+                 round((ended - c_started) * 1000, 3), None,
                  u.input_tokens if u else 0, u.output_tokens if u else 0, u.cached_tokens if u else 0,
                  u.cache_creation_tokens if u else 0, u.reasoning_tokens if u else 0, source, 0)]
     out = []
-    last = len(call.attempts) - 1
-    for i, a in enumerate(call.attempts):
-        u = call.usage if (i == last and a.status == 200) else None
-        end = a.end if a.end is not None else event.ended
+    last = len(attempts) - 1
+    for i, a in enumerate(attempts):
+        u = _resolved(usage) if (i == last and a.status == 200) else None
+        end = a.end if a.end is not None else ended
         error = a.error
-        status = a.status
-        if i == last and error is None and event.error:
-            error = event.error
+        if i == last and error is None and ev_error:
+            error = ev_error
         out.append((
-            a.start + offset, rid, kid, call.client_format, event.path, call.operation,
-            provider_of(gw, a.credential_id), a.credential_id, call.model, a.upstream_model, stream,
-            call.transport, status, _error(error),
+            a.start + offset, rid, kid, fmt, path, operation,
+            provider_of(gw, a.credential_id), a.credential_id, model, a.upstream_model, stream,
+            transport, a.status, _error(error),
             round((end - a.start) * 1000, 3),
             round((a.first_byte - a.start) * 1000, 3) if a.first_byte is not None else None,
             u.input_tokens if u else 0, u.output_tokens if u else 0, u.cached_tokens if u else 0,
             u.cache_creation_tokens if u else 0, u.reasoning_tokens if u else 0, source, i + 1,
         ))
     return out
+
+
+def records_of(gw: Gateway, event: CallEnded) -> list[tuple[Any, ...]]:
+    """The usage records of one finished call (``snapshot`` and ``rows_of`` in one step)."""
+    return rows_of(gw, snapshot(event))

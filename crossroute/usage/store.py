@@ -2,9 +2,9 @@
 
 Nothing on the request path waits for it. ``call_ended`` builds the call's records (after the reply
 was written) and appends them to a bounded queue; the writer thread commits what is queued every
-``FLUSH_SECONDS`` (sooner once ``BATCH`` records wait), one transaction per batch. So a killed
+``FLUSH_SECONDS`` (sooner once ``BATCH`` calls wait), one transaction per batch. So a killed
 process loses at most the records of the calls that ended in its last ``FLUSH_SECONDS`` (one batch),
-more only if the database fell behind (at most ``MAX_QUEUE`` records, then new records are dropped).
+more only if the database fell behind (at most ``MAX_QUEUE`` calls, then new records are dropped).
 A full queue or a failing database never fails a request: the records are dropped, counted
 (``dropped``) and logged at most once a minute; the writer reopens the database and goes on.
 Queries run on the same thread, after the queued records are committed.
@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .backends import Backend, open_backend
-from .records import records_of, skipped
+from .records import rows_of, skipped, snapshot
 
 if TYPE_CHECKING:
     from ..call import Attempt, Call
@@ -37,6 +37,7 @@ FLUSH_SECONDS = 0.5
 BATCH = 500
 MAX_QUEUE = 10_000
 _LOG_EVERY = 60.0
+_READY = object()  # marks a queue item of ready-made records
 _REOPEN_AFTER = 5.0  # seconds between attempts to reopen a database that failed
 
 
@@ -72,17 +73,24 @@ class UsageStore:
     def call_ended(self, event: CallEnded) -> None:
         if skipped(event):
             return
-        self.add(records_of(self.gw, event))
-
-    def add(self, records: Sequence[tuple[Any, ...]]) -> None:
         pending = self._pending
-        if len(pending) + len(records) > self.max_queue or self._stopping:
-            self._drop(len(records), "the usage queue is full" if not self._stopping else "the store is stopping")
+        if len(pending) >= self.max_queue or self._stopping:
+            self._drop(1, "the usage queue is full" if not self._stopping else "the store is stopping")
             return
-        pending.extend(records)
+        pending.append(snapshot(event))
         if len(pending) >= BATCH:
             with self._cv:
                 self._cv.notify()
+
+    def add(self, records: Sequence[tuple[Any, ...]]) -> None:
+        """Queue ready-made records (tuples in ``FIELDS`` order; imports and tests)."""
+        pending = self._pending
+        if len(pending) >= self.max_queue or self._stopping:
+            self._drop(len(records), "the usage queue is full" if not self._stopping else "the store is stopping")
+            return
+        pending.append((_READY, list(records)))
+        with self._cv:
+            self._cv.notify()
 
     # ------------------------------------------------------------ component
     def reconfigure(self, gw: Gateway, removed: set[str]) -> None:
@@ -152,13 +160,31 @@ class UsageStore:
 
     def _flush(self) -> None:
         pending = self._pending
+        gw = self.gw
         while pending:
             n = min(len(pending), BATCH * 4)
-            batch = [pending.popleft() for _ in range(n)]
+            records: list[tuple[Any, ...]] = []
+            for _ in range(n):
+                item = pending.popleft()
+                if item[0] is _READY:
+                    records.extend(item[1])
+                else:
+                    try:
+                        records.extend(rows_of(gw, item))
+                    except Exception:
+                        self.dropped += 1
+                        log.exception("usage store: a call's records could not be made")
             if not self._ensure_open():
-                self._drop(len(batch), "the database cannot be opened")
+                self._drop(len(records), "the database cannot be opened")
                 continue
-            rows = [(*r, time.strftime("%Y-%m-%d", time.gmtime(r[0]))) for r in batch]
+            days: dict[int, str] = {}
+            rows = []
+            for r in records:
+                d = int(r[0] // 86400)
+                day = days.get(d)
+                if day is None:
+                    day = days[d] = time.strftime("%Y-%m-%d", time.gmtime(d * 86400))
+                rows.append((*r, day))
             try:
                 self.backend.insert(rows)
             except Exception as exc:
