@@ -436,3 +436,33 @@ def test_passthrough_headers_off_by_default(fresh: RoutingUpstream, start_gatewa
     assert status == 200 and "x-upstream-id" not in h and "x-request-id" not in h
     _, _, h = post(gw, {"model": "m", "messages": msgs("hi"), "stream": True})
     assert "x-upstream-id" not in h
+
+
+def test_routing_trace_header(fresh: RoutingUpstream, start_gateway: Start) -> None:
+    """``X-Crossroute-Trace: 1``: candidates, skips and why, how each pick was made, each attempt."""
+    import json
+
+    backup = pool(fresh, ("sk-low",), name="low", priority=-1)
+    gw = start_gateway(config(fresh, entries=[pool(fresh), backup]))
+    body = {"model": "m", "messages": msgs("hi")}
+    status, _, headers = post(gw, body, {"X-Session-ID": "traced"})
+    assert status == 200 and "x-crossroute-trace" not in headers  # only when asked
+    bound = last_key(fresh)
+    fresh.fail_next[bound] = [500]
+    status, _, headers = post(gw, body, {"X-Session-ID": "traced", "X-Crossroute-Trace": "1"})
+    assert status == 200
+    trace = json.loads(headers["x-crossroute-trace"][0])
+    steps = trace["steps"]
+    assert steps[0]["step"] == "candidates" and len(steps[0]["credentials"]) == 4
+    chose = [s for s in steps if s["step"] == "chose"]
+    assert chose[0]["by"] == "session"  # the binding decided the first pick
+    assert chose[1]["by"] == "selector" and chose[1]["credential"] != chose[0]["credential"]
+    skips = [s for s in steps if s["step"] == "skip"]
+    assert {"lower priority", "already tried"} <= {s["reason"] for s in skips}
+    assert [a["status"] for a in trace["attempts"]] == [500, 200]
+    # the failed credential now cools for its model: the next traced call says until when
+    status, _, headers = post(gw, body, {"X-Session-ID": "other", "X-Crossroute-Trace": "1"})
+    trace = json.loads(headers["x-crossroute-trace"][0])
+    cooling = [s for s in trace["steps"] if s["step"] == "skip" and s["reason"] == "cooling"]
+    assert len(cooling) == 1 and cooling[0]["credential"] == chose[0]["credential"]
+    assert cooling[0]["scope"] == "model text" and cooling[0]["until"] > time.time()
