@@ -404,3 +404,41 @@ def test_a_reload_with_another_auth_dir_swaps_the_accounts(upstream: AccountsUps
         assert unique_model("kimi") not in models(gw)
     finally:
         gw.stop()
+
+
+class WorkersGateway(AccountsGateway):
+    def argv(self) -> list[str]:
+        return [*super().argv(), "--workers", "2"]
+
+
+def ask_fresh(gw: GatewayProcess, model: str) -> int:
+    """One Responses request on a new connection (so both workers get some)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+    try:
+        conn.request("POST", "/v1/responses", body=orjson.dumps({"model": model, "input": "hi"}),
+                     headers={"Authorization": f"Bearer {CLIENT_KEY}", "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def test_every_worker_follows_the_auth_dir(upstream: AccountsUpstream, oauth: FakeOAuth, tmp_path: Path) -> None:
+    staged = tmp_path / "staged"
+    copy_auth_dir(staged, upstream, oauth)
+    auth = tmp_path / "auth"
+    auth.mkdir(mode=0o700)
+    config = {"api-keys": [CLIENT_KEY], "auth-dir": str(auth)}
+    gw = WorkersGateway(config, {**gateway_env(oauth), "PYTHONUNBUFFERED": "1"}).start()
+    model = unique_model("codex-oauth")
+    try:
+        wait_for(lambda: gw.log().count(" ready") >= 2, "both workers")
+        shutil.copy(staged / CODEX_FILE, auth / CODEX_FILE)
+        wait_for(lambda: all(ask_fresh(gw, model) == 200 for _ in range(20)), "every worker to serve the account")
+        (auth / CODEX_FILE).unlink()
+        wait_for(lambda: all(ask_fresh(gw, model) != 200 for _ in range(20)), "every worker to drop the account")
+    finally:
+        gw.stop()
