@@ -225,10 +225,9 @@ async def auth_status(gw: Gateway, req: Request) -> Reply:
     state = req.query("state")
     if not state:
         raise BadInput("give ?state=", "state")
-    session = _logins(gw).get(state)
-    if session is None:
+    view = _logins(gw).get(state, accounts.store_for(gw)[0].dir)
+    if view is None:
         return reply({"status": "error", "error": "unknown or expired login state"}, 404)
-    view = session.view()
     return reply({k: v for k, v in view.items() if k in ("status", "error", "account", "provider")})
 
 
@@ -246,7 +245,7 @@ async def oauth_callback(gw: Gateway, req: Request) -> Reply:
         raise BadInput("give 'redirect_url' (the address the browser was sent to) or 'code'", "redirect_url")
     if len(text) > 8192:
         raise BadInput("'redirect_url' is too long", "redirect_url")
-    if not _logins(gw).deliver(state, text):
+    if not _logins(gw).deliver(state, text, accounts.store_for(gw)[0].dir):
         return error(404, "no login waits for this state", "state")
     return ok()
 
@@ -255,7 +254,7 @@ async def cancel_login(gw: Gateway, req: Request) -> Reply:
     state = req.query("state")
     if not state:
         raise BadInput("give ?state=", "state")
-    if not _logins(gw).cancel(state):
+    if not _logins(gw).cancel(state, accounts.store_for(gw)[0].dir):
         return error(404, "no login with this state", "state")
     return ok()
 

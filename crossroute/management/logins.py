@@ -14,20 +14,32 @@ device code) and turns its end into a status:
 
 At most ``MAX_SESSIONS`` run at once; each ends after ``LOGIN_WAIT`` s; finished ones are kept
 ``KEEP_FINISHED`` s for polling, then forgotten.
+
+With ``serve --workers N`` the poll, the pasted URL and the cancel may reach another worker than
+the one running the flow. Each session therefore has a mailbox in ``<auth-dir>/.crossroute-logins/``
+(named by a hash of the state, never the state itself): the running worker writes its status there;
+another worker answers polls from it and leaves ``.paste`` / ``.cancel`` files that the running
+worker picks up within ``MAILBOX_POLL`` s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import os
 import re
 import secrets
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
+
 from .. import redaction
+from ..auth.files import write_atomic
 from ..auth.logins import DEVICE_PROVIDERS, PKCE_PROVIDERS, device_login, pkce_login
 from ..auth.store import AuthStore
 
@@ -37,6 +49,8 @@ LOGIN_WAIT = 600.0
 KEEP_FINISHED = 600.0
 MAX_SESSIONS = 8
 URL_WAIT = 15.0
+MAILBOX_POLL = 0.5
+MAILBOX_DIR = ".crossroute-logins"
 _URL = re.compile(r"https?://\S+")
 _CODE = re.compile(r"enter the code\s+(\S+)")
 
@@ -57,6 +71,66 @@ class LoginRefused(Exception):
         self.message = message
 
 
+class Mailbox:
+    """One session's files in the shared auth-dir: status (``.json``), ``.paste`` and ``.cancel``."""
+
+    def __init__(self, directory: Path, state: str) -> None:
+        self.dir = directory / MAILBOX_DIR
+        self.base = hashlib.sha256(state.encode()).hexdigest()[:32]
+
+    def path(self, suffix: str) -> Path:
+        return self.dir / f"{self.base}{suffix}"
+
+    def write_status(self, view: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):
+            write_atomic(self.path(".json"), orjson.dumps({**view, "updated": time.time()}))
+
+    def read_status(self) -> dict[str, Any] | None:
+        try:
+            data = self.path(".json").read_bytes()
+            obj = orjson.loads(data[:65536])
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        if not isinstance(obj, dict) or time.time() - float(obj.get("updated") or 0) > LOGIN_WAIT + KEEP_FINISHED:
+            return None
+        return obj
+
+    def leave(self, suffix: str, text: str) -> bool:
+        try:
+            write_atomic(self.path(suffix), text.encode())
+        except OSError:
+            return False
+        return True
+
+    def take(self, suffix: str) -> str | None:
+        p = self.path(suffix)
+        try:
+            text = p.read_text(encoding="utf-8", errors="replace")[:8192]
+            p.unlink()
+        except OSError:
+            return None
+        return text
+
+    def remove(self) -> None:
+        for suffix in (".json", ".paste", ".cancel"):
+            with contextlib.suppress(OSError):
+                self.path(suffix).unlink()
+
+
+def _sweep_dir(directory: Path) -> None:
+    """Remove mailboxes nobody updated for longer than a login plus its keeping time."""
+    box = directory / MAILBOX_DIR
+    try:
+        names = os.listdir(box)
+    except OSError:
+        return
+    limit = time.time() - (LOGIN_WAIT + KEEP_FINISHED)
+    for name in names:
+        with contextlib.suppress(OSError):
+            if (box / name).stat().st_mtime < limit:
+                (box / name).unlink()
+
+
 @dataclass(slots=True)
 class LoginSession:
     state: str
@@ -72,6 +146,8 @@ class LoginSession:
     task: asyncio.Task[None] | None = None
     pasted: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(maxsize=4))
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    box: Mailbox | None = None
+    watcher: asyncio.Task[None] | None = None
 
     def view(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "provider": self.provider, "state": self.state}
@@ -92,15 +168,19 @@ class Logins:
     def __init__(self) -> None:
         self.sessions: dict[str, LoginSession] = {}
 
-    def _sweep(self) -> None:
+    def _sweep(self, directory: Path | None = None) -> None:
         now = time.monotonic()
         for key, s in list(self.sessions.items()):
             if s.ended is not None and now - s.ended > KEEP_FINISHED:
                 del self.sessions[key]
+                if s.box is not None:
+                    s.box.remove()
+        if directory is not None:
+            _sweep_dir(directory)
 
     async def start(self, provider: str, device: bool, store: AuthStore, *, wait_s: float = LOGIN_WAIT
                     ) -> LoginSession:
-        self._sweep()
+        self._sweep(store.dir)
         if provider not in (DEVICE_PROVIDERS if device else PKCE_PROVIDERS):
             raise LoginRefused(400, f"provider {provider!r} has no {'device' if device else 'browser'} login here")
         if sum(1 for s in self.sessions.values() if s.ended is None) >= MAX_SESSIONS:
@@ -143,6 +223,8 @@ class Logins:
             finally:
                 session.ended = time.monotonic()
                 session.ready.set()
+                if session.box is not None:
+                    session.box.write_status(session.view())
 
         session.task = asyncio.get_running_loop().create_task(run(), name=f"crossroute-login-{provider}")
         try:
@@ -153,34 +235,69 @@ class Logins:
         if session.url is None:
             raise LoginRefused(502, session.error or f"the {provider} login failed to start")
         self.sessions[session.state] = session
+        session.box = Mailbox(store.dir, session.state)
+        session.box.write_status(session.view())
+        session.watcher = asyncio.get_running_loop().create_task(self._watch(session), name="crossroute-login-mailbox")
         return session
 
-    def get(self, state: str) -> LoginSession | None:
+    async def _watch(self, session: LoginSession) -> None:
+        """Pick up what other workers left in this session's mailbox, until the login ends."""
+        box = session.box
+        assert box is not None
+        while session.ended is None:
+            await asyncio.sleep(MAILBOX_POLL)
+            if box.take(".cancel") is not None and session.task is not None:
+                session.task.cancel()
+            pasted = box.take(".paste")
+            if pasted is not None:
+                with contextlib.suppress(asyncio.QueueFull):
+                    session.pasted.put_nowait(pasted)
+
+    def get(self, state: str, directory: Path | None = None) -> dict[str, Any] | None:
+        """The session's view: this worker's own, else what its mailbox says."""
         self._sweep()
-        return self.sessions.get(state)
-
-    def deliver(self, state: str, text: str) -> bool:
         s = self.sessions.get(state)
-        if s is None or s.ended is not None or s.device:
-            return False
-        with contextlib.suppress(asyncio.QueueFull):
-            s.pasted.put_nowait(text)
-        return True
+        if s is not None:
+            return s.view()
+        if directory is None:
+            return None
+        view = Mailbox(directory, state).read_status()
+        if view is None or view.get("state") != state:
+            return None
+        return {k: view[k] for k in ("status", "provider", "state", "error", "account", "url", "user_code")
+                if view.get(k) is not None}
 
-    def cancel(self, state: str) -> bool:
+    def deliver(self, state: str, text: str, directory: Path | None = None) -> bool:
         s = self.sessions.get(state)
-        if s is None:
+        if s is not None:
+            if s.ended is not None or s.device:
+                return False
+            with contextlib.suppress(asyncio.QueueFull):
+                s.pasted.put_nowait(text)
+            return True
+        view = self.get(state, directory)
+        if view is None or view["status"] != "wait" or view.get("user_code") or directory is None:
             return False
-        if s.task is not None and not s.task.done():
-            s.task.cancel()
-        return True
+        return Mailbox(directory, state).leave(".paste", text)
+
+    def cancel(self, state: str, directory: Path | None = None) -> bool:
+        s = self.sessions.get(state)
+        if s is not None:
+            if s.task is not None and not s.task.done():
+                s.task.cancel()
+            return True
+        view = self.get(state, directory)
+        if view is None or directory is None:
+            return False
+        return view["status"] != "wait" or Mailbox(directory, state).leave(".cancel", "1")
 
     async def stop(self) -> None:
         for s in self.sessions.values():
-            if s.task is not None and not s.task.done():
-                s.task.cancel()
-                with contextlib.suppress(BaseException):
-                    await s.task
+            for task in (s.task, s.watcher):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
 
     def reconfigure(self, gw: object, removed: set[str]) -> None:
         return None

@@ -123,3 +123,33 @@ def test_cancel_and_bad_bodies(gw: MgmtGateway) -> None:
     assert (status, res["field"]) == (400, "provider")
     status, res, _ = gw.call("POST", "/v0/management/oauth-callback", {"redirect_url": "x"})
     assert (status, res["field"]) == (400, "state")
+
+
+class WorkersGateway(MgmtGateway):
+    def argv(self) -> list[str]:
+        return [*super().argv(), "--workers", "2"]
+
+
+def test_logins_with_two_workers(fake: FakeOAuth, tmp_path: Path) -> None:
+    """The poll, the pasted redirect and the cancel may reach the other worker (a new connection
+    each): every one is answered from the session's mailbox in the auth-dir."""
+    g = WorkersGateway(base_config(tmp_path), tmp_path, env={**fake.env("kimi"), **fake.env("claude")}).start(30)
+    try:
+        body = g.call("GET", "/v0/management/kimi-auth-url")[1]
+        answers = [g.call("GET", f"/v0/management/get-auth-status?state={body['state']}")[:2] for _ in range(20)]
+        assert all(a == (200, {"status": "wait", "provider": "kimi"}) for a in answers), answers
+        fake.approve(body["user_code"])
+        assert poll(g, body["state"])["status"] == "ok"
+        assert all(poll(g, body["state"])["status"] == "ok" for _ in range(10))  # on both workers
+
+        body = g.call("GET", "/v0/management/anthropic-auth-url")[1]
+        location = redirect_of(body["url"])
+        assert g.call("POST", "/v0/management/oauth-callback", {"state": body["state"], "redirect_url": location}
+                      )[0] == 200
+        assert poll(g, body["state"])["status"] == "ok"
+
+        body = g.call("GET", "/v0/management/kimi-auth-url")[1]
+        assert g.call("DELETE", f"/v0/management/oauth-session?state={body['state']}")[0] == 200
+        assert poll(g, body["state"]) == {"status": "error", "provider": "kimi", "error": "cancelled"}
+    finally:
+        g.stop()
