@@ -243,3 +243,13 @@ def test_kimi_tool_history_from_an_openai_client(gateway: GatewayProcess, fake: 
     assert status == 200, body
     seen = fake.of("kimi")[-1]
     assert seen.problems == [] and seen.body["messages"][1]["reasoning_content"]
+
+
+def test_no_secret_in_the_gateway_log(gateway: GatewayProcess, oauth: FakeOAuth) -> None:
+    CALL["openai"](gateway, "vx-flash", False)
+    deadline = time.monotonic() + 5
+    while "credential=auth:vertex-" not in (log := gateway.log()) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the access log is flushed once a second
+    assert "credential=auth:vertex-" in log  # the log did see these requests
+    for secret in (TOKEN, API_KEY, *oauth.access_tokens):
+        assert secret not in log
