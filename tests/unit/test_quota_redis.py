@@ -1,0 +1,65 @@
+"""Two replicas sharing Redis: a 429 one of them saw cools the account on both, exactly until the
+reset it announced (and a success on either clears it)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from crossroute.call import Trace
+from crossroute.config import ProviderEntry
+from crossroute.routing.quota import QuotaBook
+from crossroute.routing.router import AllCoolingDown, Router, RoutingSettings
+from crossroute.state.redis_state import RedisState
+from tests.redis_server import RedisServer, require_redis_server
+
+from .routing_fakes import Cand
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    srv = RedisServer(require_redis_server())
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+async def test_announced_reset_is_shared(server: RedisServer) -> None:
+    replicas = []
+    for _ in range(2):
+        router = Router(RoutingSettings(strategy="fill-first", quota_aware=True), RedisState(server.url))
+        book = QuotaBook()
+        book.attach(router, None)
+        await router.start()
+        replicas.append((router, book))
+    (r1, b1), (r2, _) = replicas
+    try:
+        a = ProviderEntry("claude-oauth", "claude", "claude-a.json", "", "", cred_id="auth:claude-a.json")
+        b = ProviderEntry("claude-oauth", "claude", "claude-b.json", "", "", cred_id="auth:claude-b.json")
+        cands = [Cand(a.id), Cand(b.id)]
+        reset = int(time.time()) + 120
+        b1.note(a, 429, {"anthropic-ratelimit-unified-status": "rejected",
+                         "anthropic-ratelimit-unified-reset": str(reset),
+                         "anthropic-ratelimit-unified-representative-claim": "five_hour",
+                         "anthropic-ratelimit-unified-5h-status": "rejected",
+                         "anthropic-ratelimit-unified-5h-reset": str(reset), "retry-after": "7200"})
+        await r1.report_failure(cands[0], "claude-sonnet", None, 429, 7200.0, kind="model")
+        # the other replica never saw that answer, yet skips the account for every model
+        tr = Trace()
+        assert (await r2.pick(cands, "claude-opus", None, (), None, tr)).credential_id == b.id
+        skip = next(s for s in tr.steps if s["step"] == "skip")
+        assert skip["reason"] == "cooling" and skip["scope"] == "credential" and skip["until"] == reset
+        with pytest.raises(AllCoolingDown) as exc:
+            await r2.pick(cands[:1], "claude-opus", None)
+        assert 110 < exc.value.retry_after <= 120
+        await r2.report_success(cands[0], "claude-sonnet", None)  # it served on the second replica
+        assert (await r1.pick(cands[:1], "claude-opus", None)).credential_id == a.id  # cooling cleared on both
+    finally:
+        for router, _ in replicas:
+            await router.stop()
