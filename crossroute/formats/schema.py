@@ -558,6 +558,12 @@ def _ag(node: Any, defs: dict[str, Any], opts: _AgOptions, refs: tuple[str, ...]
             out["required"] = kept
         out.setdefault("type", "object")
 
+    order = src.get("propertyOrdering")
+    if opts.response and isinstance(order, list) and isinstance(out.get("properties"), dict):
+        kept_order = [p for p in order if isinstance(p, str) and p in out["properties"]]
+        if kept_order:
+            out["propertyOrdering"] = kept_order
+
     items = src.get("items")
     if isinstance(items, list):
         items = items[0] if items else None

@@ -269,6 +269,9 @@ def test_antigravity_tool_enums_are_hints_response_enums_stay() -> None:
     assert resp["properties"]["u"]["enum"] == ["c", "f"]
     assert resp["properties"]["k"] == {"type": "string", "enum": ["x"]}
     assert "enum" not in resp["properties"]["b"]  # boolean enums are ignored by the backend: dropped
+    ordered = clean_antigravity_response_schema({**src, "propertyOrdering": ["b", "gone", "u"]})
+    assert ordered["propertyOrdering"] == ["b", "u"]
+    assert "propertyOrdering" not in clean_antigravity_schema({**src, "propertyOrdering": ["b"]})
 
 
 def test_antigravity_unions_take_the_richest_branch() -> None:
