@@ -288,11 +288,16 @@ class AntigravityExecutor(HttpExecutor):
         pending = self._discovering.get(key)
         if pending is None:
             pending = self._discovering[key] = asyncio.ensure_future(self._discover(entry, io))
-            pending.add_done_callback(lambda _f: self._discovering.pop(key, None))
-        project = await asyncio.shield(pending)
-        self._projects[key] = project
-        log.info("antigravity: account %s uses project %s", key, redaction.scrub(project))
-        return project
+
+            def done(f: asyncio.Future[str]) -> None:
+                self._discovering.pop(key, None)
+                if f.cancelled() or f.exception() is not None:  # (retrieved: no warning if nobody waits)
+                    return
+                self._projects[key] = f.result()
+                log.info("antigravity: account %s uses project %s", key, redaction.scrub(f.result()))
+
+            pending.add_done_callback(done)
+        return await asyncio.shield(pending)
 
     async def _post(self, entry: ProviderEntry, io: UpstreamIO, url: str, body: dict[str, Any]) -> dict[str, Any]:
         proxy_url = entry.proxy_url or io.settings.proxy_url
@@ -307,8 +312,12 @@ class AntigravityExecutor(HttpExecutor):
             try:
                 async with session.post(url, data=orjson.dumps(body), headers=headers, proxy=proxy,
                                         timeout=timeout) as resp:
-                    raw = await resp.content.read(MAX_ERROR_BODY)
                     status, retry = resp.status, retry_after_of(resp.headers)
+                    raw = b""
+                    while len(raw) <= MAX_ERROR_BODY and (chunk := await resp.content.readany()):
+                        raw += chunk
+                    if len(raw) > MAX_ERROR_BODY:
+                        raise BadAnswer(f"upstream {entry.name}: {what} sent more than {MAX_ERROR_BODY} bytes")
             except TimeoutError:
                 raise UpstreamError(504, f"upstream {entry.name}: {what} did not answer in time") from None
             except aiohttp.ClientError as exc:
