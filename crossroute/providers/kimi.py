@@ -25,7 +25,7 @@ import orjson
 from .. import __version__
 from ..config import ProviderEntry
 from .anthropic import API_VERSION, client_headers
-from .base import HttpExecutor, Outbound, UpstreamRequest, config_headers
+from .base import HttpExecutor, Outbound, UpstreamError, UpstreamRequest, config_headers
 
 __all__ = ["REASONING_UNAVAILABLE", "KimiExecutor", "chat_body", "device_headers"]
 
@@ -33,7 +33,6 @@ REASONING_UNAVAILABLE = "[reasoning unavailable]"
 
 _PATHS = {("claude", "generate"): "/v1/messages", ("claude", "count_tokens"): "/v1/messages/count_tokens",
           ("openai", "generate"): "/v1/chat/completions"}
-_MSH = ("X-Msh-Platform", "X-Msh-Version", "X-Msh-Device-Name", "X-Msh-Device-Model", "X-Msh-Device-Id")
 
 
 def device_headers(account: Any) -> dict[str, str]:
@@ -139,7 +138,8 @@ class KimiExecutor(HttpExecutor):
         if fixed is None:
             path = _PATHS.get((out.wire, out.operation))
             if path is None:
-                raise ValueError(f"Kimi has no {out.operation} endpoint for wire format {out.wire}")
+                raise UpstreamError(400, f"Kimi has no {out.operation} endpoint for {out.wire} requests",
+                                    scope="request")
             base = (entry.base_url or self.default_base_url).rstrip("/")
             headers = {"Content-Type": "application/json",
                        "Accept": "text/event-stream" if out.stream else "application/json"}
@@ -153,8 +153,9 @@ class KimiExecutor(HttpExecutor):
         url, fixed = self._fixed(entry, out)
         headers = dict(fixed)
         if out.wire == "claude":
-            client_headers(headers, out.client_headers)
-        headers["User-Agent"] = out.client_headers.get("user-agent") or f"crossroute/{__version__}"
+            client_headers(headers, out.client_headers)  # the client's user-agent among them
+        if "user-agent" not in headers:
+            headers["user-agent"] = out.client_headers.get("user-agent") or f"crossroute/{__version__}"
         headers["Authorization"] = "Bearer " + self.token_source(entry).token()
         if entry.headers:
             headers.update(config_headers(entry, out.client_headers))

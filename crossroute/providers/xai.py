@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ..config import ProviderEntry
-from .base import HttpExecutor, Outbound, UpstreamRequest, config_headers, join_versioned
+from .base import HttpExecutor, Outbound, UpstreamError, UpstreamRequest, config_headers, join_versioned
 
 __all__ = ["XaiExecutor"]
 
@@ -40,7 +40,8 @@ class XaiExecutor(HttpExecutor):
         if fixed is None:
             path = _PATHS.get((out.wire, out.operation))
             if path is None:
-                raise ValueError(f"xAI has no {out.operation} endpoint for wire format {out.wire}")
+                raise UpstreamError(400, f"xAI has no {out.operation} endpoint for {out.wire} requests",
+                                    scope="request")
             headers = {"Content-Type": "application/json",
                        "Accept": "text/event-stream" if out.stream else "application/json"}
             fixed = entry.derived[key] = (join_versioned(entry.base_url or self.default_base_url, "v1", path),
@@ -48,7 +49,7 @@ class XaiExecutor(HttpExecutor):
         url, headers = fixed
         headers = {**headers, "Authorization": "Bearer " + self.token_source(entry).token()}
         if ua := out.client_headers.get("user-agent"):
-            headers["User-Agent"] = ua
+            headers["user-agent"] = ua
         if entry.headers:
             headers.update(config_headers(entry, out.client_headers))
         return UpstreamRequest(url, headers, out.body)

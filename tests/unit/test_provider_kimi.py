@@ -59,7 +59,8 @@ def test_requests_built_exactly() -> None:
     assert r.headers["Authorization"] == f"Bearer {TOKEN}"
     assert r.headers["anthropic-version"] == "2023-06-01" and r.headers["anthropic-beta"] == "b1"
     assert r.headers["Accept"] == "text/event-stream"
-    assert r.headers["User-Agent"] == "claude-cli/2.1"  # the real client, passed through
+    assert r.headers["user-agent"] == "claude-cli/2.1"  # the real client, passed through
+    assert [k for k in r.headers if k.lower() == "user-agent"] == ["user-agent"]  # once
     assert {k: r.headers[k] for k in HEADERS} == HEADERS
     assert r.body == CLAUDE_BODY
     c = ex.build(e, Outbound("count_tokens", "claude", "kimi-for-coding", b"{}", False, {}))
@@ -67,7 +68,7 @@ def test_requests_built_exactly() -> None:
     o = ex.build(e, Outbound("generate", "openai", "kimi-for-coding", CHAT_BODY, False, {}))
     assert o.url == "https://api.kimi.com/coding/v1/chat/completions"
     assert "anthropic-version" not in o.headers and o.headers["Accept"] == "application/json"
-    assert o.headers["User-Agent"].startswith("crossroute/")  # no client UA: crossroute's own, never Kimi's
+    assert o.headers["user-agent"].startswith("crossroute/")  # no client UA: crossroute's own, never Kimi's
 
 
 def test_device_headers_from_device_id_when_the_file_has_none() -> None:

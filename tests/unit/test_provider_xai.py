@@ -45,7 +45,7 @@ def test_wire_and_urls() -> None:
     r = ex.build(e, Outbound("generate", "openai", "grok-4.6", CHAT, True, {"user-agent": "my-app/1"}))
     assert r.url == "https://api.x.ai/v1/chat/completions"
     assert r.headers["Authorization"] == f"Bearer {API_KEY}" and r.headers["Accept"] == "text/event-stream"
-    assert r.headers["User-Agent"] == "my-app/1"
+    assert r.headers["user-agent"] == "my-app/1"
     assert ex.build(e, Outbound("generate", "responses", "m", RESP, False, {})).url == "https://api.x.ai/v1/responses"
     assert ex.build(e, Outbound("compact", "responses", "m", RESP, False, {})).url == \
         "https://api.x.ai/v1/responses/compact"
