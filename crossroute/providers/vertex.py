@@ -16,16 +16,20 @@ takes (``contents``, ``systemInstruction``, ``tools``).
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 import orjson
 
+from .. import redaction
 from ..config import ProviderEntry
 from .base import HttpExecutor, Outbound, Upstream, UpstreamError, UpstreamIO, UpstreamRequest, config_headers
 from .google_retry import with_google_retry
 
 __all__ = ["DEFAULT_LOCATION", "GLOBAL_HOST", "VertexExecutor", "host_for"]
+
+log = logging.getLogger("crossroute.providers")
 
 GLOBAL_HOST = "https://aiplatform.googleapis.com"
 DEFAULT_LOCATION = "us-central1"
@@ -114,7 +118,10 @@ class VertexExecutor(HttpExecutor):
         src: Any = self.token_source(entry)
         fresh = getattr(src, "fresh_token", None)
         if fresh is not None:  # a service account mints its first token here, not after a 401
-            await fresh()
+            try:
+                await fresh()
+            except Exception as exc:  # the request then goes without a token and fails as a 401
+                log.warning("vertex: no token for %s (%s)", entry.name, redaction.scrub(f"{type(exc).__name__}: {exc}"))
         try:
             return await super().send(entry, out, io)
         except UpstreamError as exc:

@@ -197,3 +197,18 @@ async def test_a_429_waits_as_long_as_its_body_says(cloud: FakeCloud, io: Loopba
     with pytest.raises(UpstreamError) as info:
         await VertexExecutor().send(e, Outbound("generate", "gemini", "text", BODY, False, {}), io)
     assert info.value.status == 429 and info.value.retry_after == 9.0
+
+
+async def test_a_token_source_that_fails_gives_a_401_not_a_crash(cloud: FakeCloud, io: LoopbackIO) -> None:
+    cloud.clear()
+
+    class Broken(Minting):
+        async def fresh_token(self) -> str:
+            raise OSError("token endpoint unreachable")
+
+    e = entry_for("vertex", VertexExecutor.default_base_url, sa_account(base_url=cloud.base))
+    e.derived["token"] = Broken()
+    cloud.fail_next["vertex"] = [(401, b'{"error": {"code": 401, "message": "no token"}}', {})]
+    with pytest.raises(UpstreamError) as info:
+        await VertexExecutor().send(e, Outbound("generate", "gemini", "text", BODY, False, {}), io)
+    assert info.value.status == 401 and info.value.scope == "credential"
