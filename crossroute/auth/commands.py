@@ -20,9 +20,6 @@ from typing import Any
 from .. import redaction
 from ..redaction import mask
 from .accounts import ACTIVE, Account, parse_time
-from .flows import LoginDenied, LoginError, LoginTimeout
-from .grants import GrantError
-from .logins import DEVICE_PROVIDERS, PKCE_PROVIDERS, device_login, pkce_login
 from .store import DEFAULT_AUTH_DIR, AuthStore, resolve_auth_dir
 
 __all__ = ["add_subcommands", "auth_dir_for", "cmd_auth", "cmd_import", "cmd_login", "main", "quota_snapshot",
@@ -85,6 +82,11 @@ def _logging() -> None:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
+    # here, not at the top: the main parser imports this module for every command (aiohttp is heavy)
+    from .flows import LoginDenied, LoginError, LoginTimeout
+    from .grants import GrantError
+    from .logins import DEVICE_PROVIDERS, PKCE_PROVIDERS, device_login, pkce_login
+
     _logging()
     provider: str = args.provider
     store = AuthStore(auth_dir_for(args))
