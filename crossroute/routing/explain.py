@@ -4,7 +4,8 @@ Only traced calls come here (``Router.pick`` / ``pick_now`` take this path when 
 nothing of it costs an untraced request. The choice itself is still made by the ordinary path;
 this module only reads the same state before and after and writes the steps:
 
-- ``candidates``: the credentials that serve the model (ids, priority), the strategy.
+- ``candidates``: the credentials that serve the model (ids; ``priorities`` when they differ), the
+  strategy.
 - ``skip``: one per candidate left out, with ``reason``: ``disabled``, ``already tried``,
   ``excluded by strategy`` (a weight outside 1..1,000,000), ``cooling`` (with ``until``, epoch
   seconds, and ``scope``: ``credential`` or ``model <upstream model>``), ``lower priority``,
@@ -52,8 +53,22 @@ def explain(
     cooldown)."""
     settings = router.settings
     selector = router.selector
-    trace.add("candidates", model=model, strategy=selector.name,
-              credentials=[{"id": c.credential_id, "priority": c.priority} for c in candidates])
+    ids = [c.credential_id for c in candidates]
+    first = candidates[0].priority
+    mixed = False
+    plain = not cooldowns and not exclude and not selector.filters
+    for c in candidates:
+        if c.priority != first:
+            mixed = True
+        if c.disabled:
+            plain = False
+    if mixed:
+        trace.add("candidates", model=model, strategy=selector.name, credentials=ids,
+                  priorities={c.credential_id: c.priority for c in candidates})
+    else:
+        trace.add("candidates", model=model, strategy=selector.name, credentials=ids)
+        if plain and not settings.quota_aware:
+            return list(candidates)  # nothing skipped (the common case when every call is traced)
     now = router.clock()
     usable: list[Any] = []
     for c in candidates:
