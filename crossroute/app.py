@@ -467,7 +467,8 @@ class App:
             self._ws_sessions.discard(session)
             if self._wakeup is not None:
                 self._wakeup.set()
-            proto.close(None)  # after accept(): granian sends the close frame
+            del transport, session  # granian sends its close frame once the transport is dropped
+            proto.close(None)
             if self._access:
                 self.access.line("WS", scope.path, 101, "responses", None, None, started)
 

@@ -175,6 +175,7 @@ class WsSession:
                     log.debug("websocket receive ended: %r", exc)
                     break
                 if msg.kind == 0:  # close
+                    log.debug("websocket session %s: the client closed", self.id[:8])
                     break
                 data = msg.data
                 self.log.client_frame(data)
@@ -199,6 +200,10 @@ class WsSession:
                 await asyncio.gather(worker, return_exceptions=True)
             self._end_pool_session()
             self.log.close(who, self.close_code, "")
+            # granian sends its close frame when the transport is dropped: no cycle may keep it
+            # (a cancelled worker's traceback holds this session)
+            self._worker = self._reader = None
+            self.transport = None
         return self.close_code
 
     def close(self) -> None:
@@ -316,6 +321,7 @@ class WsSession:
             return
         if not ws_upstream:
             body.pop("generate", None)
+        body["stream"] = True  # a Responses passthrough upstream reads it from the body (never sent over WebSocket)
         self.state.started(body)
         await self._run(gw, model, body, full, rule, ws_upstream)
 

@@ -15,7 +15,8 @@ real service's WebSocket mode.
 - The model name picks the answer: ``text`` (any unknown name), ``tools`` (a function call of the
   first function tool while the conversation has no tool output after its last user message, then
   text), ``cut`` (closes the connection after the first delta), ``failed`` (``response.failed``),
-  ``slow<ms>`` (waits before answering), ``hang`` (sends ``response.created`` and nothing else).
+  ``slow<ms>`` (waits before answering), ``hang`` (sends ``response.created`` and nothing else, until
+  the client's next frame or close).
 - Every connection is kept in ``connections``: its handshake headers, each message received (parsed)
   with its size in bytes, the turns answered and how it closed.
 """
@@ -80,8 +81,8 @@ class FakeWsUpstream(ThreadedApp):
         if self.refuse_status is not None:
             return web.json_response({"error": {"message": "no websockets here"}}, status=self.refuse_status)
         if request.headers.get("Authorization") != f"Bearer {self.key}":
-            return web.json_response({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
-                                                "code": "invalid_api_key"}}, status=401)
+            err = {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}
+            return web.json_response({"error": err}, status=401)
         ws = web.WebSocketResponse(max_msg_size=64 * 1024 * 1024, autoping=True)
         await ws.prepare(request)
         conn = WsConn(dict(request.headers), request.path)
@@ -111,7 +112,7 @@ class FakeWsUpstream(ThreadedApp):
                     break
                 conn.turns += 1
                 if not await self._turn(ws, conn, body, memory):
-                    conn.closed_by = "upstream (cut)"
+                    conn.closed_by = conn.closed_by or "upstream (cut)"
                     await ws.close(code=1011, message=b"cut")
                     break
         finally:
@@ -153,12 +154,15 @@ class FakeWsUpstream(ThreadedApp):
         if model.startswith("slow"):
             await asyncio.sleep(int(model[4:] or 500) / 1000)
         await send({"type": "response.created", "response": {**base, "status": "in_progress"}})
-        if model == "hang":
-            await asyncio.sleep(60)
+        if model == "hang":  # nothing more; the next frame (or the close) ends the connection
+            msg = await ws.receive(timeout=60)
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                conn.closed_by = "client"
             return False
         if body.get("generate") is False:
             memory.update(id=rid, items=context)
-            await send({"type": "response.completed", "response": {**base, "status": "completed", "usage": _usage(0, 0)}})
+            await send({"type": "response.completed",
+                        "response": {**base, "status": "completed", "usage": _usage(0, 0)}})
             return True
         await send({"type": "response.in_progress", "response": {**base, "status": "in_progress"}})
         if model == "failed":

@@ -1,0 +1,417 @@
+"""The Responses API over WebSocket (issue 10) against a running gateway: the official openai SDK
+(``client.responses.connect()``), raw WebSocket clients and the real Codex CLI downstream; the fake
+WebSocket upstream (tests/e2e/fake_ws_upstream.py) and the HTTP fake upstream of all four formats
+upstream."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from . import cli_support as cs
+from .conftest import CLIENT_KEY, provider_config
+from .fake_upstream import FakeUpstream
+from .fake_ws_upstream import KEY, TEXT, TOOL_TEXT, FakeWsUpstream
+from .gateway_process import GatewayProcess
+
+TERMINAL = ("response.completed", "response.failed", "response.incomplete", "error")
+TOOL = {"type": "function", "name": "get_weather", "description": "Weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+WS_MODELS = ["text", "tools", "cut", "failed", "hang", "slow300"]
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def ws_config(ws_up: FakeWsUpstream, http_up: FakeUpstream, **extra: Any) -> dict[str, Any]:
+    cfg = provider_config(http_up)
+    cfg["codex-api-key"] = [*cfg.get("codex-api-key", []), {
+        "api-key": KEY, "base-url": ws_up.base + "/v1", "websockets": True,
+        "models": [{"name": m, "alias": f"ws-{m}"} for m in WS_MODELS] + [{"name": "text", "alias": "gpt-5.5"}],
+    }]
+    return {"api-keys": [CLIENT_KEY], "read-timeout-seconds": 10, "connect-timeout-seconds": 2,
+            "disable-cooling": True, **cfg, **extra}
+
+
+@pytest.fixture(scope="module")
+def ws_up() -> Iterator[FakeWsUpstream]:
+    up = FakeWsUpstream().start()
+    yield up
+    up.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(ws_up: FakeWsUpstream, upstream: FakeUpstream) -> Iterator[GatewayProcess]:
+    g = GatewayProcess(ws_config(ws_up, upstream, **{"body-limit-mb": 1})).start()
+    yield g
+    g.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clean(ws_up: FakeWsUpstream, upstream: FakeUpstream) -> None:
+    ws_up.clear()
+    upstream.clear()
+
+
+def ws_url(g: GatewayProcess, path: str = "/v1/responses") -> str:
+    return g.url.replace("http://", "ws://") + path
+
+
+def open_ws(g: GatewayProcess, **kw: Any) -> ClientConnection:
+    headers = kw.pop("headers", {"Authorization": f"Bearer {CLIENT_KEY}"})
+    return connect(ws_url(g, kw.pop("path", "/v1/responses")), additional_headers=headers, open_timeout=10,
+                   max_size=None, **kw)
+
+
+def turn(ws: ClientConnection, msg: dict[str, Any], timeout: float = 15) -> list[dict[str, Any]]:
+    """Send one message; every event up to and including the terminal one."""
+    ws.send(json.dumps({"type": "response.create", **msg}))
+    events = []
+    while True:
+        ev = json.loads(ws.recv(timeout))
+        events.append(ev)
+        if ev.get("type") in TERMINAL:
+            return events
+
+
+def text_of(events: list[dict[str, Any]]) -> str:
+    return "".join(e.get("delta", "") for e in events if e.get("type") == "response.output_text.delta")
+
+
+def alive(g: GatewayProcess) -> bool:
+    try:
+        with urllib.request.urlopen(g.url + "/healthz", timeout=5) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def wait_for(pred: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return bool(pred())
+
+
+def sdk(g: GatewayProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=g.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+
+
+def sdk_turn(conn: Any, **kw: Any) -> list[Any]:
+    conn.response.create(**kw)
+    events = []
+    for ev in conn:
+        events.append(ev)
+        if ev.type in TERMINAL:
+            break
+    return events
+
+
+# ------------------------------------------------------------------ the openai SDK, WebSocket upstream
+def test_sdk_multi_turn_tool_calls_incremental(gw: GatewayProcess, ws_up: FakeWsUpstream) -> None:
+    """Three turns with a tool call over client.responses.connect(): each later turn sends only its new
+    items with previous_response_id, and only those reach the upstream, over one upstream connection."""
+    with sdk(gw).responses.connect() as conn:
+        ev1 = sdk_turn(conn, model="ws-tools", input=[user("Weather in Paris?")], tools=[TOOL])
+        done1 = ev1[-1]
+        assert done1.type == "response.completed", ev1[-1]
+        call = done1.response.output[0]
+        assert call.type == "function_call" and call.name == "get_weather"
+        out = {"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21 C"}
+        ev2 = sdk_turn(conn, model="ws-tools", previous_response_id=done1.response.id, input=[out], tools=[TOOL])
+        assert ev2[-1].type == "response.completed", ev2[-1]
+        assert ev2[-1].response.output[0].content[0].text == TOOL_TEXT
+        ev3 = sdk_turn(conn, model="ws-tools", previous_response_id=ev2[-1].response.id, input=[user("Thanks")],
+                       tools=[TOOL])
+        assert ev3[-1].type == "response.completed"
+    creates = ws_up.creates()
+    assert len(creates) == 3
+    assert len(ws_up.connections) == 1, "every turn must reuse the session's upstream connection"
+    assert "previous_response_id" not in creates[0] and creates[0]["input"] == [user("Weather in Paris?")]
+    assert creates[1]["previous_response_id"] == done1.response.id
+    assert creates[1]["input"] == [out], "only the new item goes upstream"
+    assert creates[2]["previous_response_id"] == ev2[-1].response.id and creates[2]["input"] == [user("Thanks")]
+    headers = {k.lower(): v for k, v in ws_up.connections[0].headers.items()}
+    assert headers["openai-beta"].startswith("responses_websockets=")
+    assert headers["authorization"] == f"Bearer {KEY}"
+    assert not any(k.startswith("x-crossroute") for k in headers), headers
+    assert all("stream" not in c for c in creates)
+
+
+def test_sdk_text_and_beta_header_kept(gw: GatewayProcess, ws_up: FakeWsUpstream) -> None:
+    """The client's own responses_websockets beta value is the one that goes upstream."""
+    client = sdk(gw)
+    with client.responses.connect(extra_headers={"OpenAI-Beta": "responses_websockets=2099-01-01"}) as conn:
+        events = sdk_turn(conn, model="ws-text", input="Say hello")
+    assert events[-1].type == "response.completed"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == TEXT
+    assert ws_up.connections[0].headers["OpenAI-Beta"] == "responses_websockets=2099-01-01"
+
+
+# ------------------------------------------------------------------ prewarm
+def test_prewarm_goes_to_a_websocket_upstream(gw: GatewayProcess, ws_up: FakeWsUpstream) -> None:
+    with open_ws(gw) as ws:
+        warm = turn(ws, {"model": "ws-text", "generate": False, "input": [user("context")], "tools": [TOOL]})
+        assert [e["type"] for e in warm] == ["response.created", "response.completed"]
+        done = turn(ws, {"model": "ws-text", "previous_response_id": warm[-1]["response"]["id"],
+                         "input": [user("now answer")]})
+    assert text_of(done) == TEXT
+    creates = ws_up.creates()
+    assert creates[0]["generate"] is False
+    assert creates[1]["previous_response_id"] == warm[-1]["response"]["id"]
+    assert creates[1]["input"] == [user("now answer")]
+    assert len(ws_up.connections) == 1
+
+
+def test_prewarm_answered_locally_for_an_http_upstream(gw: GatewayProcess, upstream: FakeUpstream) -> None:
+    with open_ws(gw) as ws:
+        warm = turn(ws, {"model": "responses-text", "generate": False, "input": [user("context")]})
+        assert [e["type"] for e in warm] == ["response.created", "response.completed"]
+        rid = warm[-1]["response"]["id"]
+        assert rid.startswith("resp_prewarm_")
+        assert warm[-1]["response"]["usage"]["total_tokens"] == 0
+        assert not upstream.requests, "a prewarm must not reach an HTTP upstream"
+        done = turn(ws, {"model": "responses-text", "previous_response_id": rid, "input": [user("now answer")]})
+    assert done[-1]["type"] == "response.completed", done[-1]
+    assert text_of(done) == cs.expected_text("responses")
+    body = upstream.requests[-1]["body"]
+    assert "previous_response_id" not in body and "generate" not in body
+    assert body["input"] == [user("context"), user("now answer")]
+
+
+# ------------------------------------------------------------------ transcript replacement, merge
+def test_transcript_replacement_after_compaction(gw: GatewayProcess, ws_up: FakeWsUpstream) -> None:
+    """A full history again without previous_response_id (as after a local compaction) goes out in full,
+    never appended to the stale state, and orphaned function calls are removed."""
+    with open_ws(gw) as ws:
+        first = turn(ws, {"model": "ws-text", "input": [user("one")]})
+        second = turn(ws, {"model": "ws-text", "previous_response_id": first[-1]["response"]["id"],
+                           "input": [user("two")]})
+        assert second[-1]["type"] == "response.completed"
+        summary = user("Another language model started to solve this problem and produced a summary:\nstuff")
+        assistant = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "ok"}]}
+        orphan = {"type": "function_call", "call_id": "call_gone", "name": "get_weather", "arguments": "{}"}
+        replaced = turn(ws, {"model": "ws-text", "input": [summary, assistant, orphan, user("three")]})
+        assert replaced[-1]["type"] == "response.completed"
+        after = turn(ws, {"model": "ws-text", "previous_response_id": replaced[-1]["response"]["id"],
+                          "input": [user("four")]})
+        assert after[-1]["type"] == "response.completed"
+    creates = ws_up.creates()
+    assert "previous_response_id" not in creates[2], creates[2]
+    assert creates[2]["input"] == [summary, assistant, user("three")]
+    assert creates[3]["input"] == [user("four")]
+    assert creates[3]["previous_response_id"] == replaced[-1]["response"]["id"]
+
+
+def test_follow_up_without_previous_id_is_merged(gw: GatewayProcess, ws_up: FakeWsUpstream) -> None:
+    """A developer message after a turn, without previous_response_id, continues the conversation."""
+    with open_ws(gw) as ws:
+        first = turn(ws, {"model": "ws-text", "input": [user("one")]})
+        dev = {"type": "message", "role": "developer", "content": "be brief"}
+        turn(ws, {"model": "ws-text", "input": [dev]})
+    creates = ws_up.creates()
+    assert creates[1]["previous_response_id"] == first[-1]["response"]["id"]
+    assert creates[1]["input"] == [dev]
+
+
+def test_http_upstream_gets_the_merged_history(gw: GatewayProcess, upstream: FakeUpstream) -> None:
+    with open_ws(gw) as ws:
+        first = turn(ws, {"model": "responses-text", "input": [user("one")]})
+        assert first[-1]["type"] == "response.completed", first[-1]
+        output = first[-1]["response"]["output"]
+        # the client repeats an output item it already got: removed as a duplicate by id
+        second = turn(ws, {"model": "responses-text", "previous_response_id": first[-1]["response"]["id"],
+                           "input": [output[-1], user("two")]})
+        assert second[-1]["type"] == "response.completed"
+    body = upstream.requests[-1]["body"]
+    assert "previous_response_id" not in body
+    assert body["input"] == [user("one"), *output, user("two")]
+
+
+@pytest.mark.parametrize("kind", ["openai", "claude", "gemini", "responses"])
+def test_ws_client_served_by_each_http_format(gw: GatewayProcess, kind: str) -> None:
+    with sdk(gw).responses.connect() as conn:
+        events = sdk_turn(conn, model=f"{kind}-text", input=[user("hi")])
+        assert events[-1].type == "response.completed", events[-1]
+        again = sdk_turn(conn, model=f"{kind}-text", previous_response_id=events[-1].response.id,
+                         input=[user("again")])
+        assert again[-1].type == "response.completed", again[-1]
+    got = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert got.strip() == cs.expected_text(kind).strip()
+
+
+def test_http_clients_served_by_a_websocket_upstream(gw: GatewayProcess, ws_up: FakeWsUpstream) -> None:
+    client = sdk(gw)
+    stream = client.responses.create(model="ws-text", input="hi", stream=True)
+    assert "".join(e.delta for e in stream if e.type == "response.output_text.delta") == TEXT
+    whole = client.responses.create(model="ws-text", input="hi")
+    assert whole.output_text == TEXT
+    chat = client.chat.completions.create(model="ws-text", messages=[{"role": "user", "content": "hi"}], stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in chat if c.choices) == TEXT
+    plain = client.chat.completions.create(model="ws-text", messages=[{"role": "user", "content": "hi"}])
+    assert plain.choices[0].message.content == TEXT
+    assert len(ws_up.creates()) == 4
+
+
+# ------------------------------------------------------------------ the pool: eviction and failures
+def test_idle_connection_evicted_then_turn_sent_in_full(ws_up: FakeWsUpstream, upstream: FakeUpstream,
+                                                        tmp_path: Path) -> None:
+    g = GatewayProcess(ws_config(ws_up, upstream, **{"upstream-websocket-idle-seconds": 0.4}), tmp_path).start()
+    try:
+        with open_ws(g) as ws:
+            first = turn(ws, {"model": "ws-text", "input": [user("one")]})
+            assert wait_for(lambda: ws_up.connections[0].closed_by == "client", 5), "idle connection not closed"
+            second = turn(ws, {"model": "ws-text", "previous_response_id": first[-1]["response"]["id"],
+                               "input": [user("two")]})
+            assert second[-1]["type"] == "response.completed", second[-1]
+        creates = ws_up.creates()
+        assert len(ws_up.connections) == 2
+        assert "previous_response_id" not in creates[1], "a new connection cannot know the last response"
+        assert creates[1]["input"] == [user("one"), *first[-1]["response"]["output"], user("two")]
+    finally:
+        g.stop()
+
+
+def test_upstream_closes_mid_turn(gw: GatewayProcess, ws_up: FakeWsUpstream) -> None:
+    with open_ws(gw) as ws:
+        cut = turn(ws, {"model": "ws-cut", "input": [user("one")]})
+        assert cut[-1]["type"] == "error", cut[-1]
+        assert "closed" in json.dumps(cut[-1]).lower() or "broke off" in json.dumps(cut[-1]).lower()
+        nxt = turn(ws, {"model": "ws-text", "input": [user("two")]})
+        assert text_of(nxt) == TEXT
+    assert len(ws_up.connections) == 2, "the next turn needs a fresh upstream connection"
+    assert alive(gw)
+
+
+def test_connection_limit_error_retried_in_full(gw: GatewayProcess, ws_up: FakeWsUpstream) -> None:
+    ws_up.limit_after = 1
+    with open_ws(gw) as ws:
+        first = turn(ws, {"model": "ws-text", "input": [user("one")]})
+        second = turn(ws, {"model": "ws-text", "previous_response_id": first[-1]["response"]["id"],
+                           "input": [user("two")]})
+    assert second[-1]["type"] == "response.completed", second[-1]
+    assert len(ws_up.connections) == 2
+    retried = ws_up.connections[1].messages[0]
+    assert "previous_response_id" not in retried
+    assert retried["input"] == [user("one"), *first[-1]["response"]["output"], user("two")]
+
+
+def test_response_failed_evicts_the_connection(gw: GatewayProcess, ws_up: FakeWsUpstream) -> None:
+    with open_ws(gw) as ws:
+        failed = turn(ws, {"model": "ws-failed", "input": [user("one")]})
+        assert failed[-1]["type"] in ("response.failed", "error"), failed[-1]
+        ok = turn(ws, {"model": "ws-text", "input": [user("two")]})
+        assert ok[-1]["type"] == "response.completed"
+    assert len(ws_up.connections) == 2
+    assert wait_for(lambda: ws_up.connections[0].closed_by == "client")
+
+
+def test_client_disconnect_cancels_the_upstream_turn(gw: GatewayProcess, ws_up: FakeWsUpstream) -> None:
+    ws = open_ws(gw)
+    ws.send(json.dumps({"type": "response.create", "model": "ws-hang", "input": [user("one")]}))
+    assert json.loads(ws.recv(10))["type"] == "response.created"
+    ws.close()
+    assert wait_for(lambda: ws_up.connections and ws_up.connections[0].closed_by == "client", 5), \
+        "the upstream connection of a cancelled turn must be closed"
+    assert alive(gw)
+
+
+# ------------------------------------------------------------------ bad input and refused upgrades
+def test_bad_messages_get_error_events_and_the_connection_stays(gw: GatewayProcess) -> None:
+    with open_ws(gw) as ws:
+        def error_for(raw: str | bytes) -> dict[str, Any]:
+            ws.send(raw)
+            ev = json.loads(ws.recv(10))
+            assert ev["type"] == "error", ev
+            assert ev["status"] == 400 and ev["error"]["message"]
+            return ev
+
+        assert "not valid JSON" in error_for("{nope")["error"]["message"]
+        assert "JSON object" in error_for("[1, 2]")["error"]["message"]
+        assert "before response.create" in error_for(json.dumps({"type": "response.append", "input": []}))[
+            "error"]["message"]
+        assert "'session.update'" in error_for(json.dumps({"type": "session.update"}))["error"]["message"]
+        no_model = error_for(json.dumps({"type": "response.create", "input": []}))
+        assert no_model["error"]["param"] == "model" and "model" in no_model["error"]["message"]
+        bad_input = error_for(json.dumps({"type": "response.create", "model": "ws-text", "input": 42}))
+        assert bad_input["error"]["param"] == "input"
+        assert "'input'" in bad_input["error"]["message"]
+        unknown = turn(ws, {"model": "no-such-model", "input": "hi"})
+        assert unknown[-1]["type"] == "error" and unknown[-1]["status"] == 400
+        binary = json.dumps({"type": "response.create", "model": "ws-text", "input": "hi"}).encode()
+        ws.send(binary)  # a binary frame with JSON is a message too
+        events = []
+        while not events or events[-1]["type"] not in TERMINAL:
+            events.append(json.loads(ws.recv(10)))
+        assert text_of(events) == TEXT
+        assert text_of(turn(ws, {"model": "ws-text", "input": "hi"})) == TEXT
+    assert alive(gw)
+
+
+def test_oversized_frame_closes_the_connection(gw: GatewayProcess) -> None:
+    """Over body-limit-mb (1 MiB here): an error event that says so, then the gateway closes the
+    connection (granian 2.8 sends its close frame without a code, so 1009 is in the event's text)."""
+    with open_ws(gw) as ws:
+        ws.send(json.dumps({"type": "response.create", "model": "ws-text", "input": "x" * (2 * 1024 * 1024)}))
+        ev = json.loads(ws.recv(10))
+        assert ev["type"] == "error" and ev["error"]["code"] == "message_too_big", ev
+        assert "1009" in ev["error"]["message"]
+        with pytest.raises(ConnectionClosed):
+            ws.recv(10)
+    assert alive(gw)
+
+
+@pytest.mark.parametrize(("headers", "path", "status"), [
+    ({"Authorization": "Bearer wrong"}, "/v1/responses", 401),
+    ({}, "/v1/responses", 401),
+    ({"Authorization": f"Bearer {CLIENT_KEY}", "Origin": "https://evil.example"}, "/v1/responses", 403),
+    ({"Authorization": f"Bearer {CLIENT_KEY}"}, "/v1/chat/completions", 404),
+])
+def test_refused_upgrades_are_http_statuses(gw: GatewayProcess, headers: dict[str, str], path: str,
+                                            status: int) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        open_ws(gw, headers=headers, path=path)
+    assert info.value.response.status_code == status
+    assert alive(gw)
+
+
+def test_codex_path_upgrades(gw: GatewayProcess) -> None:
+    with open_ws(gw, path="/backend-api/codex/responses") as ws:
+        assert text_of(turn(ws, {"model": "ws-text", "input": "hi"})) == TEXT
+
+
+# ------------------------------------------------------------------ the real Codex CLI
+def test_codex_cli_over_websocket(gw: GatewayProcess, ws_up: FakeWsUpstream) -> None:
+    """codex exec with supports_websockets = true: it prewarms, then sends its turn over the same
+    WebSocket; both reach the WebSocket upstream over one upstream connection."""
+    codex = cs.find_cli("codex")
+    if codex is None:
+        from .test_real_clis import need_cli
+
+        codex = need_cli("codex")
+    home = Path(tempfile.mkdtemp(prefix="crossroute-codex-ws-"))
+    (home / "work").mkdir()
+    env = cs.codex_env(home, gw.url, CLIENT_KEY, "gpt-5.5", websockets=True)
+    run = cs.run_cli([codex, "exec", "--skip-git-repo-check", "Say hello"], env, home / "work", timeout=120)
+    info = f"rc={run.returncode}\nstdout:\n{run.stdout[-2000:]}\nstderr:\n{run.stderr[-3000:]}\n{gw.log()[-3000:]}"
+    assert run.returncode == 0, info
+    assert run.stdout.strip() == TEXT, info
+    creates = ws_up.creates()
+    assert len(creates) >= 2, info
+    assert creates[0].get("generate") is False, "Codex prewarms first"
+    assert creates[1]["previous_response_id"], "the turn continues the prewarmed response incrementally"
+    assert len(ws_up.connections) == 1, info
+    assert (ws_up.connections[0].headers.get("User-Agent") or "").startswith("codex")
