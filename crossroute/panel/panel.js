@@ -36,7 +36,11 @@
   class ApiError extends Error {
     constructor(status, body) {
       const err = body && body.error;
-      super((body && body.message) || (err && typeof err === "object" ? err.message : err) || ("HTTP " + status));
+      let text = (body && body.message) || (err && typeof err === "object" ? err.message : err) || ("HTTP " + status);
+      if (status === 403 && String(text).includes("allowed-origins")) {
+        text += " — add " + window.location.origin + " to allowed-origins in config.yaml to save from this page";
+      }
+      super(text);
       this.status = status;
       this.body = body;
     }
