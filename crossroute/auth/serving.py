@@ -18,7 +18,9 @@ websockets, and ``derived["account"]`` / ``derived["token"]`` (the refresher's `
 upstream name unless ``fork: true`` (then both are served); an alias whose upstream name is not in
 the executor's list adds that model (static lists lag behind the providers). An entry is reused
 while the account's routing fields stay the same, so what an executor caches in ``derived`` (a
-discovered project, built URLs) survives token refreshes and unrelated changes.
+discovered project, built URLs) survives token refreshes and unrelated changes. An account whose
+``base_url`` or ``proxy_url`` is not a usable URL is not served (one log line naming the file and
+the field), so a request never meets it.
 """
 
 from __future__ import annotations
@@ -109,6 +111,27 @@ def account_models(acct: Account, served: Iterable[str], aliases: list[OAuthAlia
     return out
 
 
+_PROXY_SCHEMES = ("http", "https", "socks5", "socks5h", "socks4", "socks4a")
+
+
+def _url_problem(acct: Account) -> str:
+    """Why the file's ``base_url`` or ``proxy_url`` cannot be used ("" when both can)."""
+    from urllib.parse import urlsplit
+
+    for field, value, schemes in (("base_url", acct.base_url, ("http", "https")),
+                                  ("proxy_url", acct.proxy_url, _PROXY_SCHEMES)):
+        if not value or (field == "proxy_url" and value.strip().lower() in ("direct", "none")):
+            continue
+        try:
+            parts = urlsplit(value.strip())
+            _ = parts.port
+        except ValueError as exc:
+            return f"field {field!r} is not a URL ({exc})"
+        if parts.scheme.lower() not in schemes or not parts.hostname:
+            return f"field {field!r} must be {'/'.join(schemes)}://host[:port][/path]"
+    return ""
+
+
 class AccountService:
     def __init__(self, auth_dir: str | os.PathLike[str], redis_url: str | None,
                  on_change: Callable[[], None], *, env: dict[str, str] | None = None) -> None:
@@ -117,6 +140,7 @@ class AccountService:
         self._on_change = on_change
         self._entries: dict[str, tuple[tuple[Any, ...], ProviderEntry]] = {}
         self._unserved: set[str] = set()  # kinds already logged as having no executor
+        self._bad: dict[str, str] = {}  # file name -> the URL problem already logged
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.store.on_change(self._changed)
@@ -198,6 +222,13 @@ class AccountService:
                     log.warning("account %s not served: this build has no executor for %s accounts (kind %r)",
                                 acct.name, acct.provider, kind)
                 continue
+            problem = _url_problem(acct)
+            if problem:
+                if self._bad.get(acct.name) != problem:
+                    self._bad[acct.name] = problem
+                    log.warning("account %s not served: %s", acct.name, problem)
+                continue
+            self._bad.pop(acct.name, None)
             keep.add(acct.name)
             entry = self._entry(acct, kind, executor)
             served = tuple(getattr(executor, "models", ()) or ())

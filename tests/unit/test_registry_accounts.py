@@ -246,3 +246,19 @@ def test_websockets_fall_back_to_http_when_the_build_cannot(executors: None, tmp
         reg = Registry(parse(""), accounts=svc.entries(parse("")))
     assert all(c.executor is EXECUTORS["codex-oauth"] for c in reg.resolve("gpt-5-codex") + reg.resolve("gpt-5"))
     assert len([r for r in caplog.records if "reached over HTTP" in r.getMessage()]) == 1
+
+
+def test_an_account_with_an_unusable_url_is_skipped_with_one_line(executors: None, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    write(tmp_path, "claude-a.json", {**CLAUDE, "base_url": "ftp://files.example"})
+    write(tmp_path, "claude-b.json", {**CLAUDE, "proxy_url": "gopher://p:70", "access_token": "sk-ant-oat01-b-000"})
+    write(tmp_path, "claude-c.json", {**CLAUDE, "proxy-url": "direct", "access_token": "sk-ant-oat01-c-000"})
+    svc = service(tmp_path)
+    with caplog.at_level(logging.WARNING, "crossroute.auth"):
+        for _ in range(3):
+            names = [e.name for e in svc.entries(parse(""))]
+    assert names == ["claude-c.json"]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len([m for m in lines if "claude-a.json" in m and "'base_url'" in m]) == 1
+    assert len([m for m in lines if "claude-b.json" in m and "'proxy_url'" in m]) == 1
+    assert not any("sk-ant-oat01" in m for m in lines)
