@@ -5,8 +5,9 @@ Every request is checked against what the real service requires (URL, method, au
 headers, the Antigravity envelope and its cleaned schemas, Vertex's project/location path) and
 recorded in ``requests`` (``Seen``) with the problems found; a request with problems is answered
 400 like the real service would. Answers replay the recorded transcripts in ``tests/fixtures``
-(Antigravity's wrapped in ``{"response": ...}``, event by event), streamed in small uneven chunks
-(events split anywhere, CRLF endings), with rate-limit headers.
+(Antigravity's wrapped in ``{"response": ...}``, event by event), compressed when the client
+accepts it, streamed in small uneven chunks (events split anywhere, CRLF endings), with rate-limit
+headers.
 
 Rudeness on demand: the model name picks a scenario (``text``, ``tools``, ``err429`` with
 Retry-After, ``err503`` as an HTML page, ``err200`` an error object with status 200); ``fail_next``
@@ -31,7 +32,7 @@ from crossroute.config import ProviderEntry
 from crossroute.providers.base import StaticKey, Upstream
 from tests.loopback import ThreadedApp
 
-from .fake_upstream import FILES, FIXTURES, error_body
+from .fake_upstream import FILES, FIXTURES, Encoder, error_body, pick_encoding
 
 TOKEN = "ya29.fake-cloud-access-token"
 API_KEY = "fake-cloud-api-key-123456"
@@ -155,12 +156,17 @@ class FakeCloud(ThreadedApp):
             return web.Response(status=status, body=error_body(kind, status), headers=headers,
                                 content_type="application/json")
         stream_file, json_file = FILES[kind].get(scenario) or FILES[kind]["text"]
+        enc = pick_encoding(request.headers.get("Accept-Encoding"))  # compressed whenever the client allows
+        encoder = Encoder(enc) if enc is not None else None
+        zipped = {"Content-Encoding": enc, "Vary": "Accept-Encoding"} if enc is not None else {}
         if not stream:
             assert json_file is not None
             body = (FIXTURES / json_file).read_bytes()
             if wrap:
                 body = b'{"response":' + body + b',"traceId":"fake-trace-1"}'
-            return web.Response(body=body, headers=RATE_HEADERS, content_type="application/json")
+            if encoder is not None:
+                body = encoder.whole(body)
+            return web.Response(body=body, headers={**RATE_HEADERS, **zipped, "Content-Type": "application/json"})
         assert stream_file is not None
         data = (FIXTURES / stream_file).read_bytes()
         if wrap:
@@ -171,16 +177,19 @@ class FakeCloud(ThreadedApp):
                 if payload:
                     events.append(b'data: {"response":' + payload + b',"traceId":"fake-trace-1"}\r\n\r\n')
             data = b"".join(events)
-        resp = web.StreamResponse(headers={**RATE_HEADERS, "Content-Type": "text/event-stream"})
+        resp = web.StreamResponse(headers={**RATE_HEADERS, **zipped, "Content-Type": "text/event-stream"})
         await resp.prepare(request)
         sizes = (5, 17, 1, 40, 3, 64)  # uneven: events (and CRLFs) split anywhere
         i = n = 0
         while i < len(data):
             step = sizes[n % len(sizes)]
-            await resp.write(data[i:i + step])
+            piece = data[i:i + step]
+            await resp.write(encoder.write(piece) if encoder is not None else piece)
             i, n = i + step, n + 1
             if n % 7 == 0:
                 await asyncio.sleep(0.001)
+        if encoder is not None:
+            await resp.write(encoder.end())
         await resp.write_eof()
         return resp
 

@@ -193,6 +193,7 @@ async def test_generate_against_the_fake(cloud: FakeCloud, io: LoopbackIO, strea
     ex = AntigravityExecutor(hosts=(cloud.base,))
     e = entry_for("antigravity", cloud.base, ag_account(project_id=PROJECT))
     up = await ex.send(e, Outbound("generate", "gemini", "text", gemini_body(tools=True), stream, {}), io)
+    assert up.headers.get("Content-Encoding") == "gzip"  # compressed, as Google answers when allowed
     raw = await drain(up) if stream else await up.body(1 << 20)
     assert cloud.of("antigravity")[-1].problems == []
     if stream:
