@@ -249,6 +249,8 @@ class WsSession:
 
     # ------------------------------------------------------------ sending
     async def _send_obj(self, obj: dict[str, Any]) -> int:
+        if obj.get("type") == "error":
+            self.log.error(str(obj["error"].get("message")))
         return await self._send(orjson.dumps(obj))
 
     async def _send(self, payload: bytes) -> int:
@@ -427,26 +429,3 @@ def _served_over_ws(gw: Gateway, model: str) -> bool:
     base, _ = split_suffix(model)
     candidates = gw.registry.resolve(base) or gw.registry.resolve(model)
     return bool(candidates) and any(getattr(c.executor, "websocket", False) for c in candidates[:1])
-
-
-def _ws_aware_candidates() -> None:
-    """Until registry.py passes ``websockets=entry.websockets`` to ``executor_for`` (a request to
-    the lead), wrap the executor of a candidate whose entry has ``websockets: true``."""
-    from .. import registry
-    from ..providers import executor_for
-
-    cls = registry.Candidate
-    if getattr(cls, "_ws_shim", False):
-        return
-    original = cls.__init__
-
-    def init(self: Any, entry: Any, upstream_model: str) -> None:
-        original(self, entry, upstream_model)
-        if getattr(entry, "websockets", False) and not getattr(self.executor, "websocket", False):
-            self.executor = executor_for(entry.kind, websockets=True)
-
-    cls.__init__ = init  # type: ignore[method-assign]
-    cls._ws_shim = True  # type: ignore[attr-defined]
-
-
-_ws_aware_candidates()
