@@ -84,10 +84,16 @@ class AccountsUpstream(FakeUpstream):
                 return web.json_response({"response": inner, "traceId": "t-1"})
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await resp.prepare(request)
+            data = b""
             for line in (FIXTURES / str(stream_file)).read_bytes().splitlines():
                 if line.startswith(b"data:"):
                     inner = orjson.loads(line[5:].strip())
-                    await resp.write(b"data: " + orjson.dumps({"response": inner, "traceId": "t-1"}) + b"\r\n\r\n")
+                    data += b"data: " + orjson.dumps({"response": inner, "traceId": "t-1"}) + b"\r\n\r\n"
+            sizes, i, k = (7, 61, 3, 130, 1), 0, 0
+            while i < len(data):  # events split anywhere, as a real network delivers them
+                await resp.write(data[i:i + sizes[k % len(sizes)]])
+                i += sizes[k % len(sizes)]
+                k += 1
             await resp.write_eof()
             return resp
 
