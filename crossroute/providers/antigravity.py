@@ -8,7 +8,8 @@ behind Google's Cloud Code API.
   with ``Authorization: Bearer`` (the account's Google access token).
 - The Gemini request goes in an envelope: ``{"project", "model", "request": {...},
   "requestType": "agent", "requestId"}`` (``request.sessionId`` stable per conversation,
-  ``safetySettings`` left out); a count is ``{"request": {...}}``. Answers and each stream event
+  ``safetySettings`` left out, a conversation of a Gemini model that opens with a model turn gets an
+  empty user turn first); a count is ``{"request": {...}}``. Answers and each stream event
   come back as ``{"response": {...}}`` and are unwrapped (``envelope.Unwrapped``).
 - The project: the account's ``project_id``; without one it is discovered on the account's first
   use (``v1internal:loadCodeAssist``, then ``v1internal:onboardUser`` polled until done) and kept
@@ -130,6 +131,14 @@ def _clean_generation(request: dict[str, Any]) -> None:
                 gen[key] = clean_antigravity_response_schema(gen[key])
 
 
+def _leading_user_turn(request: dict[str, Any], model: str) -> None:
+    """Gemini models behind Cloud Code want the conversation to open with a user turn."""
+    contents = request.get("contents")
+    if "claude" not in model.lower() and isinstance(contents, list) and contents and \
+            isinstance(contents[0], dict) and contents[0].get("role") == "model":
+        request["contents"] = [{"role": "user", "parts": [{"text": ""}]}, *contents]
+
+
 def envelope_body(out: Outbound, project: str) -> bytes:
     """The Cloud Code request for ``out`` (a Gemini body) on ``project``."""
     try:
@@ -143,12 +152,14 @@ def envelope_body(out: Outbound, project: str) -> bytes:
         request: dict[str, Any] = dict(inner) if isinstance(inner, dict) else obj
         request.pop("model", None)
         request.pop("safetySettings", None)
+        _leading_user_turn(request, out.model)
         return orjson.dumps({"request": request})
     request = obj
     request.pop("model", None)
     request.pop("safetySettings", None)
     if "system_instruction" in request and "systemInstruction" not in request:
         request["systemInstruction"] = request.pop("system_instruction")
+    _leading_user_turn(request, out.model)
     _clean_tools(request, out.model)
     _clean_generation(request)
     if not request.get("sessionId"):

@@ -280,6 +280,8 @@ class FakeCloud(ThreadedApp):
                 seen.problems.append("safetySettings are not accepted")
             if not isinstance(inner.get("contents"), list) or not inner["contents"]:
                 seen.problems.append("request.contents is required")
+            elif "claude" not in str(env.get("model")) and inner["contents"][0].get("role") != "user":
+                seen.problems.append("the first content must be a user turn")
             for i, tool in enumerate(inner.get("tools") or []):
                 for j, decl in enumerate(tool.get("functionDeclarations") or []):
                     if "parametersJsonSchema" in decl:

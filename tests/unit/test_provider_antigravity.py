@@ -331,3 +331,12 @@ async def test_401_refreshes_and_resends_to_the_same_host_once(cloud: FakeCloud,
     up.close(True)
     seen = cloud.of("antigravity")
     assert src.refreshed == 1 and len(seen) == 2 and seen[0].body == seen[1].body
+
+
+def test_a_conversation_opening_with_a_model_turn_gets_a_user_turn_first() -> None:
+    body = orjson.dumps({"contents": [{"role": "model", "parts": [{"text": "Hello, how can I help?"}]},
+                                      {"role": "user", "parts": [{"text": "hi"}]}]})
+    req = orjson.loads(envelope_body(Outbound("generate", "gemini", "gemini-3-flash", body, False, {}), PROJECT))
+    assert [c["role"] for c in req["request"]["contents"]] == ["user", "model", "user"]
+    claude = orjson.loads(envelope_body(Outbound("generate", "gemini", "claude-sonnet-4-6", body, False, {}), PROJECT))
+    assert [c["role"] for c in claude["request"]["contents"]] == ["model", "user"]
