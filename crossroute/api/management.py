@@ -57,6 +57,7 @@ async def _allowed(gw: Gateway, req: Request, need_key: bool) -> Reply | None:
             return error(403, "remote management disabled")
         return None
     stored = rm.secret_key.strip()
+    guard.shared = _shared_bans(gw)
     if guard.known_good(key, stored) and guard.banned_for(address or "unknown") <= 0 and (
             loopback or rm.allow_remote):
         return None  # the common case: the key that matched before, no hash to compute
@@ -69,6 +70,17 @@ async def _allowed(gw: Gateway, req: Request, need_key: bool) -> Reply | None:
                      address or "an unknown address")
         return error(verdict.status, verdict.message)
     return None
+
+
+def _shared_bans(gw: Gateway) -> auth.SharedBans | None:
+    """Failures and bans shared by the workers of ``serve --workers N`` (files in the private auth-dir)."""
+    from ..management.accounts import store_for
+
+    directory = store_for(gw)[0].dir / ".crossroute-management"
+    shared = guard.shared
+    if shared is not None and shared.dir == directory:
+        return shared
+    return auth.SharedBans(directory)
 
 
 async def _hash_back(gw: Gateway) -> None:

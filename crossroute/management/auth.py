@@ -11,12 +11,16 @@
 - Clients that are not on loopback are refused (403) unless ``allow-remote: true``. Where the edge
   does not tell the client's address, a gateway bound to a loopback address only has loopback
   clients; bound anywhere else the client counts as remote.
-- Five failed attempts from one address ban it for 30 minutes (403 naming the time left).
+- Five failed attempts from one address ban it for 30 minutes (403 naming the time left). With
+  ``serve --workers N`` the count and the ban are shared through files in a private directory
+  (``SharedBans``: one append-only file of failures and one ban file per address, named by a hash of
+  it), so the five are counted across the workers.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
@@ -25,11 +29,12 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..config import is_loopback
 
-__all__ = ["BAN_SECONDS", "MAX_FAILURES", "Guard", "Verdict", "client_address", "hash_key", "is_hashed",
-           "presented_key", "verify_key"]
+__all__ = ["BAN_SECONDS", "MAX_FAILURES", "Guard", "SharedBans", "Verdict", "client_address", "hash_key",
+           "is_hashed", "presented_key", "verify_key"]
 
 MAX_FAILURES = 5
 BAN_SECONDS = 30 * 60.0
@@ -122,20 +127,74 @@ class Verdict:
     message: str = ""
 
 
+class SharedBans:
+    """Failures and bans of every process sharing ``directory``: ``<h>.fail`` grows by one byte per
+    failure (appends are atomic between processes; its size is the count), ``<h>.ban`` exists while
+    the address is banned (its mtime + BAN_SECONDS is the end). ``h`` is a hash of the address."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    def _path(self, address: str, suffix: str) -> Path:
+        return self.dir / (hashlib.sha256(address.encode()).hexdigest()[:32] + suffix)
+
+    def banned_for(self, address: str) -> float:
+        ban = self._path(address, ".ban")
+        try:
+            left = ban.stat().st_mtime + BAN_SECONDS - time.time()
+        except OSError:
+            return 0.0
+        if left <= 0:
+            self.succeed(address)
+            return 0.0
+        return left
+
+    def fail(self, address: str) -> int:
+        fail = self._path(address, ".fail")
+        try:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                if time.time() - fail.stat().st_mtime > BAN_SECONDS:  # old failures are forgotten
+                    fail.unlink()
+            fd = os.open(fail, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, b"x")
+                count = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+            if count >= MAX_FAILURES:
+                self._path(address, ".ban").write_bytes(b"")
+                os.utime(self._path(address, ".ban"))
+        except OSError:
+            return 0
+        return count
+
+    def succeed(self, address: str) -> None:
+        for suffix in (".fail", ".ban"):
+            with contextlib.suppress(OSError):
+                self._path(address, suffix).unlink()
+
+
 class Guard:
-    """Failures and bans per client address, and the keys that matched (by digest)."""
+    """Failures and bans per client address, and the keys that matched (by digest). ``shared``:
+    the SharedBans of the processes serving the same config, when there are several."""
 
     def __init__(self, clock: object = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._failures: dict[str, tuple[int, float]] = {}  # address -> (count, banned until)
         self._good: tuple[str, bytes] | None = None  # (stored hash, sha256 of the key that matched it)
+        self.shared: SharedBans | None = None
 
     def now(self) -> float:
         return self._clock()  # type: ignore[operator,no-any-return]
 
     def banned_for(self, address: str) -> float:
         """Seconds of ban left for ``address`` (0: not banned)."""
+        shared = self.shared.banned_for(address) if self.shared is not None else 0.0
+        return max(shared, self._banned_here(address))
+
+    def _banned_here(self, address: str) -> float:
         with self._lock:
             entry = self._failures.get(address)
             if entry is None:
@@ -149,7 +208,10 @@ class Guard:
 
     def fail(self, address: str) -> int:
         """Count one failure; returns the count (the fifth bans the address)."""
-        with self._lock:
+        shared = self.shared.fail(address) if self.shared is not None else 0
+        if shared:
+            return shared  # counted (and banned at five) where every worker sees it
+        with self._lock:  # no shared directory, or it cannot be written: this process counts
             count, until = self._failures.pop(address, (0, 0.0))
             count += 1
             if count >= MAX_FAILURES:
@@ -162,6 +224,8 @@ class Guard:
     def succeed(self, address: str) -> None:
         with self._lock:
             self._failures.pop(address, None)
+        if self.shared is not None:
+            self.shared.succeed(address)
 
     def known_good(self, key: str | None, stored: str) -> bool:
         """Is ``key`` the one that matched ``stored`` before (no hash computed)?"""

@@ -68,6 +68,13 @@ class MgmtGateway(GatewayProcess):
         raise AssertionError(f"{what} not reached within {timeout} s\n{self.log()[-4000:]}")
 
 
+class WorkersGateway(MgmtGateway):
+    """The same, served by ``serve --workers 2`` (each request on a new connection: both get some)."""
+
+    def argv(self) -> list[str]:
+        return [*super().argv(), "--workers", "2"]
+
+
 def base_config(workdir: Path, **extra: Any) -> dict[str, Any]:
     return {
         "api-keys": [CLIENT_KEY],

@@ -19,6 +19,7 @@ from .management_support import (
     MGMT_KEY,
     UPSTREAM_KEY,
     MgmtGateway,
+    WorkersGateway,
     base_config,
     claude_account,
     multipart,
@@ -79,6 +80,16 @@ def test_five_failures_ban_the_client(tmp_path: Path) -> None:
         assert status == 403 and "IP banned due to too many failed attempts" in body["error"]
         assert "30 minutes" in body["error"]
         assert g.call("GET", "/v1/models", key=CLIENT_KEY)[0] == 200  # the API itself is not affected
+    finally:
+        g.stop()
+
+
+def test_the_ban_holds_across_workers(tmp_path: Path) -> None:
+    g = WorkersGateway(base_config(tmp_path), tmp_path).start(30)
+    try:
+        statuses = [g.call("GET", "/v0/management/config", key=f"wrong-{i}")[0] for i in range(5)]
+        assert statuses == [401, 401, 401, 401, 403]  # five in all, whichever worker got each
+        assert [g.call("GET", "/v0/management/config")[0] for _ in range(30)] == [403] * 30  # on every worker
     finally:
         g.stop()
 

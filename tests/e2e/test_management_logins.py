@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from .fake_oauth import EMAILS, FakeOAuth
-from .management_support import MgmtGateway, base_config
+from .management_support import MgmtGateway, WorkersGateway, base_config
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +123,6 @@ def test_cancel_and_bad_bodies(gw: MgmtGateway) -> None:
     assert (status, res["field"]) == (400, "provider")
     status, res, _ = gw.call("POST", "/v0/management/oauth-callback", {"redirect_url": "x"})
     assert (status, res["field"]) == (400, "state")
-
-
-class WorkersGateway(MgmtGateway):
-    def argv(self) -> list[str]:
-        return [*super().argv(), "--workers", "2"]
 
 
 def test_logins_with_two_workers(fake: FakeOAuth, tmp_path: Path) -> None:

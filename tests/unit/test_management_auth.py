@@ -136,3 +136,37 @@ def test_good_key_is_remembered_not_rehashed(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(auth, "verify_key", lambda k, s: calls.append(k) or False)
     assert g.check_key("key-1", stored, None) and not calls
     assert not g.check_key("key-2", stored, None) and calls == ["key-2"]
+
+
+def test_shared_bans_count_across_guards(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two processes (two guards on one directory): the five failures add up, the ban holds for both."""
+    a, b = Guard(), Guard()
+    a.shared = auth.SharedBans(tmp_path)
+    b.shared = auth.SharedBans(tmp_path)
+    results = [(a if i % 2 else b).decide("bad", "10.0.0.9", True, stored="k", allow_remote=True).status
+               for i in range(MAX_FAILURES)]
+    assert results == [401, 401, 401, 401, 403]
+    assert a.decide("k", "10.0.0.9", True, stored="k", allow_remote=True).status == 403
+    assert b.decide("k", "10.0.0.9", True, stored="k", allow_remote=True).status == 403
+    assert b.decide("k", "10.0.0.8", True, stored="k", allow_remote=True).status == 0
+    assert "10.0.0.9" not in " ".join(p.name for p in tmp_path.iterdir())  # files named by a hash
+
+
+def test_shared_success_resets_the_count(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    a, b = Guard(), Guard()
+    a.shared = b.shared = auth.SharedBans(tmp_path)
+    for _ in range(MAX_FAILURES - 1):
+        a.decide("bad", "10.0.0.9", True, stored="k", allow_remote=True)
+    assert b.decide("k", "10.0.0.9", True, stored="k", allow_remote=True).status == 0
+    b2 = Guard()
+    b2.shared = auth.SharedBans(tmp_path)
+    assert b2.decide("bad", "10.0.0.9", True, stored="k", allow_remote=True).status == 401
+
+
+def test_unwritable_shared_directory_falls_back_to_this_process(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    g = Guard()
+    g.shared = auth.SharedBans(blocker / "bans")
+    statuses = [g.decide("bad", "10.0.0.9", True, stored="k", allow_remote=True).status for _ in range(MAX_FAILURES)]
+    assert statuses == [401, 401, 401, 401, 403]
