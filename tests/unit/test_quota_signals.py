@@ -188,3 +188,31 @@ def test_codex_usage_limit_body() -> None:
     assert sig is not None and sig.windows[0].reset_at == NOW + 3600
     assert parse_error_body(b'{"error": {"type": "rate_limit_error"}}', NOW) is None
     assert parse_error_body(b"usage_limit_reached but not json", NOW) is None
+
+
+def test_any_header_values_never_raise() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from crossroute.providers.quota_signals import SENTINELS
+    from crossroute.routing.quota import describe
+
+    names = st.sampled_from([*SENTINELS, "anthropic-ratelimit-unified-reset", "anthropic-ratelimit-unified-5h-reset",
+                             "anthropic-ratelimit-unified-x-status", "anthropic-ratelimit-unified--utilization",
+                             "x-ratelimit-limit-requests", "x-ratelimit-reset-tokens", "x-codex-primary-reset-at",
+                             "x-codex-primary-window-minutes", "anthropic-ratelimit-requests-reset",
+                             "anthropic-ratelimit-unified-representative-claim"])
+    values = st.one_of(st.text(max_size=30), st.sampled_from(["1e400", "-1", "nan", "inf", "0", "100", "6m0s", "1.5",
+                                                              "2026-13-45T99:00:00Z", "rejected"]))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.dictionaries(names, values, max_size=8))
+    def check(h: dict[str, str]) -> None:
+        sig = parse(h, NOW)
+        if sig is not None:
+            for w in sig.windows:
+                assert 0.0 <= w.used <= 1.0
+                w.exhausted(NOW)
+            describe({"windows": [w.to_json() for w in sig.windows]}, now=NOW)
+
+    check()
