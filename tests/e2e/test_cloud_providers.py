@@ -68,7 +68,8 @@ def write_accounts(auth: Path, fake: FakeCloud, oauth: FakeOAuth) -> None:
         "antigravity-a@example.com.json": {
             "type": "antigravity", "email": "a@example.com", "access_token": TOKEN, "refresh_token": "ag-refresh",
             "expired": far, "base_url": fake.base,
-            "model_aliases": {"gemini-3-flash": "ag-flash", "claude-sonnet-4-6": "ag-claude"}},
+            "model_aliases": {"gemini-3-flash": "ag-flash", "claude-sonnet-4-6": "ag-claude", "err200": "ag-err200",
+                              "err503": "ag-err503"}},
         f"vertex-{PROJECT}.json": {"type": "vertex", "service_account": service_account(oauth), "project_id": PROJECT,
                                    "email": f"sa@{PROJECT}.iam.gserviceaccount.com", "location": "global",
                                    "base_url": fake.base, "model_aliases": {"gemini-2.5-flash": "vx-flash"}},
@@ -253,3 +254,14 @@ def test_no_secret_in_the_gateway_log(gateway: GatewayProcess, oauth: FakeOAuth)
     assert "credential=auth:vertex-" in log  # the log did see these requests
     for secret in (TOKEN, API_KEY, *oauth.access_tokens):
         assert secret not in log
+
+
+@pytest.mark.parametrize(("model", "statuses"), [("ag-err200", {502}), ("ag-err503", {502, 503})])
+def test_broken_answers_are_a_clear_error_naming_the_account(gateway: GatewayProcess, model: str,
+                                                              statuses: set[int]) -> None:
+    status, body = post(gateway, "/v1/chat/completions", {"model": model, "messages": [{"role": "user",
+                                                                                        "content": "hi"}]})
+    assert status in statuses, (status, body)
+    assert body["error"]["message"]
+    if model == "ag-err200":  # an error object in a 200 is named as such, with the account
+        assert "antigravity-a@example.com.json" in body["error"]["message"]
