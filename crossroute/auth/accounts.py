@@ -20,7 +20,7 @@ from typing import Any
 
 __all__ = ["ACTIVE", "DISABLED", "NEEDS_LOGIN", "PROVIDERS", "Account", "AccountError", "claude_file_name",
            "codex_file_name", "email_file_name", "format_time", "kimi_file_name", "parse_account", "parse_time",
-           "vertex_file_name"]
+           "vertex_file_name", "xai_file_name"]
 
 ACTIVE = "active"
 NEEDS_LOGIN = "needs login"
@@ -288,6 +288,16 @@ def codex_file_name(email: str, plan: str | None = None, account_id: str | None 
 
 def kimi_file_name(now: float | None = None) -> str:
     return f"kimi-{int((time.time() if now is None else now) * 1000)}.json"
+
+
+def xai_file_name(email: str | None, sub: str | None = None, now: float | None = None) -> str:
+    """``xai-<email>.json``, else ``xai-<sub>.json``, else ``xai-<unix ms>.json`` (CLIProxyAPI's rule:
+    characters other than letters, digits, ``@._-`` become ``-``)."""
+    for part in (email, sub):
+        clean = re.sub(r"[^A-Za-z0-9@._-]", "-", (part or "").strip()).strip("-")
+        if clean:
+            return f"xai-{clean}.json"
+    return f"xai-{int((time.time() if now is None else now) * 1000)}.json"
 
 
 def vertex_file_name(project: str) -> str:

@@ -25,7 +25,7 @@ from .store import DEFAULT_AUTH_DIR, AuthStore, resolve_auth_dir
 __all__ = ["add_subcommands", "auth_dir_for", "cmd_auth", "cmd_import", "cmd_login", "main", "quota_snapshot",
            "render_list"]
 
-LOGIN_PROVIDERS = ("claude", "codex", "antigravity", "kimi")
+LOGIN_PROVIDERS = ("claude", "codex", "antigravity", "kimi", "xai")
 DEFAULT_TIMEOUT = 600.0
 
 
@@ -91,7 +91,7 @@ def cmd_login(args: argparse.Namespace) -> int:
     provider: str = args.provider
     store = AuthStore(auth_dir_for(args))
     store.load()
-    device = args.device or provider == "kimi"
+    device = args.device or provider in ("kimi", "xai")
     if device and provider not in DEVICE_PROVIDERS:
         _err(f"crossroute: {provider} has no device-code login; run `crossroute login {provider}`")
         return 2
@@ -240,7 +240,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
     if args.auth_command == "list":
         accounts = store.accounts()
         if not accounts:
-            _out(f"no accounts in {store.dir} (add one with `crossroute login claude|codex|antigravity|kimi`)")
+            _out(f"no accounts in {store.dir} (add one with `crossroute login claude|codex|antigravity|kimi|xai`)")
             return 0
         snap, describe = quota_snapshot(store.dir)
         _out(render_list(accounts, quota=snap, describe=describe))
@@ -284,7 +284,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     login = sub.add_parser("login", help="sign in to a subscription account and save it in the auth dir")
     login.add_argument("provider", choices=LOGIN_PROVIDERS)
-    login.add_argument("--device", action="store_true", help="device-code login (codex; kimi always uses it)")
+    login.add_argument("--device", action="store_true", help="device-code login (codex; kimi and xai always use it)")
     login.add_argument("--no-browser", action="store_true",
                        help="do not open a browser: print the URL and read the pasted redirect URL")
     login.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,

@@ -3,7 +3,8 @@
 - ``claude``, ``codex``, ``antigravity``: authorization code with PKCE (S256) and the provider's
   registered loopback callback; the browser opens the URL (or, with ``no_browser``, the user opens
   it anywhere and pastes the redirect URL back).
-- ``codex`` with ``device``, ``kimi``: device code.
+- ``codex`` with ``device``, ``kimi``, ``xai``: device code (xAI's endpoints from its OIDC
+  discovery document; the token endpoint is kept in the file, as CLIProxyAPI does, for refreshes).
 
 The file is named and filled the way CLIProxyAPI does it; logging in again to an account that has
 a file keeps that file's other fields (priority, prefix, ...) and clears "needs login".
@@ -25,20 +26,29 @@ import aiohttp
 import orjson
 
 from .. import __version__, redaction
-from .accounts import Account, claude_file_name, codex_file_name, email_file_name, format_time, kimi_file_name
+from .accounts import (
+    Account,
+    claude_file_name,
+    codex_file_name,
+    email_file_name,
+    format_time,
+    kimi_file_name,
+    xai_file_name,
+)
 from .files import ensure_private_dir, write_atomic
 from .flows import LoginError
 from .flows.device import DeviceCode, codex_device_login, rfc8628_login
 from .flows.loopback import wait_for_code
 from .flows.pkce import authorize_url, new_pkce, new_state
 from .grants import Grant, exchange_code, jwt_claims
-from .oauth_params import OAuthParams, params_for
+from .oauth_params import OAuthParams, params_for, trusted_xai_endpoint
 from .store import AuthStore
 
 __all__ = ["DEVICE_PROVIDERS", "PKCE_PROVIDERS", "device_login", "kimi_device_id", "kimi_headers", "pkce_login"]
 
 PKCE_PROVIDERS = ("claude", "codex", "antigravity")
-DEVICE_PROVIDERS = ("codex", "kimi")
+DEVICE_PROVIDERS = ("codex", "kimi", "xai")
+XAI_BASE_URL = "https://api.x.ai/v1"
 TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
 
 Say = Callable[[str], None]
@@ -126,6 +136,51 @@ async def _antigravity_file(session: aiohttp.ClientSession, params: OAuthParams,
         if isinstance(g.body.get(key), str):
             obj[key] = g.body[key]
     return email_file_name("antigravity", email), obj
+
+
+# ------------------------------------------------------------------ xAI
+async def xai_endpoints(session: aiohttp.ClientSession, params: OAuthParams) -> OAuthParams:
+    """``params`` with the device and token endpoints of xAI's discovery document (unless given)."""
+    if params.device_url and params.token_url:
+        return params
+    try:
+        async with session.get(params.discovery_url, headers={"Accept": "application/json"}, timeout=TIMEOUT) as r:
+            raw = await r.content.read(256 * 1024)
+            if r.status != 200:
+                raise LoginError(f"xAI's discovery document answered {r.status}")
+    except aiohttp.ClientError as exc:
+        raise LoginError(f"xAI's discovery document is unreachable ({type(exc).__name__})") from None
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise LoginError("xAI's discovery document is not JSON") from None
+    found: dict[str, str] = {}
+    for key, fld in (("device_authorization_endpoint", "device_url"), ("token_endpoint", "token_url")):
+        value = doc.get(key) if isinstance(doc, dict) else None
+        if not isinstance(value, str) or not trusted_xai_endpoint(value, params.discovery_url):
+            raise LoginError(f"xAI's discovery document gives no usable {key}")
+        found[fld] = getattr(params, fld) or value
+    from dataclasses import replace
+
+    return replace(params, **found)
+
+
+def _xai_file(g: Grant, token_endpoint: str) -> tuple[str, dict[str, Any]]:
+    claims = jwt_claims(g.id_token) if g.id_token else {}
+    email = claims.get("email") if isinstance(claims.get("email"), str) else ""
+    sub = claims.get("sub") if isinstance(claims.get("sub"), str) else ""
+    now = time.time()
+    obj: dict[str, Any] = {"type": "xai", "access_token": g.access_token, "refresh_token": g.refresh_token or "",
+                           "last_refresh": format_time(now), "base_url": XAI_BASE_URL,
+                           "token_endpoint": token_endpoint, "auth_kind": "oauth"}
+    for key, value in (("id_token", g.id_token), ("token_type", g.body.get("token_type")), ("email", email),
+                       ("sub", sub)):
+        if isinstance(value, str) and value:
+            obj[key] = value
+    if g.expires_at:
+        obj["expires_in"] = max(0, int(g.expires_at - now))
+        obj["expired"] = format_time(g.expires_at)
+    return xai_file_name(email, sub, now), obj
 
 
 # ------------------------------------------------------------------ Kimi's device identity
@@ -220,6 +275,12 @@ async def device_login(provider: str, store: AuthStore, *, say: Say, wait_s: flo
         if provider == "codex":
             grant = await codex_device_login(session, params, wait_s=wait_s, show=show)
             name, obj = _codex_file(grant)
+            return _write(store, name, obj)
+        if provider == "xai":
+            params = await xai_endpoints(session, params)
+            grant = await rfc8628_login(session, params, wait_s=wait_s, show=show)
+            redaction.add_secrets([grant.access_token, grant.refresh_token, grant.id_token])
+            name, obj = _xai_file(grant, params.token_url)
             return _write(store, name, obj)
         device_id = kimi_device_id(store)
         headers = kimi_headers(device_id)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields, replace
+from urllib.parse import urlsplit
 
-__all__ = ["HOUR", "PARAMS", "OAuthParams", "params_for"]
+__all__ = ["HOUR", "PARAMS", "OAuthParams", "params_for", "trusted_xai_endpoint"]
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -37,6 +38,7 @@ class OAuthParams:
     device_redirect_uri: str = ""
     device_timeout: float = 15 * 60
     userinfo_url: str = ""
+    discovery_url: str = ""  # OIDC discovery: the device and token endpoints when not given here
     extra_authorize: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -98,10 +100,12 @@ PARAMS: dict[str, OAuthParams] = {
         device_url="https://auth.kimi.com/api/oauth/device_authorization",
         refresh_lead=5 * 60,
     ),
-    "xai": OAuthParams(
+    "xai": OAuthParams(  # the Grok CLI's public client; endpoints from OIDC discovery (files keep token_endpoint)
         provider="xai",
-        client_id="",
-        token_url="",  # no public refresh endpoint known: the token is used until it expires
+        client_id="b1a00492-073a-47ea-816f-4c329264a828",
+        token_url="",
+        scope="openid profile email offline_access grok-cli:access api:access",
+        discovery_url="https://auth.x.ai/.well-known/openid-configuration",
         refresh_lead=5 * 60,
     ),
     "vertex": OAuthParams(
@@ -133,3 +137,17 @@ def params_for(provider: str, env: dict[str, str] | None = None) -> OAuthParams:
         else:
             changes[name] = value
     return replace(base, **changes) if changes else base  # type: ignore[arg-type]
+
+
+def trusted_xai_endpoint(url: str, discovery_url: str) -> bool:
+    """An endpoint xAI's discovery may send us to: https on x.ai, or, when the discovery URL was
+    replaced (a corporate proxy, a test), on the discovery URL's own origin."""
+    try:
+        parts, disc = urlsplit(url), urlsplit(discovery_url)
+    except ValueError:
+        return False
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "https" and (host == "x.ai" or host.endswith(".x.ai")):
+        return True
+    default = PARAMS["xai"].discovery_url
+    return discovery_url != default and (parts.scheme, parts.netloc) == (disc.scheme, disc.netloc)

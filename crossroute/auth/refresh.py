@@ -26,6 +26,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -35,7 +36,7 @@ from .accounts import Account
 from .files import ensure_private_dir
 from .flows.service_account import ServiceAccountToken
 from .grants import Grant, GrantError, InvalidGrant, jwt_claims, refresh_grant
-from .oauth_params import OAuthParams, params_for
+from .oauth_params import OAuthParams, params_for, trusted_xai_endpoint
 from .store import AuthStore
 from .tokens import AccountToken
 
@@ -97,7 +98,13 @@ class Refresher:
         self._blocked.pop(name, None)
 
     def params(self, acct: Account) -> OAuthParams:
-        return params_for(acct.provider, self._env)
+        params = params_for(acct.provider, self._env)
+        if acct.provider == "xai" and not params.token_url:
+            # xAI's token endpoint comes from its discovery document; the login keeps it in the file
+            endpoint = acct.raw.get("token_endpoint")
+            if isinstance(endpoint, str) and trusted_xai_endpoint(endpoint, params.discovery_url):
+                params = replace(params, token_url=endpoint)
+        return params
 
     def due(self, acct: Account, now: float | None = None) -> bool:
         if not acct.usable or not acct.refresh_token:

@@ -9,7 +9,8 @@ One aiohttp server (own thread and loop) with a path prefix per provider: ``/cla
 - ``/<p>/token``: code exchange (the code must be one it issued, for that client and redirect URI,
   and ``sha256(code_verifier)`` must equal the challenge), refresh (rotating: each refresh token
   works once; ``refresh_mode = "invalid_grant"`` rejects every one), and Kimi's device grant.
-- device flows: Kimi's RFC 8628 ``/kimi/device`` and Codex's ``/codex/deviceauth/{usercode,token}``;
+- device flows: Kimi's RFC 8628 ``/kimi/device``, xAI's (``/xai/device``, found through
+  ``/xai/.well-known/openid-configuration``, scope required) and Codex's ``/codex/deviceauth/{usercode,token}``;
   a poll sooner than the interval asked is answered ``slow_down`` (and the interval grows by 5 s,
   as RFC 8628 says); ``/<p>/verify?user_code=...[&deny=1]`` is the page a user approves on.
 - ``/claude/profile``, ``/antigravity/userinfo``: the account's email for the Bearer token.
@@ -42,8 +43,11 @@ CLIENT_IDS = {
     "codex": "app_EMoamEEZ73f0CkXaXp7hrann",
     "antigravity": "1071006060591-tmhssin2h21lcre235vtolojh4g403ep.apps.googleusercontent.com",
     "kimi": "17e5f671-d194-4dfb-9706-5516cb48c098",
+    "xai": "b1a00492-073a-47ea-816f-4c329264a828",
 }
-EMAILS = {"claude": "ada@example.com", "codex": "grace@example.com", "antigravity": "alan@example.com"}
+EMAILS = {"claude": "ada@example.com", "codex": "grace@example.com", "antigravity": "alan@example.com",
+          "xai": "lin@example.com"}
+XAI_SCOPE = "openid profile email offline_access grok-cli:access api:access"
 CODEX_ACCOUNT_ID = "acct-7f3e1c"
 
 
@@ -109,11 +113,13 @@ class FakeOAuth(ThreadedApp):
     def make_app(self) -> web.Application:
         app = web.Application()
         r = app.router
-        for p in ("claude", "codex", "antigravity", "kimi"):
+        for p in ("claude", "codex", "antigravity", "kimi", "xai"):
             r.add_get(f"/{p}/authorize", self._authorize(p))
             r.add_post(f"/{p}/token", self._token(p))
             r.add_get(f"/{p}/verify", self._verify(p))
         r.add_post("/kimi/device", self._kimi_device)
+        r.add_get("/xai/.well-known/openid-configuration", self._xai_discovery)
+        r.add_post("/xai/device", self._xai_device)
         r.add_post("/codex/deviceauth/usercode", self._codex_usercode)
         r.add_post("/codex/deviceauth/token", self._codex_device_token)
         r.add_post("/vertex/token", self._vertex_token)
@@ -137,6 +143,8 @@ class FakeOAuth(ThreadedApp):
             env["CROSSROUTE_ANTIGRAVITY_USERINFO_URL"] = f"{b}/userinfo"
         if provider == "kimi":
             env["CROSSROUTE_KIMI_DEVICE_URL"] = f"{b}/device"
+        if provider == "xai":  # xAI's endpoints are found through its discovery document
+            env = {"CROSSROUTE_XAI_DISCOVERY_URL": f"{b}/.well-known/openid-configuration"}
         if provider == "codex":
             env["CROSSROUTE_CODEX_DEVICE_URL"] = f"{b}/deviceauth/usercode"
             env["CROSSROUTE_CODEX_DEVICE_TOKEN_URL"] = f"{b}/deviceauth/token"
@@ -161,6 +169,9 @@ class FakeOAuth(ThreadedApp):
             body["id_token"] = codex_id_token()
         if provider == "kimi":
             body["scope"] = "kimi-code"
+        if provider == "xai":
+            body["id_token"] = unsigned_jwt({"email": EMAILS["xai"], "sub": "xai-user-1",
+                                             "exp": int(time.time()) + 3600})
         return body
 
     def issue_refresh(self, provider: str) -> tuple[str, str]:
@@ -224,6 +235,8 @@ class FakeOAuth(ThreadedApp):
                 return await self._refresh(provider, form)
             if grant == "urn:ietf:params:oauth:grant-type:device_code" and provider == "kimi":
                 return self._kimi_poll(form)
+            if grant == "urn:ietf:params:oauth:grant-type:device_code" and provider == "xai":
+                return self._xai_poll(form)
             return self._fail(f"{provider} token: unsupported grant_type {grant!r}")
 
         return handle
@@ -312,6 +325,36 @@ class FakeOAuth(ThreadedApp):
             return web.json_response({"error": err}, status=200 if err == "authorization_pending" else 400)
         del self.devices[dev.user_code]
         return web.json_response(self.mint("kimi"))
+
+    async def _xai_discovery(self, request: web.Request) -> web.Response:
+        self.requests.append({"path": request.path})
+        b = f"{self.base}/xai"
+        return web.json_response({"issuer": b, "device_authorization_endpoint": f"{b}/device",
+                                  "token_endpoint": f"{b}/token", "authorization_endpoint": f"{b}/authorize"})
+
+    async def _xai_device(self, request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        self.requests.append({"path": request.path, "form": dict(form), "headers": dict(request.headers)})
+        if form.get("client_id") != CLIENT_IDS["xai"]:
+            return self._fail("xai device: wrong client_id")
+        if form.get("scope") != XAI_SCOPE:
+            return self._fail(f"xai device: scope must be {XAI_SCOPE!r}")
+        dev = self._new_device("xai")
+        verify = f"{self.base}/xai/verify"
+        return web.json_response({"device_code": dev.device_code, "user_code": dev.user_code,
+                                  "verification_uri": verify,
+                                  "verification_uri_complete": f"{verify}?user_code={dev.user_code}",
+                                  "expires_in": self.device_expires_in, "interval": dev.interval})
+
+    def _xai_poll(self, form: dict[str, str]) -> web.Response:
+        dev = next((d for d in self.devices.values() if d.device_code == form.get("device_code")), None)
+        if dev is None or dev.provider != "xai":
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        err = self._poll_timing(dev)
+        if err:  # RFC 8628: every pending state is a 400 with its error code
+            return web.json_response({"error": err}, status=400)
+        del self.devices[dev.user_code]
+        return web.json_response(self.mint("xai"))
 
     async def _codex_usercode(self, request: web.Request) -> web.Response:
         body = await request.json()

@@ -315,3 +315,51 @@ def test_auth_list_disable_enable_remove(fake: FakeOAuth, tmp_path: Path) -> Non
     assert not file.exists()
     missing = run("auth", "remove", "nobody")
     assert missing.proc.returncode == 1 and "no account 'nobody'" in missing.text
+
+
+def test_xai_device_login_through_discovery_then_refresh(fake: FakeOAuth, tmp_path: Path) -> None:
+    """``crossroute login xai``: endpoints from xAI's discovery document, the Grok CLI's public
+    client and scope, the file in CLIProxyAPI's xAI fields (token_endpoint kept); a refresh of
+    that account uses the file's token endpoint."""
+    import asyncio
+
+    from crossroute.auth.refresh import Refresher
+    from crossroute.auth.store import AuthStore
+
+    fake.device_interval = 0.5
+    auth = tmp_path / "auth"
+    cli = Cli(["login", "xai", "--auth-dir", str(auth), "--timeout", "30"], fake.env("xai"))
+    _approve_when_shown(cli, fake)
+    assert cli.finish() == 0, cli.text
+    file = auth / "xai-lin@example.com.json"
+    assert file.is_file(), sorted(p.name for p in auth.iterdir())
+    assert_private(auth, file)
+    obj = load(file)
+    assert obj["type"] == "xai" and obj["auth_kind"] == "oauth" and obj["email"] == "lin@example.com"
+    assert obj["sub"] == "xai-user-1" and obj["base_url"] == "https://api.x.ai/v1"
+    assert obj["token_endpoint"] == f"{fake.base}/xai/token"
+    assert obj["access_token"].startswith("at-xai-") and obj["refresh_token"].startswith("rt-xai-")
+    assert obj["expired"].endswith("Z") and obj["id_token"].count(".") == 2
+    assert_no_tokens(cli.text, obj)
+    paths = [r["path"] for r in fake.requests]
+    assert paths[0] == "/xai/.well-known/openid-configuration" and "/xai/device" in paths
+    assert fake.errors == []
+
+    store = AuthStore(auth)
+    store.load()
+    refresher = Refresher(store, env={})  # no override: the token endpoint comes from the file
+
+    async def refresh() -> bool:
+        try:
+            return await refresher.refresh(file.name, stale=obj["access_token"])
+        finally:
+            await refresher.stop()
+
+    # a loopback token endpoint is only trusted with the discovery URL it came from
+    assert asyncio.run(refresh()) is False and fake.refresh_count == 0
+    refresher = Refresher(store, env=fake.env("xai"))
+    assert asyncio.run(refresh()) is True and fake.refresh_count == 1
+    new = load(file)
+    assert new["access_token"] != obj["access_token"] and new["refresh_token"] != obj["refresh_token"]
+    assert new["token_endpoint"] == obj["token_endpoint"] and new["sub"] == "xai-user-1"
+    assert fake.errors == []

@@ -66,8 +66,11 @@ def _deadline(code: DeviceCode, wait_s: float) -> tuple[float, str]:
 
 async def rfc8628_login(session: aiohttp.ClientSession, params: OAuthParams, *, wait_s: float,
                         show: Callable[[DeviceCode], None], headers: dict[str, str] | None = None) -> Grant:
-    status, obj, _ = await post_token(session, params.device_url, {"client_id": params.client_id},
-                                      headers=headers, what="device authorization")
+    form0 = {"client_id": params.client_id}
+    if params.scope:
+        form0["scope"] = params.scope
+    status, obj, _ = await post_token(session, params.device_url, form0, headers=headers,
+                                      what="device authorization")
     if status != 200 or not isinstance(obj.get("device_code"), str) or not isinstance(obj.get("user_code"), str):
         err = obj.get("error_description") or obj.get("error") or f"status {status}"
         raise LoginError(f"the device authorization request failed ({err})")
