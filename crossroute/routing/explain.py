@@ -162,7 +162,7 @@ def chose(
     elif inherited is not None and inherited == cid:
         trace.add("chose", credential=cid, by="session", inherited=True)
     elif tier_size == 1:
-        trace.add("chose", credential=cid, by="only", bound=bound is not None or None)
+        trace.add("chose", credential=cid, by="only")
     else:
         fields: dict[str, Any] = {}
         if bound is not None:
