@@ -332,7 +332,13 @@ def test_401_refreshes_once_then_invalid_grant_needs_login(upstream: AccountsUps
         assert on_disk[1]["access_token"] == new["access_token"], "the resend came before the file was written"
         assert on_disk[1]["refresh_token"] == new["refresh_token"]
         assert new["account_uuid"] == "acc-uuid-fixture" and new["claude_device_ids"] == ["dev-fixture-1"]
-        assert "needs login" not in auth_list(gw.config_path)
+        # the running gateway records the account's quota (rate-limit headers) where auth list reads it
+
+        def quota_shown() -> bool:
+            row = next(line for line in auth_list(gw.config_path).splitlines() if line.startswith(CLAUDE_FILE))
+            return "left" in row and " active " in row
+
+        wait_for(quota_shown, "auth list to show the quota the gateway saw", within=20)
         # the provider revokes the refresh token: the next 401 marks the account "needs login" (past
         # refresh.RECENT: a 401 right after a refresh is answered with the token just minted)
         time.sleep(2.2)
