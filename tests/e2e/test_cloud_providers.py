@@ -265,3 +265,47 @@ def test_broken_answers_are_a_clear_error_naming_the_account(gateway: GatewayPro
     assert body["error"]["message"]
     if model == "ag-err200":  # an error object in a 200 is named as such, with the account
         assert "antigravity-a@example.com.json" in body["error"]["message"]
+
+
+# ---------------------------------------------------------------------------------------------- the real CLIs
+def _describe(run: Any, gateway: GatewayProcess) -> str:
+    return (f"exit {run.returncode}\nstdout:\n{run.stdout[-2000:]}\nstderr:\n{run.stderr[-2000:]}\n"
+            f"gateway log:\n{gateway.log()[-3000:]}")
+
+
+def test_claude_code_through_the_kimi_account(gateway: GatewayProcess, fake: FakeCloud) -> None:
+    """Kimi's documentation lists Claude Code among the tools its subscription may be used from."""
+    from . import cli_support as cs
+    from .test_real_clis import fresh_home, need_cli
+
+    claude = need_cli("claude")
+    home = fresh_home()
+    before = len(fake.of("kimi"))
+    run = cs.run_cli([claude, "-p", "Say hello", "--output-format", "json"],
+                     cs.claude_env(home, gateway.url, CLIENT_KEY, "kimi-code"), home / "work", timeout=120)
+    info = _describe(run, gateway)
+    result = json.loads(run.stdout) if run.stdout.strip().startswith("{") else {}
+    assert run.returncode == 0 and result.get("result", "").strip() == expected("claude", "text", True).text, info
+    assert not run.connects, "Claude Code reached other addresses than 127.0.0.1:\n" + "\n".join(run.connects)
+    seen = [s for s in fake.of("kimi")[before:] if s.path == "/coding/v1/messages"]
+    assert seen and all(s.problems == [] for s in seen), info
+    h = seen[-1].headers
+    assert h["User-Agent"].startswith("claude-cli/")  # the real client, not crossroute's or Kimi's
+    assert h["X-Msh-Device-Id"] == DEVICE_ID and h["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_codex_cli_through_xai(gateway: GatewayProcess, fake: FakeCloud) -> None:
+    from . import cli_support as cs
+    from .test_real_clis import fresh_home, need_cli
+
+    codex = need_cli("codex")
+    home = fresh_home()
+    before = len(fake.of("xai"))
+    run = cs.run_cli([codex, "exec", "--skip-git-repo-check", "Say hello"],
+                     cs.codex_env(home, gateway.url, CLIENT_KEY, "xai-text"), home / "work", timeout=120)
+    info = _describe(run, gateway)
+    assert run.returncode == 0 and expected("responses", "text", True).text in run.stdout, info
+    assert not run.connects, "Codex reached other addresses than 127.0.0.1:\n" + "\n".join(run.connects)
+    seen = [s for s in fake.of("xai")[before:] if s.path == "/v1/responses"]
+    assert seen and all(s.problems == [] for s in seen), info
+    assert seen[-1].headers["Authorization"] == f"Bearer {API_KEY}" and seen[-1].body["stream"] is True
