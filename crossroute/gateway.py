@@ -1,7 +1,9 @@
 """The running gateway: settings, model registry, router, the upstream HTTP clients.
 
 Everything a request needs hangs off one Gateway object; a config reload swaps its parts
-atomically (requests in flight keep the objects they started with).
+atomically (requests in flight keep the objects they started with). The accounts of ``auth-dir``
+(``auth/serving.py``) are owned here too: started with the gateway, and every change to them
+swaps the registry the same way.
 
 Upstream HTTP: one shared aiohttp ``ClientSession`` for direct connections and HTTP(S) proxies,
 plus one lazily made session per SOCKS proxy URL (``client_for``). Every session asks upstreams
@@ -237,7 +239,8 @@ class Gateway:
 
     def _accounts_changed(self) -> None:
         """An account was added, changed or removed: serve the new set from the next request on;
-        the credentials that left lose their session bindings and cooldowns."""
+        the credentials that left (removed, disabled, needs login) lose their session bindings and
+        every component hears of them."""
         before = self.registry.credential_ids()
         self.registry = self._build_registry(self.settings)
         gone = before - self.registry.credential_ids()
