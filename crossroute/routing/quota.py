@@ -325,9 +325,9 @@ class QuotaBook:
         self._timer = None
         if self.auth_dir is None or self._writing:
             return
-        data = orjson.dumps({"version": 1, "written": round(self._clock(), 3), "accounts": self.accounts_snapshot()},
-                            option=orjson.OPT_SORT_KEYS)
-        if data == self._written:
+        mine = self.accounts_snapshot()
+        key = orjson.dumps(mine, option=orjson.OPT_SORT_KEYS)
+        if key == self._written:
             return
         path = self.auth_dir / SNAPSHOT_NAME
         self._writing = True
@@ -338,10 +338,10 @@ class QuotaBook:
             if exc is not None:
                 log.warning("could not write the quota snapshot %s: %s", path, exc)
             else:
-                self._written = data
+                self._written = key
 
         try:
-            fut = asyncio.get_running_loop().run_in_executor(None, _write, path, data)
+            fut = asyncio.get_running_loop().run_in_executor(None, _write, path, mine, self._clock())
         except RuntimeError:
             self._writing = False
             return
@@ -351,18 +351,30 @@ class QuotaBook:
         """Write the snapshot at once (tests, shutdown)."""
         if self.auth_dir is None:
             return
-        data = orjson.dumps({"version": 1, "written": round(self._clock(), 3), "accounts": self.accounts_snapshot()},
-                            option=orjson.OPT_SORT_KEYS)
-        _write(self.auth_dir / SNAPSHOT_NAME, data)
-        self._written = data
+        mine = self.accounts_snapshot()
+        _write(self.auth_dir / SNAPSHOT_NAME, mine, self._clock())
+        self._written = orjson.dumps(mine, option=orjson.OPT_SORT_KEYS)
 
 
-def _write(path: Path, data: bytes) -> None:
+def _write(path: Path, mine: dict[str, dict[str, Any]], now: float) -> None:
+    """Merge this process's accounts into the file: the workers of ``--workers N`` (and replicas
+    sharing the directory) each know the accounts they served; per account the newest reading
+    wins, and accounts whose file is gone are dropped."""
     from ..auth.files import write_atomic  # auth/ is heavier; imported only when writing
 
-    if not path.parent.is_dir():
+    directory = path.parent
+    if not directory.is_dir():
         return  # no auth directory (API keys only): nothing to show in ``auth list``
-    write_atomic(path, data)
+    merged = dict(mine)
+    for name, info in read_snapshot(directory).items():
+        if not (directory / name).is_file():
+            continue
+        ours = merged.get(name)
+        theirs = info.get("updated")
+        if ours is None or (isinstance(theirs, int | float) and theirs > ours.get("updated", 0)):
+            merged[name] = info
+    write_atomic(path, orjson.dumps({"version": 1, "written": round(now, 3), "accounts": merged},
+                                    option=orjson.OPT_SORT_KEYS))
 
 
 # ------------------------------------------------------------------ for ``crossroute auth list``

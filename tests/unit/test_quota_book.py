@@ -282,3 +282,32 @@ def test_snapshot_for_metrics() -> None:
     assert snap[k.id] == {"requests": 0.25}
     clock.t += 2  # the requests window has refilled since
     assert book.snapshot()[k.id] == {"requests": 1.0}
+
+
+def test_snapshot_merges_workers(tmp_path: Path) -> None:
+    """Workers sharing the auth dir each write the accounts they served; the file keeps all of them,
+    the newest reading per account, and drops accounts whose file is gone."""
+    clock = Clock()
+    names = ("codex-a.json", "codex-b.json")
+    for n in names:
+        (tmp_path / n).write_text("{}")
+    w1, w2 = QuotaBook(clock=clock), QuotaBook(clock=clock)
+    for w in (w1, w2):
+        w.attach(None, None, auth_dir=tmp_path)
+    a, b = entry(names[0]), entry(names[1])
+    w1.note(a, 200, codex(10, 600, clock))
+    w1.note(b, 200, codex(20, 600, clock))
+    w1.flush_now()
+    clock.t += 1
+    w2.note(b, 200, codex(30, 600, clock))  # newer reading of b; w2 never saw a
+    w2.flush_now()
+    snap = read_snapshot(tmp_path)
+    assert set(snap) == set(names)
+    assert snap[names[0]]["windows"][0]["used"] == 0.1
+    assert snap[names[1]]["windows"][0]["used"] == 0.3
+    clock.t += 1
+    w1.flush_now()  # w1 still has b at 20 % (older): the file keeps w2's newer reading
+    assert read_snapshot(tmp_path)[names[1]]["windows"][0]["used"] == 0.3
+    (tmp_path / names[0]).unlink()  # a's file removed
+    w2.flush_now()
+    assert set(read_snapshot(tmp_path)) == {names[1]}
