@@ -176,6 +176,7 @@ class AccountService:
 
     async def _follow(self) -> None:
         """Watch the directory while it exists; wait for it while it does not."""
+        failed = ""  # the last watcher failure logged (a failure that repeats is logged once)
         while not self._stop.is_set():
             if not await asyncio.to_thread(self.store.dir.is_dir):
                 if self.store.accounts():  # the directory went away: so did its accounts
@@ -188,8 +189,11 @@ class AccountService:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("watching the auth dir %s failed (%s); trying again in %.0f s", self.store.dir,
-                            type(exc).__name__, RETRY_WATCH)
+                what = f"{type(exc).__name__}: {exc}"
+                if what != failed:
+                    failed = what
+                    log.warning("watching the auth dir %s failed (%s); trying again every %.0f s", self.store.dir,
+                                what, RETRY_WATCH)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), RETRY_WATCH)
 
