@@ -38,6 +38,7 @@ TOKEN = "ya29.fake-cloud-access-token"
 API_KEY = "fake-cloud-api-key-123456"
 PROJECT = "fake-project-123"
 DEVICE_ID = "fake-kimi-device-0001"
+KIMI_API_KEY = "sk-kimi-fake-console-key"
 RATE_HEADERS = {"x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "99",
                 "x-ratelimit-reset-requests": "20s"}
 # keywords the Cloud Code backend rejects in a tool schema (crossroute must have cleaned them)
@@ -195,6 +196,8 @@ class FakeCloud(ThreadedApp):
 
     # ------------------------------------------------------------------ Kimi
     def _kimi_checks(self, seen: Seen) -> None:
+        if seen.headers.get("Authorization") == f"Bearer {KIMI_API_KEY}":
+            return  # a console API key (what Kimi documents for third-party tools): no device needed
         self._bearer(seen)
         if seen.headers.get("X-Msh-Device-Id") != DEVICE_ID:
             seen.problems.append("X-Msh-Device-Id must be the account's device id")

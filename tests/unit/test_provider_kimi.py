@@ -12,7 +12,7 @@ import pytest
 from crossroute.formats.sse import SSEParser
 from crossroute.providers import EXECUTORS, Outbound, UpstreamError
 from crossroute.providers.kimi import KimiExecutor, device_headers
-from tests.e2e.fake_cloud import DEVICE_ID, TOKEN, FakeCloud, account, drain, entry_for
+from tests.e2e.fake_cloud import DEVICE_ID, KIMI_API_KEY, TOKEN, FakeCloud, account, drain, entry_for
 from tests.upstream_io import LoopbackIO
 
 CLAUDE_BODY = orjson.dumps({"model": "text", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]})
@@ -152,3 +152,14 @@ def test_chat_history_repaired_for_kimi() -> None:
     assert orjson.loads(built.body)["messages"][1]["reasoning_content"] == REASONING_UNAVAILABLE
     claude = KimiExecutor().build(e, Outbound("generate", "claude", "m", body, False, {}))
     assert claude.body is body  # the Messages endpoint gets the body as translated
+
+
+async def test_an_api_key_account_needs_no_device(cloud: FakeCloud, io: LoopbackIO) -> None:
+    cloud.clear()
+    acct = account("kimi-9.json", type="kimi", api_key=KIMI_API_KEY)
+    e = entry_for("kimi", cloud.base + "/coding", acct, token=KIMI_API_KEY)
+    up = await KimiExecutor().send(e, Outbound("generate", "claude", "text", CLAUDE_BODY, False, {}), io)
+    assert orjson.loads(await up.body(1 << 20))["type"] == "message"
+    up.close(True)
+    seen = cloud.of("kimi")[-1]
+    assert seen.problems == [] and not any(k.lower().startswith("x-msh-") for k in seen.headers)
