@@ -192,10 +192,13 @@ class AccountService:
                 what = f"{type(exc).__name__}: {exc}"
                 if what != failed:
                     failed = what
-                    log.warning("watching the auth dir %s failed (%s); trying again every %.0f s", self.store.dir,
-                                what, RETRY_WATCH)
+                    log.warning("watching the auth dir %s failed (%s); rescanning it every %.0f s instead",
+                                self.store.dir, what, RETRY_WATCH)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), RETRY_WATCH)
+            if not self._stop.is_set() and await asyncio.to_thread(self.store.dir.is_dir):
+                with contextlib.suppress(OSError):  # no watcher: a rescan still sees the changes
+                    self.store._announce(*await asyncio.to_thread(self.store.load))
 
     def _changed(self, added: list[Account], changed: list[Account], removed: list[Account]) -> None:
         for acct in removed:

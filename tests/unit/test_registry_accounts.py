@@ -262,3 +262,26 @@ def test_an_account_with_an_unusable_url_is_skipped_with_one_line(executors: Non
     assert len([m for m in lines if "claude-a.json" in m and "'base_url'" in m]) == 1
     assert len([m for m in lines if "claude-b.json" in m and "'proxy_url'" in m]) == 1
     assert not any("sk-ant-oat01" in m for m in lines)
+
+
+async def test_without_a_watcher_the_directory_is_rescanned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    from crossroute.auth import serving
+
+    monkeypatch.setattr(serving, "RETRY_WATCH", 0.1)
+    changes: list[int] = []
+    svc = AccountService(tmp_path, None, lambda: changes.append(1))
+
+    async def broken(stop: Any = None) -> None:
+        raise OSError(28, "inotify watch limit reached")
+
+    monkeypatch.setattr(svc.store, "watch", broken)
+    with caplog.at_level(logging.WARNING, "crossroute.auth"):
+        await svc.start()
+        try:
+            write(tmp_path, "claude-ada@example.com.json", CLAUDE)
+            await eventually(lambda: svc.store.get("claude-ada@example.com.json") is not None and bool(changes))
+            await asyncio.sleep(0.5)
+        finally:
+            await svc.stop()
+    assert len([r for r in caplog.records if "inotify watch limit" in r.getMessage()]) == 1
