@@ -15,8 +15,10 @@ real service's WebSocket mode.
 - The model name picks the answer: ``text`` (any unknown name), ``tools`` (a function call of the
   first function tool while the conversation has no tool output after its last user message, then
   text), ``cut`` (closes the connection after the first delta), ``failed`` (``response.failed``),
-  ``slow<ms>`` (waits before answering), ``hang`` (sends ``response.created`` and nothing else, until
-  the client's next frame or close).
+  ``slow<ms>`` (waits before answering, and ``slow<ms>-mid`` in the middle), ``hang`` (sends
+  ``response.created`` and nothing else).
+- Other client events (``response.steer``...) are acknowledged at once with ``<type>.accepted``,
+  also while a response is in progress.
 - Every connection is kept in ``connections``: its handshake headers, each message received (parsed)
   with its size in bytes, the turns answered and how it closed.
 """
@@ -88,6 +90,23 @@ class FakeWsUpstream(ThreadedApp):
         conn = WsConn(dict(request.headers), request.path)
         self.connections.append(conn)
         memory: dict[str, Any] = {}  # {"id": last response id, "items": its full context}
+        running: asyncio.Task[bool] | None = None  # the turn in progress (one at a time)
+
+        async def one(body: dict[str, Any]) -> bool:
+            if self.limit_after is not None and conn.turns >= self.limit_after:
+                await self._error(ws, 400, "websocket_connection_limit_reached",
+                                  "Responses websocket connection limit reached (60 minutes). Create a new "
+                                  "websocket connection to continue.")
+                conn.closed_by = "upstream (limit)"
+                await ws.close()
+                return False
+            conn.turns += 1
+            if not await self._turn(ws, conn, body, memory):
+                conn.closed_by = conn.closed_by or "upstream (cut)"
+                await ws.close(code=1011, message=b"cut")
+                return False
+            return True
+
         try:
             async for msg in ws:
                 if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -100,21 +119,16 @@ class FakeWsUpstream(ThreadedApp):
                     continue
                 conn.messages.append(body)
                 conn.sizes.append(len(raw))
-                if body.get("type") != "response.create":
-                    await ws.send_str(orjson.dumps({"type": f"{body.get('type')}.accepted"}).decode())
+                if body.get("type") != "response.create":  # e.g. response.steer: acknowledged at once
+                    await ws.send_str(orjson.dumps({"type": f"{body.get('type')}.accepted",
+                                                    "in_progress": running is not None and not running.done()
+                                                    }).decode())
                     continue
-                if self.limit_after is not None and conn.turns >= self.limit_after:
-                    await self._error(ws, 400, "websocket_connection_limit_reached",
-                                      "Responses websocket connection limit reached (60 minutes). Create a new "
-                                      "websocket connection to continue.")
-                    conn.closed_by = "upstream (limit)"
-                    await ws.close()
+                if running is not None and not await running:
                     break
-                conn.turns += 1
-                if not await self._turn(ws, conn, body, memory):
-                    conn.closed_by = conn.closed_by or "upstream (cut)"
-                    await ws.close(code=1011, message=b"cut")
-                    break
+                running = asyncio.get_running_loop().create_task(one(body))
+            if running is not None and not running.done():
+                running.cancel()
         finally:
             if not conn.closed_by:
                 conn.closed_by = "client"
@@ -151,13 +165,16 @@ class FakeWsUpstream(ThreadedApp):
             obj["sequence_number"] = next(seq)
             await ws.send_str(orjson.dumps(obj).decode())
 
+        delay, mid = 0.0, False
         if model.startswith("slow"):
-            await asyncio.sleep(int(model[4:] or 500) / 1000)
+            spec = model[4:]
+            mid = spec.endswith("-mid")
+            delay = int(spec.removesuffix("-mid") or 500) / 1000
+            if not mid:
+                await asyncio.sleep(delay)
         await send({"type": "response.created", "response": {**base, "status": "in_progress"}})
-        if model == "hang":  # nothing more; the next frame (or the close) ends the connection
-            msg = await ws.receive(timeout=60)
-            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                conn.closed_by = "client"
+        if model == "hang":  # nothing more (the client's close cancels this)
+            await asyncio.sleep(60)
             return False
         if body.get("generate") is False:
             memory.update(id=rid, items=context)
@@ -193,6 +210,8 @@ class FakeWsUpstream(ThreadedApp):
                         "content_index": 0, "delta": text[:half]})
             if model == "cut":
                 return False
+            if mid:
+                await asyncio.sleep(delay)
             await send({"type": "response.output_text.delta", "output_index": 0, "item_id": item["id"],
                         "content_index": 0, "delta": text[half:]})
             await send({"type": "response.output_text.done", "output_index": 0, "item_id": item["id"],

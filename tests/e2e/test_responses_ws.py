@@ -6,6 +6,7 @@ upstream."""
 from __future__ import annotations
 
 import json
+import signal
 import tempfile
 import time
 import urllib.request
@@ -27,7 +28,7 @@ from .gateway_process import GatewayProcess
 TERMINAL = ("response.completed", "response.failed", "response.incomplete", "error")
 TOOL = {"type": "function", "name": "get_weather", "description": "Weather of a city",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
-WS_MODELS = ["text", "tools", "cut", "failed", "hang", "slow300"]
+WS_MODELS = ["text", "tools", "cut", "failed", "hang", "slow300", "slow500-mid"]
 
 
 def user(text: str) -> dict[str, Any]:
@@ -415,3 +416,97 @@ def test_codex_cli_over_websocket(gw: GatewayProcess, ws_up: FakeWsUpstream) -> 
     assert creates[1]["previous_response_id"], "the turn continues the prewarmed response incrementally"
     assert len(ws_up.connections) == 1, info
     assert (ws_up.connections[0].headers.get("User-Agent") or "").startswith("codex")
+
+
+# ------------------------------------------------------------------ newer client events
+def test_steer_goes_to_the_websocket_upstream_of_the_turn_in_flight(gw: GatewayProcess, ws_up: FakeWsUpstream) -> None:
+    with open_ws(gw) as ws:
+        ws.send(json.dumps({"type": "response.create", "model": "ws-slow500-mid", "input": [user("long task")]}))
+        events = []
+        while not any(e.get("type") == "response.output_text.delta" for e in events):
+            events.append(json.loads(ws.recv(10)))
+        ws.send(json.dumps({"type": "response.steer", "input": [user("also mention the weather")]}))
+        while events[-1].get("type") not in TERMINAL:
+            events.append(json.loads(ws.recv(10)))
+    kinds = [e["type"] for e in events]
+    assert "response.steer.accepted" in kinds and kinds[-1] == "response.completed", kinds
+    accepted = next(e for e in events if e["type"] == "response.steer.accepted")
+    assert accepted["in_progress"] is True
+    assert [m["type"] for m in ws_up.connections[0].messages] == ["response.create", "response.steer"]
+
+
+def test_steer_over_an_http_upstream_gets_an_error(gw: GatewayProcess) -> None:
+    with open_ws(gw) as ws:
+        turn(ws, {"model": "responses-text", "input": [user("one")]})
+        ws.send(json.dumps({"type": "response.steer", "input": [user("more")]}))
+        ev = json.loads(ws.recv(10))
+    assert ev["type"] == "error" and "response.steer" in ev["error"]["message"]
+    assert "not a WebSocket upstream" in ev["error"]["message"]
+
+
+# ------------------------------------------------------------------ reload and shutdown
+def wait_log(g: GatewayProcess, text: str, count: int = 1, timeout: float = 10) -> None:
+    assert wait_for(lambda: g.log().count(text) >= count, timeout), f"no {text!r} in the log:\n{g.log()[-3000:]}"
+
+
+def test_reload_removing_the_credential_closes_its_connections(ws_up: FakeWsUpstream, upstream: FakeUpstream,
+                                                               tmp_path: Path) -> None:
+    cfg = ws_config(ws_up, upstream)
+    g = GatewayProcess(cfg, tmp_path).start()
+    try:
+        with open_ws(g) as ws:
+            assert turn(ws, {"model": "ws-text", "input": [user("one")]})[-1]["type"] == "response.completed"
+            assert ws_up.connections[0].closed_by == ""
+            n = g.log().count("config reloaded")
+            g.write_config({**cfg, "codex-api-key": cfg["codex-api-key"][:-1]})
+            wait_log(g, "config reloaded", n + 1)
+            assert wait_for(lambda: ws_up.connections[0].closed_by == "client", 5), \
+                "a removed credential's pooled connection must be closed"
+            gone = turn(ws, {"model": "ws-text", "input": [user("two")]})
+            assert gone[-1]["type"] == "error" and "ws-text" in gone[-1]["error"]["message"]
+            assert text_of(turn(ws, {"model": "responses-text", "input": [user("three")]})) == \
+                cs.expected_text("responses")
+    finally:
+        g.stop()
+
+
+def test_shutdown_closes_sessions_and_upstream_connections(ws_up: FakeWsUpstream, upstream: FakeUpstream,
+                                                           tmp_path: Path) -> None:
+    g = GatewayProcess(ws_config(ws_up, upstream), tmp_path).start()
+    try:
+        ws = open_ws(g)
+        assert turn(ws, {"model": "ws-text", "input": [user("one")]})[-1]["type"] == "response.completed"
+        assert g.proc is not None
+        t0 = time.monotonic()
+        g.proc.send_signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(10)
+        assert g.proc.wait(10) == 0
+        assert time.monotonic() - t0 < 8, "an idle WebSocket session must not hold the shutdown"
+        assert wait_for(lambda: ws_up.connections[0].closed_by == "client", 5)
+    finally:
+        g.stop()
+
+
+def test_codex_cli_chatgpt_login_over_websocket(ws_up: FakeWsUpstream, upstream: FakeUpstream,
+                                                 tmp_path: Path) -> None:
+    """Codex's built-in openai provider with a ChatGPT login and openai_base_url at crossroute (the
+    CLIProxyAPI-style set-up, gateway without api-keys): it talks WebSocket at once, no HTTP fallback."""
+    codex = cs.find_cli("codex")
+    if codex is None:
+        from .test_real_clis import need_cli
+
+        codex = need_cli("codex")
+    g = GatewayProcess({**ws_config(ws_up, upstream), "api-keys": []}, tmp_path).start()
+    try:
+        home = Path(tempfile.mkdtemp(prefix="crossroute-codex-ws-"))
+        (home / "work").mkdir()
+        env = cs.codex_chatgpt_env(home, g.url, "gpt-5.5")
+        run = cs.run_cli([codex, "exec", "--skip-git-repo-check", "Say hello"], env, home / "work", timeout=120)
+        info = f"rc={run.returncode}\nstdout:\n{run.stdout[-2000:]}\nstderr:\n{run.stderr[-3000:]}\n{g.log()[-3000:]}"
+        assert run.returncode == 0, info
+        assert run.stdout.strip() == TEXT, info
+        assert ws_up.creates(), info
+        assert "POST /v1/responses" not in g.log(), "Codex fell back to HTTP\n" + info
+    finally:
+        g.stop()
