@@ -237,6 +237,11 @@ class QuotaBook:
                 best = rate
         return best
 
+    def heard_from(self, credential_id: str) -> bool:
+        """Whether the credential has answered at all (with quota signals or without)."""
+        acct = self.accounts.get(credential_id)
+        return acct is not None and (acct.n > 0 or bool(acct.windows))
+
     def headroom(self, credential_id: str, now: float | None = None) -> float | None:
         acct = self.account(credential_id)
         if acct is None:

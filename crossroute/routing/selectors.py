@@ -166,8 +166,9 @@ class QuotaAwareSelector(Selector):
     """``book_of()``: the gateway's QuotaBook (None until attached). Headroom: requests per
     second a credential can sustain until its tightest window resets; the largest wins, so new
     sessions drain every account at the pace its own limit and reset allow and the accounts run
-    out together. Credentials with no reading yet come first (their figures are learnt on the
-    way); an exhausted one (headroom 0) only when nothing better is left."""
+    out together. Credentials that never answered come first (their figures are learnt on the
+    way); ones that answer without quota signals rank with the best; an exhausted one (headroom
+    0) only when nothing better is left."""
 
     def __init__(self, inner: Selector, book_of: Callable[[], Any]) -> None:
         self.inner = inner
@@ -184,19 +185,20 @@ class QuotaAwareSelector(Selector):
         if book is None or len(tier) == 1:
             return tier
         unknown: list[C] = []
+        silent: list[C] = []  # answered, but never with quota signals: as good as the best known
         best: float = -1.0
         top: list[C] = []
         for c in tier:
             h = book.headroom(c.credential_id)
             if h is None:
-                unknown.append(c)
+                (silent if book.heard_from(c.credential_id) else unknown).append(c)
             elif h > best:
                 best, top = h, [c]
             elif h == best:
                 top.append(c)
         if unknown:
             return unknown
-        return top or tier
+        return (top + silent) or tier
 
     async def select(self, tier: Sequence[C], cursor_key: str) -> C:
         narrowed = self.narrow(tier)

@@ -311,3 +311,15 @@ def test_snapshot_merges_workers(tmp_path: Path) -> None:
     (tmp_path / names[0]).unlink()  # a's file removed
     w2.flush_now()
     assert set(read_snapshot(tmp_path)) == {names[1]}
+
+
+async def test_quota_aware_silent_credentials_share_with_the_best() -> None:
+    clock = Clock()
+    router, book = setup(clock, strategy="round-robin", quota_aware=True)
+    a, b, quiet = entry("codex-a.json"), entry("codex-b.json"), entry("kimi-1.json", "kimi", "kimi")
+    cands = [cand(a), cand(b), cand(quiet)]
+    book.note(a, 200, codex(10, 3600, clock))
+    book.note(b, 200, codex(97, 3600, clock))
+    book.note(quiet, 200, {"content-type": "application/json"})  # answers, never says its quota
+    picks = {router.pick_now(cands, "m", None).credential_id for _ in range(6)}
+    assert picks == {a.id, quiet.id}  # the quiet one shares with the best, the spent one waits
