@@ -454,3 +454,35 @@ def test_every_worker_follows_the_auth_dir(upstream: AccountsUpstream, oauth: Fa
         wait_for(lambda: all(ask_fresh(gw, model) != 200 for _ in range(20)), "every worker to drop the account")
     finally:
         gw.stop()
+
+
+def test_a_codex_account_with_websockets_is_reached_over_websocket(oauth: FakeOAuth, tmp_path: Path) -> None:
+    """``websockets: true`` in a CLIProxyAPI Codex file: the turn goes out as ``response.create``
+    on a WebSocket to ``<base_url>/responses``, with the account's token and account id."""
+    from .fake_ws_upstream import TEXT, FakeWsUpstream
+
+    obj = orjson.loads((AUTH_FIXTURES / CODEX_FILE).read_bytes())
+    ws = FakeWsUpstream(key=obj["access_token"]).start()
+    try:
+        auth = tmp_path / "auth"
+        auth.mkdir(mode=0o700)
+        (auth / CODEX_FILE).write_bytes(orjson.dumps({**obj, "base_url": ws.base + "/backend-api/codex",
+                                                      "websockets": True}))
+        gw = start_gateway(auth, gateway_env(oauth))
+        model = unique_model("codex-oauth")
+        try:
+            oa = openai.OpenAI(base_url=gw.url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=30)
+            assert oa.responses.create(model=model, input="hi").output_text == TEXT
+            chat = oa.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+            assert chat.choices[0].message.content == TEXT
+            creates = ws.creates()
+            assert len(creates) == 2 and all(c["model"] == model for c in creates)
+            conn = ws.connections[0]
+            headers = {k.lower(): v for k, v in conn.headers.items()}
+            assert conn.path == "/backend-api/codex/responses"
+            assert headers["chatgpt-account-id"] == "acct-fixture-0001"
+            assert headers["openai-beta"].startswith("responses_websockets=")
+        finally:
+            gw.stop()
+    finally:
+        ws.stop()
