@@ -317,6 +317,9 @@ class WsSession:
             return
         gw = self.gateway()
         model = str(body["model"]).strip()
+        meta = getattr(self.log, "meta", None)
+        if isinstance(meta, dict) and not meta.get("model"):
+            meta["model"] = model
         ws_upstream = _served_over_ws(gw, model)
         if body.get("generate") is False and not ws_upstream:
             await self._prewarm(gw, body, full)
@@ -423,9 +426,10 @@ class WsSession:
 
 
 def _served_over_ws(gw: Gateway, model: str) -> bool:
-    """Whether the first candidate for ``model`` is a WebSocket upstream (then it prewarms itself)."""
+    """Whether every candidate for ``model`` is a WebSocket upstream (then it prewarms itself, and
+    ``generate`` may be sent; an HTTP upstream never sees it)."""
     from ..formats.thinking import split_suffix
 
     base, _ = split_suffix(model)
     candidates = gw.registry.resolve(base) or gw.registry.resolve(model)
-    return bool(candidates) and any(getattr(c.executor, "websocket", False) for c in candidates[:1])
+    return bool(candidates) and all(getattr(c.executor, "websocket", False) for c in candidates)

@@ -510,3 +510,31 @@ def test_codex_cli_chatgpt_login_over_websocket(ws_up: FakeWsUpstream, upstream:
         assert "POST /v1/responses" not in g.log(), "Codex fell back to HTTP\n" + info
     finally:
         g.stop()
+
+
+def test_request_log_records_the_session(ws_up: FakeWsUpstream, upstream: FakeUpstream, tmp_path: Path) -> None:
+    """With request-log: true a session is logged like a request: handshake headers (the key masked),
+    each client frame and upstream event, errors, and the close; a refused upgrade too."""
+    logs = tmp_path / "logs"
+    g = GatewayProcess({**ws_config(ws_up, upstream), "request-log": True, "logs-dir": str(logs)}, tmp_path).start()
+    try:
+        with open_ws(g) as ws:
+            assert text_of(turn(ws, {"model": "ws-text", "input": [user("log me")]})) == TEXT
+            ws.send("{nope")
+            assert json.loads(ws.recv(10))["type"] == "error"
+        with pytest.raises(InvalidStatus):
+            open_ws(g, headers={"Authorization": "Bearer wrong-key-123"})
+
+        def texts() -> list[str]:
+            return [p.read_text(errors="replace") for p in logs.glob("*") if p.is_file()]
+
+        assert wait_for(lambda: any("WEBSOCKET TIMELINE" in t and "closed by client" in t for t in texts()), 10), \
+            f"no WebSocket session log in {list(logs.glob('*'))}"
+        session = next(t for t in texts() if "WEBSOCKET TIMELINE" in t and "closed by client" in t)
+        assert "client frame" in session and "upstream event" in session and "log me" in session
+        assert "not valid JSON" in session
+        assert "Model: ws-text" in session
+        assert wait_for(lambda: any("upgrade refused with HTTP 401" in t for t in texts()), 10)
+        assert not any(CLIENT_KEY in t or "wrong-key-123" in t for t in texts()), "a key reached a log"
+    finally:
+        g.stop()
