@@ -174,8 +174,9 @@ def test_panel_end_to_end(gateway: tuple[MgmtGateway, str], browser: Any, fake: 
     assert "gpt-5" in d.find_element(By.ID, "usage-totals").text
     d.save_screenshot(str(shots / "usage.png"))
     d.find_element(By.CSS_SELECTOR, '#usage-by option[value="credential"]').click()
-    wait(d, lambda d: f"auth:{account}" in {r.get_attribute("data-key") for r in d.find_elements(
-        By.CSS_SELECTOR, "#usage-chart rect.bar-rect")}, what="usage by account")
+    chart_keys = ("return Array.from(document.querySelectorAll('#usage-chart rect.bar-rect'))"
+                  ".map((r) => r.getAttribute('data-key'))")  # read in one go: the chart is redrawn meanwhile
+    wait(d, lambda d: f"auth:{account}" in d.execute_script(chart_keys), what="usage by account")
     d.save_screenshot(str(shots / "usage-by-account.png"))
 
     # requests: open a trace
