@@ -221,7 +221,8 @@ class QuotaBook:
         for each window ``left / cost / seconds to reset`` (cost: the measured fraction of the
         window one request uses), the smallest of them; a reset further away than ``HORIZON``
         counts as ``HORIZON`` (a weekly window with plenty left must not hide a 5-hour window
-        that is nearly spent). 0 when a window is exhausted; None when nothing is known."""
+        that is nearly spent). 0 when a window is exhausted; None when nothing is known (or
+        every window has refilled since it was read)."""
         best: float | None = None
         for w in acct.windows.values():
             if w.reset_at is not None and w.reset_at <= now:
@@ -238,9 +239,12 @@ class QuotaBook:
         return best
 
     def heard_from(self, credential_id: str) -> bool:
-        """Whether the credential has answered at all (with quota signals or without)."""
+        """Whether the credential answered without quota signals (True), or never answered or
+        every window it announced has refilled since (False: quota-aware routing tries it first;
+        with windows that start at first use, as Claude's and Codex's do, starting a refilled one
+        early also brings its next reset forward)."""
         acct = self.accounts.get(credential_id)
-        return acct is not None and (acct.n > 0 or bool(acct.windows))
+        return acct is not None and acct.n > 0 and not acct.windows
 
     def headroom(self, credential_id: str, now: float | None = None) -> float | None:
         acct = self.account(credential_id)

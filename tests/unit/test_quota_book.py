@@ -323,3 +323,15 @@ async def test_quota_aware_silent_credentials_share_with_the_best() -> None:
     book.note(quiet, 200, {"content-type": "application/json"})  # answers, never says its quota
     picks = {router.pick_now(cands, "m", None).credential_id for _ in range(6)}
     assert picks == {a.id, quiet.id}  # the quiet one shares with the best, the spent one waits
+
+
+def test_a_refilled_account_is_tried_first() -> None:
+    clock = Clock()
+    router, book = setup(clock, strategy="fill-first", quota_aware=True)
+    a, b = entry("codex-a.json"), entry("codex-b.json")
+    book.note(a, 200, {**codex(100, 60, clock), "x-codex-secondary-reset-at": str(int(clock.t + 60))})
+    book.note(b, 200, codex(10, 3600, clock))
+    assert router.pick_now([cand(a), cand(b)], "m", None).credential_id == b.id
+    clock.t += 61  # every window of a refilled and nothing was heard since: a is tried first again
+    assert book.headroom(a.id) is None and not book.heard_from(a.id)
+    assert router.pick_now([cand(a), cand(b)], "m", None).credential_id == a.id
