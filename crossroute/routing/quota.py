@@ -16,7 +16,10 @@ What the book offers:
 - a snapshot of the accounts (``auth:<file>`` credentials) written to ``<auth-dir>/
   .crossroute-quota.json`` at most every ``write_every`` seconds, off the request path (a timer
   on the loop, the write itself in a thread), read back by ``read_snapshot`` and rendered by
-  ``describe`` for ``crossroute auth list``.
+  ``describe`` for ``crossroute auth list``. Each writer merges into the file (newest reading per
+  account), so the workers of ``--workers N`` each add the accounts they served.
+- ``snapshot()``: per credential, the fraction left of each window (``/metrics``); ``pooled``:
+  several credentials' windows together (Codex's usage answer).
 
 Quota records are per process: replicas sharing Redis share cooldowns (through the State), and
 each reads the same account-wide figures from its own answers.
