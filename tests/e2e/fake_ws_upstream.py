@@ -53,9 +53,10 @@ class WsConn:
 
 
 class FakeWsUpstream(ThreadedApp):
-    def __init__(self, key: str = KEY) -> None:
+    def __init__(self, key: str = KEY, *more_keys: str) -> None:
         super().__init__()
         self.key = key
+        self.keys = {key, *more_keys}
         self.connections: list[WsConn] = []
         self.limit_after: int | None = None
         self.refuse_status: int | None = None
@@ -82,7 +83,7 @@ class FakeWsUpstream(ThreadedApp):
     async def _ws(self, request: web.Request) -> web.StreamResponse:
         if self.refuse_status is not None:
             return web.json_response({"error": {"message": "no websockets here"}}, status=self.refuse_status)
-        if request.headers.get("Authorization") != f"Bearer {self.key}":
+        if request.headers.get("Authorization", "").removeprefix("Bearer ") not in self.keys:
             err = {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}
             return web.json_response({"error": err}, status=401)
         ws = web.WebSocketResponse(max_msg_size=64 * 1024 * 1024, autoping=True)

@@ -45,9 +45,12 @@ def ws_config(ws_up: FakeWsUpstream, http_up: FakeUpstream, **extra: Any) -> dic
             "disable-cooling": True, **cfg, **extra}
 
 
+KEY2 = KEY + "-second"
+
+
 @pytest.fixture(scope="module")
 def ws_up() -> Iterator[FakeWsUpstream]:
-    up = FakeWsUpstream().start()
+    up = FakeWsUpstream(KEY, KEY2).start()
     yield up
     up.stop()
 
@@ -536,5 +539,34 @@ def test_request_log_records_the_session(ws_up: FakeWsUpstream, upstream: FakeUp
         assert "Model: ws-text" in session
         assert wait_for(lambda: any("upgrade refused with HTTP 401" in t for t in texts()), 10)
         assert not any(CLIENT_KEY in t or "wrong-key-123" in t for t in texts()), "a key reached a log"
+    finally:
+        g.stop()
+
+
+def test_session_affinity_pins_each_sessions_credential(ws_up: FakeWsUpstream, upstream: FakeUpstream,
+                                                        tmp_path: Path) -> None:
+    """Two credentials in round-robin with session affinity on: every turn of a WebSocket session goes
+    to the credential its first turn got, so each session keeps one upstream connection and sends
+    only new items."""
+    entry = {"base-url": ws_up.base + "/v1", "websockets": True, "models": [{"name": "text", "alias": "ws-aff"}]}
+    cfg = {"api-keys": [CLIENT_KEY], "routing": {"strategy": "round-robin", "session-affinity": True},
+           "codex-api-key": [{**entry, "api-key": KEY}, {**entry, "api-key": KEY2}]}
+    g = GatewayProcess(cfg, tmp_path).start()
+    try:
+        with open_ws(g) as a, open_ws(g) as b:
+            prev = {"a": None, "b": None}
+            for name, ws in (("a", a), ("b", b)):  # one session's turns in a row: round-robin alone alternates
+                for _ in range(4):
+                    msg: dict[str, Any] = {"model": "ws-aff", "input": [user(f"turn for {name}")]}
+                    if prev[name]:
+                        msg["previous_response_id"] = prev[name]
+                    done = turn(ws, msg)
+                    assert done[-1]["type"] == "response.completed", done[-1]
+                    prev[name] = done[-1]["response"]["id"]
+        assert len(ws_up.connections) == 2, [c.headers.get("Authorization") for c in ws_up.connections]
+        for conn in ws_up.connections:
+            creates = [m for m in conn.messages if m["type"] == "response.create"]
+            assert len(creates) == 4 and all(len(m["input"]) == 1 for m in creates)
+            assert all(m.get("previous_response_id") for m in creates[1:])
     finally:
         g.stop()
