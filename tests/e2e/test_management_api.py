@@ -13,6 +13,7 @@ import pytest
 
 from crossroute.api.request import Request
 
+from .fake_upstream import FakeUpstream
 from .management_support import (
     CLIENT_KEY,
     HEADER_COMMENT,
@@ -363,11 +364,16 @@ def test_panel_is_served_with_a_strict_policy(gw: MgmtGateway) -> None:
     assert gw.call("GET", "/management-assets/config.yaml", key=None)[0] == 404
 
 
-def test_credentials_show_cooldowns(gw: MgmtGateway) -> None:
-    status, body, _ = gw.call("POST", "/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [
-        {"role": "user", "content": "hi"}]}, key=CLIENT_KEY)
-    assert status == 502, body  # the configured Claude upstream refuses connections: the key cools down
-    creds = gw.call("GET", "/v0/management/credentials")[1]["credentials"]
-    claude = next(c for c in creds if c["provider"] == "claude")
-    assert claude["cooldowns"] and claude["cooldowns"][0]["seconds_left"] > 0, claude
-    assert claude["api_key"] == "sk-...6789" and UPSTREAM_KEY not in json.dumps(creds)
+def test_credentials_show_cooldowns(upstream: FakeUpstream, tmp_path: Path) -> None:
+    g = start(tmp_path, **{"transient-error-cooldown-seconds": 300, "claude-api-key": [
+        {"api-key": UPSTREAM_KEY, "base-url": upstream.base, "models": [{"name": "err500", "alias": "broken"}]}]})
+    try:
+        status, body, _ = g.call("POST", "/v1/messages", {"model": "broken", "max_tokens": 8, "messages": [
+            {"role": "user", "content": "hi"}]}, key=CLIENT_KEY)
+        assert status >= 500, body  # the upstream fails: the key cools down for 300 s
+        creds = g.call("GET", "/v0/management/credentials")[1]["credentials"]
+        claude = next(c for c in creds if c["provider"] == "claude")
+        assert claude["cooldowns"] and claude["cooldowns"][0]["seconds_left"] > 200, claude
+        assert claude["api_key"] == "sk-...6789" and UPSTREAM_KEY not in json.dumps(creds)
+    finally:
+        g.stop()
