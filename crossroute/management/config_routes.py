@@ -76,7 +76,7 @@ def _unmask(obj: Any, masks: dict[str, str]) -> Any:
     return obj
 
 
-APPLY_WAIT = 3.0  # how long a change waits for the config watcher to apply it
+APPLY_WAIT = 5.0  # how long a change waits for the config watcher to apply it
 
 
 async def applied(gw: Gateway, digest: str, wait: float = APPLY_WAIT) -> bool:
