@@ -8,7 +8,8 @@ Measures, all on 127.0.0.1:
 
 1. Warm-turn latency: one client connection, one-message turns (``previous_response_id`` + one new
    user item, ten events back), through the gateway and directly to the fake upstream, alternating
-   in blocks; the median of each, the difference (target: at most 1 ms) and the ratio.
+   in blocks; the median of each, the difference (target: at most 1 ms) and the ratio; and the
+   gateway process's CPU time per warm turn (from /proc: steadier than wall time on a busy machine).
 2. Bytes upstream per turn at turns 1, 10 and 50 of one conversation (the ``response.create`` the
    upstream received), next to what the full history would have been (an HTTP upstream's request):
    an incremental turn stays flat as the conversation grows.
@@ -118,6 +119,29 @@ async def bytes_per_turn(gw_url: str, up: FakeWsUpstream, turns: int = 50) -> di
     return {"connections": len(up.connections), "turns": len(sizes), "per_turn": pick}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def cpu_per_turn(gw: GatewayProcess, gw_url: str, turns: int) -> dict[str, float]:
+    """The gateway's CPU time per warm turn (steadier than wall time on a busy machine)."""
+    assert gw.proc is not None
+    async with websockets.connect(gw_url, additional_headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+                                  max_size=None) as ws:
+        prev = None
+        for i in range(turns + 10):
+            if i == 10:
+                c0 = cpu_seconds(gw.proc.pid)
+            msg: dict[str, Any] = {"model": "ws-text", "input": [user("next step")]}
+            if prev:
+                msg["previous_response_id"] = prev
+            prev = (await _turn(ws, msg))["response"]["id"]
+        used = cpu_seconds(gw.proc.pid) - c0
+    return {"turns": turns, "cpu_ms_per_turn": round(used * 1000 / turns, 3)}
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -209,6 +233,9 @@ def main() -> int:
         print(f"warm turn: gateway {results['latency']['gateway_median_ms']} ms, direct "
               f"{results['latency']['direct_median_ms']} ms median over {results['latency']['turns']} turns: "
               f"+{results['latency']['added_ms']} ms (x{results['latency']['ratio']}; target: at most +1 ms)")
+        results["cpu"] = asyncio.run(cpu_per_turn(gw, gw_url, turns))
+        print(f"gateway CPU per warm turn: {results['cpu']['cpu_ms_per_turn']} ms (ten events, over "
+              f"{results['cpu']['turns']} turns)")
         results["bytes"] = asyncio.run(bytes_per_turn(gw_url, up))
         for n, row in results["bytes"]["per_turn"].items():
             print(f"turn {n:>2}: {row['upstream_bytes']:>6} bytes upstream (full history would be "

@@ -37,7 +37,7 @@ from ..formats.responses_framer import default_code, is_codex_client
 from ..formats.validate import CHECKS
 from ..observe import CallEnded
 from ..providers.ws_pool import COMPONENT as POOL_COMPONENT
-from ..providers.ws_upstream import SESSION_HEADER
+from ..providers.ws_upstream import BASE_HEADER, SESSION_HEADER
 from ..replies import Reply, StreamReply
 from ..routing.session_ids import SessionIds
 from .ws_turns import TurnError, TurnState
@@ -352,7 +352,9 @@ class WsSession:
     async def _run(self, gw: Gateway, model: str, body: dict[str, Any], full: list[Any] | None, rule: str,
                    ws_upstream: bool) -> None:
         t0 = time.monotonic()
-        call = Call("responses", model, body, self.headers, stream=True, client_key=self.client_key,
+        base = self.state.base
+        headers = {**self.headers, BASE_HEADER: f"{base[0]} {base[1]}"} if base is not None else self.headers
+        call = Call("responses", model, body, headers, stream=True, client_key=self.client_key,
                     options={"codex_client": self.codex}, transport="ws")
         if gw.settings.routing.session_affinity:
             call.session = SessionIds("ws:" + self.id)

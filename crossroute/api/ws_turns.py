@@ -129,7 +129,7 @@ def _as_items(value: Any) -> list[Any]:
 class TurnState:
     """One downstream WebSocket session's conversation as the gateway has seen it."""
 
-    __slots__ = ("history", "last_request", "last_response_id", "pending_calls", "turns")
+    __slots__ = ("base", "history", "last_request", "last_response_id", "pending_calls", "turns")
 
     def __init__(self) -> None:
         self.last_request: dict[str, Any] | None = None
@@ -138,6 +138,8 @@ class TurnState:
         self.last_response_id: str | None = None
         self.pending_calls: set[str] = set()
         self.turns = 0
+        # after prepare(): (response id, n) when the input's first n items are that response's history
+        self.base: tuple[str, int] | None = None
 
     def reset(self) -> None:
         self.history.clear()
@@ -162,20 +164,21 @@ class TurnState:
         prev = body.get("previous_response_id")
         if prev is not None and not isinstance(prev, str):
             raise TurnError("'previous_response_id' must be a string", "previous_response_id")
+        self.base = None
         if prev:
             known = self.history.get(prev)
             if known is None:
                 return body, "passthrough", None
-            full = repair_orphans(merge_items(known, items))
+            full = self._continue(prev, known, items)
             rule = "continue"
         elif last is None:
             full, rule = repair_orphans(items), "first"
         elif any(_is_history(i) for i in items):
             self.reset()
             full, rule = repair_orphans(items), "replace"
-        elif self.last_response_id and self.history.get(self.last_response_id) is not None and (
+        elif self.last_response_id and (known := self.history.get(self.last_response_id)) is not None and (
                 self.pending_calls <= _call_ids(items, _OUTPUTS) or self._only_developer(items)):
-            full = repair_orphans(merge_items(self.history[self.last_response_id] or [], items))
+            full = self._continue(self.last_response_id, known, items)
             rule = "continue"
         else:
             self.reset()
@@ -183,6 +186,13 @@ class TurnState:
         body.pop("previous_response_id", None)
         body["input"] = full
         return body, rule, full
+
+    def _continue(self, rid: str, known: list[Any], items: list[Any]) -> list[Any]:
+        merged = merge_items(known, items)
+        full = repair_orphans(merged)
+        if full is merged:  # the history of ``rid`` is this input's prefix, unchanged
+            self.base = (rid, len(known))
+        return full
 
     @staticmethod
     def _only_developer(items: list[Any]) -> bool:

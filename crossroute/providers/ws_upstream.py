@@ -35,13 +35,16 @@ from ..config import ProviderEntry
 from .base import BadAnswer, Executor, Outbound, TokenSource, Upstream, UpstreamError, UpstreamIO, retry_after_of
 from .ws_pool import PooledWs, WsPool, pool_key, pool_of
 
-__all__ = ["BETA_HEADER", "BETA_VALUE", "SESSION_HEADER", "UpstreamClosed", "WsExecutor", "websocket_executor",
-           "ws_url"]
+__all__ = ["BASE_HEADER", "BETA_HEADER", "BETA_VALUE", "SESSION_HEADER", "UpstreamClosed", "WsExecutor",
+           "websocket_executor", "ws_url"]
 
 log = logging.getLogger("crossroute")
 
-# the internal header that carries the downstream WebSocket session id to the executor; never sent upstream
+# internal headers from the downstream WebSocket session to the executor; never sent upstream: the
+# session id (it keys the pool), and "<response id> <n>" when the input's first n items are exactly
+# the history of that response (then they are not compared again)
 SESSION_HEADER = "x-crossroute-ws-session"
+BASE_HEADER = "x-crossroute-ws-base"
 BETA_HEADER = "OpenAI-Beta"
 BETA_VALUE = "responses_websockets=2026-02-06"
 LIMIT_CODES = frozenset({"websocket_connection_limit_reached"})
@@ -80,6 +83,16 @@ def _extends(memory: list[Any], items: list[Any]) -> bool:
     if len(items) < len(memory):
         return False
     return all(_same(m, i) for m, i in zip(memory, items, strict=False))
+
+
+def _based_on(hint: str | None, conn: PooledWs, items: list[Any]) -> bool:
+    """The session says the input starts with exactly the history this connection holds."""
+    if not hint:
+        return False
+    rid, _, count = hint.partition(" ")
+    memory = conn.memory
+    return (memory is not None and rid == conn.last_response_id and count.isdigit()
+            and int(count) == len(memory) <= len(items))
 
 
 def _error_parts(ev: dict[str, Any]) -> tuple[int, str | None, str]:
@@ -244,7 +257,7 @@ class WsExecutor:
     def _handshake(self, entry: ProviderEntry, out: Outbound) -> tuple[str, dict[str, str]]:
         client = out.client_headers
         inner_out = Outbound(out.operation, out.wire, out.model, b"", True,
-                             {k: v for k, v in client.items() if k != SESSION_HEADER})
+                             {k: v for k, v in client.items() if not k.startswith("x-crossroute-ws-")})
         req = self.inner.build(entry, inner_out)  # type: ignore[attr-defined]
         headers = {k: v for k, v in req.headers.items() if k.lower() not in _DROP_HEADERS}
         beta = client.get("openai-beta")
@@ -311,7 +324,8 @@ class WsExecutor:
             msg = {k: v for k, v in body.items() if k not in _NOT_SENT}
             incremental = False
             if (full_items is not None and conn.memory is not None and conn.last_response_id
-                    and _extends(conn.memory, full_items)):
+                    and (_based_on(out.client_headers.get(BASE_HEADER), conn, full_items)
+                         or _extends(conn.memory, full_items))):
                 msg["input"] = full_items[len(conn.memory):]
                 msg["previous_response_id"] = conn.last_response_id
                 incremental = True

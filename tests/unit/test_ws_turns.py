@@ -164,3 +164,17 @@ def test_frames_and_urls() -> None:
     assert frames_of(chunk) == [b'{"type":"a"}', b'{"type":"b"}']
     assert ws_url("https://api.example/v1/responses") == "wss://api.example/v1/responses"
     assert ws_url("http://127.0.0.1:1/v1/responses") == "ws://127.0.0.1:1/v1/responses"
+
+
+def test_base_names_the_unchanged_prefix() -> None:
+    s = TurnState()
+    run(s, {"model": "m", "input": [user("a")]}, answer("r1"))
+    body, _ = run(s, {"previous_response_id": "r1", "input": [user("b")]})
+    assert s.base == ("r1", 2)
+    assert body["input"][:2] == s.history["r1"]
+    # a merge that had to drop an orphaned call from the history is no longer that prefix
+    run(s, {"previous_response_id": "r1", "input": [user("c")]}, {"id": "r2", "output": [call("c1")]})
+    run(s, {"input": [{"type": "message", "role": "developer", "content": "short"}]})
+    assert s.base is None
+    run(s, {"model": "m", "input": [user("fresh"), call("x"), output("x")]})
+    assert s.base is None
