@@ -3,6 +3,8 @@ headers (a terminal in-stream event). All error bodies the gateway writes come f
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
 
 import orjson
@@ -112,6 +114,8 @@ def upstream_error_message(body: bytes, limit: int = 2048) -> tuple[str, str | N
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
         text = body.decode("utf-8", "replace").strip()
+        if _looks_like_html(text):
+            return html_summary(text), None
         return (text[:limit] or "upstream error"), None
     if isinstance(obj, list) and obj and isinstance(obj[0], dict):
         obj = obj[0]
@@ -125,6 +129,28 @@ def upstream_error_message(body: bytes, limit: int = 2048) -> tuple[str, str | N
         elif isinstance(err, str):
             return err[:limit], None
     return body.decode("utf-8", "replace")[:limit], None
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
+_H1 = re.compile(r"<h1[^>]*>(.*?)</h1>", re.I | re.S)
+_TAGS = re.compile(r"<[^>]+>")
+
+
+def _looks_like_html(text: str) -> bool:
+    head = text[:512].lstrip().lower()
+    return head.startswith(("<!doctype html", "<html", "<head", "<body")) or "<html" in head
+
+
+def html_summary(text: str) -> str:
+    """An HTML error page (a proxy's or a CDN's) as one short line: its title or first heading,
+    never the page itself (it may echo request details and is useless to an API client)."""
+    for pattern in (_TITLE, _H1):
+        m = pattern.search(text[:65536])
+        if m:
+            words = " ".join(html.unescape(_TAGS.sub(" ", m.group(1))).split())
+            if words:
+                return f"the upstream answered with a web page, not an API answer: {words[:200]}"
+    return "the upstream answered with a web page, not an API answer"
 
 
 # ---------------------------------------------------------------- after headers (in-stream)
