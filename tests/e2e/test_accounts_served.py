@@ -486,3 +486,34 @@ def test_a_codex_account_with_websockets_is_reached_over_websocket(oauth: FakeOA
             gw.stop()
     finally:
         ws.stop()
+
+
+def test_replicas_sharing_redis_refresh_an_account_once(upstream: AccountsUpstream, oauth: FakeOAuth,
+                                                         tmp_path: Path) -> None:
+    """Two gateway processes, each with its own copy of one account file, sharing Redis: a 401 on
+    each refreshes once in all (the second takes the tokens the first minted, so the rotated refresh
+    token is never used twice) and both resend successfully."""
+    from tests.redis_server import RedisServer
+
+    with RedisServer() as redis:
+        access, _refresh = claude_account(tmp_path / "a", upstream, oauth)
+        (tmp_path / "b").mkdir(mode=0o700)
+        shutil.copy(tmp_path / "a" / CLAUDE_FILE, tmp_path / "b" / CLAUDE_FILE)
+        upstream.fail_next[access] = [401, 401]
+        env = gateway_env(oauth, "claude")
+        gws = [start_gateway(tmp_path / d, env, state={"redis-url": redis.url}) for d in ("a", "b")]
+        model = unique_model("claude-oauth")
+        try:
+            for gw in gws:
+                an = anthropic.Anthropic(base_url=gw.url, api_key=CLIENT_KEY, max_retries=0, timeout=30)
+                msg = an.messages.create(model=model, max_tokens=64, messages=[{"role": "user", "content": "hi"}])
+                assert msg.content
+            assert oauth.refresh_count == 1 and oauth.errors == []
+            files = [orjson.loads((tmp_path / d / CLAUDE_FILE).read_bytes()) for d in ("a", "b")]
+            assert files[0]["access_token"] == files[1]["access_token"] != access
+            assert files[0]["refresh_token"] == files[1]["refresh_token"]
+            sent = [r["headers"]["Authorization"] for r in upstream.requests]
+            assert sent == [f"Bearer {access}", f"Bearer {files[0]['access_token']}"] * 2
+        finally:
+            for gw in gws:
+                gw.stop()
