@@ -139,7 +139,8 @@ def copy_auth_dir(dest: Path, upstream: AccountsUpstream, oauth: FakeOAuth) -> d
     written: dict[str, bytes] = {}
     for src in sorted(AUTH_FIXTURES.glob("*.json")):
         obj = orjson.loads(src.read_bytes())
-        obj["base_url"] = upstream.base + ("/v1" if obj["type"] == "codex" else "")
+        if obj["type"] != "gemini":  # the unsupported Gemini CLI file is copied as it is
+            obj["base_url"] = upstream.base + ("/v1" if obj["type"] == "codex" else "")
         if obj["type"] == "vertex":
             obj["service_account"]["private_key"] = sa_key(oauth)
         data = orjson.dumps(obj) + b"\n"
@@ -206,9 +207,11 @@ def test_a_cliproxyapi_auth_dir_is_served_unchanged(upstream: AccountsUpstream, 
     assert not missing, f"no executor for {missing}"
     auth = tmp_path / "auth"
     before = copy_auth_dir(auth, upstream, oauth)
-    assert len(before) == 6
+    assert len(before) == 7
     gw = start_gateway(auth, gateway_env(oauth))
     try:
+        unsupported = [line for line in gw.log().splitlines() if "gemini-alan@example.com" in line]
+        assert len(unsupported) == 1 and "does not support" in unsupported[0], unsupported
         listed = models(gw)
         for provider, kind in KIND_OF.items():
             for m in EXECUTORS[kind].models:  # type: ignore[attr-defined]
