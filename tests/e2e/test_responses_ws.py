@@ -41,6 +41,10 @@ def ws_config(ws_up: FakeWsUpstream, http_up: FakeUpstream, **extra: Any) -> dic
         "api-key": KEY, "base-url": ws_up.base + "/v1", "websockets": True,
         "models": [{"name": m, "alias": f"ws-{m}"} for m in WS_MODELS] + [{"name": "text", "alias": "gpt-5.5"}],
     }]
+    cfg["openai-compatibility"] = [*cfg.get("openai-compatibility", []), {
+        "name": "ws-compat", "base-url": ws_up.base + "/v1", "responses": True, "websockets": True,
+        "api-key-entries": [{"api-key": KEY2}], "models": [{"name": "text", "alias": "oc-text"}],
+    }]
     return {"api-keys": [CLIENT_KEY], "read-timeout-seconds": 10, "connect-timeout-seconds": 2,
             "disable-cooling": True, **cfg, **extra}
 
@@ -401,11 +405,7 @@ def test_codex_path_upgrades(gw: GatewayProcess) -> None:
 def test_codex_cli_over_websocket(gw: GatewayProcess, ws_up: FakeWsUpstream) -> None:
     """codex exec with supports_websockets = true: it prewarms, then sends its turn over the same
     WebSocket; both reach the WebSocket upstream over one upstream connection."""
-    codex = cs.find_cli("codex")
-    if codex is None:
-        from .test_real_clis import need_cli
-
-        codex = need_cli("codex")
+    codex = codex_or_skip()
     home = Path(tempfile.mkdtemp(prefix="crossroute-codex-ws-"))
     (home / "work").mkdir()
     env = cs.codex_env(home, gw.url, CLIENT_KEY, "gpt-5.5", websockets=True)
@@ -495,11 +495,7 @@ def test_codex_cli_chatgpt_login_over_websocket(ws_up: FakeWsUpstream, upstream:
                                                  tmp_path: Path) -> None:
     """Codex's built-in openai provider with a ChatGPT login and openai_base_url at crossroute (the
     CLIProxyAPI-style set-up, gateway without api-keys): it talks WebSocket at once, no HTTP fallback."""
-    codex = cs.find_cli("codex")
-    if codex is None:
-        from .test_real_clis import need_cli
-
-        codex = need_cli("codex")
+    codex = codex_or_skip()
     g = GatewayProcess({**ws_config(ws_up, upstream), "api-keys": []}, tmp_path).start()
     try:
         home = Path(tempfile.mkdtemp(prefix="crossroute-codex-ws-"))
@@ -570,3 +566,52 @@ def test_session_affinity_pins_each_sessions_credential(ws_up: FakeWsUpstream, u
             assert all(m.get("previous_response_id") for m in creates[1:])
     finally:
         g.stop()
+
+
+def codex_or_skip() -> str:
+    codex = cs.find_cli("codex")
+    if codex is None:
+        from .test_real_clis import need_cli
+
+        codex = need_cli("codex")
+    return codex
+
+
+def test_codex_cli_tool_round_trip_over_websocket(ws_up: FakeWsUpstream, tmp_path: Path) -> None:
+    """The upstream asks Codex to run its first function tool; Codex runs it and sends the output back
+    over the same WebSocket: the output alone (with previous_response_id) reaches the upstream, on one
+    upstream connection, and the final answer is printed."""
+    codex = codex_or_skip()
+    cfg = {"api-keys": [CLIENT_KEY], "codex-api-key": [{
+        "api-key": KEY, "base-url": ws_up.base + "/v1", "websockets": True,
+        "models": [{"name": "tools", "alias": "gpt-5.5"}]}]}
+    g = GatewayProcess(cfg, tmp_path).start()
+    try:
+        home = Path(tempfile.mkdtemp(prefix="crossroute-codex-ws-"))
+        (home / "work").mkdir()
+        env = cs.codex_env(home, g.url, CLIENT_KEY, "gpt-5.5", websockets=True)
+        run = cs.run_cli([codex, "exec", "--skip-git-repo-check", "Say hello"], env, home / "work", timeout=120)
+        info = f"rc={run.returncode}\nstdout:\n{run.stdout[-2000:]}\nstderr:\n{run.stderr[-3000:]}\n{g.log()[-3000:]}"
+        assert run.returncode == 0, info
+        assert run.stdout.strip() == TOOL_TEXT, info
+        creates = ws_up.creates()
+        assert len(ws_up.connections) == 1, info
+        after_tool = [c for c in creates if any(i.get("type") == "function_call_output" for i in c.get("input", []))]
+        assert after_tool, info
+        assert after_tool[0]["previous_response_id"], info
+        assert all(i.get("type") != "function_call" for i in after_tool[0]["input"]), \
+            "the call itself is on the upstream connection already; only its output goes"
+    finally:
+        g.stop()
+
+
+def test_openai_compatibility_entry_with_responses_over_websocket(gw: GatewayProcess, ws_up: FakeWsUpstream) -> None:
+    with open_ws(gw) as ws:
+        first = turn(ws, {"model": "oc-text", "input": [user("one")]})
+        second = turn(ws, {"model": "oc-text", "previous_response_id": first[-1]["response"]["id"],
+                           "input": [user("two")]})
+    assert text_of(second) == TEXT
+    creates = ws_up.creates()
+    assert len(ws_up.connections) == 1 and ws_up.connections[0].headers["Authorization"] == f"Bearer {KEY2}"
+    assert creates[1]["input"] == [user("two")] and creates[1]["previous_response_id"]
+    assert sdk(gw).responses.create(model="oc-text", input="hi").output_text == TEXT
