@@ -28,21 +28,48 @@ MAX_FILE_BYTES = 1024 * 1024  # a credential file is a few KB; anything larger i
 TEMP_SUFFIX = ".tmp"
 
 
+_WARNED: set[str] = set()  # directories already warned about (the check runs on every write)
+
+
+def _shared(path: Path, st: os.stat_result) -> str:
+    """Why ``path`` must not be tightened ("" when it may): not ours, the root, a home directory,
+    or a sticky shared directory such as /tmp (an auth-dir pointed at one by mistake)."""
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return "it belongs to another user"
+    resolved = path.resolve()
+    if resolved == Path(resolved.anchor) or resolved == Path.home().resolve():
+        return "it is the root or a home directory"
+    if st.st_mode & stat.S_ISVTX:
+        return "it is a shared (sticky) directory"
+    return ""
+
+
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) 0700; tighten an existing directory others can read."""
+    """Create ``path`` (and parents) 0700; tighten an existing directory others can read (never one
+    that is not ours, the root, a home directory or a sticky shared one: those get a warning)."""
     path = path.expanduser()
     if not path.exists():
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
         return path
-    mode = stat.S_IMODE(path.stat().st_mode)
+    st = path.stat()
+    mode = stat.S_IMODE(st.st_mode)
     if mode & 0o077:
+        why = _shared(path, st)
+        if why:
+            if str(path) not in _WARNED:
+                _WARNED.add(str(path))
+                log.warning("auth directory %s is readable by others (mode %o) and is left so because %s; "
+                            "use a directory of its own for auth-dir", path, mode, why)
+            return path
         try:
             os.chmod(path, mode & 0o700 | 0o700)
             log.warning("auth directory %s was readable by others (mode %o); set to 0700", path, mode)
         except OSError as exc:
-            log.warning("auth directory %s is readable by others (mode %o) and could not be changed: %s",
-                        path, mode, exc)
+            if str(path) not in _WARNED:
+                _WARNED.add(str(path))
+                log.warning("auth directory %s is readable by others (mode %o) and could not be changed: %s",
+                            path, mode, exc)
     return path
 
 

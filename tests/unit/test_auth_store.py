@@ -298,3 +298,16 @@ def test_auth_list_reads_the_snapshot_the_gateway_writes(tmp_path: Path) -> None
     assert "7d 80% left" in lines["claude-ada@example.com.json"]
     assert " active " in lines["codex-1a2b3c4d-grace@example.com-plus.json"]
     assert "62% left" in lines["codex-1a2b3c4d-grace@example.com-plus.json"]
+
+
+def test_shared_directories_are_never_tightened(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An auth-dir pointed at /tmp-like shared directory (sticky) is warned about once, not chmod-ed."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    with caplog.at_level(logging.WARNING, "crossroute.auth"):
+        for _ in range(3):
+            write_json_atomic(shared / "a.json", {"type": "claude"})
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert len([r for r in caplog.records if "shared (sticky)" in r.getMessage()]) == 1
+    assert stat.S_IMODE((shared / "a.json").stat().st_mode) == 0o600
