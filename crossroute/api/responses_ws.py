@@ -147,6 +147,8 @@ class WsSession:
         self.codex = is_codex_client(self.headers.get("user-agent"), self.headers.get("originator"))
         self.state = TurnState()
         self.queue: asyncio.Queue[str | bytes] = asyncio.Queue(MAX_QUEUED)
+        self.queued_bytes = 0
+        self.send_timeout = max(1.0, gateway().settings.idle_timeout)  # a client that reads nothing
         self.closing = False
         self.close_code: int | None = None
         self.turn_on_ws = False  # the turn in flight runs on an upstream WebSocket
@@ -185,11 +187,13 @@ class WsSession:
                                                           "closing (1009)", code="message_too_big"))
                     self.close_code, who = 1009, "gateway"
                     break
-                if self.queue.full():
-                    await self._send_obj(error_event(429, f"more than {MAX_QUEUED} messages are waiting for the "
-                                                          "response in progress", code="rate_limit_exceeded"))
+                if self.queue.full() or self.queued_bytes + len(data) > 2 * self.frame_limit:
+                    await self._send_obj(error_event(429, "too many messages are waiting for the response in "
+                                                          f"progress (at most {MAX_QUEUED}, "
+                                                          f"{2 * self.frame_limit} bytes)", code="rate_limit_exceeded"))
                     continue
                 if not self._forward_event(data):
+                    self.queued_bytes += len(data)
                     self.queue.put_nowait(data)
             if self.closing and who == "client":
                 who = "gateway"
@@ -228,6 +232,7 @@ class WsSession:
     async def _work(self) -> None:
         while True:
             data = await self.queue.get()
+            self.queued_bytes -= len(data)
             self._busy = True
             try:
                 await self._turn(data)
@@ -255,7 +260,13 @@ class WsSession:
 
     async def _send(self, payload: bytes) -> int:
         try:
-            await self.transport.send_str(payload.decode())
+            async with asyncio.timeout(self.send_timeout):
+                await self.transport.send_str(payload.decode())
+        except TimeoutError:  # the client reads nothing: the session ends (its turn is cancelled)
+            log.info("websocket session dropped: the client read nothing for %g s (idle-timeout-seconds)",
+                     self.send_timeout)
+            self.abort()
+            return 0
         except Exception as exc:  # the client is gone; the reader sees it too
             log.debug("websocket send failed: %r", exc)
             return 0
