@@ -239,8 +239,8 @@ class Gateway:
 
     def _accounts_changed(self) -> None:
         """An account was added, changed or removed: serve the new set from the next request on;
-        the credentials that left (removed, disabled, needs login) lose their session bindings and
-        every component hears of them."""
+        the credentials that left (removed, disabled, needs login) lose their session bindings (and
+        in-process cooldowns) and every component hears of them."""
         before = self.registry.credential_ids()
         self.registry = self._build_registry(self.settings)
         gone = before - self.registry.credential_ids()
@@ -251,9 +251,14 @@ class Gateway:
             task.add_done_callback(self._pending.discard)
 
     async def _invalidate(self, cred_ids: set[str]) -> None:
+        """Drop the session bindings of credentials that left, and (in-process state) their
+        cooldowns, so an account that comes back (enabled again, signed in again) starts clean."""
         for cred_id in cred_ids:
             try:
                 await self.router.invalidate_credential(cred_id)
+                table = self.router.memory_cooldowns()
+                for cid, model in [k for k in (table or {}) if k[0] == cred_id]:
+                    await self.router.state.clear_cooldown(cid, model)
             except Exception:
                 log.exception("dropping the bindings of %s failed", cred_id)
 

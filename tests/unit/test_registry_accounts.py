@@ -198,11 +198,19 @@ async def test_gateway_follows_the_auth_dir(executors: None, tmp_path: Path) -> 
         mem = gw.state
         mem.set_binding_now("sess-1", "auth:codex-grace@example.com-plus.json", 3600)  # type: ignore[attr-defined]
         mem.set_binding_now("sess-2", "auth:claude-ada@example.com.json", 3600)  # type: ignore[attr-defined]
+        import time as _time
+
+        later = _time.time() + 600
+        mem.set_cooldown_now("auth:claude-ada@example.com.json", "claude-opus-4-1", later, 1, later)  # type: ignore[attr-defined]
+        mem.set_cooldown_now("auth:codex-grace@example.com-plus.json", "gpt-5", later, 1, later)  # type: ignore[attr-defined]
         # disabled through the CLI's path (the store), then removed by hand: both leave, bindings dropped
         write(auth, "claude-ada@example.com.json", {**CLAUDE, "disabled": True})
         await eventually(lambda: gw.registry.resolve("claude-opus-4-1") == [])
         await eventually(lambda: mem.peek_binding("sess-2") is None)  # type: ignore[attr-defined]
+        await eventually(lambda: ("auth:claude-ada@example.com.json", "claude-opus-4-1")
+                         not in mem.cooldowns)  # type: ignore[attr-defined]
         assert mem.peek_binding("sess-1") is not None  # type: ignore[attr-defined]
+        assert ("auth:codex-grace@example.com-plus.json", "gpt-5") in mem.cooldowns  # type: ignore[attr-defined]
         (auth / "codex-grace@example.com-plus.json").unlink()
         await eventually(lambda: gw.registry.resolve("gpt-5") == [])
         await eventually(lambda: mem.peek_binding("sess-1") is None)  # type: ignore[attr-defined]
