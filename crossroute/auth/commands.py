@@ -227,8 +227,8 @@ def render_list(accounts: list[Account], now: float | None = None,
                 left = redaction.scrub(str(describe(info))) or "-"
             except Exception:
                 left = "?"
-        rows.append((a.name, a.provider, a.email or "-", _status(a, info, now), _expiry(a, now), left,
-                     mask(secret) if secret else "-"))
+        shown = mask(secret) if secret else ("service account" if a.provider == "vertex" else "-")
+        rows.append((a.name, a.provider, a.email or "-", _status(a, info, now), _expiry(a, now), left, shown))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
