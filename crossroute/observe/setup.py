@@ -25,6 +25,7 @@ __all__ = ["install", "management_enabled", "put"]
 
 log = logging.getLogger("crossroute.observe")
 _stopping: set[asyncio.Task[None]] = set()
+_ORDER = ("metrics", "traces", "request_log", "usage")
 
 
 def management_enabled(gw: Gateway) -> bool:
@@ -65,6 +66,10 @@ def put(gw: Gateway, name: str, obs: Any) -> Any:
         hub.named[name] = obs
         if obs not in hub.observers:
             hub.add(obs)
+        # metrics first: it reads call.usage on the loop (parsing a passed-through answer once and
+        # keeping the result on the call), so the usage store's thread finds it parsed
+        mine = [hub.named[n] for n in _ORDER if n in hub.named]
+        hub.observers[:] = mine + [o for o in hub.observers if not any(o is m for m in mine)]
     return old if old is not obs else None
 
 

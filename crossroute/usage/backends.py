@@ -23,10 +23,20 @@ COLUMNS = (
     "ts", "request_id", "client_key", "client_format", "endpoint", "operation", "provider", "credential",
     "model", "upstream_model", "stream", "transport", "status", "error", "latency_ms", "ttft_ms",
     "input_tokens", "output_tokens", "cached_tokens", "cache_creation_tokens", "reasoning_tokens",
-    "session_source", "attempt", "day",
+    "session_source", "attempt",
 )
 _INSERT = f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 _PG_LOCK = 727011  # advisory lock id held while migrating
+_PER_STATEMENT = 40  # rows per SQLite INSERT (40 x 23 values, far below SQLite's limit of variables)
+_multi: dict[int, str] = {}
+
+
+def _multi_insert(n: int) -> str:
+    stmt = _multi.get(n)
+    if stmt is None:
+        one = "(" + ", ".join("?" for _ in COLUMNS) + ")"
+        stmt = _multi[n] = f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES " + ", ".join([one] * n)
+    return stmt
 
 
 class Backend(Protocol):
@@ -83,11 +93,20 @@ class SQLiteBackend:
         return int(row[0]) if row else 0
 
     def insert(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """One transaction; rows go ``_PER_STATEMENT`` to an INSERT (fewer statements to step
+        through, each of which releases and takes back the GIL, than ``executemany``)."""
         conn = self.conn
         assert conn is not None
+        per = _PER_STATEMENT
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(_INSERT, rows)
+            full = len(rows) - len(rows) % per
+            if full:
+                stmt = _multi_insert(per)
+                for k in range(0, full, per):
+                    conn.execute(stmt, [v for r in rows[k:k + per] for v in r])
+            if full < len(rows):
+                conn.executemany(_INSERT, rows[full:])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -164,11 +183,8 @@ class PostgresBackend:
         return int(v or 0)
 
     def insert(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        async def go() -> None:
-            async with self.conn.transaction():
-                await self.conn.executemany(_numbered(_INSERT), rows)
-
-        self._run(go())
+        # COPY: one round trip for the batch, the cheapest way into PostgreSQL
+        self._run(self.conn.copy_records_to_table("usage_records", records=rows, columns=COLUMNS))
 
     def query(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         rows = self._run(self.conn.fetch(_numbered(sql), *params))

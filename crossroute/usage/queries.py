@@ -45,7 +45,17 @@ def enabled(gw: Gateway) -> bool:
     return "usage" in gw.observers.named
 
 
-def _where(since: float | None, until: float | None, where: dict[str, Any] | None) -> tuple[str, list[Any]]:
+_DAY = {"sqlite": "strftime('%Y-%m-%d', ts, 'unixepoch')",
+        "postgres": "to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"}
+
+
+def _col(by: str, dialect: str) -> str:
+    """The SQL expression of a group (``day``: the UTC date of ``ts``)."""
+    return _DAY[dialect] if by == "day" else by
+
+
+def _where(since: float | None, until: float | None, where: dict[str, Any] | None,
+           dialect: str = "sqlite") -> tuple[str, list[Any]]:
     parts: list[str] = []
     params: list[Any] = []
     if since is not None:
@@ -57,10 +67,11 @@ def _where(since: float | None, until: float | None, where: dict[str, Any] | Non
     for col, value in (where or {}).items():
         if col not in GROUPS:
             raise ValueError(f"cannot filter by {col!r} (one of {', '.join(GROUPS)})")
+        expr = _col(col, dialect)
         if value is None:
-            parts.append(f"{col} IS NULL")
+            parts.append(f"{expr} IS NULL")
         else:
-            parts.append(f"{col} = ?")
+            parts.append(f"{expr} = ?")
             params.append(int(value) if col == "status" else str(value))
     return (" WHERE " + " AND ".join(parts)) if parts else "", params
 
@@ -83,11 +94,17 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
 async def totals(gw: Gateway, by: str, *, since: float | None = None, until: float | None = None,
                  where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per value of ``by``: request and failure counts and token sums, most requests first."""
-    col = _group(by)
-    cond, params = _where(since, until, where)
-    sql = f"SELECT {col} AS key, {_SELECT_SUMS} FROM usage_records{cond} GROUP BY {col} ORDER BY requests DESC, key"
-    rows = await store_of(gw).run(lambda b: b.query(sql, params))
-    return [_row(r) for r in rows]
+    _group(by)
+    _where(since, until, where)  # bad filters fail here, before the store is asked
+
+    def go(b: Backend) -> list[dict[str, Any]]:
+        col = _col(by, b.dialect)
+        cond, params = _where(since, until, where, b.dialect)
+        sql = (f"SELECT {col} AS key, {_SELECT_SUMS} FROM usage_records{cond} GROUP BY {col} "
+               "ORDER BY requests DESC, key")
+        return b.query(sql, params)
+
+    return [_row(r) for r in await store_of(gw).run(go)]
 
 
 def _bucket_expr(b: Backend) -> str:
@@ -102,10 +119,13 @@ async def series(gw: Gateway, by: str | None, *, bucket: int = 3600, since: floa
     bucket = int(bucket)
     if not MIN_BUCKET <= bucket <= MAX_BUCKET:
         raise ValueError(f"bucket must be between {MIN_BUCKET} and {MAX_BUCKET} seconds")
-    col = _group(by) if by is not None else None
-    cond, params = _where(since, until, where)
+    if by is not None:
+        _group(by)
+    _where(since, until, where)
 
     def go(b: Backend) -> list[dict[str, Any]]:
+        col = _col(by, b.dialect) if by is not None else None
+        cond, params = _where(since, until, where, b.dialect)
         key = col if col is not None else "NULL"
         expr = _bucket_expr(b)
         group = f"t, {col}" if col is not None else "t"
@@ -126,12 +146,17 @@ async def series(gw: Gateway, by: str | None, *, bucket: int = 3600, since: floa
 async def cache_hit_ratio(gw: Gateway, by: str = "credential", *, since: float | None = None,
                           until: float | None = None) -> list[dict[str, Any]]:
     """Prompt-cache hit ratio (cached / input tokens) of successful attempts per ``by`` value."""
-    col = _group(by)
-    cond, params = _where(since, until, None)
-    cond = (cond + " AND " if cond else " WHERE ") + "status = 200"
-    sql = (f"SELECT {col} AS key, COUNT(*) AS requests, SUM(input_tokens) AS input_tokens, "
-           f"SUM(cached_tokens) AS cached_tokens FROM usage_records{cond} GROUP BY {col} ORDER BY key")
-    rows = await store_of(gw).run(lambda b: b.query(sql, params))
+    _group(by)
+
+    def go(b: Backend) -> list[dict[str, Any]]:
+        col = _col(by, b.dialect)
+        cond, params = _where(since, until, None, b.dialect)
+        cond = (cond + " AND " if cond else " WHERE ") + "status = 200"
+        sql = (f"SELECT {col} AS key, COUNT(*) AS requests, SUM(input_tokens) AS input_tokens, "
+               f"SUM(cached_tokens) AS cached_tokens FROM usage_records{cond} GROUP BY {col} ORDER BY key")
+        return b.query(sql, params)
+
+    rows = await store_of(gw).run(go)
     out = []
     for r in rows:
         inp, cached = int(r["input_tokens"] or 0), int(r["cached_tokens"] or 0)
@@ -143,6 +168,11 @@ async def cache_hit_ratio(gw: Gateway, by: str = "credential", *, since: float |
 async def recent(gw: Gateway, limit: int = 100, *, where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The newest records, newest first (``limit`` 1..1000)."""
     limit = max(1, min(int(limit), MAX_RECENT))
-    cond, params = _where(None, None, where)
-    sql = f"SELECT {', '.join(FIELDS)} FROM usage_records{cond} ORDER BY ts DESC, id DESC LIMIT {limit}"
-    return await store_of(gw).run(lambda b: b.query(sql, params))  # type: ignore[no-any-return]
+    _where(None, None, where)
+
+    def go(b: Backend) -> list[dict[str, Any]]:
+        cond, params = _where(None, None, where, b.dialect)
+        sql = f"SELECT {', '.join(FIELDS)} FROM usage_records{cond} ORDER BY ts DESC, id DESC LIMIT {limit}"
+        return b.query(sql, params)
+
+    return await store_of(gw).run(go)  # type: ignore[no-any-return]

@@ -125,20 +125,24 @@ def rows_of(gw: Gateway, snap: tuple[Any, ...]) -> list[tuple[Any, ...]]:
     out = []
     last = len(attempts) - 1
     for i, a in enumerate(attempts):
-        u = _resolved(usage) if (i == last and a.status == 200) else None
+        start = a.start
         end = a.end if a.end is not None else ended
+        first = a.first_byte
         error = a.error
-        if i == last and error is None and ev_error:
-            error = ev_error
-        out.append((
-            a.start + offset, rid, kid, fmt, path, operation,
-            provider_of(gw, a.credential_id), a.credential_id, model, a.upstream_model, stream,
-            transport, a.status, _error(error),
-            round((end - a.start) * 1000, 3),
-            round((a.first_byte - a.start) * 1000, 3) if a.first_byte is not None else None,
-            u.input_tokens if u else 0, u.output_tokens if u else 0, u.cached_tokens if u else 0,
-            u.cache_creation_tokens if u else 0, u.reasoning_tokens if u else 0, source, i + 1,
-        ))
+        if i == last:
+            if error is None and ev_error:
+                error = ev_error
+            u = _resolved(usage) if a.status == 200 else None
+        else:
+            u = None
+        row = (start + offset, rid, kid, fmt, path, operation, provider_of(gw, a.credential_id), a.credential_id,
+               model, a.upstream_model, stream, transport, a.status, _error(error) if error else None,
+               (end - start) * 1000.0, (first - start) * 1000.0 if first is not None else None)
+        if u is None:
+            out.append((*row, 0, 0, 0, 0, 0, source, i + 1))
+        else:
+            out.append((*row, u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_creation_tokens,
+                        u.reasoning_tokens, source, i + 1))
     return out
 
 

@@ -45,7 +45,6 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         "CREATE INDEX usage_records_ts ON usage_records (ts)",
     ]),
     (2, [
-        "ALTER TABLE usage_records ADD COLUMN day TEXT",
         "CREATE INDEX usage_records_request_id ON usage_records (request_id)",
     ]),
 ]

@@ -177,14 +177,7 @@ class UsageStore:
             if not self._ensure_open():
                 self._drop(len(records), "the database cannot be opened")
                 continue
-            days: dict[int, str] = {}
-            rows = []
-            for r in records:
-                d = int(r[0] // 86400)
-                day = days.get(d)
-                if day is None:
-                    day = days[d] = time.strftime("%Y-%m-%d", time.gmtime(d * 86400))
-                rows.append((*r, day))
+            rows = records
             try:
                 self.backend.insert(rows)
             except Exception as exc:
