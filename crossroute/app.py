@@ -8,6 +8,9 @@ request at once. WebSocket upgrades on the Responses paths (``WS_PATHS``) pass t
 and client-key checks and are then served by ``api/responses_ws.py``; a refused upgrade is an HTTP
 status before ``accept()`` (403 Host/Origin, 401 key, 404 other paths, 503 draining or full), never a
 WebSocket close code (granian takes that as an HTTP status and aborts).
+
+Over 500 lines on purpose: the RSGI entry point, the checks every HTTP request and WebSocket upgrade
+share (Host, Origin, key, the caps), body reading and drain all act on one App's state.
 """
 
 from __future__ import annotations
