@@ -615,3 +615,34 @@ def test_openai_compatibility_entry_with_responses_over_websocket(gw: GatewayPro
     assert len(ws_up.connections) == 1 and ws_up.connections[0].headers["Authorization"] == f"Bearer {KEY2}"
     assert creates[1]["input"] == [user("two")] and creates[1]["previous_response_id"]
     assert sdk(gw).responses.create(model="oc-text", input="hi").output_text == TEXT
+
+
+def test_each_turn_is_its_own_usage_record(ws_up: FakeWsUpstream, upstream: FakeUpstream, tmp_path: Path) -> None:
+    import sqlite3
+
+    data = tmp_path / "data"
+    g = GatewayProcess({**ws_config(ws_up, upstream), "usage-statistics-enabled": True, "data-dir": str(data)},
+                       tmp_path).start()
+    try:
+        with open_ws(g) as ws:
+            first = turn(ws, {"model": "ws-text", "input": [user("one")]})
+            turn(ws, {"model": "ws-text", "previous_response_id": first[-1]["response"]["id"], "input": [user("2")]})
+            turn(ws, {"model": "responses-text", "input": [user("three")]})
+
+        def rows() -> list[tuple[Any, ...]]:
+            try:
+                with sqlite3.connect(data / "usage.sqlite3") as db:
+                    return db.execute("SELECT transport, model, status, input_tokens, output_tokens, cached_tokens, "
+                                      "ttft_ms FROM usage_records ORDER BY ts").fetchall()
+            except sqlite3.Error:
+                return []
+
+        assert wait_for(lambda: len(rows()) >= 3, 10), rows()
+        got = rows()
+        assert [r[0] for r in got] == ["ws", "ws", "ws"] and [r[1] for r in got] == ["ws-text", "ws-text",
+                                                                                     "responses-text"]
+        assert all(r[2] == 200 for r in got)
+        assert got[0][3] == 10 and got[0][4] == 7 and got[1][5] == 20, got  # the fake's usage, per turn
+        assert all(r[6] is not None and r[6] >= 0 for r in got), got
+    finally:
+        g.stop()
