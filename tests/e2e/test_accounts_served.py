@@ -520,3 +520,35 @@ def test_replicas_sharing_redis_refresh_an_account_once(upstream: AccountsUpstre
         finally:
             for gw in gws:
                 gw.stop()
+
+
+def test_channel_aliases_and_exclusions_through_the_gateway(upstream: AccountsUpstream, oauth: FakeOAuth,
+                                                            tmp_path: Path) -> None:
+    staged = tmp_path / "staged"
+    copy_auth_dir(staged, upstream, oauth)
+    auth = tmp_path / "auth"
+    auth.mkdir(mode=0o700)
+    for name in ("kimi-1764583200000.json", CLAUDE_FILE):
+        shutil.copy(staged / name, auth / name)
+    kimi = EXECUTORS["kimi"].models[0]  # type: ignore[attr-defined]
+    claude_models = list(EXECUTORS["claude-oauth"].models)  # type: ignore[attr-defined]
+    hidden, kept = claude_models[-1], claude_models[0]
+    gw = start_gateway(auth, gateway_env(oauth), **{
+        "oauth-model-alias": {"kimi": [{"name": kimi, "alias": "k2"}],
+                              "claude": [{"name": kept, "alias": "main", "fork": True}]},
+        "oauth-excluded-models": {"claude": [hidden]}})
+    try:
+        listed = models(gw)
+        assert "k2" in listed and kimi not in listed  # the alias replaces the name
+        assert "main" in listed and kept in listed  # fork: both
+        assert hidden not in listed
+        an = anthropic.Anthropic(base_url=gw.url, api_key=CLIENT_KEY, max_retries=0, timeout=30)
+        upstream.clear()
+        an.messages.create(model="k2", max_tokens=64, messages=[{"role": "user", "content": "hi"}])
+        assert upstream.requests[-1]["body"]["model"] == kimi
+        an.messages.create(model="main", max_tokens=64, messages=[{"role": "user", "content": "hi"}])
+        assert upstream.requests[-1]["body"]["model"] == kept
+        with pytest.raises(anthropic.APIStatusError):
+            an.messages.create(model=hidden, max_tokens=64, messages=[{"role": "user", "content": "hi"}])
+    finally:
+        gw.stop()
