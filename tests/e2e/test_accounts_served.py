@@ -552,3 +552,28 @@ def test_channel_aliases_and_exclusions_through_the_gateway(upstream: AccountsUp
             an.messages.create(model=hidden, max_tokens=64, messages=[{"role": "user", "content": "hi"}])
     finally:
         gw.stop()
+
+
+def test_the_gateway_refreshes_ahead_of_expiry_in_the_background(upstream: AccountsUpstream, oauth: FakeOAuth,
+                                                                  tmp_path: Path) -> None:
+    from crossroute.auth.accounts import format_time
+
+    auth = tmp_path / "auth"
+    access, refresh = claude_account(auth, upstream, oauth)
+    obj = orjson.loads((auth / CLAUDE_FILE).read_bytes())
+    obj["expired"] = format_time(time.time() + 3600)  # within Claude's 4 h lead
+    (auth / CLAUDE_FILE).write_bytes(orjson.dumps(obj))
+    gw = start_gateway(auth, gateway_env(oauth, "claude"))
+    try:
+        wait_for(lambda: oauth.refresh_count == 1, "a background refresh", within=20)
+        wait_for(lambda: orjson.loads((auth / CLAUDE_FILE).read_bytes())["access_token"] != access, "the file")
+        new = orjson.loads((auth / CLAUDE_FILE).read_bytes())
+        assert new["refresh_token"] != refresh and new["expired"] != obj["expired"]
+        an = anthropic.Anthropic(base_url=gw.url, api_key=CLIENT_KEY, max_retries=0, timeout=30)
+        an.messages.create(model=unique_model("claude-oauth"), max_tokens=64,
+                           messages=[{"role": "user", "content": "hi"}])
+        assert upstream.requests[-1]["headers"]["Authorization"] == f"Bearer {new['access_token']}"
+        time.sleep(6)  # one more background check: nothing is due now
+        assert oauth.refresh_count == 1 and oauth.errors == []
+    finally:
+        gw.stop()
