@@ -22,8 +22,6 @@ from .providers import EXECUTORS, Executor, executor_for
 
 log = logging.getLogger("crossroute")
 _UNSERVED: set[str] = set()  # kinds already logged as having no executor in this build
-
-
 _NO_WS: set[str] = set()  # kinds already logged as falling back to HTTP
 
 
@@ -50,6 +48,7 @@ def _servable(entry: ProviderEntry) -> bool:
         log.warning("no executor for upstream kind %r in this build: %s and every other %s credential skipped",
                     entry.kind, entry.name, entry.kind)
     return False
+
 
 # API-key providers with no ``models`` list serve their own family's model names.
 _FAMILY_PATTERNS = {
