@@ -51,7 +51,8 @@ log = logging.getLogger("crossroute")
 
 # granian (tungstenite) resets a connection on a frame over 16 MiB before the app sees it
 GRANIAN_FRAME_LIMIT = 16 * 1024 * 1024 - 1024
-MAX_QUEUED = 32  # client messages waiting for the turn in flight
+MAX_QUEUED = 32  # client messages waiting for the turn in flight (per lane)
+MAX_LANES = 8  # conversations on one connection (the default one and one per client stream_id)
 _TURN_TYPES = ("response.create", "response.append")
 _STATUS_OF_CODE = {"rate_limit_exceeded": 429, "insufficient_quota": 429, "invalid_api_key": 401,
                    "model_not_found": 404, "server_error": 502, "invalid_request_error": 400,
@@ -132,6 +133,41 @@ def log_rejected(gw: Gateway, meta: dict[str, Any], status: int, reason: str) ->
             log.exception("request log: rejected_upgrade failed")
 
 
+class _Lane:
+    """One conversation on the connection: the default one, or one per client ``stream_id``. Each has
+    its turn state, its queue and its worker (turns of one lane run in order; lanes run side by side),
+    and its own upstream connections (the pool's session is ``<session>:<stream_id>``)."""
+
+    __slots__ = ("busy", "headers", "pool_session", "queue", "state", "stream_id", "tag", "turn_on_ws", "worker")
+
+    def __init__(self, session: WsSession, stream_id: str | None) -> None:
+        self.stream_id = stream_id
+        self.pool_session = session.id if stream_id is None else f"{session.id}:{stream_id}"
+        self.headers = {**session.headers, SESSION_HEADER: self.pool_session}
+        self.state = TurnState()
+        self.queue: asyncio.Queue[str | bytes] = asyncio.Queue(MAX_QUEUED)
+        self.busy = False
+        self.turn_on_ws = False  # the turn in flight runs on an upstream WebSocket
+        # what every event of this lane carries: "stream_id":"<id>", (nothing for the default lane)
+        self.tag = b"" if stream_id is None else b'"stream_id":' + orjson.dumps(stream_id) + b","
+        self.worker: asyncio.Task[None] | None = None
+
+    def tagged(self, payload: bytes) -> bytes:
+        if not self.tag or payload[:1] != b"{" or payload == b"{}":
+            return payload
+        return b"{" + self.tag + payload[1:]
+
+
+def _stream_id_of(data: str | bytes) -> str | None:
+    """The ``stream_id`` of a client message (None: the default lane, or not a usable id)."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    sid = obj.get("stream_id") if isinstance(obj, dict) else None
+    return sid if isinstance(sid, str) and 0 < len(sid) <= 128 else None
+
+
 class WsSession:
     """One accepted downstream WebSocket. ``gateway()`` gives the current gateway (reloads swap it)."""
 
@@ -145,24 +181,32 @@ class WsSession:
         self.client_key = client_key
         self.frame_limit = min(frame_limit, GRANIAN_FRAME_LIMIT)
         self.codex = is_codex_client(self.headers.get("user-agent"), self.headers.get("originator"))
-        self.state = TurnState()
-        self.queue: asyncio.Queue[str | bytes] = asyncio.Queue(MAX_QUEUED)
+        self.lanes: dict[str | None, _Lane] = {}
         self.queued_bytes = 0
         self.send_timeout = max(1.0, gateway().settings.idle_timeout)  # a client that reads nothing
         self.closing = False
         self.close_code: int | None = None
-        self.turn_on_ws = False  # the turn in flight runs on an upstream WebSocket
-        self._worker: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[Any] | None = None
-        self._busy = False
         self.log = open_log(gateway(), {"path": path, "headers": self.headers, "client_key": client_key,
                                         "model": None, "session": self.id})
+
+    @property
+    def state(self) -> TurnState:
+        """The default lane's turn state."""
+        return self._lane(None).state
+
+    def _lane(self, stream_id: str | None) -> _Lane:
+        lane = self.lanes.get(stream_id)
+        if lane is None:
+            lane = self.lanes[stream_id] = _Lane(self, stream_id)
+            lane.worker = asyncio.get_running_loop().create_task(self._work(lane))
+        return lane
 
     # ------------------------------------------------------------ the loop
     async def run(self) -> int | None:
         """Serve until the client closes (or ``close()``); the close code the gateway chose, if any."""
         self._reader = asyncio.current_task()
-        self._worker = asyncio.get_running_loop().create_task(self._work())
+        self._lane(None)
         who = "client"
         try:
             while not self.closing:
@@ -187,63 +231,78 @@ class WsSession:
                                                           "closing (1009)", code="message_too_big"))
                     self.close_code, who = 1009, "gateway"
                     break
-                if self.queue.full() or self.queued_bytes + len(data) > 2 * self.frame_limit:
+                sid = _stream_id_of(data) if ('"stream_id"' if isinstance(data, str)
+                                              else b'"stream_id"') in data else None
+                if sid not in self.lanes and len(self.lanes) >= MAX_LANES:
+                    await self._send_obj(error_event(400, f"at most {MAX_LANES} stream_id lanes per connection",
+                                                     param="stream_id"))
+                    continue
+                lane = self._lane(sid)
+                if lane.queue.full() or self.queued_bytes + len(data) > 2 * self.frame_limit:
                     await self._send_obj(error_event(429, "too many messages are waiting for the response in "
                                                           f"progress (at most {MAX_QUEUED}, "
-                                                          f"{2 * self.frame_limit} bytes)", code="rate_limit_exceeded"))
+                                                          f"{2 * self.frame_limit} bytes)",
+                                                     code="rate_limit_exceeded"), lane)
                     continue
-                if not self._forward_event(data):
+                if not self._forward_event(lane, data):
                     self.queued_bytes += len(data)
-                    self.queue.put_nowait(data)
+                    lane.queue.put_nowait(data)
             if self.closing and who == "client":
                 who = "gateway"
         finally:
-            worker = self._worker
-            if worker is not None and not worker.done():
+            workers = [w for lane in self.lanes.values() if (w := lane.worker) is not None and not w.done()]
+            for worker in workers:
                 worker.cancel()  # a turn in flight: cancelled, its upstream connection closed
-                await asyncio.gather(worker, return_exceptions=True)
+            if workers:
+                await asyncio.gather(*workers, return_exceptions=True)
             self._end_pool_session()
             self.log.close(who, self.close_code, "")
             # granian sends its close frame when the transport is dropped: no cycle may keep it
             # (a cancelled worker's traceback holds this session)
-            self._worker = self._reader = None
+            for lane in self.lanes.values():
+                lane.worker = None
+            self._reader = None
             self.transport = None
         return self.close_code
+
+    def _idle(self) -> bool:
+        return all(not lane.busy and lane.queue.empty() for lane in self.lanes.values())
 
     def close(self) -> None:
         """End the session once no turn is in flight (shutdown): at once when idle."""
         if self.closing:
             return
         self.closing = True
-        if not self._busy:
+        if self._idle():
             self._stop_reader()
 
     def abort(self) -> None:
-        """End the session now, cancelling its turn in flight."""
+        """End the session now, cancelling its turns in flight."""
         self.closing = True
-        if self._worker is not None:
-            self._worker.cancel()
+        for lane in self.lanes.values():
+            if lane.worker is not None:
+                lane.worker.cancel()
         self._stop_reader()
 
     def _stop_reader(self) -> None:
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
 
-    async def _work(self) -> None:
+    async def _work(self, lane: _Lane) -> None:
         while True:
-            data = await self.queue.get()
+            data = await lane.queue.get()
             self.queued_bytes -= len(data)
-            self._busy = True
+            lane.busy = True
             try:
-                await self._turn(data)
+                await self._turn(lane, data)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("websocket turn failed")
-                await self._send_obj(error_event(500, "internal error in crossroute (see its log)"))
+                await self._send_obj(error_event(500, "internal error in crossroute (see its log)"), lane)
             finally:
-                self._busy = False
-            if self.closing and self.queue.empty():
+                lane.busy = False
+            if self.closing and self._idle():
                 self._stop_reader()
                 return
 
@@ -253,10 +312,11 @@ class WsSession:
             pool.close_session(self.id)
 
     # ------------------------------------------------------------ sending
-    async def _send_obj(self, obj: dict[str, Any]) -> int:
+    async def _send_obj(self, obj: dict[str, Any], lane: _Lane | None = None) -> int:
         if obj.get("type") == "error":
             self.log.error(str(obj["error"].get("message")))
-        return await self._send(orjson.dumps(obj))
+        payload = orjson.dumps(obj)
+        return await self._send(lane.tagged(payload) if lane is not None else payload)
 
     async def _send(self, payload: bytes) -> int:
         try:
@@ -273,9 +333,9 @@ class WsSession:
         return len(payload)
 
     # ------------------------------------------------------------ one client message
-    def _forward_event(self, data: str | bytes) -> bool:
+    def _forward_event(self, lane: _Lane, data: str | bytes) -> bool:
         """A non-turn client event while a turn runs on an upstream WebSocket: sent there at once."""
-        if not self.turn_on_ws or (b'"response.create"' in data if isinstance(data, bytes)
+        if not lane.turn_on_ws or (b'"response.create"' in data if isinstance(data, bytes)
                                    else '"response.create"' in data):
             return False
         try:
@@ -285,46 +345,48 @@ class WsSession:
         if not isinstance(obj, dict) or obj.get("type") in _TURN_TYPES or not isinstance(obj.get("type"), str):
             return False
         pool = self.gateway().find_component(POOL_COMPONENT)
-        conn = pool.busy_for_session(self.id) if pool is not None else None
+        conn = pool.busy_for_session(lane.pool_session) if pool is not None else None
         if conn is None:
             return False
-        task = asyncio.get_running_loop().create_task(conn.ws.send_str(data if isinstance(data, str)
-                                                                       else data.decode()))
+        obj.pop("stream_id", None)
+        task = asyncio.get_running_loop().create_task(conn.ws.send_str(orjson.dumps(obj).decode()))
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
         return True
 
-    async def _turn(self, data: str | bytes) -> None:
+    async def _turn(self, lane: _Lane, data: str | bytes) -> None:
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            await self._send_obj(error_event(400, f"websocket message is not valid JSON: {exc}"))
+            await self._send_obj(error_event(400, f"websocket message is not valid JSON: {exc}"), lane)
             return
         if not isinstance(obj, dict):
             await self._send_obj(error_event(400, f"websocket message must be a JSON object, got "
-                                                  f"{type(obj).__name__}"))
+                                                  f"{type(obj).__name__}"), lane)
             return
         kind = obj.get("type")
-        if kind == "response.append" and self.state.last_request is None:
-            await self._send_obj(error_event(400, "websocket request received before response.create", param="type"))
+        state = lane.state
+        if kind == "response.append" and state.last_request is None:
+            await self._send_obj(error_event(400, "websocket request received before response.create",
+                                             param="type"), lane)
             return
         if kind not in _TURN_TYPES:
             if isinstance(kind, str) and kind.startswith("response."):
-                why = ("this session's upstream is not a WebSocket upstream" if not self.turn_on_ws
+                why = ("this session's upstream is not a WebSocket upstream" if not lane.turn_on_ws
                        else "no response is in progress")
                 await self._send_obj(error_event(400, f"websocket message type {kind!r} is not supported here: "
-                                                      f"{why}", param="type"))
+                                                      f"{why}", param="type"), lane)
             else:
                 await self._send_obj(error_event(400, f"unsupported websocket message type: {kind!r} (expected "
-                                                      "response.create)", param="type"))
+                                                      "response.create)", param="type"), lane)
             return
         try:
-            body, rule, full = self.state.prepare(obj)
+            body, rule, full = state.prepare(obj)
             CHECKS["responses"](body)
         except TurnError as exc:
-            await self._send_obj(error_event(400, exc.message, param=exc.param))
+            await self._send_obj(error_event(400, exc.message, param=exc.param), lane)
             return
         except BadRequest as exc:
-            await self._send_obj(error_event(exc.status, exc.message, param=exc.param))
+            await self._send_obj(error_event(exc.status, exc.message, param=exc.param), lane)
             return
         gw = self.gateway()
         model = str(body["model"]).strip()
@@ -333,15 +395,15 @@ class WsSession:
             meta["model"] = model
         ws_upstream = _served_over_ws(gw, model)
         if body.get("generate") is False and not ws_upstream:
-            await self._prewarm(gw, body, full)
+            await self._prewarm(lane, gw, body, full)
             return
         if not ws_upstream:
             body.pop("generate", None)
         body["stream"] = True  # a Responses passthrough upstream reads it from the body (never sent over WebSocket)
-        self.state.started(body)
-        await self._run(gw, model, body, full, rule, ws_upstream)
+        state.started(body)
+        await self._run(lane, gw, model, body, full, rule, ws_upstream)
 
-    async def _prewarm(self, gw: Gateway, body: dict[str, Any], full: list[Any] | None) -> None:
+    async def _prewarm(self, lane: _Lane, gw: Gateway, body: dict[str, Any], full: list[Any] | None) -> None:
         t0 = time.monotonic()
         rid = "resp_prewarm_" + uuid.uuid4().hex
         now = int(time.time())
@@ -350,45 +412,45 @@ class WsSession:
         usage = {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 0,
                  "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0}
         sent = await self._send_obj({"type": "response.created", "sequence_number": 0,
-                                     "response": {**base, "status": "in_progress", "usage": None}})
+                                     "response": {**base, "status": "in_progress", "usage": None}}, lane)
         sent += await self._send_obj({"type": "response.completed", "sequence_number": 1,
                                       "response": {**base, "status": "completed", "usage": usage,
-                                                   "completed_at": now}})
-        self.state.started(body)
-        self.state.completed(full, {"id": rid, "output": []})
+                                                   "completed_at": now}}, lane)
+        lane.state.started(body)
+        lane.state.completed(full, {"id": rid, "output": []})
         if gw.observers.enabled:
             gw.observers.call_ended(CallEnded("WS", self.path, "responses", 200, None, t0, time.monotonic(),
                                               transport="ws", bytes_out=sent))
 
-    async def _run(self, gw: Gateway, model: str, body: dict[str, Any], full: list[Any] | None, rule: str,
-                   ws_upstream: bool) -> None:
+    async def _run(self, lane: _Lane, gw: Gateway, model: str, body: dict[str, Any], full: list[Any] | None,
+                   rule: str, ws_upstream: bool) -> None:
         t0 = time.monotonic()
-        base = self.state.base
-        headers = {**self.headers, BASE_HEADER: f"{base[0]} {base[1]}"} if base is not None else self.headers
+        base = lane.state.base
+        headers = {**lane.headers, BASE_HEADER: f"{base[0]} {base[1]}"} if base is not None else lane.headers
         call = Call("responses", model, body, headers, stream=True, client_key=self.client_key,
                     options={"codex_client": self.codex}, transport="ws")
         if gw.settings.routing.session_affinity:
-            call.session = SessionIds("ws:" + self.id)
+            call.session = SessionIds("ws:" + lane.pool_session)
         status, sent, error = 500, 0, None
-        self.turn_on_ws = ws_upstream
+        lane.turn_on_ws = ws_upstream
         reply: Reply | StreamReply | None = None
         try:
             reply = await execute(gw, call)
             status = reply.status
             if isinstance(reply, Reply):
-                sent, error = await self._send_reply_error(reply)
+                sent, error = await self._send_reply_error(lane, reply)
             else:
-                sent, error = await self._relay(reply, full)
+                sent, error = await self._relay(lane, reply, full)
         finally:
-            self.turn_on_ws = False
+            lane.turn_on_ws = False
             if reply is None:
                 error = error or "the turn was cancelled (client gone)"
             if gw.observers.enabled:
                 gw.observers.call_ended(CallEnded("WS", self.path, "responses", status, call, t0, time.monotonic(),
                                                   transport="ws", bytes_out=sent, error=error))
-        log.debug("websocket turn %d (%s) ended with %s", self.state.turns, rule, status)
+        log.debug("websocket turn %d (%s) ended with %s", lane.state.turns, rule, status)
 
-    async def _send_reply_error(self, reply: Reply) -> tuple[int, str]:
+    async def _send_reply_error(self, lane: _Lane, reply: Reply) -> tuple[int, str]:
         try:
             obj = orjson.loads(reply.body)
             err = obj.get("error") if isinstance(obj, dict) else None
@@ -399,25 +461,28 @@ class WsSession:
                    "message": reply.body.decode("utf-8", "replace")[:2000], "param": None}
         event = {"type": "error", "status": reply.status, "error": err}
         self.log.upstream_event(orjson.dumps(event))
-        return await self._send_obj(event), str(err.get("message"))
+        return await self._send_obj(event, lane), str(err.get("message"))
 
-    async def _relay(self, reply: StreamReply, full: list[Any] | None) -> tuple[int, str | None]:
+    async def _relay(self, lane: _Lane, reply: StreamReply, full: list[Any] | None) -> tuple[int, str | None]:
         sent = 0
         error: str | None = None
         chunks = reply.chunks
+        tag = lane.tag
         try:
             async for chunk in chunks:
                 for payload in frames_of(chunk):
                     if b'"error"' in payload or b'"response.completed"' in payload or (
                             b'"response.incomplete"' in payload or b'"response.failed"' in payload):
-                        payload, error = self._terminal(payload, full, error)
+                        payload, error = self._terminal(lane, payload, full, error)
                     self.log.upstream_event(payload)
-                    sent += await self._send(payload)
+                    sent += await self._send(lane.tagged(payload) if tag else payload)
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
         return sent, error
 
-    def _terminal(self, payload: bytes, full: list[Any] | None, error: str | None) -> tuple[bytes, str | None]:
+    @staticmethod
+    def _terminal(lane: _Lane, payload: bytes, full: list[Any] | None, error: str | None
+                  ) -> tuple[bytes, str | None]:
         try:
             obj = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -426,7 +491,7 @@ class WsSession:
             return payload, error
         kind = obj.get("type")
         if kind in ("response.completed", "response.incomplete") and isinstance(obj.get("response"), dict):
-            self.state.completed(full, obj["response"])
+            lane.state.completed(full, obj["response"])
         elif kind == "error":
             shaped = _ws_error_shape(obj)
             msg = shaped["error"].get("message")

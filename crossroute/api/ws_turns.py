@@ -33,7 +33,7 @@ __all__ = ["COMPACTION_PREFIX", "TurnError", "TurnState", "merge_items", "repair
 # the text a Codex local-compaction summary message starts with
 COMPACTION_PREFIX = "Another language model started to solve this problem"
 HISTORY_KEPT = 4  # responses of a session whose full context is kept (for previous_response_id)
-_NOT_SENT = ("type", "stream", "background")
+_NOT_SENT = ("type", "stream", "background", "stream_id")
 _HISTORY_TYPES = frozenset({"function_call", "custom_tool_call", "reasoning", "compaction", "compaction_summary",
                             "local_shell_call", "web_search_call", "tool_search_call"})
 _CALLS = {"function_call": "function_call_output", "custom_tool_call": "custom_tool_call_output"}

@@ -124,9 +124,10 @@ class WsPool:
             self._close(idle.pop(0))
 
     def close_session(self, session: str) -> int:
-        """Close the idle connections of a downstream session that ended; busy ones close when
-        their turn ends (their session's turns are cancelled)."""
-        return self._close_where(lambda c: c.key[1] == session)
+        """Close the idle connections of a downstream session that ended (and of its stream_id lanes,
+        ``<session>:<id>``); busy ones close when their turn ends (their session's turns are cancelled)."""
+        lane = session + ":"
+        return self._close_where(lambda c: c.key[1] == session or c.key[1].startswith(lane))
 
     def busy_for_session(self, session: str) -> PooledWs | None:
         """The connection a turn of ``session`` runs on now, if any."""

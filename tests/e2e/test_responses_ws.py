@@ -646,3 +646,32 @@ def test_each_turn_is_its_own_usage_record(ws_up: FakeWsUpstream, upstream: Fake
         assert all(r[6] is not None and r[6] >= 0 for r in got), got
     finally:
         g.stop()
+
+
+def test_stream_id_lanes_run_side_by_side(gw: GatewayProcess, ws_up: FakeWsUpstream) -> None:
+    """Two conversations on one connection (``stream_id``): they run at the same time, every event
+    carries its lane's stream_id, and each lane continues incrementally on its own upstream connection."""
+    with open_ws(gw) as ws:
+        ws.send(json.dumps({"type": "response.create", "stream_id": "slow", "model": "ws-slow500-mid",
+                            "input": [user("long")]}))
+        ws.send(json.dumps({"type": "response.create", "stream_id": "fast", "model": "ws-text",
+                            "input": [user("short")]}))
+        done: dict[str, dict[str, Any]] = {}
+        order = []
+        while len(done) < 2:
+            ev = json.loads(ws.recv(10))
+            assert ev.get("stream_id") in ("slow", "fast"), ev
+            if ev["type"] in TERMINAL:
+                assert ev["type"] == "response.completed", ev
+                done[ev["stream_id"]] = ev
+                order.append(ev["stream_id"])
+        assert order == ["fast", "slow"], "the fast lane must not wait for the slow one"
+        again = turn(ws, {"stream_id": "slow", "model": "ws-text", "previous_response_id":
+                          done["slow"]["response"]["id"], "input": [user("more")]})
+        assert again[-1]["type"] == "response.completed" and all(e["stream_id"] == "slow" for e in again)
+        plain = turn(ws, {"model": "ws-text", "input": [user("no lane")]})
+        assert "stream_id" not in plain[-1]
+    assert len(ws_up.connections) == 3  # one per lane
+    slow = next(c for c in ws_up.connections if c.messages[0]["model"] == "slow500-mid")
+    assert len(slow.messages) == 2 and slow.messages[1]["input"] == [user("more")]
+    assert all("stream_id" not in m for c in ws_up.connections for m in c.messages)
