@@ -1,9 +1,11 @@
 """The Responses API over WebSocket, downstream: one session loop per accepted connection.
 
 A reader takes the client's frames (JSON, text or binary, at most ``frame_limit`` bytes: a bigger
-one gets an ``error`` event and the connection is closed) and queues them; one worker runs them in
-order. Each ``response.create`` (``response.append`` after the first, as CLIProxyAPI accepts) becomes
-a ``Call(client_format="responses", transport="ws", stream=True)`` run through
+one gets an ``error`` event and the connection is closed) and queues them by lane: the default
+conversation, or one per client ``stream_id`` (at most ``MAX_LANES``; their events carry it). Each
+lane's worker runs its turns in order; lanes run side by side. Each ``response.create``
+(``response.append`` after the first, as CLIProxyAPI accepts) becomes a
+``Call(client_format="responses", transport="ws", stream=True)`` run through
 ``dispatch.execute`` with the full conversation (``ws_turns.py``); the stream's SSE events go back
 as one JSON text frame each, ending with a terminal event (``response.completed``,
 ``response.failed``, ``response.incomplete`` or ``error``). Client errors are ``error`` events
