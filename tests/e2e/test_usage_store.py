@@ -194,3 +194,26 @@ def test_kill_9_loses_at_most_the_last_batch(upstream: FakeUpstream, tmp_path: P
         assert len(rows) == n + 1  # the store opens and appends after the crash
     finally:
         gw.stop()
+
+
+def test_two_workers_share_the_sqlite_file(upstream: FakeUpstream, tmp_path: Path) -> None:
+    import urllib.request
+
+    from .lifecycle_support import Gateway as WorkerGateway
+
+    gw = WorkerGateway(_config(upstream, tmp_path), tmp_path, ("--workers", "2")).start()
+    try:
+        deadline = time.monotonic() + 15
+        while gw.log().count(" ready") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gw.log().count(" ready") >= 2
+        body = json.dumps({"model": "openai-text", "messages": [{"role": "user", "content": "hi"}]}).encode()
+        for _ in range(40):  # a new connection each: both workers serve some
+            req = urllib.request.Request(gw.url + "/v1/chat/completions", data=body, headers={
+                "Authorization": f"Bearer {CLIENT_KEY}", "Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                assert r.status == 200
+        rows = _wait_rows(lambda: _sqlite_rows(tmp_path), 40)
+        assert len(rows) == 40 and len({r["request_id"] for r in rows}) == 40
+    finally:
+        gw.stop()
