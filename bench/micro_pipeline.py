@@ -48,6 +48,7 @@ class _Response:
         self.status = 200
         self.headers: dict[str, str] = {}
         self._data = data
+        self.content_length: int | None = None if data.startswith(b"data:") else len(data)
         self.content = _Content(data)
 
     async def read(self) -> bytes:

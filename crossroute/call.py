@@ -11,11 +11,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
+from .formats.answers import USAGE_FIELD
 from .formats.neutral import Usage
 from .formats.translate import PendingUsage, usage_of
 from .routing.session_ids import SessionIds
 
-__all__ = ["Attempt", "Call", "ParsedUsage", "Trace"]
+__all__ = ["Attempt", "Call", "ParsedUsage", "RawUsage", "Trace"]
 
 _ids = itertools.count(1)
 
@@ -73,6 +76,27 @@ class ParsedUsage:
             return None
 
 
+class RawUsage:
+    """The usage of an answer passed through unchanged, as the raw JSON of its usage field (from
+    ``answers.passthrough``; None when it had none): parsed only when asked for."""
+
+    __slots__ = ("fmt", "raw")
+
+    def __init__(self, fmt: str, raw: Any) -> None:
+        self.fmt = fmt
+        self.raw = raw
+
+    def resolve(self) -> Usage | None:
+        raw = self.raw
+        try:
+            return usage_of(self.fmt, {} if raw is None else {USAGE_FIELD[self.fmt]: orjson.loads(memoryview(raw))})
+        except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError, KeyError):
+            return None
+
+
+_LAZY = (PendingUsage, ParsedUsage, RawUsage)
+
+
 class Call:
     """One client request.
 
@@ -110,7 +134,7 @@ class Call:
         self.options: dict[str, Any] = options or {}
         self.transport = transport
         self.session: SessionIds | None = None
-        self._usage: Usage | PendingUsage | ParsedUsage | None = None
+        self._usage: Usage | PendingUsage | ParsedUsage | RawUsage | None = None
         self.credential_id: str | None = None
         self.upstream_model: str | None = None
         self.status = 0
@@ -125,10 +149,10 @@ class Call:
     @property
     def usage(self) -> Usage | None:
         u = self._usage
-        if isinstance(u, PendingUsage | ParsedUsage):
+        if isinstance(u, _LAZY):
             u = self._usage = u.resolve()
         return u
 
     @usage.setter
-    def usage(self, value: Usage | PendingUsage | ParsedUsage | None) -> None:
+    def usage(self, value: Usage | PendingUsage | ParsedUsage | RawUsage | None) -> None:
         self._usage = value

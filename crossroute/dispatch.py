@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 import orjson
 
 from . import redaction
-from .call import Attempt, Call, ParsedUsage, Trace
+from .call import Attempt, Call, RawUsage, Trace
 from .formats import answers, count, errors, translate
 from .formats.neutral import BadRequest, Reasoning
 from .formats.pipes import Pipe, UpstreamEventError
@@ -212,12 +212,15 @@ async def _attempt(
             up.close(False)
             raise BadAnswer(f"upstream {name} sent {exc.message}") from None
         up.close(True)
-        what, obj = answers.problem(wire, raw, op)
-        if what is not None:
-            raise BadAnswer(redaction.scrub(f"upstream {name} sent an answer that could not be read: {what}"))
         if wire == fmt:  # same format: the checked body passes unchanged
-            out, usage = raw, ParsedUsage(wire, obj)
+            what, used = answers.passthrough(wire, raw, op)
+            if what is not None:
+                raise BadAnswer(redaction.scrub(f"upstream {name} sent an answer that could not be read: {what}"))
+            out, usage = raw, RawUsage(wire, used)
         else:
+            what, obj = answers.problem(wire, raw, op)
+            if what is not None:
+                raise BadAnswer(redaction.scrub(f"upstream {name} sent an answer that could not be read: {what}"))
             try:
                 out, usage = prepared.response(wire, raw, call.model, op, obj)  # parsed once, by the check
             except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
