@@ -218,7 +218,9 @@ class WsUpstream:
         return self._done and self._pending is None
 
     def close(self, reuse: bool) -> None:
-        self._pool.release(self._conn, reuse and self._clean and not self._evict)
+        # a turn that ended with response.completed/incomplete leaves the connection clean, whether or
+        # not the caller read past it (a wrapper's at_eof may not know); anything else closes it
+        self._pool.release(self._conn, self._clean and not self._evict)
 
 
 class WsExecutor:
@@ -245,13 +247,25 @@ class WsExecutor:
         fallback_until = entry.derived.get("ws_http_until")
         if fallback_until is not None and time.monotonic() < fallback_until:
             return await self.inner.send(entry, out, io)
+        # an executor that rewrites bodies and answers (codex_account.py) lends its steps: ``prepare``
+        # gives what the service must receive, ``wrap`` the answer as the client asked for it
+        prepare = getattr(self.inner, "prepare", None)
+        wrap = getattr(self.inner, "wrap", None)
+        names: Any = None
+        raw = out.body
+        if prepare is not None and wrap is not None:
+            sent, names = prepare(out)
+            raw = sent.body
         try:
-            body = orjson.loads(out.body)
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise UpstreamError(400, f"request body for upstream {entry.name} is not JSON: {exc}") from None
         turn = await self._turn(entry, out, io, body)
         if turn is None:  # the upstream does not take WebSockets: HTTP, with the full body
             return await self.inner.send(entry, out, io)
+        if prepare is not None and wrap is not None:
+            watcher = getattr(self.inner, "watcher", None)
+            return wrap(entry, out, turn, names, watcher(entry, io) if watcher is not None else None)  # type: ignore[no-any-return]
         return turn
 
     def _handshake(self, entry: ProviderEntry, out: Outbound) -> tuple[str, dict[str, str]]:

@@ -675,3 +675,35 @@ def test_stream_id_lanes_run_side_by_side(gw: GatewayProcess, ws_up: FakeWsUpstr
     slow = next(c for c in ws_up.connections if c.messages[0]["model"] == "slow500-mid")
     assert len(slow.messages) == 2 and slow.messages[1]["input"] == [user("more")]
     assert all("stream_id" not in m for c in ws_up.connections for m in c.messages)
+
+
+def test_codex_account_file_with_websockets(ws_up: FakeWsUpstream, tmp_path: Path) -> None:
+    """A Codex (ChatGPT) account file with ``websockets: true``: its turns go over WebSocket with its
+    access token and account id, the body as the account executor rewrites it (store false), and
+    whole-answer clients get the assembled answer."""
+    token = "codex-ws-access-token-0001"
+    ws_up.keys.add(token)
+    auth = tmp_path / "auth"
+    auth.mkdir(mode=0o700)
+    (auth / "codex-ws@example.com-plus.json").write_text(json.dumps({
+        "type": "codex", "access_token": token, "refresh_token": "codex-ws-refresh-0001", "account_id": "acct-ws",
+        "email": "ws@example.com", "expired": "2030-01-01T00:00:00Z", "websockets": True,
+        "base_url": ws_up.base + "/backend-api/codex"}))
+    g = GatewayProcess({"api-keys": [CLIENT_KEY], "auth-dir": str(auth)}, tmp_path).start()
+    try:
+        with open_ws(g) as ws:
+            first = turn(ws, {"model": "gpt-5.5", "input": [user("one")]})
+            assert first[-1]["type"] == "response.completed", first[-1]
+            second = turn(ws, {"model": "gpt-5.5", "previous_response_id": first[-1]["response"]["id"],
+                               "input": [user("two")]})
+            assert text_of(second) == TEXT
+        assert sdk(g).responses.create(model="gpt-5.5", input="hi").output_text == TEXT
+        conn = ws_up.connections[0]
+        assert conn.path == "/backend-api/codex/responses"
+        headers = {k.lower(): v for k, v in conn.headers.items()}
+        assert headers["authorization"] == f"Bearer {token}" and headers["chatgpt-account-id"] == "acct-ws"
+        creates = ws_up.creates()
+        assert creates[0]["store"] is False and creates[1]["input"] == [user("two")]
+        assert creates[1]["previous_response_id"] == first[-1]["response"]["id"]
+    finally:
+        g.stop()
