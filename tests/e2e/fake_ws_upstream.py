@@ -41,7 +41,7 @@ TOOL_TEXT = "The tool said so."
 KEY = "sk-ws-upstream"
 
 
-@dataclass
+@dataclass(eq=False)
 class WsConn:
     headers: dict[str, str]
     path: str
@@ -61,6 +61,7 @@ class FakeWsUpstream(ThreadedApp):
         self.limit_after: int | None = None
         self.refuse_status: int | None = None
         self._ids = itertools.count(1)
+        self._open: dict[WsConn, web.WebSocketResponse] = {}
 
     def make_app(self) -> web.Application:
         app = web.Application()
@@ -72,6 +73,15 @@ class FakeWsUpstream(ThreadedApp):
         self.connections.clear()
         self.limit_after = None
         self.refuse_status = None
+
+    def drop_all(self) -> None:
+        """Close every open connection from this side (as a service restart or an idle cut does)."""
+        async def close() -> None:
+            for conn, ws in list(self._open.items()):
+                conn.closed_by = "upstream (dropped)"
+                await ws.close(code=1001, message=b"going away")
+
+        self.call(close())
 
     def creates(self) -> list[dict[str, Any]]:
         """Every response.create received, in order, over all connections."""
@@ -90,6 +100,7 @@ class FakeWsUpstream(ThreadedApp):
         await ws.prepare(request)
         conn = WsConn(dict(request.headers), request.path)
         self.connections.append(conn)
+        self._open[conn] = ws
         memory: dict[str, Any] = {}  # {"id": last response id, "items": its full context}
         running: asyncio.Task[bool] | None = None  # the turn in progress (one at a time)
 
@@ -131,6 +142,7 @@ class FakeWsUpstream(ThreadedApp):
             if running is not None and not running.done():
                 running.cancel()
         finally:
+            self._open.pop(conn, None)
             if not conn.closed_by:
                 conn.closed_by = "client"
         return ws

@@ -707,3 +707,22 @@ def test_codex_account_file_with_websockets(ws_up: FakeWsUpstream, tmp_path: Pat
         assert creates[1]["previous_response_id"] == first[-1]["response"]["id"]
     finally:
         g.stop()
+
+
+def test_upstream_gone_between_turns_means_the_turn_goes_in_full(gw: GatewayProcess, ws_up: FakeWsUpstream) -> None:
+    """The upstream closed the session's pooled connection while it was idle: the next turn is sent in
+    full (no previous_response_id a new connection cannot know) on a new connection, and succeeds."""
+    with open_ws(gw) as ws:
+        first = turn(ws, {"model": "ws-text", "input": [user("one")]})
+        ws_up.drop_all()
+        second = turn(ws, {"model": "ws-text", "previous_response_id": first[-1]["response"]["id"],
+                           "input": [user("two")]})
+        assert second[-1]["type"] == "response.completed", second[-1]
+        third = turn(ws, {"model": "ws-text", "previous_response_id": second[-1]["response"]["id"],
+                          "input": [user("three")]})
+        assert third[-1]["type"] == "response.completed"
+    assert len(ws_up.connections) == 2
+    resent = ws_up.connections[1].messages
+    assert "previous_response_id" not in resent[0]
+    assert resent[0]["input"] == [user("one"), *first[-1]["response"]["output"], user("two")]
+    assert resent[1]["input"] == [user("three")], "incremental again on the new connection"
