@@ -460,7 +460,8 @@ class App:
         except Exception as exc:
             log.debug("WebSocket accept failed: %r", exc)
             return
-        session = WsSession(lambda: self.gateway, transport, scope.path, scope.headers, key, self._body_limit)
+        session = WsSession(lambda: self.gateway, transport, scope.path, scope.headers, key, self._body_limit,
+                            self._ws_turn_line if self._access else None)
         self._ws_sessions.add(session)
         try:
             await session.run()
@@ -474,6 +475,11 @@ class App:
             proto.close(None)
             if self._access:
                 self.access.line("WS", scope.path, 101, "responses", None, None, started)
+
+    def _ws_turn_line(self, path: str, status: int, call: Any, started: float) -> None:
+        """One access-log line per WebSocket turn (``WS-TURN``), like an HTTP request's."""
+        self.access.line("WS-TURN", path, status, "responses", call.model if call is not None else None,
+                         call.credential_id if call is not None else None, started)
 
     def _log_access(self, scope: Any, method: str, reply: Reply | StreamReply | None, fmt: str,
                     started: float) -> None:

@@ -174,8 +174,10 @@ class WsSession:
     """One accepted downstream WebSocket. ``gateway()`` gives the current gateway (reloads swap it)."""
 
     def __init__(self, gateway: Callable[[], Gateway], transport: Any, path: str, headers: Mapping[str, str],
-                 client_key: str | None, frame_limit: int) -> None:
+                 client_key: str | None, frame_limit: int,
+                 access: Callable[[str, int, Call | None, float], None] | None = None) -> None:
         self.gateway = gateway
+        self.access = access  # (path, status, call, perf_counter at start): one access-log line per turn
         self.transport = transport
         self.path = path
         self.id = uuid.uuid4().hex
@@ -427,6 +429,7 @@ class WsSession:
     async def _run(self, lane: _Lane, gw: Gateway, model: str, body: dict[str, Any], full: list[Any] | None,
                    rule: str, ws_upstream: bool) -> None:
         t0 = time.monotonic()
+        started = time.perf_counter() if self.access is not None else 0.0
         base = lane.state.base
         headers = {**lane.headers, BASE_HEADER: f"{base[0]} {base[1]}"} if base is not None else lane.headers
         call = Call("responses", model, body, headers, stream=True, client_key=self.client_key,
@@ -450,6 +453,8 @@ class WsSession:
             if gw.observers.enabled:
                 gw.observers.call_ended(CallEnded("WS", self.path, "responses", status, call, t0, time.monotonic(),
                                                   transport="ws", bytes_out=sent, error=error))
+            if self.access is not None:
+                self.access(self.path, status, call, started)
         log.debug("websocket turn %d (%s) ended with %s", lane.state.turns, rule, status)
 
     async def _send_reply_error(self, lane: _Lane, reply: Reply) -> tuple[int, str]:

@@ -167,6 +167,10 @@ def test_sdk_text_and_beta_header_kept(gw: GatewayProcess, ws_up: FakeWsUpstream
     assert events[-1].type == "response.completed"
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == TEXT
     assert ws_up.connections[0].headers["OpenAI-Beta"] == "responses_websockets=2099-01-01"
+    # one access-log line per turn, and one for the session
+    assert wait_for(lambda: "WS-TURN /v1/responses 200 responses model=ws-text credential=codex#" in gw.log()), \
+        gw.log()[-2000:]
+    assert wait_for(lambda: "WS /v1/responses 101 responses" in gw.log())
 
 
 # ------------------------------------------------------------------ prewarm
