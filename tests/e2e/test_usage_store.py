@@ -69,6 +69,7 @@ def _config(upstream: FakeUpstream, tmp: Path, url: str | None = None) -> dict[s
 def _sdk_calls(gw: GatewayProcess) -> None:
     an = anthropic.Anthropic(base_url=gw.url, api_key=CLIENT_KEY, max_retries=0, timeout=30)
     an.messages.create(model="claude-text", max_tokens=100, messages=[{"role": "user", "content": "hi"}])
+    assert an.messages.count_tokens(model="claude-text", messages=[{"role": "user", "content": "hi"}]).input_tokens
     oa = openai.OpenAI(base_url=gw.url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=30)
     oa.chat.completions.create(model="openai-text", messages=[{"role": "user", "content": "hi"}])
     ge = genai.Client(api_key=CLIENT_KEY, http_options=gtypes.HttpOptions(base_url=gw.url, api_version="v1beta"))
@@ -115,6 +116,10 @@ def _wait_rows(read: Any, n: int, seconds: float = 10.0) -> list[dict[str, Any]]
 
 def _check_tokens(rows: list[dict[str, Any]]) -> None:
     expected = _expected()
+    counts = [r for r in rows if r["operation"] == "count_tokens"]
+    assert len(counts) == 1 and counts[0]["status"] == 200 and counts[0]["attempt"] == 0  # token counting too
+    assert counts[0]["endpoint"] == "/v1/messages/count_tokens"
+    rows = [r for r in rows if r["operation"] != "count_tokens"]
     by_model = {r["model"]: r for r in rows}
     for model, tokens in expected.items():
         r = by_model[model]
@@ -133,16 +138,16 @@ def test_sqlite_records_match_the_fixtures_and_survive_restart(upstream: FakeUps
     gw = GatewayProcess(_config(upstream, tmp_path), tmp_path).start()
     try:
         _sdk_calls(gw)
-        rows = _wait_rows(lambda: _sqlite_rows(tmp_path), 4)
-        assert len(rows) == 4
+        rows = _wait_rows(lambda: _sqlite_rows(tmp_path), 5)
+        assert len(rows) == 5
         _check_tokens(rows)
     finally:
         gw.stop()
     gw = GatewayProcess(_config(upstream, tmp_path), tmp_path).start()  # same data dir
     try:
         _sdk_calls(gw)
-        rows = _wait_rows(lambda: _sqlite_rows(tmp_path), 8)
-        assert len(rows) == 8  # the first run's records are still there
+        rows = _wait_rows(lambda: _sqlite_rows(tmp_path), 10)
+        assert len(rows) == 10  # the first run's records are still there
     finally:
         gw.stop()
 
@@ -157,8 +162,8 @@ def test_postgres_records_match_the_fixtures(upstream: FakeUpstream, tmp_path: P
     gw = GatewayProcess(_config(upstream, tmp_path, pg.url), tmp_path).start()
     try:
         _sdk_calls(gw)
-        rows = _wait_rows(lambda: _pg_rows(pg.url), 4)
-        assert len(rows) == 4
+        rows = _wait_rows(lambda: _pg_rows(pg.url), 5)
+        assert len(rows) == 5
         _check_tokens(rows)
         assert not (tmp_path / "data" / "usage.sqlite3").exists()
     finally:

@@ -294,3 +294,57 @@ def test_off_means_no_store(tmp_path: Path) -> None:
             await gw.stop()
 
     asyncio.run(go())
+
+
+class _SlowBackend(SQLiteBackend):
+    """A database that takes 2 s per batch (a disk or a server that stalls)."""
+
+    def insert(self, rows: Any) -> None:
+        time.sleep(2.0)
+        super().insert(rows)
+
+
+def test_a_stalled_database_never_slows_a_request(tmp_path: Path) -> None:
+    async def go() -> None:
+        gw = Gateway(_settings(tmp_path, extra="usage-statistics-enabled: false\n"))
+        await gw.start()
+        store = UsageStore(gw, _SlowBackend(str(tmp_path / "slow.sqlite3")), flush_seconds=0.05)
+        gw.observers.add(store)
+        try:
+            await _call(gw)
+            await asyncio.sleep(0.2)  # the writer is now inside its 2 s insert
+            t = time.perf_counter()
+            evs = [await _call(gw) for _ in range(30)]
+            elapsed = time.perf_counter() - t
+            assert all(e.status == 200 for e in evs)
+            assert elapsed < 1.0, elapsed  # nothing waited for the store
+            assert store.queued >= 25
+        finally:
+            gw.observers.remove(store)
+            await store.stop()
+            await gw.stop()
+        assert store.written == 31 and store.dropped == 0  # all written once the database came back
+
+    asyncio.run(go())
+
+
+def test_an_unreachable_postgres_never_fails_a_request(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+
+    async def go() -> None:
+        gw = Gateway(_settings(tmp_path, f"postgresql://nobody@127.0.0.1:{port}/none"))
+        await gw.start()
+        try:
+            store: UsageStore = gw.observers.named["usage"]
+            evs = [await _call(gw) for _ in range(3)]
+            assert all(e.status == 200 for e in evs)
+            await _until(lambda: store.dropped >= 3)
+            assert store.dropped == 3 and store.written == 0
+        finally:
+            await gw.stop()
+
+    asyncio.run(go())
