@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
+from time import monotonic as _monotonic
 
 import orjson
 
@@ -187,30 +188,24 @@ async def _attempt(
     if op not in executor.supports or (op == "compact" and wire != "responses"):
         raise BadRequest(f"upstream {entry.name} does not support Responses compaction"
                          if op == "compact" else f"upstream {entry.name} does not support {op}", param="model")
-    body = prepared.body_for(wire, cand.upstream_model, call.stream)
-    call.credential_id = cand.credential_id
-    call.upstream_model = cand.upstream_model
-    attempt = Attempt(cand.credential_id, cand.upstream_model, wire, time.monotonic())
+    model = cand.upstream_model
+    stream = call.stream
+    body = prepared.body_for(wire, model, stream)
+    call.credential_id = cid = cand.credential_id
+    call.upstream_model = model
+    attempt = Attempt(cid, model, wire, _monotonic())
     call.attempts.append(attempt)
     try:
-        up = await executor.send(entry, Outbound(op, wire, cand.upstream_model, body, call.stream, call.headers), gw)
-        attempt.first_byte = time.monotonic()
-        if call.stream:
+        up = await executor.send(entry, Outbound(op, wire, model, body, stream, call.headers), gw)
+        attempt.first_byte = _monotonic()
+        if stream:
             return await _stream(gw, call, cand, up, prepared, wire, attempt, base_model, scope)
         # a whole answer, read here rather than in a helper coroutine (every request's path)
         name = entry.name
         try:
             raw = await up.body(gw.settings.max_upstream_body)
-        except TimeoutError:
-            up.close(False)
-            raise UpstreamError(504, f"upstream {name} timed out while sending its answer", scope="model") from None
-        except up.io_errors as exc:
-            up.close(False)
-            raise UpstreamError(502, f"upstream {name} broke off its answer ({type(exc).__name__})",
-                                scope="model") from None
-        except BadAnswer as exc:
-            up.close(False)
-            raise BadAnswer(f"upstream {name} sent {exc.message}") from None
+        except (TimeoutError, BadAnswer, *up.io_errors) as exc:
+            raise _read_failure(up, name, exc, False) from None
         up.close(True)
         if wire == fmt:  # same format: the checked body passes unchanged
             what, used = answers.passthrough(wire, raw, op)
@@ -226,18 +221,18 @@ async def _attempt(
             except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise BadAnswer(f"upstream {name} sent an answer that could not be read: {exc}") from None
     except UpstreamError as exc:
-        attempt.end = time.monotonic()
+        attempt.end = _monotonic()
         attempt.status = exc.status
         attempt.error = exc.message
         if gw.observers.enabled:
             gw.observers.attempt_ended(call, attempt)
         raise
-    attempt.end = time.monotonic()
-    attempt.status = 200
-    call.usage = usage
-    call.status = 200
-    if gw.observers.enabled:
-        gw.observers.attempt_ended(call, attempt)
+    attempt.end = _monotonic()
+    attempt.status = call.status = 200
+    call._usage = usage  # (the property's setter, without its call)
+    observers = gw.observers
+    if observers.enabled:
+        observers.attempt_ended(call, attempt)
     if (pending := _succeeded(gw, call, cand, base_model, scope)) is not None:
         await pending
     if gw.recording:
@@ -246,6 +241,21 @@ async def _attempt(
     reply = Reply(200, out, [*JSON_HEADERS, *extra] if extra else JSON_HEADERS)
     reply.call = call
     return reply
+
+
+def _read_failure(up: Upstream, name: str, exc: BaseException, stream: bool) -> UpstreamError:
+    """What to raise (fail over) for ``exc`` while reading a whole answer or a stream's first
+    output; ``up`` is closed, not to be reused."""
+    up.close(False)
+    if isinstance(exc, UpstreamEventError):
+        return UpstreamError(exc.status or 502, redaction.scrub(f"upstream {name} failed: {exc.message}"))
+    if isinstance(exc, BadAnswer):  # (a stream's own checks name the upstream already)
+        return exc if stream else BadAnswer(f"upstream {name} sent {exc.message}")
+    if isinstance(exc, TimeoutError):
+        what = "sent no data in time" if stream else "timed out while sending its answer"
+        return UpstreamError(504, f"upstream {name} {what}", scope="model")
+    what = "the stream" if stream else "its answer"
+    return UpstreamError(502, f"upstream {name} broke off {what} ({type(exc).__name__})", scope="model")
 
 
 async def _stream(gw: Gateway, call: Call, cand: Candidate, up: Upstream, prepared: translate.Prepared, wire: str,
@@ -281,21 +291,8 @@ async def _stream(gw: Gateway, call: Call, cand: Candidate, up: Upstream, prepar
                 break
             if seen > limit:
                 raise BadAnswer(f"upstream {name} sent more than {limit} bytes without an answer")
-    except UpstreamEventError as exc:
-        up.close(False)
-        status = exc.status or 502
-        raise UpstreamError(status, redaction.scrub(f"upstream {name} failed: {exc.message}"),
-                            retry_after=None) from None
-    except TimeoutError:
-        up.close(False)
-        raise UpstreamError(504, f"upstream {name} sent no data in time", scope="model") from None
-    except up.io_errors as exc:
-        up.close(False)
-        raise UpstreamError(502, f"upstream {name} broke off the stream ({type(exc).__name__})",
-                            scope="model") from None
-    except BadAnswer:
-        up.close(False)
-        raise
+    except (UpstreamEventError, TimeoutError, BadAnswer, *up.io_errors) as exc:
+        raise _read_failure(up, name, exc, True) from None
     call.status = 200
     attempt.status = 200  # the attempt's end (and its observers) come when the stream ends, in _relay
     if (pending := _succeeded(gw, call, cand, base_model, scope)) is not None:
