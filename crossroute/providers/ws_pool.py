@@ -8,6 +8,8 @@ to one turn at a time (``acquire`` / ``release``); idle ones are kept for reuse 
 - on an error, a ``response.failed`` or the service's connection-limit error (``release(reuse=False)``);
 - when its turn was cancelled (the client went away): ``release(reuse=False)`` too;
 - after ``ws_idle_ttl`` seconds unused and at ``ws_max_age`` seconds old (a reaper task);
+- when the upstream closes it (or sends anything) while it is idle: each idle connection is read by
+  a small task (which also answers the upstream's pings), cancelled when a turn takes it;
 - when its downstream session ends (``close_session``), its credential is removed by a reload
   (``reconfigure``), and at shutdown (``stop``).
 
@@ -53,7 +55,8 @@ class PooledWs:
     """One upstream WebSocket. ``memory``: the input and output items of the last response the
     upstream holds on this connection (None: nothing usable), ``last_response_id`` its id."""
 
-    __slots__ = ("busy", "created", "credential_id", "key", "last_response_id", "last_used", "memory", "turns", "ws")
+    __slots__ = ("busy", "created", "credential_id", "key", "last_response_id", "last_used", "memory", "turns", "watch",
+                 "ws")
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, key: PoolKey, credential_id: str) -> None:
         self.ws = ws
@@ -64,6 +67,7 @@ class PooledWs:
         self.last_response_id: str | None = None
         self.busy = False
         self.turns = 0
+        self.watch: asyncio.Task[None] | None = None  # the read of an idle connection (pings, a close)
 
     @property
     def closed(self) -> bool:
@@ -93,6 +97,10 @@ class WsPool:
             conn = idle.pop()
             if not idle:
                 self._idle.pop(key, None)
+            watch, conn.watch = conn.watch, None
+            if watch is not None and not watch.done():
+                watch.cancel()  # the turn reads it from now on
+                await asyncio.gather(watch, return_exceptions=True)
             if conn.closed or now - conn.created >= self.max_age or now - conn.last_used >= self.idle_ttl:
                 self._close(conn)
                 continue
@@ -120,8 +128,27 @@ class WsPool:
             return
         idle = self._idle.setdefault(conn.key, [])
         idle.append(conn)
+        conn.watch = asyncio.get_running_loop().create_task(self._watch(conn))
         while len(idle) > MAX_IDLE_PER_KEY:
             self._close(idle.pop(0))
+
+    async def _watch(self, conn: PooledWs) -> None:
+        """Read an idle connection: pings are answered while it waits; anything it returns (the
+        upstream's close, an error, a stray event) means it is not reusable."""
+        try:
+            msg = await conn.ws.receive()
+            log.debug("idle upstream WebSocket ended: %s", getattr(msg, "type", msg))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("idle upstream WebSocket failed: %r", exc)
+        conn.watch = None
+        idle = self._idle.get(conn.key)
+        if idle is not None and conn in idle:
+            idle.remove(conn)
+            if not idle:
+                del self._idle[conn.key]
+        self._close(conn)
 
     def close_session(self, session: str) -> int:
         """Close the idle connections of a downstream session that ended (and of its stream_id lanes,
@@ -160,6 +187,13 @@ class WsPool:
         conns = [c for v in self._idle.values() for c in v] + list(self._busy)
         self._idle.clear()
         self._busy.clear()
+        watches = [w for c in conns if (w := c.watch) is not None and not w.done()]
+        for c in conns:
+            c.watch = None
+        for w in watches:
+            w.cancel()
+        if watches:
+            await asyncio.gather(*watches, return_exceptions=True)
         await asyncio.gather(*(self._close_now(c) for c in conns), return_exceptions=True)
         if self._closing:
             await asyncio.gather(*list(self._closing), return_exceptions=True)
@@ -184,6 +218,9 @@ class WsPool:
     def _close(self, conn: PooledWs) -> None:
         self._busy.discard(conn)
         conn.memory = None
+        watch, conn.watch = conn.watch, None
+        if watch is not None and not watch.done() and watch is not asyncio.current_task():
+            watch.cancel()
         if conn.ws.closed:
             return
         try:

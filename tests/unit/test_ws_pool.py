@@ -13,10 +13,22 @@ from crossroute.providers.ws_pool import WsPool, pool_key
 class FakeWs:
     def __init__(self) -> None:
         self.closed = False
+        self.reads = 0
+        self._gone = asyncio.Event()
 
     async def close(self) -> bool:
         self.closed = True
+        self._gone.set()
         return True
+
+    async def receive(self) -> Any:
+        self.reads += 1
+        await self._gone.wait()
+        return "CLOSED"
+
+    def drop(self) -> None:  # the upstream closes it
+        self.closed = True
+        self._gone.set()
 
 
 class Gw:
@@ -101,5 +113,28 @@ def test_session_end_reload_and_busy_connections() -> None:
         pool.release(busy, True)  # its turn ends later: nothing kept
         assert pool.connections() == 0
         await pool.stop()
+
+    run(main())
+
+
+def test_idle_connections_are_read_and_an_upstream_close_evicts_at_once() -> None:
+    async def main() -> None:
+        pool = WsPool(Gw())  # type: ignore[arg-type]
+        a = await pool.acquire(key(), "c1", dial)
+        pool.release(a, True)
+        await asyncio.sleep(0.01)
+        assert a.ws.reads == 1 and a.watch is not None, "an idle connection is read (pings answered)"
+        b = await pool.acquire(key(), "c1", dial)
+        assert b is a and a.watch is None, "a turn takes it over: the idle read is cancelled"
+        pool.release(a, True)
+        await asyncio.sleep(0.01)
+        a.ws.drop()
+        await asyncio.sleep(0.05)
+        assert pool.connections() == 0, "the upstream's close while idle evicts it at once"
+        c = await pool.acquire(key(), "c1", dial)
+        assert c is not a and pool.dialed == 2
+        pool.release(c, True)
+        await pool.stop()
+        assert c.ws.closed and c.watch is None
 
     run(main())
