@@ -125,8 +125,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def cpu_per_turn(gw: GatewayProcess, gw_url: str, turns: int) -> dict[str, float]:
-    """The gateway's CPU time per warm turn (steadier than wall time on a busy machine)."""
+async def cpu_per_turn(gw: GatewayProcess, gw_url: str, turns: int, restart_every: int = 0) -> dict[str, float]:
+    """The gateway's CPU time per warm turn (steadier than wall time on a busy machine). With
+    ``restart_every`` N a new conversation starts every N turns (a short history: the fixed cost);
+    without, one conversation grows over all the turns."""
     assert gw.proc is not None
     async with websockets.connect(gw_url, additional_headers={"Authorization": f"Bearer {CLIENT_KEY}"},
                                   max_size=None) as ws:
@@ -135,6 +137,10 @@ async def cpu_per_turn(gw: GatewayProcess, gw_url: str, turns: int) -> dict[str,
             if i == 10:
                 c0 = cpu_seconds(gw.proc.pid)
             msg: dict[str, Any] = {"model": "ws-text", "input": [user("next step")]}
+            if restart_every and i % restart_every == 0:  # a transcript that replaces the session's state
+                prev = None
+                msg["input"] = [user("start"), {"type": "message", "role": "assistant",
+                                                "content": [{"type": "output_text", "text": "ok"}]}, user("go")]
             if prev:
                 msg["previous_response_id"] = prev
             prev = (await _turn(ws, msg))["response"]["id"]
@@ -233,9 +239,11 @@ def main() -> int:
         print(f"warm turn: gateway {results['latency']['gateway_median_ms']} ms, direct "
               f"{results['latency']['direct_median_ms']} ms median over {results['latency']['turns']} turns: "
               f"+{results['latency']['added_ms']} ms (x{results['latency']['ratio']}; target: at most +1 ms)")
+        results["cpu_short"] = asyncio.run(cpu_per_turn(gw, gw_url, turns, restart_every=5))
         results["cpu"] = asyncio.run(cpu_per_turn(gw, gw_url, turns))
-        print(f"gateway CPU per warm turn: {results['cpu']['cpu_ms_per_turn']} ms (ten events, over "
-              f"{results['cpu']['turns']} turns)")
+        print(f"gateway CPU per warm turn (ten events): {results['cpu_short']['cpu_ms_per_turn']} ms with a short "
+              f"history (a new conversation every 5 turns), {results['cpu']['cpu_ms_per_turn']} ms over one "
+              f"conversation of {results['cpu']['turns'] + 10} turns")
         results["bytes"] = asyncio.run(bytes_per_turn(gw_url, up))
         for n, row in results["bytes"]["per_turn"].items():
             print(f"turn {n:>2}: {row['upstream_bytes']:>6} bytes upstream (full history would be "
