@@ -701,7 +701,12 @@ def test_codex_account_file_with_websockets(ws_up: FakeWsUpstream, tmp_path: Pat
             second = turn(ws, {"model": "gpt-5.5", "previous_response_id": first[-1]["response"]["id"],
                                "input": [user("two")]})
             assert text_of(second) == TEXT
-        assert sdk(g).responses.create(model="gpt-5.5", input="hi").output_text == TEXT
+            assert sdk(g).responses.create(model="gpt-5.5", input="hi").output_text == TEXT
+            # the account file goes away: its pooled connections close while the session is still open
+            assert ws_up.connections[0].closed_by == ""
+            (auth / "codex-ws@example.com-plus.json").unlink()
+            assert wait_for(lambda: all(c.closed_by == "client" for c in ws_up.connections), 15), \
+                [c.closed_by for c in ws_up.connections]
         conn = ws_up.connections[0]
         assert conn.path == "/backend-api/codex/responses"
         headers = {k.lower(): v for k, v in conn.headers.items()}
