@@ -15,6 +15,7 @@ real service's WebSocket mode.
 - The model name picks the answer: ``text`` (any unknown name), ``tools`` (a function call of the
   first function tool while the conversation has no tool output after its last user message, then
   text), ``cut`` (closes the connection after the first delta), ``failed`` (``response.failed``),
+  ``ratelimited`` (an ``error`` event with status 429 before any output),
   ``slow<ms>`` (waits before answering, and ``slow<ms>-mid`` in the middle), ``hang`` (sends
   ``response.created`` and nothing else).
 - Other client events (``response.steer``...) are acknowledged at once with ``<type>.accepted``,
@@ -169,6 +170,9 @@ class FakeWsUpstream(ThreadedApp):
         else:
             context = list(items)
         model = str(body.get("model") or "text")
+        if model == "ratelimited":  # refused before any output, as the service's rate limit is
+            await self._error(ws, 429, "rate_limit_exceeded", "Rate limit reached for requests. Try again in 20s.")
+            return True
         rid = f"resp_ws{next(self._ids):06d}"
         seq = itertools.count()
         base = {"id": rid, "object": "response", "created_at": int(time.time()), "model": model,

@@ -28,7 +28,7 @@ from .gateway_process import GatewayProcess
 TERMINAL = ("response.completed", "response.failed", "response.incomplete", "error")
 TOOL = {"type": "function", "name": "get_weather", "description": "Weather of a city",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
-WS_MODELS = ["text", "tools", "cut", "failed", "hang", "slow300", "slow500-mid"]
+WS_MODELS = ["text", "tools", "cut", "failed", "hang", "slow300", "slow500-mid", "ratelimited"]
 
 
 def user(text: str) -> dict[str, Any]:
@@ -735,3 +735,15 @@ def test_upstream_gone_between_turns_means_the_turn_goes_in_full(gw: GatewayProc
     assert "previous_response_id" not in resent[0]
     assert resent[0]["input"] == [user("one"), *first[-1]["response"]["output"], user("two")]
     assert resent[1]["input"] == [user("three")], "incremental again on the new connection"
+
+
+def test_upstream_error_before_output_is_the_turns_error_with_its_status(gw: GatewayProcess,
+                                                                        ws_up: FakeWsUpstream) -> None:
+    """An ``error`` event before any output (a rate limit) is an upstream failure with that status: the
+    client gets an error event with status 429 and the service's message; the session goes on."""
+    with open_ws(gw) as ws:
+        limited = turn(ws, {"model": "ws-ratelimited", "input": [user("one")]})
+        assert len(limited) == 1 and limited[0]["type"] == "error", limited
+        assert limited[0]["status"] == 429 and "Rate limit" in limited[0]["error"]["message"], limited
+        assert text_of(turn(ws, {"model": "ws-text", "input": [user("two")]})) == TEXT
+    assert wait_for(lambda: ws_up.connections[0].closed_by == "client"), "a failed turn's connection is evicted"
