@@ -15,7 +15,7 @@ real service's WebSocket mode.
 - The model name picks the answer: ``text`` (any unknown name), ``tools`` (a function call of the
   first function tool while the conversation has no tool output after its last user message, then
   text), ``cut`` (closes the connection after the first delta), ``failed`` (``response.failed``),
-  ``ratelimited`` (an ``error`` event with status 429 before any output),
+  ``ratelimited`` (an ``error`` event with status 429 before any output), ``many<N>`` (N one-word deltas),
   ``slow<ms>`` (waits before answering, and ``slow<ms>-mid`` in the middle), ``hang`` (sends
   ``response.created`` and nothing else).
 - Other client events (``response.steer``...) are acknowledged at once with ``<type>.accepted``,
@@ -222,6 +222,17 @@ class FakeWsUpstream(ThreadedApp):
                         "item": {**item, "status": "in_progress", "content": []}})
             await send({"type": "response.content_part.added", "output_index": 0, "item_id": item["id"],
                         "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}})
+            if model.startswith("many"):  # that many deltas, one word each
+                words = [f"w{i} " for i in range(int(model[4:] or 100))]
+                text = "".join(words)
+                item["content"][0]["text"] = text
+                for w in words[:-1]:
+                    await send({"type": "response.output_text.delta", "output_index": 0, "item_id": item["id"],
+                                "content_index": 0, "delta": w})
+                text, words = words[-1], []  # the last word goes as the second half below
+                full_text = item["content"][0]["text"]
+            else:
+                full_text = text
             half = len(text) // 2
             await send({"type": "response.output_text.delta", "output_index": 0, "item_id": item["id"],
                         "content_index": 0, "delta": text[:half]})
@@ -232,7 +243,7 @@ class FakeWsUpstream(ThreadedApp):
             await send({"type": "response.output_text.delta", "output_index": 0, "item_id": item["id"],
                         "content_index": 0, "delta": text[half:]})
             await send({"type": "response.output_text.done", "output_index": 0, "item_id": item["id"],
-                        "content_index": 0, "text": text})
+                        "content_index": 0, "text": full_text})
             await send({"type": "response.content_part.done", "output_index": 0, "item_id": item["id"],
                         "content_index": 0, "part": item["content"][0]})
         await send({"type": "response.output_item.done", "output_index": 0, "item": item})

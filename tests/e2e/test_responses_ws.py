@@ -28,7 +28,7 @@ from .gateway_process import GatewayProcess
 TERMINAL = ("response.completed", "response.failed", "response.incomplete", "error")
 TOOL = {"type": "function", "name": "get_weather", "description": "Weather of a city",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
-WS_MODELS = ["text", "tools", "cut", "failed", "hang", "slow300", "slow500-mid", "ratelimited"]
+WS_MODELS = ["text", "tools", "cut", "failed", "hang", "slow300", "slow500-mid", "ratelimited", "many400"]
 
 
 def user(text: str) -> dict[str, Any]:
@@ -747,3 +747,23 @@ def test_upstream_error_before_output_is_the_turns_error_with_its_status(gw: Gat
         assert limited[0]["status"] == 429 and "Rate limit" in limited[0]["error"]["message"], limited
         assert text_of(turn(ws, {"model": "ws-text", "input": [user("two")]})) == TEXT
     assert wait_for(lambda: ws_up.connections[0].closed_by == "client"), "a failed turn's connection is evicted"
+
+
+def test_many_events_arrive_in_order(gw: GatewayProcess) -> None:
+    """A turn's frames go to granian without waiting for each send (responses_ws.SEND_WINDOW): 400
+    deltas in two lanes at once still arrive in order, each lane's sequence numbers strictly rising."""
+    with open_ws(gw) as ws:
+        for lane in ("a", "b"):
+            ws.send(json.dumps({"type": "response.create", "stream_id": lane, "model": "ws-many400",
+                                "input": [user("count")]}))
+        events: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
+        done = 0
+        while done < 2:
+            ev = json.loads(ws.recv(20))
+            events[ev["stream_id"]].append(ev)
+            done += ev["type"] in TERMINAL
+    for lane, evs in events.items():
+        seqs = [e["sequence_number"] for e in evs]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"lane {lane} out of order"
+        assert evs[-1]["type"] == "response.completed"
+        assert text_of(evs) == "".join(f"w{i} " for i in range(400))
