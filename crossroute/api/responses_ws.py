@@ -23,7 +23,6 @@ they get an ``error`` event saying why.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
 import uuid
@@ -43,12 +42,13 @@ from ..providers.ws_pool import COMPONENT as POOL_COMPONENT
 from ..providers.ws_upstream import BASE_HEADER, SESSION_HEADER
 from ..replies import Reply, StreamReply
 from ..routing.session_ids import SessionIds
+from .ws_events import error_event, frames_of, log_rejected, open_log, ws_error_shape
 from .ws_turns import TurnError, TurnState
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
 
-__all__ = ["GRANIAN_FRAME_LIMIT", "SESSION_HEADER", "WsSession", "error_event", "frames_of"]
+__all__ = ["GRANIAN_FRAME_LIMIT", "SESSION_HEADER", "WsSession", "error_event", "frames_of", "log_rejected"]
 
 log = logging.getLogger("crossroute")
 
@@ -63,85 +63,6 @@ MAX_LANES = 8  # conversations on one connection (the default one and one per cl
 # connection's fair mutex in spawn order. tests/e2e/test_responses_ws.py checks the order of 400 events.
 SEND_WINDOW = 32
 _TURN_TYPES = ("response.create", "response.append")
-_STATUS_OF_CODE = {"rate_limit_exceeded": 429, "insufficient_quota": 429, "invalid_api_key": 401,
-                   "model_not_found": 404, "server_error": 502, "invalid_request_error": 400,
-                   "previous_response_not_found": 400, "websocket_connection_limit_reached": 400}
-
-
-def error_event(status: int, message: str, *, code: str | None = None, param: str | None = None,
-                etype: str | None = None) -> dict[str, Any]:
-    """An ``error`` event as the Responses WebSocket sends it."""
-    return {"type": "error", "status": status,
-            "error": {"type": etype or ("invalid_request_error" if status < 500 else "server_error"),
-                      "code": code or default_code(status), "message": message, "param": param}}
-
-
-def frames_of(chunk: bytes) -> list[bytes]:
-    """The JSON payloads of the SSE events in ``chunk`` (whole events, as the pipes emit them)."""
-    out: list[bytes] = []
-    for block in chunk.split(b"\n\n"):
-        if not block:
-            continue
-        data = [line[5:].lstrip(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
-        if not data:
-            continue
-        payload = data[0] if len(data) == 1 else b"\n".join(data)
-        if payload and payload != b"[DONE]":
-            out.append(payload)
-    return out
-
-
-def _ws_error_shape(obj: dict[str, Any]) -> dict[str, Any]:
-    """An SSE-style ``error`` event (code/message at the top) with the WebSocket ``error`` object added."""
-    if isinstance(obj.get("error"), dict):
-        return obj
-    code = obj.get("code")
-    shaped = dict(obj)
-    shaped["error"] = {"type": "invalid_request_error" if _STATUS_OF_CODE.get(code, 502) < 500 else "server_error",
-                       "code": code, "message": obj.get("message") or "upstream error", "param": obj.get("param")}
-    if "status" not in shaped and isinstance(code, str) and code in _STATUS_OF_CODE:
-        shaped["status"] = _STATUS_OF_CODE[code]
-    return shaped
-
-
-class _NoLog:
-    def client_frame(self, data: bytes | str) -> None: ...
-    def upstream_event(self, data: bytes | str) -> None: ...
-    def error(self, message: str) -> None: ...
-    def close(self, who: str, code: int | None = None, reason: str = "") -> None: ...
-
-
-def _request_log() -> Any:
-    try:
-        return importlib.import_module("crossroute.observe.request_log")
-    except ModuleNotFoundError as exc:
-        if exc.name != "crossroute.observe.request_log":
-            raise
-        return None
-
-
-def open_log(gw: Gateway, meta: dict[str, Any]) -> Any:
-    mod = _request_log()
-    opener = getattr(mod, "open_ws", None) if mod is not None else None
-    if opener is None:
-        return _NoLog()
-    try:
-        return opener(gw, meta)
-    except Exception:
-        log.exception("request log: open_ws failed")
-        return _NoLog()
-
-
-def log_rejected(gw: Gateway, meta: dict[str, Any], status: int, reason: str) -> None:
-    mod = _request_log()
-    fn = getattr(mod, "rejected_upgrade", None) if mod is not None else None
-    if fn is not None:
-        try:
-            fn(gw, meta, status, reason)
-        except Exception:
-            log.exception("request log: rejected_upgrade failed")
-
-
 class _Lane:
     """One conversation on the connection: the default one, or one per client ``stream_id``. Each has
     its turn state, its queue and its worker (turns of one lane run in order; lanes run side by side),
@@ -533,7 +454,7 @@ class WsSession:
         if kind in ("response.completed", "response.incomplete") and isinstance(obj.get("response"), dict):
             lane.state.completed(full, obj["response"])
         elif kind == "error":
-            shaped = _ws_error_shape(obj)
+            shaped = ws_error_shape(obj)
             msg = shaped["error"].get("message")
             return (orjson.dumps(shaped) if shaped is not obj else payload), str(msg)
         elif kind == "response.failed":
