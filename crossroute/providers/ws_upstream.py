@@ -320,14 +320,17 @@ class WsExecutor:
         url, headers = self._handshake(entry, out)
         session = out.client_headers.get(SESSION_HEADER) or ""
         pool = pool_of(io)
-        key = pool_key(url, session, entry.id, headers)
+        cred_id = entry.derived.get("ws_cred_id")
+        if cred_id is None:  # ProviderEntry.id hashes the key on every read
+            cred_id = entry.derived["ws_cred_id"] = entry.id
+        key = pool_key(url, session, cred_id, headers)
         items = body.get("input")
         full_items: list[Any] | None = items if isinstance(items, list) else None
         if "previous_response_id" in body:
             full_items = None  # the client chains to a response this gateway does not know in full
         for attempt in range(2):
             try:
-                conn = await pool.acquire(key, entry.id, lambda: self._dial(entry, io, url, headers, out))
+                conn = await pool.acquire(key, cred_id, lambda: self._dial(entry, io, url, headers, out))
             except UpstreamError as exc:
                 if exc.status in FALLBACK_STATUSES:
                     log.warning("upstream %s refused the WebSocket upgrade (%s); using HTTP for %g s",
