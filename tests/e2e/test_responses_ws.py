@@ -767,3 +767,26 @@ def test_many_events_arrive_in_order(gw: GatewayProcess) -> None:
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"lane {lane} out of order"
         assert evs[-1]["type"] == "response.completed"
         assert text_of(evs) == "".join(f"w{i} " for i in range(400))
+
+
+def test_upstream_without_websockets_falls_back_to_http(upstream: FakeUpstream, tmp_path: Path) -> None:
+    """``websockets: true`` on an upstream that refuses the upgrade (the HTTP fake answers 405): the turn
+    goes over HTTP with the full history, and so do the next ones for a while (one refusal, not one per turn)."""
+    cfg = {"api-keys": [CLIENT_KEY], "codex-api-key": [{
+        "api-key": "sk-http-only", "base-url": upstream.base + "/v1", "websockets": True,
+        "models": [{"name": "text", "alias": "fb-text"}]}]}
+    g = GatewayProcess(cfg, tmp_path).start()
+    try:
+        with open_ws(g) as ws:
+            first = turn(ws, {"model": "fb-text", "input": [user("one")]})
+            assert first[-1]["type"] == "response.completed", first[-1]
+            assert text_of(first) == cs.expected_text("responses")
+            second = turn(ws, {"model": "fb-text", "previous_response_id": first[-1]["response"]["id"],
+                               "input": [user("two")]})
+            assert second[-1]["type"] == "response.completed"
+        posts = [r for r in upstream.requests if r["path"] == "/v1/responses"]
+        assert len(posts) == 2 and "previous_response_id" not in posts[1]["body"]
+        assert posts[1]["body"]["input"] == [user("one"), *first[-1]["response"]["output"], user("two")]
+        assert g.log().count("refused the WebSocket upgrade") == 1, g.log()[-2000:]
+    finally:
+        g.stop()
