@@ -31,7 +31,8 @@ FLUSH_AFTER = 1.0  # seconds a line may wait in the buffer
 MAX_LINES = 256
 _MAX_FIELD = 200
 _CACHE_SIZE = 4096
-_MILLIS = [f"{i:03d}" for i in range(1000)]
+_MILLIS = [*(f"{i:03d}" for i in range(1000)), "999"]  # (a float product may round up to 1000)
+_PARTS = 5  # strings per line in the buffer
 _MAX_TENTHS = 10_000  # latencies under 1 s come from a table
 _TENTHS = [f"{i // 10}.{i % 10}" for i in range(_MAX_TENTHS)]
 
@@ -78,11 +79,12 @@ class AccessLog:
         if second != self._second:
             self._second = second
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S,", time.localtime(second))
-        # (integers only, from tables where possible: formatting a float costs more than the rest of the line)
+        # (integers only, from tables where possible: formatting a float costs more than the rest of the
+        # line; the parts are joined by flush, not here)
         buffer = self._buffer
-        buffer.append(f"{self._stamp}{_MILLIS[int((now - second) * 1000) % 1000]}{middle}"
-                      f"{_TENTHS[tenths] if tenths < _MAX_TENTHS else f'{tenths // 10}.{tenths % 10}'}ms\n")
-        if len(buffer) >= MAX_LINES:
+        buffer += (self._stamp, _MILLIS[int((now - second) * 1000)], middle,
+                   _TENTHS[tenths] if tenths < _MAX_TENTHS else f"{tenths // 10}.{tenths % 10}", "ms\n")
+        if len(buffer) >= MAX_LINES * _PARTS:
             self.flush()
         elif not self._scheduled:  # one timer per second while lines come, not one per line
             try:
