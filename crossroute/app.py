@@ -120,6 +120,15 @@ def _mount_optional() -> None:
 _mount_optional()
 
 
+def _same_origin(origin: str, host: str | None) -> bool:
+    """A page served by the gateway itself (the panel): the Origin's host[:port] is the Host header.
+    The Host header itself was checked first (loopback or allowed-hosts), so DNS rebinding stays out."""
+    if not host:
+        return False
+    scheme, sep, rest = origin.partition("://")
+    return bool(sep) and scheme.lower() in ("http", "https") and rest.rstrip("/").lower() == host.lower()
+
+
 def _format_for_path(path: str) -> str:
     if path.startswith("/v1/messages"):
         return "claude"
@@ -365,7 +374,7 @@ class App:
     def _refused_by_host_or_origin(self, host: str | None, origin: str | None) -> str | None:
         if not self._host_allowed(host):
             return "Host header not allowed (add it to allowed-hosts)"
-        if origin is not None and origin.rstrip("/") not in self._allowed_origins:
+        if origin is not None and origin.rstrip("/") not in self._allowed_origins and not _same_origin(origin, host):
             return f"Origin {origin!r} is not allowed (see allowed-origins)"
         return None
 
@@ -410,6 +419,7 @@ class App:
                 return error_reply(fmt, 405, f"method {method} is not allowed on {path}")
             return error_reply(fmt, 404, f"no route for {method} {path}")
         req = Request(method, path, scope.query_string, headers, b"")
+        req.client = scope.client
         if params is not None:
             req.path_params = params
         if route.auth and self._keys:
@@ -428,6 +438,7 @@ class App:
         if refused is not None:
             return 403, refused, None
         req = Request(scope.method, scope.path, scope.query_string, headers, b"")
+        req.client = scope.client
         problem = self._key_problem(req)
         if problem is not None:
             return 401, problem, None

@@ -26,7 +26,7 @@ def bad_request(fmt: str, message: str, param: str | None = None, status: int = 
 
 
 class Request:
-    __slots__ = ("_query", "body", "client_key", "headers", "method", "path", "path_params", "query_string")
+    __slots__ = ("_query", "body", "client", "client_key", "headers", "method", "path", "path_params", "query_string")
 
     def __init__(self, method: str, path: str, query_string: str, headers: Mapping[str, str], body: bytes) -> None:
         self.method = method
@@ -35,6 +35,7 @@ class Request:
         self.headers = headers  # lower-case names
         self.body = body
         self.client_key: str | None = None
+        self.client: str | None = None  # the peer's "ip:port" (granian's scope.client), set by the edge
         self.path_params: dict[str, str] = {}
         self._query: dict[str, list[str]] | None = None
 
