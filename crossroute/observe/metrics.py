@@ -33,6 +33,7 @@ __all__ = ["Metrics"]
 
 _LATENCY = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 _TTFT = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_KINDS = ("input", "output", "cached", "cache_creation", "reasoning")
 _NOT_COUNTED = ("/metrics", "/v0/management", "/management")
 
 
@@ -49,9 +50,11 @@ class Metrics:
         self.attempts: dict[tuple[str, str], int] = {}  # (provider, status)
         self.latency: dict[str, list[float]] = {}  # provider -> bucket counts + [sum]
         self.ttft: dict[str, list[float]] = {}
-        self.tokens: dict[tuple[str, str, str], int] = {}  # (kind, provider, model)
+        self.tokens: dict[tuple[str, str], list[int]] = {}  # (provider, model) -> counts in _KINDS order
         self.retries: dict[str, int] = {}
         self.failovers: dict[str, int] = {}
+        self._settings: Any = None
+        self._providers: dict[str, str] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_CountCollector(self))
         self.registry.register(_StateCollector(self))
@@ -71,44 +74,57 @@ class Metrics:
         call = event.call
         requests = self.requests
         if call is None or not call.attempts:
-            key: tuple[str, ...] = (event.client_format, "-", "-", str(event.status), event.transport)
+            key: tuple[Any, ...] = (event.client_format, "-", "-", event.status, event.transport)
             requests[key] = requests.get(key, 0) + 1
             return
         gw = self.gw
-        provider = provider_of(gw, call.credential_id) or "-"
-        key = (call.client_format, provider, call.model, str(event.status), call.transport)
+        if self._settings is not gw.settings:  # credential id -> provider, per settings object
+            self._settings = gw.settings
+            self._providers = {p.id: p.provider for p in gw.settings.providers}
+        providers = self._providers
+        cred = call.credential_id
+        provider = providers.get(cred) or provider_of(gw, cred) or "-"  # type: ignore[arg-type]
+        model = call.model
+        key = (call.client_format, provider, model, event.status, call.transport)
         requests[key] = requests.get(key, 0) + 1
         attempts = self.attempts
+        latency, ttft = self.latency, self.ttft
         prev: str | None = None
         for a in call.attempts:
-            p = provider if a.credential_id == call.credential_id else (provider_of(gw, a.credential_id) or "-")
-            akey = (p, str(a.status))
+            aid = a.credential_id
+            p = provider if aid == cred else (providers.get(aid) or provider_of(gw, aid) or "-")
+            akey = (p, a.status)
             attempts[akey] = attempts.get(akey, 0) + 1
+            start = a.start
             if a.end is not None:
-                _observe(self.latency, p, _LATENCY, a.end - a.start)
+                counts = latency.get(p) or _counts(latency, p, _LATENCY)
+                v = a.end - start
+                counts[bisect_left(_LATENCY, v)] += 1
+                counts[-1] += v
             if a.first_byte is not None:
-                _observe(self.ttft, p, _TTFT, a.first_byte - a.start)
+                counts = ttft.get(p) or _counts(ttft, p, _TTFT)
+                v = a.first_byte - start
+                counts[bisect_left(_TTFT, v)] += 1
+                counts[-1] += v
             if prev is not None:
-                table = self.retries if prev == a.credential_id else self.failovers
+                table = self.retries if prev == aid else self.failovers
                 table[p] = table.get(p, 0) + 1
-            prev = a.credential_id
+            prev = aid
         u = call.usage
         if u is not None:
-            tokens = self.tokens
-            model = call.model
-            for kind, n in (("input", u.input_tokens), ("output", u.output_tokens), ("cached", u.cached_tokens),
-                            ("cache_creation", u.cache_creation_tokens), ("reasoning", u.reasoning_tokens)):
-                if n:
-                    tkey = (kind, provider, model)
-                    tokens[tkey] = tokens.get(tkey, 0) + n
+            tok = self.tokens.get((provider, model))
+            if tok is None:
+                tok = self.tokens[(provider, model)] = [0, 0, 0, 0, 0]
+            tok[0] += u.input_tokens
+            tok[1] += u.output_tokens
+            tok[2] += u.cached_tokens
+            tok[3] += u.cache_creation_tokens
+            tok[4] += u.reasoning_tokens
 
 
-def _observe(table: dict[str, list[float]], key: str, bounds: tuple[float, ...], value: float) -> None:
-    counts = table.get(key)
-    if counts is None:
-        counts = table[key] = [0.0] * (len(bounds) + 2)  # per bucket (+Inf last), then the sum
-    counts[bisect_left(bounds, value)] += 1
-    counts[-1] += value
+def _counts(table: dict[str, list[float]], key: str, bounds: tuple[float, ...]) -> list[float]:
+    counts = table[key] = [0.0] * (len(bounds) + 2)  # per bucket (+Inf last), then the sum
+    return counts
 
 
 class _CountCollector:
@@ -125,11 +141,11 @@ class _CountCollector:
         req = CounterMetricFamily("crossroute_requests", "Finished client requests",
                                   labels=("format", "provider", "model", "status", "transport"))
         for labels, n in list(m.requests.items()):
-            req.add_metric(list(labels), n)
+            req.add_metric([str(v) for v in labels], n)
         yield req
         att = CounterMetricFamily("crossroute_upstream_attempts", "Upstream attempts", labels=("provider", "status"))
         for labels, n in list(m.attempts.items()):
-            att.add_metric(list(labels), n)
+            att.add_metric([str(v) for v in labels], n)
         yield att
         for name, doc, table, bounds in (
                 ("crossroute_upstream_latency_seconds", "Upstream attempt duration (to its end)", m.latency, _LATENCY),
@@ -144,8 +160,10 @@ class _CountCollector:
                 fam.add_metric([provider], buckets, counts[-1])
             yield fam
         tok = CounterMetricFamily("crossroute_tokens", "Tokens by kind", labels=("kind", "provider", "model"))
-        for labels, n in list(m.tokens.items()):
-            tok.add_metric(list(labels), n)
+        for (provider, model), counts in list(m.tokens.items()):
+            for kind, n in zip(_KINDS, counts, strict=True):
+                if n:
+                    tok.add_metric([kind, provider, model], n)
         yield tok
         for name, doc, table in (("crossroute_retries", "Further attempts on the credential tried before",
                                   m.retries),
