@@ -45,6 +45,9 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         "CREATE INDEX usage_records_ts ON usage_records (ts)",
     ]),
     (2, [
+        # ``day`` is not written by the store (the UTC day is an expression of ``ts`` in queries);
+        # the column stays so rows written by earlier code and by tools that fill it still load
+        "ALTER TABLE usage_records ADD COLUMN day TEXT",
         "CREATE INDEX usage_records_request_id ON usage_records (request_id)",
     ]),
 ]
