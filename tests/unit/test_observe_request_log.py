@@ -226,3 +226,25 @@ def test_error_logs_off(tmp_path: Path, n: int) -> None:
     assert "request_log" not in gw.observers.named
     assert rl.open_ws(gw, {"path": "/x"}).owner is None
     asyncio.run(gw.stop())
+
+
+def test_an_unwritable_log_folder_never_fails_a_request(tmp_path: Path) -> None:
+    (tmp_path / "logs").write_text("a file where the logs folder should be")
+
+    async def go() -> None:
+        gw = _gw(tmp_path, "request-log: true\n")
+        await gw.start()
+        try:
+            call = _call()
+            call.log = gw.observers.spool(call)
+            await _run(gw, call)
+            ev = _end(gw, call, 200)
+            _end(gw, _call(), 500)
+            _flush(gw)
+            writer = gw.observers.named["request_log"].writer
+            assert writer.dropped >= 2 and writer.written == 0
+            assert ev.status == 200
+        finally:
+            await gw.stop()
+
+    asyncio.run(go())
