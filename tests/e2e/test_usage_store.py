@@ -207,11 +207,13 @@ def test_two_workers_share_the_sqlite_file(upstream: FakeUpstream, tmp_path: Pat
     from .lifecycle_support import Gateway as WorkerGateway
 
     gw = WorkerGateway(_config(upstream, tmp_path), tmp_path, ("--workers", "2")).start()
+    workers: list[int] = []
     try:
         deadline = time.monotonic() + 15
         while gw.log().count(" ready") < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert gw.log().count(" ready") >= 2
+        workers = gw.children
         body = json.dumps({"model": "openai-text", "messages": [{"role": "user", "content": "hi"}]}).encode()
         for _ in range(40):  # a new connection each: both workers serve some
             req = urllib.request.Request(gw.url + "/v1/chat/completions", data=body, headers={
@@ -221,4 +223,12 @@ def test_two_workers_share_the_sqlite_file(upstream: FakeUpstream, tmp_path: Pat
         rows = _wait_rows(lambda: _sqlite_rows(tmp_path), 40)
         assert len(rows) == 40 and len({r["request_id"] for r in rows}) == 40
     finally:
-        gw.stop()
+        workers = workers or gw.children
+        gw.signal(signal.SIGTERM)  # the workers stop with the main process
+        if gw.wait(15) is None:
+            gw.stop()
+        for pid in workers:  # and none is left behind whatever happened
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
