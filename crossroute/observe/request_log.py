@@ -40,6 +40,7 @@ __all__ = ["CallLog", "RequestLog", "WsLog", "delete_logs", "find_log", "list_lo
 
 SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "proxy-authorization", "cookie",
                             "x-management-key", "set-cookie", "chatgpt-account-id", "openai-organization"})
+MAX_WAITING = 1000  # finished calls waiting for the writer; beyond it their logs are dropped (counted)
 _QUIET_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # logged only when they fail (as CLIProxyAPI does)
 _TRUNCATED = b"\n[... truncated: %d more bytes not logged (request-log-max-body) ...]\n"
 
@@ -180,6 +181,7 @@ class RequestLog:
         self.full = s.request_log
         self.limit = s.request_log_max_body
         self._spools = 0
+        self._waiting = 0  # finished calls queued for the writer (each keeps its body alive until written)
         self._by_id: dict[str, str] = {}  # request id -> file name, for the newest logs
 
     def configure(self, gw: Gateway) -> None:
@@ -207,11 +209,17 @@ class RequestLog:
             if clog is not None:
                 self.writer.put(self.writer.discard, clog.spool)
             return
+        if self._waiting >= MAX_WAITING:  # the disk is behind: keep no more finished calls (and bodies) alive
+            self.writer.dropped += 1
+            if clog is not None:
+                self.writer.put(self.writer.discard, clog.spool)
+            return
         error = not self.full
         name = file_name(event.path, time.time() - (time.monotonic() - event.started), event.request_id, error)
         self._remember(event.request_id, name)
         # the call is finished: the writer thread renders it (nothing else touches it any more)
-        self.writer.put(self._write, name, event, clog, self.limit)
+        if self.writer.put(self._write, name, event, clog, self.limit):
+            self._waiting += 1
 
     def _remember(self, rid: str, name: str) -> None:
         ids = self._by_id
@@ -221,6 +229,7 @@ class RequestLog:
         ids[rid] = name
 
     def _write(self, name: str, event: CallEnded, clog: CallLog | None, limit: int) -> None:
+        self._waiting -= 1  # (approximate across threads; it only bounds memory)
         head, tail = render(event, clog, limit)
         self.writer.finish(name, head, clog.spool if clog is not None else None, tail)
 
