@@ -57,7 +57,9 @@ class LogWriter:
         self.dropped = 0  # jobs dropped: the queue was full or the folder unwritable
         self.written = 0
         self._jobs: deque[tuple[Callable[..., None], tuple[Any, ...], int]] = deque()
-        self._bytes = 0
+        # bytes queued and written: each counter is written by one thread only, so none loses an update
+        self._bytes_in = 0
+        self._bytes_out = 0
         self._cv = threading.Condition()
         self._stopping = False
         self._files: dict[str, BinaryIO] = {}  # open spool files by spool name
@@ -71,10 +73,11 @@ class LogWriter:
     # ---------------------------------------------------------------- any thread
     def put(self, fn: Callable[..., None], *args: Any, size: int = 0) -> bool:
         """Queue ``fn(*args)`` for the writer thread; False (and counted) when the queue is full."""
-        if self._stopping or len(self._jobs) >= MAX_QUEUE_ITEMS or self._bytes + size > MAX_QUEUE_BYTES:
+        waiting = self._bytes_in - self._bytes_out
+        if self._stopping or len(self._jobs) >= MAX_QUEUE_ITEMS or waiting + size > MAX_QUEUE_BYTES:
             self.dropped += 1
             return False
-        self._bytes += size
+        self._bytes_in += size
         self._jobs.append((fn, args, size))
         if len(self._jobs) == 1:
             with self._cv:
@@ -109,7 +112,7 @@ class LogWriter:
                     self._cv.wait(1.0)
             while jobs:
                 fn, args, size = jobs.popleft()
-                self._bytes -= size
+                self._bytes_out += size
                 try:
                     fn(*args)
                 except OSError as exc:

@@ -181,7 +181,10 @@ class RequestLog:
         self.full = s.request_log
         self.limit = s.request_log_max_body
         self._spools = 0
-        self._waiting = 0  # finished calls queued for the writer (each keeps its body alive until written)
+        # finished calls queued for the writer (each keeps its body alive until written): each counter
+        # is written by one thread only (the loop / the writer), so none loses an update
+        self._queued = 0
+        self._done = 0
         self._by_id: dict[str, str] = {}  # request id -> file name, for the newest logs
 
     def configure(self, gw: Gateway) -> None:
@@ -209,7 +212,7 @@ class RequestLog:
             if clog is not None:
                 self.writer.put(self.writer.discard, clog.spool)
             return
-        if self._waiting >= MAX_WAITING:  # the disk is behind: keep no more finished calls (and bodies) alive
+        if self._queued - self._done >= MAX_WAITING:  # the disk is behind: keep no more calls (and bodies) alive
             self.writer.dropped += 1
             if clog is not None:
                 self.writer.put(self.writer.discard, clog.spool)
@@ -219,7 +222,7 @@ class RequestLog:
         self._remember(event.request_id, name)
         # the call is finished: the writer thread renders it (nothing else touches it any more)
         if self.writer.put(self._write, name, event, clog, self.limit):
-            self._waiting += 1
+            self._queued += 1
 
     def _remember(self, rid: str, name: str) -> None:
         ids = self._by_id
@@ -229,7 +232,7 @@ class RequestLog:
         ids[rid] = name
 
     def _write(self, name: str, event: CallEnded, clog: CallLog | None, limit: int) -> None:
-        self._waiting -= 1  # (approximate across threads; it only bounds memory)
+        self._done += 1
         head, tail = render(event, clog, limit)
         self.writer.finish(name, head, clog.spool if clog is not None else None, tail)
 
