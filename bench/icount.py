@@ -8,7 +8,11 @@ a keep-alive connection, and the counters are dumped. Prints instructions per re
 threads and processes of the server) and the ratio to the reference proxy.
 
     apt-get install -y valgrind
-    python bench/icount.py [--requests 400] [--stream] [--only reference,crossroute,crossroute-affinity]
+    python bench/icount.py [--requests 400] [--stream | --messages] [--only reference,crossroute,crossroute-affinity]
+
+``--messages``: the cross-format row of run.py (an Anthropic client streaming ``/v1/messages`` over
+the OpenAI-compatible upstream); the reference proxy has no such endpoint, so it is counted on its
+plain chat stream, as run.py compares them.
 
 Slow (each server runs ~50x slower under valgrind; about a minute per server). No thresholds.
 """
@@ -32,13 +36,22 @@ sys.path.insert(0, HERE)
 
 from load import RawClient, Target  # noqa: E402
 from procs import Child, finish, free_port, install_signal_handlers, tree_pids, wait_ready  # noqa: E402
-from run import BENCH_KEY, CHAT_BODY, STREAM_BODY, UPSTREAM_KEY, crossroute_argv, crossroute_env, write_config  # noqa: E402
+from run import (  # noqa: E402
+    BENCH_KEY,
+    CHAT_BODY,
+    MESSAGES_BODY,
+    STREAM_BODY,
+    UPSTREAM_KEY,
+    crossroute_argv,
+    crossroute_env,
+    write_config,
+)
 
 _TOTALS = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.M)
 
 
-def send(port: int, key: str, body: dict, n: int) -> None:
-    t = Target("t", port, "/v1/chat/completions",
+def send(port: int, key: str, body: dict, n: int, path: str = "/v1/chat/completions") -> None:
+    t = Target("t", port, path,
                (("Content-Type", "application/json"), ("Authorization", f"Bearer {key}")), orjson.dumps(body))
     client = RawClient(t, timeout=120)
     try:
@@ -51,14 +64,14 @@ def send(port: int, key: str, body: dict, n: int) -> None:
 
 
 def count(label: str, argv: list[str], port: int, key: str, body: dict, n: int, tmp: str,
-          env: dict[str, str] | None) -> int:
+          env: dict[str, str] | None, path: str = "/v1/chat/completions") -> int:
     out = os.path.join(tmp, f"{label}.%p.out")
     child = Child(label, ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=yes",
                           f"--callgrind-out-file={out}",
                           *argv], cwd=REPO, env=env, log_path=os.path.join(tmp, f"{label}.log"))
     try:
         wait_ready(child, port, timeout=240)
-        send(port, key, body, 100)  # warm-up: connection pool, first-use imports, caches
+        send(port, key, body, 100, path)  # warm-up: connection pool, first-use imports, caches
         # every process of the server (the reference proxy serves from a worker process)
         pids = [str(p) for p in (child.pid, *tree_pids(child.pid))]
 
@@ -67,7 +80,7 @@ def count(label: str, argv: list[str], port: int, key: str, body: dict, n: int, 
                 subprocess.run(["callgrind_control", *flags, pid], capture_output=True)
 
         control("-i", "on")
-        send(port, key, body, n)
+        send(port, key, body, n, path)
         control("-d")
         control("-i", "off")
     finally:
@@ -85,6 +98,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--stream", action="store_true", help="50-event streams instead of JSON answers")
+    ap.add_argument("--messages", action="store_true",
+                    help="crossroute: Anthropic /v1/messages streams over the OpenAI upstream (cross-format)")
     ap.add_argument("--only", default="reference,crossroute,crossroute-affinity")
     ap.add_argument("--keep", action="store_true", help="keep the callgrind files (for callgrind_annotate)")
     args = ap.parse_args()
@@ -93,7 +108,7 @@ def main() -> int:
         return 1
     install_signal_handlers()
     tmp = tempfile.mkdtemp(prefix="crossroute-icount-")
-    body = STREAM_BODY if args.stream else CHAT_BODY
+    body = STREAM_BODY if args.stream or args.messages else CHAT_BODY
     try:
         up_port = free_port()
         upstream = Child("upstream", [sys.executable, os.path.join(HERE, "fake_upstream.py"), "--port", str(up_port),
@@ -111,9 +126,12 @@ def main() -> int:
                 config = write_config(os.path.join(tmp, f"{label}.yaml"), port, up_port,
                                       affinity=label == "crossroute-affinity")
                 argv, key = crossroute_argv(config, 1), BENCH_KEY
-            results[label] = count(label, argv, port, key, body, args.requests, tmp, env)
-            print(f"{label:22s} {results[label]:>10,} instructions per {'stream' if args.stream else 'request'}",
-                  flush=True)
+            if args.messages and label != "reference":
+                results[label] = count(label, argv, port, key, MESSAGES_BODY, args.requests, tmp, env, "/v1/messages")
+            else:
+                results[label] = count(label, argv, port, key, body, args.requests, tmp, env)
+            what = "request" if body is CHAT_BODY else "stream"
+            print(f"{label:22s} {results[label]:>10,} instructions per {what}", flush=True)
         ref = results.get("reference")
         if ref:
             for label, v in results.items():
