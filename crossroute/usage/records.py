@@ -20,7 +20,6 @@ from ..formats.neutral import Usage
 if TYPE_CHECKING:
     from ..gateway import Gateway
     from ..observe.events import CallEnded
-    from ..routing.session_ids import SessionIds
 
 __all__ = ["FIELDS", "key_id", "provider_of", "records_of", "rows_of", "skipped", "snapshot"]
 
@@ -31,6 +30,7 @@ FIELDS = (
     "session_source", "attempt",
 )
 MAX_ERROR = 500  # characters of a failure reason kept
+_ZERO = (0, 0, 0, 0, 0)
 
 _key_ids: dict[str, str] = {}
 
@@ -73,10 +73,10 @@ def skipped(event: CallEnded) -> bool:
     return event.call is None and event.status < 400
 
 
-def _session_source(s: SessionIds | None) -> str | None:
-    if s is None:
+def _session_source(primary: str | None) -> str | None:
+    if primary is None:
         return None
-    ns, sep, _ = s.primary.partition(":")
+    ns, sep, _ = primary.partition(":")
     return ns if sep else "unknown"
 
 
@@ -94,14 +94,25 @@ def snapshot(event: CallEnded) -> tuple[Any, ...]:
             event.transport, event.client_format, event.started, event.ended)
     if call is None:
         return (*head, None)
+    # plain values only (no Attempt or Call objects): what waits in the queue is not tracked by the GC
+    attempts = tuple([(a.credential_id, a.upstream_model, a.start, a.first_byte, a.end, a.status, a.error)
+                      for a in call.attempts])
+    u = call._usage
+    if isinstance(u, Usage):
+        u = (u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_creation_tokens, u.reasoning_tokens)
+    s = call.session
     return (*head, (call.client_key, call.client_format, call.operation, call.model, call.stream, call.transport,
-                    call.attempts, call._usage, call.session, call.started, call.status))
+                    attempts, u, s.primary if s is not None else None, call.started, call.status))
 
 
-def _resolved(u: Any) -> Usage | None:
-    if u is not None and not isinstance(u, Usage):
-        u = u.resolve()  # PendingUsage / ParsedUsage: parsed here, off the request path
-    return u  # type: ignore[no-any-return]
+def _resolved(u: Any) -> tuple[int, int, int, int, int] | None:
+    """The five token counts of a snapshot's usage (parsed here when the loop left it raw)."""
+    if u is None or isinstance(u, tuple):
+        return u
+    v = u.resolve()  # RawUsage / PendingUsage / ParsedUsage: parsed here, off the request path
+    if v is None:
+        return None
+    return (v.input_tokens, v.output_tokens, v.cached_tokens, v.cache_creation_tokens, v.reasoning_tokens)
 
 
 def rows_of(gw: Gateway, snap: tuple[Any, ...]) -> list[tuple[Any, ...]]:
@@ -119,30 +130,22 @@ def rows_of(gw: Gateway, snap: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         u = _resolved(usage) if c_status == 200 else None
         return [(c_started + offset, rid, kid, fmt, path, operation, None, None,
                  model, None, stream, transport, ev_status, _error(ev_error),
-                 round((ended - c_started) * 1000, 3), None,
-                 u.input_tokens if u else 0, u.output_tokens if u else 0, u.cached_tokens if u else 0,
-                 u.cache_creation_tokens if u else 0, u.reasoning_tokens if u else 0, source, 0)]
+                 round((ended - c_started) * 1000, 3), None, *(u or _ZERO), source, 0)]
     out = []
     last = len(attempts) - 1
-    for i, a in enumerate(attempts):
-        start = a.start
-        end = a.end if a.end is not None else ended
-        first = a.first_byte
-        error = a.error
+    for i, (cred, upstream_model, start, first, end, status, error) in enumerate(attempts):
+        if end is None:
+            end = ended
         if i == last:
             if error is None and ev_error:
                 error = ev_error
-            u = _resolved(usage) if a.status == 200 else None
+            u = _resolved(usage) if status == 200 else None
         else:
             u = None
-        row = (start + offset, rid, kid, fmt, path, operation, provider_of(gw, a.credential_id), a.credential_id,
-               model, a.upstream_model, stream, transport, a.status, _error(error) if error else None,
-               (end - start) * 1000.0, (first - start) * 1000.0 if first is not None else None)
-        if u is None:
-            out.append((*row, 0, 0, 0, 0, 0, source, i + 1))
-        else:
-            out.append((*row, u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_creation_tokens,
-                        u.reasoning_tokens, source, i + 1))
+        out.append((start + offset, rid, kid, fmt, path, operation, provider_of(gw, cred), cred,
+                    model, upstream_model, stream, transport, status, _error(error) if error else None,
+                    (end - start) * 1000.0, (first - start) * 1000.0 if first is not None else None,
+                    *(u or _ZERO), source, i + 1))
     return out
 
 
