@@ -129,10 +129,11 @@ class Gateway(GatewayProcess):
             return None
 
     def stop(self) -> None:
+        workers = self.children  # read before the parent goes: /proc forgets its children with it
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
-        for pid in self.children:
+        for pid in workers:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
