@@ -76,8 +76,9 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
     prepared = translate.Prepared(call.client_format, call.body, reasoning, call.options)
     router = gw.router
     in_process = router.in_process
-    # the provider scope of session bindings and cursors
-    scope = provider_group(candidates)
+    # the provider scope of session bindings and cursors: with in-process state and no session,
+    # only a failure needs it (pick_now works it out itself when it has a choice to make)
+    scope = provider_group(candidates) if not in_process or call.session is not None else None
     rounds = 1 + max(0, gw.settings.request_retry)
     last: UpstreamError | None = None
     last_cand: Candidate | None = None
@@ -108,6 +109,8 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
                 failure = exc
             last, last_cand = failure, cand
             gw.last_failures[cand.credential_id] = (failure.status, failure.message)
+            if scope is None:
+                scope = provider_group(candidates)
             await router.report_failure(cand, base_model, call.session, failure.status or None,
                                         failure.retry_after, scope, kind=failure.scope)
             log.warning("upstream %s failed for model %s: %s %s", cand.provider, cand.upstream_model,
