@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -60,6 +61,8 @@ _VOLATILE = frozenset({"access_token", "refresh_token", "id_token", "expired", "
                        "last_refresh", "token_type", "scope"})
 DIR_POLL = 1.0  # seconds between looks for an auth dir that does not exist (yet)
 RETRY_WATCH = 2.0  # seconds before the watcher starts again after it failed
+SETTLE_RESCANS = (0.5, 2.0)  # rescans this long after the watcher starts (it takes a moment to be in place)
+SAFETY_RESCAN = 60.0  # and then one this often, for events a watcher can lose
 
 
 def cred_id(name: str) -> str:
@@ -184,6 +187,7 @@ class AccountService:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), DIR_POLL)
                 continue
+            rescans = asyncio.get_running_loop().create_task(self._rescans())
             try:
                 await self.store.watch(self._stop)
             except asyncio.CancelledError:
@@ -194,11 +198,27 @@ class AccountService:
                     failed = what
                     log.warning("watching the auth dir %s failed (%s); rescanning it every %.0f s instead",
                                 self.store.dir, what, RETRY_WATCH)
+            finally:
+                rescans.cancel()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), RETRY_WATCH)
             if not self._stop.is_set() and await asyncio.to_thread(self.store.dir.is_dir):
                 with contextlib.suppress(OSError):  # no watcher: a rescan still sees the changes
                     self.store._announce(*await asyncio.to_thread(self.store.load))
+
+    async def _rescans(self) -> None:
+        """Rescans beside the watcher: two soon after it starts (a file written between the first
+        scan and the moment the watcher is in place would otherwise wait for the next event), then
+        a slow one in case an event is lost (network filesystems, an overflowing event queue)."""
+        for delay in itertools.chain(SETTLE_RESCANS, itertools.repeat(SAFETY_RESCAN)):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            if self._stop.is_set():
+                return
+            try:
+                self.store._announce(*await asyncio.to_thread(self.store.load))
+            except OSError as exc:
+                log.debug("rescan of %s failed: %s", self.store.dir, exc)
 
     def _changed(self, added: list[Account], changed: list[Account], removed: list[Account]) -> None:
         for acct in removed:
