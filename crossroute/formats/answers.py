@@ -98,42 +98,22 @@ def check(wire: str, raw: bytes, operation: str = "generate") -> str | None:
 _NO_USAGE = msgspec.Raw(b"null")
 
 
-class _Openai(msgspec.Struct):
-    items: list[msgspec.Raw] | None = msgspec.field(default=None, name="choices")
-    usage: msgspec.Raw = _NO_USAGE
-    error: Any = None
-    type: Any = None
-
-
-class _Claude(msgspec.Struct):
-    items: list[msgspec.Raw] | None = msgspec.field(default=None, name="content")
-    usage: msgspec.Raw = _NO_USAGE
-    error: Any = None
-    type: Any = None
-
-
-class _Gemini(msgspec.Struct):
-    items: list[msgspec.Raw] | None = msgspec.field(default=None, name="candidates")
-    usage: msgspec.Raw = msgspec.field(default=_NO_USAGE, name="usageMetadata")
-    error: Any = None
-    type: Any = None
-
-
-class _Responses(msgspec.Struct):
-    items: list[msgspec.Raw] | None = msgspec.field(default=None, name="output")
-    usage: msgspec.Raw = _NO_USAGE
-    error: Any = None
-    type: Any = None
-
-
-_SHAPES: dict[str, Any] = {
-    "openai": msgspec.json.Decoder(_Openai).decode,
-    "claude": msgspec.json.Decoder(_Claude).decode,
-    "gemini": msgspec.json.Decoder(_Gemini).decode,
-    "responses": msgspec.json.Decoder(_Responses).decode,
-}
 # where each format keeps its usage (what ``translate.usage_of`` reads)
 USAGE_FIELD = {"openai": "usage", "claude": "usage", "gemini": "usageMetadata", "responses": "usage"}
+
+
+def _decoder(wire: str) -> Any:
+    """The decode function of ``wire``'s shape: ``items``, ``usage``, ``error``, ``type``."""
+    shape = msgspec.defstruct(f"_{wire.capitalize()}Shape", [
+        ("items", list[msgspec.Raw] | None, msgspec.field(default=None, name=_CONTENT[wire])),
+        ("usage", msgspec.Raw, msgspec.field(default=_NO_USAGE, name=USAGE_FIELD[wire])),
+        ("error", Any, None),
+        ("type", Any, None),
+    ])
+    return msgspec.json.Decoder(shape).decode
+
+
+_SHAPES: dict[str, Any] = {wire: _decoder(wire) for wire in _CONTENT}
 
 
 def passthrough(wire: str, raw: bytes, operation: str = "generate") -> tuple[str | None, Any]:
