@@ -35,6 +35,7 @@ from .edge_flow import WATCH_AFTER, ClientFlow
 from .formats import errors
 from .gateway import Gateway
 from .observe import CallEnded
+from .observe.traces import allowed as trace_allowed
 from .observe.traces import header_value as trace_header
 from .replies import Reply, StreamReply, error_reply, json_reply
 
@@ -248,6 +249,9 @@ class App:
         self._idle_timeout = s.idle_timeout
         self.access.configure(s.access_log)
         self._access = self.access.enabled
+        obs = self.gateway.observers  # read by GET /metrics
+        obs.count_streams = lambda: len(self._streams)
+        obs.count_websockets = lambda: len(self._ws_sessions)
 
     @property
     def in_flight(self) -> int:
@@ -282,7 +286,7 @@ class App:
         self._inflight += 1
         started = time.perf_counter() if self._access else 0.0
         observers = self.gateway.observers
-        t0 = time.monotonic() if observers.enabled else 0.0
+        t0 = time.monotonic() if observers.watching else 0.0
         reply: Reply | StreamReply | None = None
         fmt = "openai"
         try:
@@ -325,7 +329,7 @@ class App:
                         if cors:
                             reply.headers = [*reply.headers, *cors]
                         if (call := reply.call) is not None and call.trace is not None and (
-                                req.headers.get("x-crossroute-trace") == "1"):
+                                req.headers.get("x-crossroute-trace") == "1") and trace_allowed(gw, call):
                             reply.headers = [*reply.headers, ("x-crossroute-trace", trace_header(call))]
             except ApiError as exc:
                 reply = exc.reply
@@ -338,13 +342,17 @@ class App:
                 proto.response_empty(reply.status, reply.headers)
             else:
                 proto.response_bytes(reply.status, reply.headers, reply.body)
+                if (c := reply.call) is not None and c.log is not None:
+                    c.log.client(reply.body)
         finally:
             self._inflight -= 1
             if self._wakeup is not None:
                 self._wakeup.set()
-        if observers.enabled and t0:
-            observers.call_ended(CallEnded(method, scope.path, fmt, reply.status if reply is not None else 500,
-                                           reply.call if reply is not None else None, t0, time.monotonic()))
+        if t0:
+            status = reply.status if reply is not None else 500
+            if observers.enabled or status >= 400:  # failure-only observers (the error log) see no successes
+                observers.call_ended(CallEnded(method, scope.path, fmt, status,
+                                               reply.call if reply is not None else None, t0, time.monotonic()))
         if self._access:
             call = reply.call if reply is not None else None
             if call is None:
@@ -555,9 +563,12 @@ class App:
         gone.add_done_callback(on_gone)
         written = 0
         flow: ClientFlow | None = None
+        clog = reply.call.log if reply.call is not None else None
         try:
             async for chunk in chunks:
                 await send(chunk)
+                if clog is not None:
+                    clog.client(chunk)
                 written += len(chunk)
                 if written > WATCH_AFTER:  # a long stream: from now on, at the client's pace
                     if flow is None:

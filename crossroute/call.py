@@ -106,7 +106,7 @@ class Call:
     """
 
     __slots__ = (
-        "_usage", "attempts", "body", "client_format", "client_key", "credential_id", "headers", "id", "model",
+        "_usage", "attempts", "body", "client_format", "client_key", "credential_id", "headers", "id", "log", "model",
         "operation", "options", "session", "started", "status", "stream", "trace", "transport", "upstream_model",
     )
 
@@ -140,6 +140,7 @@ class Call:
         self.status = 0
         self.attempts: list[Attempt] = []
         self.trace: Trace | None = None
+        self.log: Any = None  # the request log's spool of this call (observe/request_log.CallLog), or None
         self.started = time.monotonic()
 
     @property

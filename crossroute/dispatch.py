@@ -73,6 +73,8 @@ async def execute(gw: Gateway, call: Call) -> Reply | StreamReply:
     if call.trace is None and (gw.observers.tracing or call.headers.get("x-crossroute-trace") == "1"):
         call.trace = Trace()
     trace = call.trace
+    if gw.observers.spool is not None and call.log is None:
+        call.log = gw.observers.spool(call)
     prepared = translate.Prepared(call.client_format, call.body, reasoning, call.options)
     router = gw.router
     in_process = router.in_process
@@ -198,6 +200,8 @@ async def _attempt(
     call.upstream_model = model
     attempt = Attempt(cid, model, wire, _monotonic())
     call.attempts.append(attempt)
+    if call.log is not None:
+        call.log.attempt_body(attempt, body)
     try:
         up = await executor.send(entry, Outbound(op, wire, model, body, stream, call.headers), gw)
         attempt.first_byte = _monotonic()
@@ -210,6 +214,8 @@ async def _attempt(
         except (TimeoutError, BadAnswer, *up.io_errors) as exc:
             raise _read_failure(up, name, exc, False) from None
         up.close(True)
+        if call.log is not None:
+            call.log.upstream(attempt, raw)
         if wire == fmt:  # same format: the checked body passes unchanged
             what, used = answers.passthrough(wire, raw, op)
             if what is not None:
@@ -224,6 +230,8 @@ async def _attempt(
             except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise BadAnswer(f"upstream {name} sent an answer that could not be read: {exc}") from None
     except UpstreamError as exc:
+        if call.log is not None and exc.body:
+            call.log.upstream(attempt, exc.body)
         attempt.end = _monotonic()
         attempt.status = exc.status
         attempt.error = exc.message
@@ -274,6 +282,8 @@ async def _stream(gw: Gateway, call: Call, cand: Candidate, up: Upstream, prepar
     try:
         while True:
             chunk = await read()
+            if call.log is not None:
+                call.log.upstream(attempt, chunk)
             if not chunk:
                 eof = True
                 # with no event at all, whatever finish() would render (an early-EOF error) is
@@ -322,6 +332,8 @@ async def _relay(gw: Gateway, call: Call, cand: Candidate, up: Upstream, pipe: P
         while not pipe.done:
             try:
                 chunk = await read()
+                if call.log is not None:
+                    call.log.upstream(attempt, chunk)
             except TimeoutError:
                 yield pipe.error(504, f"upstream {name} stopped sending (idle timeout)")
                 break

@@ -378,7 +378,7 @@ class WsSession:
             lane.turn_on_ws = False
             if reply is None:
                 error = error or "the turn was cancelled (client gone)"
-            if gw.observers.enabled:
+            if gw.observers.watching:  # the hub tells failure-only observers of failed turns only
                 gw.observers.call_ended(CallEnded("WS", self.path, "responses", status, call, t0, time.monotonic(),
                                                   transport="ws", bytes_out=sent, error=error))
             if self.access is not None:

@@ -32,11 +32,16 @@ class Observer(Protocol):
 class Hub:
     """The observers of one gateway (fan-out, exceptions contained)."""
 
-    __slots__ = ("count_streams", "count_websockets", "enabled", "named", "observers", "spool", "tracing")
+    __slots__ = ("count_streams", "count_websockets", "enabled", "failures", "named", "observers", "spool", "tracing",
+                 "watching")
 
     def __init__(self) -> None:
         self.observers: list[Observer] = []
-        self.enabled = False
+        self.enabled = False  # some observer wants every event
+        # observers that want only the calls that failed (status >= 400 or an error), e.g. the
+        # error log: a successful call costs them nothing (no event is made)
+        self.failures: list[Observer] = []
+        self.watching = False  # enabled, or some failure observer: the edge times the calls
         # True when something keeps routing traces of every call (not only of calls that ask)
         self.tracing = False
         # the observers setup.install manages, by name ("usage", "traces", "request_log", "metrics")
@@ -48,14 +53,24 @@ class Hub:
         self.count_streams: Callable[[], int] | None = None
         self.count_websockets: Callable[[], int] | None = None
 
-    def add(self, observer: Observer) -> None:
-        self.observers.append(observer)
-        self.enabled = True
+    def add(self, observer: Observer, *, failures_only: bool = False) -> None:
+        self.remove(observer)
+        (self.failures if failures_only else self.observers).append(observer)
+        self._flags()
 
     def remove(self, observer: Observer) -> None:
-        if observer in self.observers:
-            self.observers.remove(observer)
+        for group in (self.observers, self.failures):
+            if observer in group:
+                group.remove(observer)
+        self._flags()
+
+    def _flags(self) -> None:
         self.enabled = bool(self.observers)
+        self.watching = self.enabled or bool(self.failures)
+
+    @staticmethod
+    def failed(event: CallEnded) -> bool:
+        return event.status >= 400 or event.error is not None
 
     def attempt_ended(self, call: Call, attempt: Attempt) -> None:
         for obs in self.observers:
@@ -65,7 +80,10 @@ class Hub:
                 log.exception("observer %s failed on attempt_ended", type(obs).__name__)
 
     def call_ended(self, event: CallEnded) -> None:
-        for obs in self.observers:
+        group = self.observers
+        if self.failures and self.failed(event):
+            group = [*group, *self.failures]
+        for obs in group:
             try:
                 obs.call_ended(event)
             except Exception:

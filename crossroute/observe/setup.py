@@ -56,19 +56,19 @@ async def _stop(obs: Any) -> None:
             log.exception("stopping observer %s failed", type(obs).__name__)
 
 
-def put(gw: Gateway, name: str, obs: Any) -> Any:
-    """Make ``obs`` the hub's observer called ``name`` (None: remove it); the one it replaced."""
+def put(gw: Gateway, name: str, obs: Any, *, failures_only: bool = False) -> Any:
+    """Make ``obs`` the hub's observer called ``name`` (None: remove it); the one it replaced.
+    ``failures_only``: it is told only of calls that failed (see ``Hub.failures``)."""
     hub = gw.observers
     old = hub.named.pop(name, None)
     if old is not None and old is not obs:
         hub.remove(old)
     if obs is not None:
         hub.named[name] = obs
-        if obs not in hub.observers:
-            hub.add(obs)
+        hub.add(obs, failures_only=failures_only)
         # metrics first: it reads call.usage on the loop (parsing a passed-through answer once and
         # keeping the result on the call), so the usage store's thread finds it parsed
-        mine = [hub.named[n] for n in _ORDER if n in hub.named]
+        mine = [hub.named[n] for n in _ORDER if n in hub.named and any(o is hub.named[n] for o in hub.observers)]
         hub.observers[:] = mine + [o for o in hub.observers if not any(o is m for m in mine)]
     return old if old is not obs else None
 
@@ -108,9 +108,10 @@ def install(gw: Gateway) -> None:
     if s.request_log or s.error_logs_max_files > 0:
         if rlog is None or rlog.folder != s.logs_dir:
             rlog = RequestLog(gw)
-            _stop_later(put(gw, "request_log", rlog))
+            _stop_later(put(gw, "request_log", rlog, failures_only=not s.request_log))
         else:
             rlog.configure(gw)
+            put(gw, "request_log", rlog, failures_only=not s.request_log)
         hub.spool = rlog.spool if s.request_log else None
     else:
         hub.spool = None
