@@ -82,11 +82,14 @@ class GatewayProcess(ServedGateway):
         self.dir = workdir or Path(tempfile.mkdtemp(prefix="crossroute-test-"))
         self.config_path = self.dir / "config.yaml"
         self.log_path = self.dir / "gateway.log"
-        self.config = {"host": "127.0.0.1", **config, "port": self.port}
+        # never the account files, usage database or logs of whoever runs the tests (~/.crossroute)
+        self.isolation = {"auth-dir": str(self.dir / "auth"), "data-dir": str(self.dir / "data"),
+                          "logs-dir": str(self.dir / "logs")}
+        self.config = {"host": "127.0.0.1", **self.isolation, **config, "port": self.port}
         self.write_config(self.config)
 
     def write_config(self, config: dict[str, Any]) -> None:
-        config = {**config, "port": self.port}
+        config = {**self.isolation, **config, "port": self.port}
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump(config, sort_keys=False))
         os.replace(tmp, self.config_path)
