@@ -187,6 +187,10 @@ class Gateway:
         if not self.started:
             return
         self.started = False
+        try:  # what the accounts' quota looked like at the end, for `crossroute auth list`
+            self.quota.flush_now()
+        except OSError as exc:
+            log.warning("could not write the quota snapshot: %s", exc)
         components, self._components = list(self._components.values()), {}
         for comp in reversed(components):
             try:
