@@ -176,19 +176,10 @@ def _clean(node: Any, defs: dict[str, Any], legacy: bool, refs: tuple[str, ...])
             out["anyOf"] = kept
 
     # const / enum -> string enum
-    if "const" in src:
-        enum_src: Any = [src["const"]]
-    else:
-        enum_src = src.get("enum")
-    if isinstance(enum_src, list):
-        values: list[str] = []
-        for v in enum_src:
-            if v is None:
-                nullable = True
-                continue
-            s = _enum_str(v)
-            if s not in values:
-                values.append(s)
+    values, had_null = _enum_values(src)
+    if had_null:
+        nullable = True
+    if values is not None:
         if values:
             out["enum"] = values
             out["type"] = "string"
@@ -289,6 +280,23 @@ def _merge_all_of(node: dict[str, Any]) -> dict[str, Any]:
     if required:
         merged["required"] = required
     return merged
+
+
+def _enum_values(src: dict[str, Any]) -> tuple[list[str] | None, bool]:
+    """``const`` / ``enum`` as distinct strings (None: neither is a list), and whether null was one."""
+    enum_src: Any = [src["const"]] if "const" in src else src.get("enum")
+    if not isinstance(enum_src, list):
+        return None, False
+    values: list[str] = []
+    had_null = False
+    for v in enum_src:
+        if v is None:
+            had_null = True
+            continue
+        text = _enum_str(v)
+        if text not in values:
+            values.append(text)
+    return values, had_null
 
 
 def _enum_str(v: Any) -> str:
@@ -507,16 +515,10 @@ def _ag(node: Any, defs: dict[str, Any], opts: _AgOptions, refs: tuple[str, ...]
                 _hint(out, "Accepts: " + " | ".join(names))
 
     # const / enum: string values; tools keep them only as hints (the backend does not enforce them)
-    enum_src: Any = [src["const"]] if "const" in src else src.get("enum")
-    if isinstance(enum_src, list):
-        values: list[str] = []
-        for v in enum_src:
-            if v is None:
-                nullable = True
-                continue
-            s = _enum_str(v)
-            if s not in values:
-                values.append(s)
+    values, had_null = _enum_values(src)
+    if had_null:
+        nullable = True
+    if values is not None:
         if values:
             if 1 < len(values) <= 10:
                 _hint(out, "Allowed: " + ", ".join(values))
