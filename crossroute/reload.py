@@ -60,11 +60,29 @@ async def watch_config(path: Path, app: App) -> None:
     from watchfiles import awatch
 
     path = await asyncio.to_thread(path.resolve)
+    seen: list[bool] = []  # the watcher has reported a change
+    # the watcher is in place only some time after it is started: a file written before then
+    # (right after "listening") would go unnoticed until its next change, so look once or twice
+    catch_up = asyncio.create_task(_catch_up(path, app, seen))
     try:
         async for _ in awatch(path.parent, debounce=150, recursive=False,
                               watch_filter=lambda _change, name: Path(name).name == path.name):
+            seen.append(True)
             await reload_once(path, app)
     except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("config watcher stopped")
+    finally:
+        catch_up.cancel()
+
+
+CATCH_UP = (0.5, 2.0)  # seconds after the watcher starts
+
+
+async def _catch_up(path: Path, app: App, seen: list[bool]) -> None:
+    for delay in CATCH_UP:
+        await asyncio.sleep(delay)
+        if seen:
+            return  # the watcher works: it reports every change from now on
+        await reload_once(path, app)
