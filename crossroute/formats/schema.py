@@ -93,18 +93,24 @@ _SCALAR_TYPES = {"string": str, "boolean": bool, "integer": int, "number": (int,
 _MAX_REF_DEPTH = 16
 
 
-def clean_schema(schema: dict[str, Any], *, legacy: bool = False) -> dict[str, Any]:
-    """A new schema Gemini accepts. ``legacy=True`` targets the OpenAPI-subset ``parameters`` /
-    ``responseSchema`` fields, which also reject ``additionalProperties``."""
-    if not isinstance(schema, dict):
-        return {"type": "object", "properties": {}}
-    root = _normalise_root(schema)
+def _definitions(root: dict[str, Any]) -> dict[str, Any]:
+    """The schema's ``$defs`` / ``definitions`` by the ``$ref`` that names them."""
     defs: dict[str, Any] = {}
     for key in ("$defs", "definitions"):
         d = root.get(key)
         if isinstance(d, dict):
             for name, sub in d.items():
                 defs[f"#/{key}/{name}"] = sub
+    return defs
+
+
+def clean_schema(schema: dict[str, Any], *, legacy: bool = False) -> dict[str, Any]:
+    """A new schema Gemini accepts. ``legacy=True`` targets the OpenAPI-subset ``parameters`` /
+    ``responseSchema`` fields, which also reject ``additionalProperties``."""
+    if not isinstance(schema, dict):
+        return {"type": "object", "properties": {}}
+    root = _normalise_root(schema)
+    defs = _definitions(root)
     out = _clean(root, defs, legacy, ())
     if "type" not in out and "properties" in out:
         out["type"] = "object"
@@ -396,12 +402,7 @@ def _ag_root(schema: Any, opts: _AgOptions) -> dict[str, Any]:
     if not isinstance(schema, dict):
         schema = {"type": "object", "properties": {}}
     root = _normalise_root(schema)
-    defs: dict[str, Any] = {}
-    for key in ("$defs", "definitions"):
-        d = root.get(key)
-        if isinstance(d, dict):
-            for name, sub in d.items():
-                defs[f"#/{key}/{name}"] = sub
+    defs = _definitions(root)
     if not opts.response and not (root.keys() & {"type", "anyOf", "oneOf", "allOf", "$ref"}):
         root = {**root, "type": "object"}  # a tool's parameters are an object, even when unsaid
     out = _ag(root, defs, opts, (), 0)
