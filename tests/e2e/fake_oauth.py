@@ -309,8 +309,12 @@ class FakeOAuth(ThreadedApp):
         for h in ("X-Msh-Device-Id", "X-Msh-Platform", "X-Msh-Version", "X-Msh-Device-Name", "X-Msh-Device-Model"):
             if not request.headers.get(h):
                 return self._fail(f"kimi device: header {h} missing")
-        dev = self._new_device("kimi")
-        verify = f"{self.base}/kimi/verify"
+        return self._device_answer("kimi")
+
+    def _device_answer(self, provider: str) -> web.Response:
+        """A new device code for ``provider`` in RFC 8628's answer shape."""
+        dev = self._new_device(provider)
+        verify = f"{self.base}/{provider}/verify"
         return web.json_response({"device_code": dev.device_code, "user_code": dev.user_code,
                                   "verification_uri": verify,
                                   "verification_uri_complete": f"{verify}?user_code={dev.user_code}",
@@ -339,12 +343,7 @@ class FakeOAuth(ThreadedApp):
             return self._fail("xai device: wrong client_id")
         if form.get("scope") != XAI_SCOPE:
             return self._fail(f"xai device: scope must be {XAI_SCOPE!r}")
-        dev = self._new_device("xai")
-        verify = f"{self.base}/xai/verify"
-        return web.json_response({"device_code": dev.device_code, "user_code": dev.user_code,
-                                  "verification_uri": verify,
-                                  "verification_uri_complete": f"{verify}?user_code={dev.user_code}",
-                                  "expires_in": self.device_expires_in, "interval": dev.interval})
+        return self._device_answer("xai")
 
     def _xai_poll(self, form: dict[str, str]) -> web.Response:
         dev = next((d for d in self.devices.values() if d.device_code == form.get("device_code")), None)
