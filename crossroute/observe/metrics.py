@@ -53,8 +53,6 @@ class Metrics:
         self.tokens: dict[tuple[str, str], list[int]] = {}  # (provider, model) -> counts in _KINDS order
         self.retries: dict[str, int] = {}
         self.failovers: dict[str, int] = {}
-        self._settings: Any = None
-        self._providers: dict[str, str] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_CountCollector(self))
         self.registry.register(_StateCollector(self))
@@ -78,12 +76,8 @@ class Metrics:
             requests[key] = requests.get(key, 0) + 1
             return
         gw = self.gw
-        if self._settings is not gw.settings:  # credential id -> provider, per settings object
-            self._settings = gw.settings
-            self._providers = {p.id: p.provider for p in gw.settings.providers}
-        providers = self._providers
         cred = call.credential_id
-        provider = providers.get(cred) or provider_of(gw, cred) or "-"  # type: ignore[arg-type]
+        provider = provider_of(gw, cred) or "-"
         model = call.model
         key = (call.client_format, provider, model, event.status, call.transport)
         requests[key] = requests.get(key, 0) + 1
@@ -92,7 +86,7 @@ class Metrics:
         prev: str | None = None
         for a in call.attempts:
             aid = a.credential_id
-            p = provider if aid == cred else (providers.get(aid) or provider_of(gw, aid) or "-")
+            p = provider if aid == cred else (provider_of(gw, aid) or "-")
             akey = (p, a.status)
             attempts[akey] = attempts.get(akey, 0) + 1
             start = a.start

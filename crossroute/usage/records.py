@@ -47,7 +47,9 @@ def key_id(key: str | None) -> str | None:
     return kid
 
 
-_providers: tuple[int, dict[str, str]] = (0, {})
+# (settings, credential id -> provider): the settings object itself, not its id() (a new settings
+# object may get the id of a freed one, and the table would then be stale)
+_providers: tuple[Any, dict[str, str]] = (None, {})
 
 
 def provider_of(gw: Gateway, credential_id: str | None) -> str | None:
@@ -55,10 +57,11 @@ def provider_of(gw: Gateway, credential_id: str | None) -> str | None:
     global _providers
     if credential_id is None:
         return None
-    ident, table = _providers
-    if ident != id(gw.settings):
-        table = {p.id: p.provider for p in gw.settings.providers}
-        _providers = (id(gw.settings), table)
+    settings = gw.settings
+    known, table = _providers
+    if known is not settings:
+        table = {p.id: p.provider for p in settings.providers}
+        _providers = (settings, table)
     found = table.get(credential_id)
     if found is None:  # a credential gone since (reload), or an account: the id's own prefix
         found = credential_id.split("#", 1)[0]
