@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from tests.provider_support import serving
+
 from .conftest import CLIENT_KEY
 from .fake_cloud import API_KEY, DEVICE_ID, PROJECT, TOKEN, FakeCloud, Seen
 from .fake_oauth import FakeOAuth
@@ -82,9 +84,7 @@ def write_accounts(auth: Path, fake: FakeCloud, oauth: FakeOAuth) -> None:
 
 @pytest.fixture(scope="module")
 def oauth() -> Iterator[FakeOAuth]:
-    srv = FakeOAuth().start()
-    yield srv
-    srv.stop()
+    yield from serving(FakeOAuth())
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,8 @@ import anthropic
 import openai
 import pytest
 
+from tests.provider_support import serving
+
 from . import cli_support as cs
 from .conftest import CLIENT_KEY
 from .fake_subscription import (
@@ -60,9 +62,7 @@ def write_accounts(auth_dir: Path, fake: FakeSubscription) -> None:
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeSubscription]:
-    srv = FakeSubscription().start()
-    yield srv
-    srv.stop()
+    yield from serving(FakeSubscription())
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 
@@ -18,6 +17,7 @@ from crossroute.providers import EXECUTORS, Outbound, UpstreamError
 from crossroute.providers.antigravity import DAILY_HOST, PROD_HOST, AntigravityExecutor, envelope_body
 from crossroute.providers.envelope import Unwrapped, unwrap_body
 from tests.e2e.fake_cloud import PROJECT, TOKEN, FakeCloud, account, drain, entry_for
+from tests.provider_support import loopback_io, serving
 from tests.upstream_io import LoopbackIO
 
 TOOL_SCHEMA = {
@@ -42,15 +42,13 @@ def gemini_body(model: str = "text", tools: bool = False, **extra: Any) -> bytes
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[FakeCloud]:
-    fake = FakeCloud().start()
-    yield fake
-    fake.stop()
+    yield from serving(FakeCloud())
 
 
 @pytest.fixture
 async def io() -> AsyncIterator[LoopbackIO]:
-    async with aiohttp.ClientSession() as session:
-        yield LoopbackIO(session)
+    async with loopback_io() as io:
+        yield io
 
 
 def ag_account(name: str = "antigravity-a@example.com.json", **extra: Any) -> Any:

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 
@@ -20,6 +19,7 @@ from crossroute.providers.anthropic import AnthropicExecutor
 from crossroute.providers.claude_code import OAUTH_BETA, ClaudeCodeExecutor, merge_beta
 from crossroute.routing.quota import QuotaBook
 from tests.e2e.fake_subscription import CLAUDE_TOKEN, TEXT, FakeSubscription
+from tests.provider_support import loopback_io, serving
 from tests.upstream_io import LoopbackIO
 
 CLAUDE_CODE_HEADERS = {
@@ -87,17 +87,15 @@ def outbound(body: dict[str, Any], stream: bool = False, headers: Mapping[str, s
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeSubscription]:
-    srv = FakeSubscription().start()
-    yield srv
-    srv.stop()
+    yield from serving(FakeSubscription())
 
 
 @pytest.fixture
 async def io(fake: FakeSubscription) -> AsyncIterator[LoopbackIO]:
     fake.clear()
     fake.expired.clear()
-    async with aiohttp.ClientSession() as session:
-        yield LoopbackIO(session, quota=Noting())
+    async with loopback_io(quota=Noting()) as io:
+        yield io
 
 
 EX = ClaudeCodeExecutor()

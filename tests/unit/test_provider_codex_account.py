@@ -27,6 +27,7 @@ from crossroute.providers.stream_assembly import AssembledResponse
 from crossroute.providers.tool_names import shorten_tools
 from crossroute.routing.quota import QuotaBook
 from tests.e2e.fake_subscription import CODEX_ACCOUNT, CODEX_TOKEN, TEXT, FakeSubscription
+from tests.provider_support import loopback_io, serving
 from tests.unit.test_provider_claude_code import Noting, Rotating
 from tests.upstream_io import LoopbackIO
 
@@ -81,17 +82,15 @@ def with_tools(*names: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeSubscription]:
-    srv = FakeSubscription().start()
-    yield srv
-    srv.stop()
+    yield from serving(FakeSubscription())
 
 
 @pytest.fixture
 async def io(fake: FakeSubscription) -> AsyncIterator[LoopbackIO]:
     fake.clear()
     fake.expired.clear()
-    async with aiohttp.ClientSession() as session:
-        yield LoopbackIO(session, quota=Noting())
+    async with loopback_io(quota=Noting()) as io:
+        yield io
 
 
 EX = CodexAccountExecutor()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
-import aiohttp
 import orjson
 import pytest
 
@@ -13,6 +12,7 @@ from crossroute.formats.sse import SSEParser
 from crossroute.providers import EXECUTORS, Outbound, UpstreamError
 from crossroute.providers.kimi import KimiExecutor, device_headers
 from tests.e2e.fake_cloud import DEVICE_ID, KIMI_API_KEY, TOKEN, FakeCloud, account, drain, entry_for
+from tests.provider_support import loopback_io, serving
 from tests.upstream_io import LoopbackIO
 
 CLAUDE_BODY = orjson.dumps({"model": "text", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]})
@@ -23,15 +23,13 @@ HEADERS = {"X-Msh-Platform": "crossroute", "X-Msh-Version": "0.1.0", "X-Msh-Devi
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[FakeCloud]:
-    fake = FakeCloud().start()
-    yield fake
-    fake.stop()
+    yield from serving(FakeCloud())
 
 
 @pytest.fixture
 async def io() -> AsyncIterator[LoopbackIO]:
-    async with aiohttp.ClientSession() as session:
-        yield LoopbackIO(session)
+    async with loopback_io() as io:
+        yield io
 
 
 def kimi_account(**extra: object) -> object:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 
@@ -16,6 +15,7 @@ from crossroute.formats.sse import SSEParser
 from crossroute.providers import EXECUTORS, Outbound, UpstreamError
 from crossroute.providers.vertex import VertexExecutor, count_request, host_for
 from tests.e2e.fake_cloud import API_KEY, PROJECT, TOKEN, FakeCloud, account, drain, entry_for
+from tests.provider_support import loopback_io, serving
 from tests.upstream_io import LoopbackIO
 
 SA = {"type": "service_account", "project_id": PROJECT, "client_email": "sa@fake.iam.gserviceaccount.com",
@@ -30,15 +30,13 @@ def sa_account(**extra: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[FakeCloud]:
-    fake = FakeCloud().start()
-    yield fake
-    fake.stop()
+    yield from serving(FakeCloud())
 
 
 @pytest.fixture
 async def io() -> AsyncIterator[LoopbackIO]:
-    async with aiohttp.ClientSession() as session:
-        yield LoopbackIO(session)
+    async with loopback_io() as io:
+        yield io
 
 
 def test_hosts_per_location() -> None:

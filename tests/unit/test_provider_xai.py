@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
-import aiohttp
 import orjson
 import pytest
 
@@ -14,6 +13,7 @@ from crossroute.formats.sse import SSEParser
 from crossroute.providers import EXECUTORS, Outbound, UpstreamError
 from crossroute.providers.xai import XaiExecutor
 from tests.e2e.fake_cloud import API_KEY, FakeCloud, account, drain, entry_for
+from tests.provider_support import loopback_io, serving
 from tests.upstream_io import LoopbackIO
 
 CHAT = orjson.dumps({"model": "text", "messages": [{"role": "user", "content": "hi"}]})
@@ -26,15 +26,13 @@ def key_entry(base: str = "https://api.x.ai/v1") -> ProviderEntry:
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[FakeCloud]:
-    fake = FakeCloud().start()
-    yield fake
-    fake.stop()
+    yield from serving(FakeCloud())
 
 
 @pytest.fixture
 async def io() -> AsyncIterator[LoopbackIO]:
-    async with aiohttp.ClientSession() as session:
-        yield LoopbackIO(session)
+    async with loopback_io() as io:
+        yield io
 
 
 def test_wire_and_urls() -> None:
