@@ -238,6 +238,8 @@ class Executor(Protocol):
 
     kind: str
     supports: frozenset[str]
+    models: tuple[str, ...]
+    default_base_url: str
 
     def wire_format(self, entry: ProviderEntry, client_format: str) -> str:
         """The upstream format this credential is spoken to in, for a client of that format."""

@@ -146,6 +146,8 @@ class MockExecutor:
 
     kind = "mock"
     supports = frozenset({"generate"})
+    models: tuple[str, ...] = ()  # the config entry lists its models
+    default_base_url = ""
 
     def wire_format(self, entry: ProviderEntry, client_format: str) -> str:
         return "openai"
