@@ -36,6 +36,7 @@ from ..call import Call
 from ..dispatch import execute
 from ..formats.neutral import BadRequest
 from ..formats.responses_framer import default_code, is_codex_client
+from ..formats.sse import SSEParser
 from ..formats.validate import CHECKS
 from ..observe import CallEnded
 from ..providers.ws_pool import COMPONENT as POOL_COMPONENT
@@ -405,9 +406,10 @@ class WsSession:
         tag = lane.tag
         window: deque[Any] = deque()  # sends under way, oldest first (see SEND_WINDOW)
         send = self.transport.send_str
+        parser = SSEParser()  # events split across chunks are put back together
         try:
             async for chunk in chunks:
-                for payload in frames_of(chunk):
+                for payload in frames_of(chunk, parser):
                     if b'"error"' in payload or b'"response.completed"' in payload or (
                             b'"response.incomplete"' in payload or b'"response.failed"' in payload):
                         payload, error = self._terminal(lane, payload, full, error)

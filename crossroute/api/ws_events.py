@@ -15,6 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..formats.responses_framer import default_code
+from ..formats.sse import SSEParser
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
@@ -36,19 +37,18 @@ def error_event(status: int, message: str, *, code: str | None = None, param: st
                       "code": code or default_code(status), "message": message, "param": param}}
 
 
-def frames_of(chunk: bytes) -> list[bytes]:
-    """The JSON payloads of the SSE events in ``chunk`` (whole events, as the pipes emit them)."""
-    out: list[bytes] = []
-    for block in chunk.split(b"\n\n"):
-        if not block:
-            continue
-        data = [line[5:].lstrip(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
-        if not data:
-            continue
-        payload = data[0] if len(data) == 1 else b"\n".join(data)
-        if payload and payload != b"[DONE]":
-            out.append(payload)
-    return out
+def frames_of(chunk: bytes, parser: SSEParser | None = None) -> list[bytes]:
+    """The JSON payloads of the SSE events in ``chunk`` (one WebSocket text frame each; ``[DONE]``
+    and empty events left out). With ``parser`` (one per stream) an event split across chunks is
+    reassembled; without, ``chunk`` is read as whole events. ``SSEError`` when it is not SSE."""
+    one = parser is None
+    p = SSEParser() if one else parser
+    events = p.feed(chunk)
+    if one:
+        tail = p.flush()
+        if tail is not None:
+            events.append(tail)
+    return [ev.data for ev in events if ev.data and ev.data != b"[DONE]"]
 
 
 def ws_error_shape(obj: dict[str, Any]) -> dict[str, Any]:

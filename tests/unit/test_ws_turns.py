@@ -9,6 +9,7 @@ import pytest
 
 from crossroute.api.responses_ws import frames_of
 from crossroute.api.ws_turns import COMPACTION_PREFIX, TurnError, TurnState, merge_items, repair_orphans
+from crossroute.formats.sse import SSEParser
 from crossroute.providers.ws_upstream import _extends, ws_url
 
 
@@ -164,6 +165,12 @@ def test_frames_and_urls() -> None:
     assert frames_of(chunk) == [b'{"type":"a"}', b'{"type":"b"}']
     assert ws_url("https://api.example/v1/responses") == "wss://api.example/v1/responses"
     assert ws_url("http://127.0.0.1:1/v1/responses") == "ws://127.0.0.1:1/v1/responses"
+
+
+def test_frames_of_one_stream_put_split_events_back_together() -> None:
+    parser = SSEParser()
+    assert frames_of(b'event: a\ndata: {"ty', parser) == []
+    assert frames_of(b'pe":"a"}\n\ndata: [DONE]\n\n', parser) == [b'{"type":"a"}']
 
 
 def test_base_names_the_unchanged_prefix() -> None:
