@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,17 @@ async def _call(gw: Gateway, model: str = "local", key: str = "client-key-abcdef
     return ev
 
 
+@asynccontextmanager
+async def _running(settings: Any) -> AsyncIterator[Gateway]:
+    """A started gateway, stopped on the way out."""
+    gw = Gateway(settings)
+    await gw.start()
+    try:
+        yield gw
+    finally:
+        await gw.stop()
+
+
 async def _until(cond: Any, seconds: float = 5.0) -> None:
     for _ in range(int(seconds / 0.05)):
         if cond():
@@ -86,9 +98,7 @@ def test_records_match_the_answers_tokens(tmp_path: Path, url: str | None) -> No
     async def go() -> None:
         if url:
             await _fresh_pg(url)
-        gw = Gateway(_settings(tmp_path, url))
-        await gw.start()
-        try:
+        async with _running(_settings(tmp_path, url)) as gw:
             store = gw.observers.named["usage"]
             evs = [await _call(gw), await _call(gw, stream=True), await _call(gw, key="second-key-123456"),
                    await _call(gw, model="other")]
@@ -134,8 +144,6 @@ def test_records_match_the_answers_tokens(tmp_path: Path, url: str | None) -> No
             with pytest.raises(ValueError, match="bucket"):
                 await queries.series(gw, "model", bucket=1)
             assert store.dropped == 0
-        finally:
-            await gw.stop()
 
     asyncio.run(go())
 
@@ -144,9 +152,7 @@ def test_cache_hit_ratio_per_session_source(tmp_path: Path, url: str | None) -> 
     async def go() -> None:
         if url:
             await _fresh_pg(url)
-        gw = Gateway(_settings(tmp_path, url))
-        await gw.start()
-        try:
+        async with _running(_settings(tmp_path, url)) as gw:
             store: UsageStore = gw.observers.named["usage"]
             now = time.time()
 
@@ -163,23 +169,17 @@ def test_cache_hit_ratio_per_session_source(tmp_path: Path, url: str | None) -> 
             assert by_source == {"claude": 0.8, "msg": 0.0, None: None}
             by_cred = {r["key"]: r["ratio"] for r in await queries.cache_hit_ratio(gw, "credential")}
             assert by_cred == {"a": 0.8, "b": 0.0}
-        finally:
-            await gw.stop()
 
     asyncio.run(go())
 
 
 def test_session_source_is_recorded_not_the_id(tmp_path: Path) -> None:
     async def go() -> None:
-        gw = Gateway(_settings(tmp_path, extra="routing: {session-affinity: true}\n"))
-        await gw.start()
-        try:
+        async with _running(_settings(tmp_path, extra="routing: {session-affinity: true}\n")) as gw:
             ev = await _call(gw, headers={"x-session-id": "my-secret-session-1"})
             rows = await queries.recent(gw, 1)
             assert rows[0]["request_id"] == ev.request_id
             assert rows[0]["session_source"] and "my-secret-session-1" not in str(rows[0])
-        finally:
-            await gw.stop()
 
     asyncio.run(go())
 
@@ -221,12 +221,8 @@ def test_batches_are_written_off_the_loop_and_survive_restart(tmp_path: Path) ->
         await _until(lambda: store.written >= 20)
         assert store.written == 20
         await gw.stop()
-        gw2 = Gateway(_settings(tmp_path))
-        await gw2.start()
-        try:
+        async with _running(_settings(tmp_path)) as gw2:
             assert sum(r["requests"] for r in await queries.totals(gw2, "model")) == 20
-        finally:
-            await gw2.stop()
 
     asyncio.run(go())
     conn = sqlite3.connect(tmp_path / "data" / "usage.sqlite3")
@@ -236,17 +232,13 @@ def test_batches_are_written_off_the_loop_and_survive_restart(tmp_path: Path) ->
 
 def test_a_full_queue_drops_and_counts(tmp_path: Path) -> None:
     async def go() -> None:
-        gw = Gateway(_settings(tmp_path))
-        await gw.start()
-        try:
+        async with _running(_settings(tmp_path)) as gw:
             store: UsageStore = gw.observers.named["usage"]
             store.max_queue = 3
             store.flush_seconds = 5.0
             evs = [await _call(gw) for _ in range(6)]
             assert all(e.status == 200 for e in evs)
             assert store.dropped >= 1
-        finally:
-            await gw.stop()
 
     asyncio.run(go())
 
@@ -255,9 +247,7 @@ def test_an_unwritable_store_never_fails_a_request(tmp_path: Path, caplog: pytes
     (tmp_path / "data").write_text("a file where the data directory should be")
 
     async def go() -> None:
-        gw = Gateway(_settings(tmp_path))
-        await gw.start()
-        try:
+        async with _running(_settings(tmp_path)) as gw:
             store: UsageStore = gw.observers.named["usage"]
             evs = [await _call(gw) for _ in range(3)]
             assert all(e.status == 200 for e in evs)
@@ -265,8 +255,6 @@ def test_an_unwritable_store_never_fails_a_request(tmp_path: Path, caplog: pytes
             assert store.dropped == 3 and store.written == 0
             with pytest.raises(RuntimeError, match="not available"):
                 await queries.totals(gw, "model")
-        finally:
-            await gw.stop()
 
     asyncio.run(go())
     assert any("usage store" in r.getMessage() for r in caplog.records)
@@ -274,9 +262,7 @@ def test_an_unwritable_store_never_fails_a_request(tmp_path: Path, caplog: pytes
 
 def test_off_means_no_store(tmp_path: Path) -> None:
     async def go() -> None:
-        gw = Gateway(parse(f"data-dir: {tmp_path}/data\nerror-logs-max-files: 0\n{MOCK}"))
-        await gw.start()
-        try:
+        async with _running(parse(f"data-dir: {tmp_path}/data\nerror-logs-max-files: 0\n{MOCK}")) as gw:
             assert not gw.observers.enabled and not queries.enabled(gw)
             with pytest.raises(queries.UsageUnavailable):
                 await queries.totals(gw, "model")
@@ -285,8 +271,6 @@ def test_off_means_no_store(tmp_path: Path) -> None:
             assert queries.enabled(gw)
             await gw.apply(parse(f"data-dir: {tmp_path}/data\nerror-logs-max-files: 0\n{MOCK}"))
             assert not queries.enabled(gw) and not gw.observers.enabled
-        finally:
-            await gw.stop()
 
     asyncio.run(go())
 
@@ -331,15 +315,11 @@ def test_an_unreachable_postgres_never_fails_a_request(tmp_path: Path) -> None:
         port = s.getsockname()[1]  # closed again: nothing listens there
 
     async def go() -> None:
-        gw = Gateway(_settings(tmp_path, f"postgresql://nobody@127.0.0.1:{port}/none"))
-        await gw.start()
-        try:
+        async with _running(_settings(tmp_path, f"postgresql://nobody@127.0.0.1:{port}/none")) as gw:
             store: UsageStore = gw.observers.named["usage"]
             evs = [await _call(gw) for _ in range(3)]
             assert all(e.status == 200 for e in evs)
             await _until(lambda: store.dropped >= 3)
             assert store.dropped == 3 and store.written == 0
-        finally:
-            await gw.stop()
 
     asyncio.run(go())
