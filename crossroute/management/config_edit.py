@@ -72,15 +72,11 @@ def secrets_of(text: str, path: str = "config.yaml") -> list[str]:
         return sorted(set(exc.secrets), key=lambda v: (-len(v), v))
 
 
-def _mask(value: str) -> str:
-    return redaction.mask(value)
-
-
 def masked(text: str, path: str = "config.yaml") -> str:
     """``text`` with every configured secret replaced by its mask (longest first)."""
     for value in secrets_of(text, path):
         if len(value) >= 4:
-            text = text.replace(value, _mask(value))
+            text = text.replace(value, redaction.mask(value))
     return text
 
 
@@ -89,7 +85,7 @@ def restore(new_text: str, current_text: str, path: str = "config.yaml") -> str:
     by_mask: dict[str, set[str]] = {}
     for value in secrets_of(current_text, path):
         if len(value) >= 4:
-            by_mask.setdefault(_mask(value), set()).add(value)
+            by_mask.setdefault(redaction.mask(value), set()).add(value)
     for mask_text, values in sorted(by_mask.items(), key=lambda kv: -len(kv[0])):
         if mask_text not in new_text:
             continue

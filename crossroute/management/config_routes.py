@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml import YAML
 
+from .. import redaction
 from ..config import PROVIDER_LISTS
 from . import config_edit
 from .http import BadInput, error, json_body, json_object, ok, reply, text_reply
@@ -62,7 +63,7 @@ def _masks(gw: Gateway) -> dict[str, str]:
     """mask -> secret for every secret of the current file that masks uniquely."""
     seen: dict[str, list[str]] = {}
     for value in config_edit.secrets_of(_current(gw), gw.settings.path):
-        seen.setdefault(config_edit.redaction.mask(value), []).append(value)
+        seen.setdefault(redaction.mask(value), []).append(value)
     return {m: vs[0] for m, vs in seen.items() if len(vs) == 1}
 
 
