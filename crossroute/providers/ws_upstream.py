@@ -115,8 +115,8 @@ def _error_parts(ev: dict[str, Any]) -> tuple[int, str | None, str]:
 class WsUpstream:
     """One turn's answer on a pooled connection, read as SSE bytes."""
 
-    __slots__ = ("_clean", "_conn", "_done", "_evict", "_limit", "_name", "_output", "_pending", "_pool", "_sent",
-                 "_timeout", "headers", "read_chunk", "status")
+    __slots__ = ("_clean", "_conn", "_done", "_evict", "_last", "_limit", "_name", "_output", "_pending", "_pool",
+                 "_sent", "_timeout", "headers", "read_chunk", "status")
     io_errors: tuple[type[BaseException], ...] = (aiohttp.ClientError,)
 
     def __init__(self, pool: WsPool, conn: PooledWs, sent: list[Any] | None, first: str, name: str,
@@ -129,6 +129,7 @@ class WsUpstream:
         self._clean = False
         self._evict = False
         self._output: list[Any] = []
+        self._last: Any = None  # the event _frame read last (body() looks at it without parsing again)
         self._name = name
         self._timeout = timeout
         self._limit = limit
@@ -156,8 +157,9 @@ class WsUpstream:
 
     def _frame(self, data: str) -> bytes:
         try:
-            obj = orjson.loads(data)
+            obj = self._last = orjson.loads(data)
         except orjson.JSONDecodeError:
+            self._last = None
             self._evict = True
             return b"data: " + data.replace("\n", " ").encode() + b"\n\n"
         kind = obj.get("type") if obj.__class__ is dict else None
@@ -203,8 +205,9 @@ class WsUpstream:
             size += len(chunk)
             if size > limit:
                 raise BadAnswer(f"an answer larger than the limit ({limit} bytes)")
-            _, _, data = chunk.partition(b"data: ")
-            obj = orjson.loads(data)
+            obj = self._last
+            if obj.__class__ is not dict:
+                raise BadAnswer("an answer with a WebSocket message that is not a JSON object")
             kind = obj.get("type")
             if kind in _OK_END:
                 return orjson.dumps(obj.get("response"))
