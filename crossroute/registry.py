@@ -84,9 +84,14 @@ class ModelInfo:
     provider_kind: str
 
 
-def _excluded(entry: ProviderEntry, name: str) -> bool:
+def excluded(patterns: Iterable[str], name: str) -> bool:
+    """Whether ``name`` matches one of the ``excluded-models`` glob ``patterns`` (case-insensitive)."""
     low = name.lower()
-    return any(fnmatch.fnmatchcase(low, pattern.lower()) for pattern in entry.excluded_models)
+    return any(fnmatch.fnmatchcase(low, pattern.lower()) for pattern in patterns)
+
+
+def _excluded(entry: ProviderEntry, name: str) -> bool:
+    return excluded(entry.excluded_models, name)
 
 
 class Registry:

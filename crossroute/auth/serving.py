@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import itertools
 import logging
 import os
@@ -38,6 +37,7 @@ import orjson
 
 from ..config import ModelMap, OAuthAlias, ProviderEntry, Settings
 from ..providers import EXECUTORS
+from ..registry import excluded as _excluded
 from .accounts import Account
 from .flows.service_account import ServiceAccountToken
 from .refresh import Refresher
@@ -68,11 +68,6 @@ SAFETY_RESCAN = 60.0  # and then one this often, for events a watcher can lose
 def cred_id(name: str) -> str:
     """The credential id of an account (routing, cooldowns, bindings, quota key by it)."""
     return f"auth:{name}"
-
-
-def _excluded(patterns: Iterable[str], name: str) -> bool:
-    low = name.lower()
-    return any(fnmatch.fnmatchcase(low, p.lower()) for p in patterns)
 
 
 def account_models(acct: Account, served: Iterable[str], aliases: list[OAuthAlias],
