@@ -9,6 +9,7 @@ own views are ``/credentials``, ``/usage/{totals,series,cache-hit-ratio,recent}`
 
 from __future__ import annotations
 
+import asyncio
 import email.parser
 import email.policy
 import re
@@ -343,17 +344,22 @@ async def error_logs(gw: Gateway, req: Request) -> Reply:
     return reply({"available": available, "files": rows})
 
 
-def _log_text(gw: Gateway, name: str) -> Reply:
+def _read_scrubbed(gw: Gateway, name: str) -> bytes | None:
+    data = observed.read_log(gw, name)
+    return None if data is None else redaction.scrub_bytes(data)
+
+
+async def _log_text(gw: Gateway, name: str) -> Reply:
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise BadInput("not a log file name", "name")
-    data = observed.read_log(gw, name)
+    data = await asyncio.to_thread(_read_scrubbed, gw, name)  # a whole log: read and scrubbed off the loop
     if data is None:
         return error(404, f"no log {name!r}", "name")
-    return text_reply(redaction.scrub_bytes(data))
+    return text_reply(data)
 
 
 async def get_log(gw: Gateway, req: Request, rest: str) -> Reply:
-    return _log_text(gw, rest)
+    return await _log_text(gw, rest)
 
 
 async def log_by_id(gw: Gateway, req: Request, rest: str) -> Reply:
@@ -362,7 +368,7 @@ async def log_by_id(gw: Gateway, req: Request, rest: str) -> Reply:
     name = observed.find_log(gw, rest)
     if name is None:
         return error(404, f"no log for request {rest}", "id")
-    return _log_text(gw, name)
+    return await _log_text(gw, name)
 
 
 async def main_log(gw: Gateway, req: Request) -> Reply:
