@@ -561,7 +561,7 @@ def test_the_gateway_refreshes_ahead_of_expiry_in_the_background(upstream: Accou
     auth = tmp_path / "auth"
     access, refresh = claude_account(auth, upstream, oauth)
     obj = orjson.loads((auth / CLAUDE_FILE).read_bytes())
-    obj["expired"] = format_time(time.time() + 3600)  # within Claude's 4 h lead
+    obj["expired"] = format_time(time.time() + 1800)  # within Claude's 4 h lead, and not the +1 h a refresh gives
     (auth / CLAUDE_FILE).write_bytes(orjson.dumps(obj))
     gw = start_gateway(auth, gateway_env(oauth, "claude"))
     try:
