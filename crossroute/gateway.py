@@ -255,16 +255,14 @@ class Gateway:
             task.add_done_callback(self._pending.discard)
 
     async def _invalidate(self, cred_ids: set[str]) -> None:
-        """Drop the session bindings of credentials that left, and (in-process state) their
-        cooldowns, so an account that comes back (enabled again, signed in again) starts clean."""
+        """Drop the session bindings and cooldowns of credentials that left (``Router.
+        invalidate_credential``, in whatever state is configured), so an account that comes back
+        (enabled again, signed in again) starts clean."""
         for cred_id in cred_ids:
             try:
                 await self.router.invalidate_credential(cred_id)
-                table = self.router.memory_cooldowns()
-                for cid, model in [k for k in (table or {}) if k[0] == cred_id]:
-                    await self.router.state.clear_cooldown(cid, model)
             except Exception:
-                log.exception("dropping the bindings of %s failed", cred_id)
+                log.exception("dropping the bindings and cooldowns of %s failed", cred_id)
 
     def _reconfigure(self, removed: set[str]) -> None:
         for comp in list(self._components.values()):

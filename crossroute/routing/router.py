@@ -177,10 +177,16 @@ class Router:
         return await self._affinity.forget(provider, model, session)
 
     async def invalidate_credential(self, credential_id: str) -> None:
-        """A credential was removed or disabled: its sessions rebind on their next request."""
+        """A credential was removed or disabled: its sessions rebind on their next request, and
+        its cooldowns (every model, 429 ladders too) go, so that when it comes back (enabled
+        again, signed in again, put back in the config) it starts clean. Both in the configured
+        State, so every process sharing it sees the change."""
         n = await self._state.delete_bindings_for(credential_id)
         if n:
             log.info("dropped %d session binding(s) of credential %s", n, credential_id)
+        n = await self._state.clear_cooldowns_for(credential_id)
+        if n:
+            log.info("cleared %d cooldown(s) of credential %s", n, credential_id)
 
     # ------------------------------------------------------------ cooldowns of candidates
     def _cooling_now(self, mem: MemoryState, candidates: Sequence[C], model: str) -> dict[str, Cooldown]:

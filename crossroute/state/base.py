@@ -60,6 +60,11 @@ class State(ABC):
     @abstractmethod
     async def clear_cooldown(self, credential_id: str, model: str) -> None: ...
 
+    @abstractmethod
+    async def clear_cooldowns_for(self, credential_id: str | None) -> int:
+        """Drop every cooldown (and 429 ladder) of ``credential_id``, every model; of every
+        credential when None. Returns how many entries went."""
+
     # ---- round-robin cursors
     @abstractmethod
     async def incr(self, key: str) -> int:

@@ -182,6 +182,22 @@ class MemoryState(State):
             self.peers.send(["x", credential_id, model])
         return True
 
+    def clear_cooldowns_for_now(self, credential_id: str | None, tell: bool = True) -> int:
+        """Every cooldown of ``credential_id`` (of everyone when None) goes; the peers are told
+        unless ``tell`` is False."""
+        table = self.cooldowns
+        if credential_id is None:
+            n = len(table)
+            table.clear()
+        else:
+            dead = [k for k in table if k[0] == credential_id]
+            for k in dead:
+                del table[k]
+            n = len(dead)
+        if tell and self.peers is not None:
+            self.peers.send(["X", credential_id])
+        return n
+
     def has_cooldown(self, credential_id: str, model: str) -> bool:
         return (credential_id, model) in self.cooldowns
 
@@ -219,6 +235,8 @@ class MemoryState(State):
                 self.cooldowns[(cid, model)] = (Cooldown(until, level), max(until, keep))
         elif kind == "x":
             self.cooldowns.pop((op[1], op[2]), None)
+        elif kind == "X":
+            self.clear_cooldowns_for_now(op[1], tell=False)
 
     # ------------------------------------------------------------ cursors
     def incr_now(self, key: str) -> int:
@@ -254,6 +272,9 @@ class MemoryState(State):
 
     async def clear_cooldown(self, credential_id: str, model: str) -> None:
         self.clear_cooldown_now(credential_id, model)
+
+    async def clear_cooldowns_for(self, credential_id: str | None) -> int:
+        return self.clear_cooldowns_for_now(credential_id)
 
     async def incr(self, key: str) -> int:
         return self.incr_now(key)

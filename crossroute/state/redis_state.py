@@ -309,6 +309,19 @@ class RedisState(State):
             except _ERRORS as e:
                 self._down(e)
 
+    async def clear_cooldowns_for(self, credential_id: str | None) -> int:
+        m = self.mirror
+        known = [k for k in m.cooldowns if credential_id is None or k[0] == credential_id]
+        n = m.clear_cooldowns_for_now(credential_id)
+        self._dirty_cooldowns = {k for k in self._dirty_cooldowns
+                                 if credential_id is not None and k[0] != credential_id}
+        if self._up and known:
+            try:
+                n = max(n, int(await self._redis.delete(*(self._dk(c, mo) for c, mo in known))))
+            except _ERRORS as e:
+                self._down(e)
+        return n
+
     # ------------------------------------------------------------ cursors
     async def incr(self, key: str) -> int:
         if self._up:

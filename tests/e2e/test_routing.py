@@ -28,6 +28,7 @@ from .routing_support import (
     msgs,
     pool,
     post,
+    reload_to,
 )
 
 up = routing_support.up
@@ -274,6 +275,29 @@ def test_failover_moves_the_session_and_it_stays(fresh: RoutingUpstream, start_g
             send()
             assert last_key(fresh) == moved, (status, stream)  # the session stays on its new credential
         assert f"(status {status})" in gw.log()  # the cooldown was logged
+
+
+def test_a_credential_put_back_in_the_config_starts_without_its_cooldowns(fresh: RoutingUpstream,
+                                                                          start_gateway: Start) -> None:
+    cfg = config(fresh, strategy="fill-first", affinity=False)
+    gw = start_gateway(cfg)
+    ask(gw)
+    first = last_key(fresh)
+    fresh.fail_next[first] = [403, 401]  # 403: this model rests 30 min; 401: every model, 30 min
+    ask(gw)
+    assert last_key(fresh) != first
+    fresh.fail_next[first] = [401]
+    ask(gw, model="cut")  # another model: its 403 cooldown does not cover it, the 401 one will
+    n = len(fresh.requests)
+    ask(gw)
+    assert first not in keys_since(fresh, n)  # resting
+    reload_to(gw, config(fresh, strategy="fill-first", affinity=False,
+                         entries=[pool(fresh, tuple(k for k in KEYS if k != first))]))
+    reload_to(gw, cfg)  # put back (or enabled again): it starts clean, fill-first goes to it at once
+    n = len(fresh.requests)
+    ask(gw)
+    ask(gw, model="cut")
+    assert keys_since(fresh, n) == [first, first]
 
 
 def test_connection_error_fails_over(fresh: RoutingUpstream, start_gateway: Start) -> None:

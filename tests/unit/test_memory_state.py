@@ -127,6 +127,25 @@ def test_changes_are_sent_and_applied_elsewhere_without_echo() -> None:
     assert b.get_binding_now("s1", 60) is None and not b.cooldowns
 
 
+def test_clearing_a_credentials_cooldowns_reaches_the_other_workers() -> None:
+    a, wire_a, clock = linked()
+    b, _, _ = linked()
+    b._clock = clock
+    for model in ("m1", "m2", "*"):
+        a.set_cooldown_now("c1", model, clock.t + 30, 1, clock.t + 90)
+    a.set_cooldown_now("c2", "m1", clock.t + 30, 1, clock.t + 90)
+    for op in wire_a.ops:
+        b.apply_peer(op)
+    wire_a.ops.clear()
+    assert a.clear_cooldowns_for_now("c1") == 3
+    assert wire_a.ops == [["X", "c1"]]  # one operation, whatever the number of models
+    b.apply_peer(wire_a.ops[0])
+    assert set(a.cooldowns) == set(b.cooldowns) == {("c2", "m1")}
+    assert a.clear_cooldowns_for_now(None) == 1  # everyone's
+    b.apply_peer(wire_a.ops[-1])
+    assert not a.cooldowns and not b.cooldowns
+
+
 def test_a_conflict_resolves_alike_in_both_workers() -> None:
     a, wire_a, clock = linked()
     b, wire_b, _ = linked()

@@ -147,6 +147,9 @@ class SharedState(State):
     async def clear_cooldown(self, credential_id: str, model: str) -> None:
         await self.mem.clear_cooldown(credential_id, model)
 
+    async def clear_cooldowns_for(self, credential_id: str | None) -> int:
+        return await self.mem.clear_cooldowns_for(credential_id)
+
     async def incr(self, key: str) -> int:
         return await self.mem.incr(key)
 
@@ -169,6 +172,28 @@ async def test_cooldown_keys_upstream_model_and_credential_in_both_paths(shared:
     await router.report_success(a_x, "alias", None)  # clears a's model and credential cooldowns
     assert (await router.pick([a_x, a_y], "alias", None)).credential_id == "a"
     assert await router.wait_time([a_y], "other") == 0
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_invalidate_credential_drops_bindings_and_every_cooldown_in_both_paths(shared: bool) -> None:
+    clock = Clock()
+    state: State = SharedState(clock) if shared else MemoryState(clock=clock)
+    router = Router(RoutingSettings(strategy="fill-first", session_affinity=True), state, clock=clock)
+    a_x, a_y, b_x = Cand("a", upstream_model="x"), Cand("a", upstream_model="y"), Cand("b", upstream_model="x")
+    s = SessionIds("sess")
+    assert (await router.pick([a_x, b_x], "m", s)).credential_id == "a"
+    await router.report_failure(a_x, "m", None, 403, None)  # model x, 30 min
+    await router.report_failure(a_y, "m", None, 429, None)  # model y, a ladder level
+    await router.report_failure(a_y, "m", None, 401, None)  # every model, 30 min
+    await router.report_failure(b_x, "m", None, 403, None)  # another credential: stays
+    with pytest.raises(AllCoolingDown):
+        await router.pick([a_x, a_y], "m", None)
+    await router.invalidate_credential("a")
+    assert (await router.pick([a_x, b_x], "m", None)).credential_id == "a"
+    assert (await router.pick([a_y], "m", None)) is a_y
+    assert await router.state.get_cooldowns(["a"], "y") == {}  # the 429 ladder went too
+    assert await router.state.get_cooldowns(["b"], "x") != {}
+    assert await router.state.get_binding("claude::sess::m", 60) is None
 
 
 @pytest.mark.parametrize("shared", [False, True])
