@@ -7,6 +7,10 @@ Layout (every key starts with the prefix, ``crossroute:`` by default):
 - ``bc:<credential>``: a set of the binding keys made for a credential, for invalidation;
 - ``cd:<credential>|<model>``: ``"<until> <level>"`` (cooldown end, 429 level), expiring when the
   entry stops mattering;
+- ``cm:<credential>``: a set of the models with a cooldown entry of a credential, and ``cc``: a set
+  of the credentials with one; written in the same script as the entry, each living as long as
+  the longest entry it names, so that every cooldown of a credential (or of everyone) can be
+  cleared without a ``SCAN`` whichever process set it (``clear_cooldowns_for``);
 - ``rr:<providers>::<model>``: round-robin cursors (``INCR``).
 
 Every write also goes to a local ``MemoryState`` mirror, and reads that hit Redis refresh it. When a
@@ -44,6 +48,44 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('del', KEYS[1])
 end
 return 0
+"""
+
+# store a cooldown entry and name it in its credential's model set and in the credential set:
+# KEYS: entry, model set, credential set; ARGV: value, px, model, credential, "1" for NX
+_SET_CD = """
+local px = tonumber(ARGV[2])
+local ok
+if ARGV[5] == '1' then
+  ok = redis.call('set', KEYS[1], ARGV[1], 'PX', px, 'NX')
+else
+  ok = redis.call('set', KEYS[1], ARGV[1], 'PX', px)
+end
+if not ok then return 0 end
+redis.call('sadd', KEYS[2], ARGV[3])
+if redis.call('pttl', KEYS[2]) < px then redis.call('pexpire', KEYS[2], px) end
+redis.call('sadd', KEYS[3], ARGV[4])
+if redis.call('pttl', KEYS[3]) < px then redis.call('pexpire', KEYS[3], px) end
+return 1
+"""
+
+# drop every cooldown entry of one credential (ARGV[2]), or of every credential ('') named in the
+# credential set KEYS[1]; ARGV[1]: the key prefix. Returns how many entries went.
+_CLEAR_CD = """
+local function clear(cid)
+  local set = ARGV[1] .. 'cm:' .. cid
+  local n = 0
+  for _, m in ipairs(redis.call('smembers', set)) do
+    n = n + redis.call('del', ARGV[1] .. 'cd:' .. cid .. '|' .. m)
+  end
+  redis.call('del', set)
+  redis.call('srem', KEYS[1], cid)
+  return n
+end
+if ARGV[2] ~= '' then return clear(ARGV[2]) end
+local n = 0
+for _, cid in ipairs(redis.call('smembers', KEYS[1])) do n = n + clear(cid) end
+redis.call('del', KEYS[1])
+return n
 """
 
 
@@ -89,12 +131,16 @@ class RedisState(State):
             decode_responses=True,
         )
         self._cad = self._redis.register_script(_CAD)
+        self._set_cd = self._redis.register_script(_SET_CD)
+        self._clear_cd = self._redis.register_script(_CLEAR_CD)
         self._up = True
         self._run_id: str | None = None  # the server's run_id: a change means it restarted empty
         self._reconnect_task: asyncio.Task[None] | None = None
         # keys written while Redis was unreachable, pushed back on reconnect
         self._dirty_bindings: set[str] = set()
         self._dirty_cooldowns: set[tuple[str, str]] = set()
+        # credentials whose cooldowns were cleared while Redis was unreachable ("" = everyone's)
+        self._pending_clears: set[str] = set()
         self._closed = False
 
     # ------------------------------------------------------------ health
@@ -155,6 +201,11 @@ class RedisState(State):
                 got = m.get_cooldowns_now((cid,), model).get(cid)
                 if got is not None:
                     cooldowns.append((cid, model, got, max(got.until, now + 1.0)))
+        if self._pending_clears:
+            clears = [""] if "" in self._pending_clears else sorted(self._pending_clears)
+            for cid in clears:
+                await self._clear_cd(keys=[self._cc()], args=[self._prefix, cid])
+            self._pending_clears.clear()
         pipe = self._redis.pipeline(transaction=False)
         n = 0
         for key, cid, expires in bindings:
@@ -165,7 +216,8 @@ class RedisState(State):
             if n % 1000 == 0:
                 await pipe.execute()
         for cid, model, cd, keep in cooldowns:
-            pipe.set(self._dk(cid, model), f"{cd.until!r} {cd.level}", px=_ms(keep - now), nx=True)
+            await self._set_cd(keys=self._cd_keys(cid, model),
+                               args=[f"{cd.until!r} {cd.level}", _ms(keep - now), model, cid, "1"], client=pipe)
         await pipe.execute()
         self._dirty_bindings.clear()
         self._dirty_cooldowns.clear()
@@ -179,6 +231,13 @@ class RedisState(State):
 
     def _dk(self, credential_id: str, model: str) -> str:
         return f"{self._prefix}cd:{credential_id}|{model}"
+
+    def _cc(self) -> str:
+        return self._prefix + "cc"
+
+    def _cd_keys(self, credential_id: str, model: str) -> list[str]:
+        """The keys ``_SET_CD`` writes: the entry, its credential's model set, the credential set."""
+        return [self._dk(credential_id, model), f"{self._prefix}cm:{credential_id}", self._cc()]
 
     # ------------------------------------------------------------ bindings
     async def get_binding(self, key: str, ttl: float) -> str | None:
@@ -290,9 +349,8 @@ class RedisState(State):
             if keep <= 0:
                 return
             try:
-                await self._redis.set(
-                    self._dk(credential_id, model), f"{until!r} {level}", px=_ms(keep)
-                )
+                await self._set_cd(keys=self._cd_keys(credential_id, model),
+                                   args=[f"{until!r} {level}", _ms(keep), model, credential_id, "0"])
                 return
             except _ERRORS as e:
                 self._down(e)
@@ -310,16 +368,18 @@ class RedisState(State):
                 self._down(e)
 
     async def clear_cooldowns_for(self, credential_id: str | None) -> int:
-        m = self.mirror
-        known = [k for k in m.cooldowns if credential_id is None or k[0] == credential_id]
-        n = m.clear_cooldowns_for_now(credential_id)
-        self._dirty_cooldowns = {k for k in self._dirty_cooldowns
-                                 if credential_id is not None and k[0] != credential_id}
-        if self._up and known:
+        """Every cooldown of ``credential_id`` (everyone's when None), whichever process set it:
+        the entries named in its model set go in one script. While Redis is unreachable the
+        mirror is cleared and the clearing is done on reconnect."""
+        n = self.mirror.clear_cooldowns_for_now(credential_id)
+        cid = credential_id or ""
+        self._dirty_cooldowns = {k for k in self._dirty_cooldowns if cid and k[0] != cid}
+        if self._up:
             try:
-                n = max(n, int(await self._redis.delete(*(self._dk(c, mo) for c, mo in known))))
+                return max(n, int(await self._clear_cd(keys=[self._cc()], args=[self._prefix, cid])))
             except _ERRORS as e:
                 self._down(e)
+        self._pending_clears.add(cid)
         return n
 
     # ------------------------------------------------------------ cursors

@@ -15,7 +15,17 @@ from tests.redis_server import RedisServer, require_redis_server
 
 from . import routing_support
 from .gateway_process import GatewayProcess
-from .routing_support import KEYS, RoutingUpstream, ask, config, keys_since, last_key, wait_log
+from .routing_support import (
+    KEYS,
+    RoutingUpstream,
+    ask,
+    config,
+    keys_since,
+    last_key,
+    pool,
+    reload_to,
+    wait_log,
+)
 
 up = routing_support.up
 fresh = routing_support.fresh
@@ -81,6 +91,25 @@ def test_cooldowns_are_shared(fresh: RoutingUpstream, redis: RedisServer, start_
     time.sleep(1.1)
     ask(b)
     assert last_key(fresh) == first  # and that the cooldown is over
+
+
+def test_a_credential_put_back_on_one_replica_is_clean_on_both(fresh: RoutingUpstream, redis: RedisServer,
+                                                                 start_gateway: Start) -> None:
+    cfg = shared(fresh, redis, strategy="fill-first", affinity=False)
+    a, b = pair(start_gateway, cfg)
+    ask(a, model="cut")
+    first = last_key(fresh)
+    fresh.fail_next[first] = [403]  # on a: this model rests 30 min, in Redis
+    ask(a, model="cut")
+    assert last_key(fresh) != first
+    # b's operator takes the credential out and puts it back (b never read that cooldown)
+    reload_to(b, shared(fresh, redis, strategy="fill-first", affinity=False,
+                        entries=[pool(fresh, tuple(k for k in KEYS if k != first))]))
+    reload_to(b, cfg)
+    n = len(fresh.requests)
+    ask(b, model="cut")
+    ask(a, model="cut")
+    assert keys_since(fresh, n) == [first, first]  # no replica keeps it cooling
 
 
 def test_redis_outage_does_not_fail_requests_and_it_reconnects(fresh: RoutingUpstream, redis: RedisServer,

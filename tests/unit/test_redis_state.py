@@ -169,6 +169,58 @@ async def test_invalidate_credential_drops_shared_bindings(
         assert await serve(r1, s, remaining) == got
 
 
+async def test_a_credentials_cooldowns_are_cleared_whichever_process_set_them(
+    two_routers: tuple[Router, Router], server: RedisServer
+) -> None:
+    r1, r2 = two_routers
+    a_x, a_y, b_x = Cand("a", upstream_model="x"), Cand("a", upstream_model="y"), Cand("b", upstream_model="x")
+    await r1.report_failure(a_x, MODEL, None, 403, None)  # model x, 30 min
+    await r1.report_failure(a_y, MODEL, None, 429, None)  # model y, a ladder level
+    await r1.report_failure(a_y, MODEL, None, 401, None)  # every model
+    await r1.report_failure(b_x, MODEL, None, 403, None)
+    client = Redis.from_url(server.url, decode_responses=True)
+    try:
+        assert sorted(await client.keys("crossroute:cd:a|*")) == ["crossroute:cd:a|*", "crossroute:cd:a|x",
+                                                                  "crossroute:cd:a|y"]
+        # r2 never read those entries (its mirror knows nothing): it still clears every one
+        await r2.invalidate_credential("a")
+        assert await client.keys("crossroute:cd:a|*") == [] and not await client.exists("crossroute:cm:a")
+        assert await client.smembers("crossroute:cc") == {"b"}
+        assert 0 < await client.pttl("crossroute:cm:b") <= 30 * 60_000 + 1000
+        assert (await r1.pick([a_x, b_x], MODEL, None)) is a_x  # r1's mirror follows Redis
+        assert (await r1.pick([a_y], MODEL, None)) is a_y
+        assert await r1.state.get_cooldowns(["a"], "y") == {}  # the ladder went too
+        with pytest.raises(AllCoolingDown):
+            await r1.pick([b_x], MODEL, None)
+        assert await r2.state.clear_cooldowns_for(None) == 1  # everyone's
+        assert [k for k in await client.keys("crossroute:c*")] == []
+        assert (await r1.pick([b_x], MODEL, None)) is b_x
+    finally:
+        await client.aclose()
+
+
+async def test_a_clearing_while_redis_is_unreachable_is_done_on_reconnect(server: RedisServer) -> None:
+    r1 = Router(affinity_settings(), RedisState(server.url, retry_interval=0.05))
+    state = RedisState(server.url, retry_interval=0.05)
+    r2 = Router(affinity_settings(), state)
+    await r1.start()
+    await r2.start()
+    client = Redis.from_url(server.url, decode_responses=True)
+    try:
+        a = Cand("a", upstream_model="x")
+        await r1.report_failure(a, MODEL, None, 403, None)
+        await client.execute_command("CLIENT", "PAUSE", "600", "ALL")  # r2's calls time out meanwhile
+        await r2.invalidate_credential("a")
+        assert not state.available
+        assert await wait_until(lambda: state.available)  # the same server: no full resync
+        assert await client.keys("crossroute:cd:*") == []
+        assert (await r1.pick([a], MODEL, None)) is a
+    finally:
+        await client.aclose()
+        await r1.stop()
+        await r2.stop()
+
+
 async def wait_until(cond: Callable[[], bool], limit: float = 10.0) -> bool:
     deadline = asyncio.get_running_loop().time() + limit
     while asyncio.get_running_loop().time() < deadline:
