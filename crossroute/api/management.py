@@ -4,8 +4,12 @@ Mounted by the edge (app.py ``_OPTIONAL_APIS``) with the client-key check off: t
 their own key (crossroute/management/auth.py: 404 when no key is configured, the loopback rule,
 401 for a missing or wrong key, a 30-minute ban after five failures). The handlers are in
 crossroute/management/config_routes.py (config.yaml, key lists, scalars) and data_routes.py
-(accounts, logins, usage, traces, logs). The panel is static files from crossroute/panel/, served
-with a strict Content-Security-Policy; it holds no data and asks the API with the key.
+(accounts, logins, usage, traces, logs). The panel is static files from crossroute/panel/ (read
+once, in a thread, then served from memory) with a strict Content-Security-Policy; it holds no
+data and asks the API with the key. The ban files, the config file, account files, logs and login
+mailboxes are read and written in threads, not on the event loop; the one exception is a change
+to an account file (upload, status, fields, delete), written through the gateway's AuthStore on
+the loop because its listeners must run there.
 """
 
 from __future__ import annotations
@@ -58,9 +62,9 @@ async def _allowed(gw: Gateway, req: Request, need_key: bool) -> Reply | None:
         return None
     stored = rm.secret_key.strip()
     guard.shared = _shared_bans(gw)
-    if guard.known_good(key, stored) and guard.banned_for(address or "unknown") <= 0 and (
-            loopback or rm.allow_remote):
-        return None  # the common case: the key that matched before, no hash to compute
+    if guard.known_good(key, stored) and (loopback or rm.allow_remote) and (
+            await asyncio.to_thread(guard.banned_for, address or "unknown")) <= 0:
+        return None  # the common case: the key that matched before, no hash to compute (the ban file: a thread)
     # a key not seen yet costs a bcrypt/PBKDF2 computation: off the event loop
     verdict = await asyncio.to_thread(guard.decide, key, address, loopback, stored=stored,
                                       allow_remote=rm.allow_remote, env_password=password)
@@ -119,11 +123,17 @@ async def management(gw: Gateway, req: Request) -> Reply:
     return error(404, f"no management route {req.method} {req.path}")
 
 
-def _panel_reply(name: str, content_type: str) -> Reply:
-    try:
-        data = (PANEL_DIR / name).read_bytes()
-    except OSError:
-        return error(404, "the control panel files are missing from this installation")
+_panel_cache: dict[str, bytes] = {}  # the panel's files, read once (in a thread) and kept
+
+
+async def _panel_reply(name: str, content_type: str) -> Reply:
+    data = _panel_cache.get(name)
+    if data is None:
+        try:
+            data = await asyncio.to_thread((PANEL_DIR / name).read_bytes)
+        except OSError:
+            return error(404, "the control panel files are missing from this installation")
+        _panel_cache[name] = data
     return Reply(200, data, [("content-type", content_type), *_PANEL_HEADERS])
 
 
@@ -133,7 +143,7 @@ async def panel_page(gw: Gateway, req: Request) -> Reply:
         return refused
     if gw.settings.remote_management.disable_control_panel:
         return error(404, "not found")
-    return _panel_reply("management.html", "text/html; charset=utf-8")
+    return await _panel_reply("management.html", "text/html; charset=utf-8")
 
 
 async def panel_asset(gw: Gateway, req: Request) -> Reply:
@@ -144,7 +154,7 @@ async def panel_asset(gw: Gateway, req: Request) -> Reply:
     content_type = PANEL_FILES.get(name)
     if content_type is None or gw.settings.remote_management.disable_control_panel:
         return error(404, "not found")
-    return _panel_reply(name, content_type)
+    return await _panel_reply(name, content_type)
 
 
 def routes() -> list[tuple[str, str, Any, str, bool, bool]]:

@@ -2,15 +2,19 @@
 
 Account files (auth-dir) are listed, uploaded, enabled, disabled and deleted through the
 gateway's ``AuthStore`` (``gw.auth_store`` when the gateway has one; else one kept here for the
-auth-dir, rescanned on every listing). A listing joins what the router knows (cooldowns per
+auth-dir, rescanned on every listing). What a listing reads from the disk (the store
+when it is not the gateway's, each file's size and time, the quota snapshot) is read in a thread
+(``read_disk``). A listing joins what the router knows (cooldowns per
 model, bound sessions) and what the quota book knows (``gw.quota``), by credential id
 (``auth:<file name>`` for accounts, ``ProviderEntry.id`` for config keys).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +28,8 @@ if TYPE_CHECKING:
     from ..config import ProviderEntry
     from ..gateway import Gateway
 
-__all__ = ["MAX_ACCOUNT_BYTES", "credential_rows", "file_entry", "mask", "router_view", "store_for", "upload"]
+__all__ = ["MAX_ACCOUNT_BYTES", "Disk", "credential_rows", "file_entry", "file_rows", "loaded", "mask", "read_disk",
+           "router_view", "store_for", "upload"]
 
 MAX_ACCOUNT_BYTES = 1024 * 1024
 _stores: dict[str, AuthStore] = {}
@@ -121,20 +126,18 @@ def quota_snapshot(gw: Gateway) -> dict[str, dict[str, Any]]:
 
 
 def file_entry(gw: Gateway, acct: Account, cooling: dict[str, list[dict[str, Any]]], bound: dict[str, int],
-               snapshot: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """One account as CLIProxyAPI's ``/auth-files`` lists it, plus crossroute's routing view."""
-    try:
-        st = acct.path.stat()
-        size, modtime = st.st_size, _iso(st.st_mtime)
-    except OSError:
-        size, modtime = 0, None
+               snapshot: dict[str, dict[str, Any]] | None = None,
+               stat: tuple[int, str | None] | None = None) -> dict[str, Any]:
+    """One account as CLIProxyAPI's ``/auth-files`` lists it, plus crossroute's routing view
+    (``stat``: the file's size and modification time, from ``read_disk``)."""
+    size, modtime = stat or (0, None)
     cid = f"auth:{acct.name}"
     status = acct.status
     message = {"disabled": "disabled by the operator", "needs login": "the refresh token was refused; log in again"
                }.get(status, "")
     return {
         "id": acct.name, "name": acct.name, "type": acct.provider, "provider": acct.provider,
-        "email": acct.email, "label": acct.label, "credential_id": cid,
+        "email": acct.email, "label": acct.label, "credential_id": cid, "auth_index": cid,
         "status": "active" if status == "active" else ("disabled" if status == "disabled" else "error"),
         "status_message": message, "needs_login": acct.needs_login, "disabled": acct.disabled,
         "unavailable": status != "active", "source": "file", "runtime_only": False, "size": size,
@@ -148,25 +151,62 @@ def file_entry(gw: Gateway, acct: Account, cooling: dict[str, list[dict[str, Any
 
 def _entry_row(gw: Gateway, e: ProviderEntry, cooling: dict[str, list[dict[str, Any]]], bound: dict[str, int]
                ) -> dict[str, Any]:
-    return {"credential_id": e.id, "source": "config", "provider": e.provider, "kind": e.kind, "name": e.name,
-            "label": f"{e.provider} {mask(e.api_key) or ''}".strip(), "base_url": e.base_url,
+    return {"credential_id": e.id, "auth_index": e.id, "source": "config", "provider": e.provider, "kind": e.kind,
+            "name": e.name, "label": f"{e.provider} {mask(e.api_key) or ''}".strip(), "base_url": e.base_url,
             "status": "disabled" if e.disabled else "active", "disabled": e.disabled,
             "priority": e.priority, "weight": e.weight, "prefix": e.prefix,
             "api_key": mask(e.api_key), "cooldowns": cooling.get(e.id, []), "bound_sessions": bound.get(e.id, 0),
             "quota": quota_of(gw, e.id)}
 
 
-def credential_rows(gw: Gateway) -> list[dict[str, Any]]:
+@dataclass(slots=True)
+class Disk:
+    """What a listing reads from auth-dir: the accounts, each file's (size, mtime), the quota snapshot."""
+
+    accounts: list[Account]
+    stats: dict[str, tuple[int, str | None]]
+    snapshot: dict[str, dict[str, Any]]
+
+
+def read_disk(gw: Gateway) -> Disk:
+    """Everything a listing needs from the disk (blocking: run it in a thread)."""
+    accts = current_accounts(gw)
+    stats: dict[str, tuple[int, str | None]] = {}
+    for a in accts:
+        try:
+            st = a.path.stat()
+            stats[a.name] = (st.st_size, _iso(st.st_mtime))
+        except OSError:
+            stats[a.name] = (0, None)
+    return Disk(accts, stats, quota_snapshot(gw))
+
+
+async def file_rows(gw: Gateway, view: tuple[dict[str, list[dict[str, Any]]], dict[str, int]] | None = None
+                    ) -> list[dict[str, Any]]:
+    """The ``/auth-files`` rows: files read in a thread, the routing view (``router_view``) from memory."""
+    disk = await asyncio.to_thread(read_disk, gw)
+    cooling, bound = view or router_view(gw)
+    return [file_entry(gw, a, cooling, bound, disk.snapshot, disk.stats.get(a.name)) for a in disk.accounts]
+
+
+async def credential_rows(gw: Gateway) -> list[dict[str, Any]]:
     """Every credential: account files, then config keys (an account served as an entry once)."""
     cooling, bound = router_view(gw)
-    snapshot = quota_snapshot(gw)
-    rows = [file_entry(gw, a, cooling, bound, snapshot) for a in current_accounts(gw)]
+    rows = await file_rows(gw, (cooling, bound))
     seen = {r["credential_id"] for r in rows}
     for e in gw.settings.providers:
         if e.id not in seen:
             seen.add(e.id)
             rows.append(_entry_row(gw, e, cooling, bound))
     return rows
+
+
+async def loaded(gw: Gateway) -> AuthStore:
+    """The store, with the auth-dir read (in a thread) when it is not the gateway's own."""
+    store, own = store_for(gw)
+    if not own:
+        await asyncio.to_thread(store.load)
+    return store
 
 
 class UploadError(ValueError):

@@ -3,7 +3,7 @@ provider key list and the scalar settings, with CLIProxyAPI's paths, bodies and 
 
 Secrets are masked in every answer; a body may send a mask back and the secret it stands for is
 kept (config_edit.restore). Every change is validated with ``config.parse`` before it is written,
-and applied by the gateway's config watcher.
+and applied by the gateway's config watcher. The file is read, parsed and written in threads.
 """
 
 from __future__ import annotations
@@ -36,11 +36,15 @@ def _path(gw: Gateway) -> str:
     return path
 
 
-def _current(gw: Gateway) -> str:
+def _read_current(gw: Gateway) -> str:
     try:
         return config_edit.read(_path(gw))
     except OSError as exc:
         raise BadInput(f"cannot read the config file: {exc.strerror or exc}", None, 500) from None
+
+
+def _read_masked_text(gw: Gateway) -> str:
+    return config_edit.masked(_read_current(gw), gw.settings.path)
 
 
 def _plain(node: Any) -> Any:
@@ -53,18 +57,27 @@ def _plain(node: Any) -> Any:
     return str(node)
 
 
-def _masked_tree(gw: Gateway) -> dict[str, Any]:
-    text = config_edit.masked(_current(gw), gw.settings.path)
+def _read_masked_tree(gw: Gateway) -> dict[str, Any]:
+    text = _read_masked_text(gw)
     tree = YAML(typ="safe", pure=True).load(text)
     return _plain(tree) if isinstance(tree, dict) else {}
 
 
-def _masks(gw: Gateway) -> dict[str, str]:
-    """mask -> secret for every secret of the current file that masks uniquely."""
+async def _masked_tree(gw: Gateway) -> dict[str, Any]:
+    """The config as JSON, secrets masked (read and parsed in a thread)."""
+    return await asyncio.to_thread(_read_masked_tree, gw)
+
+
+def _read_masks(gw: Gateway) -> dict[str, str]:
     seen: dict[str, list[str]] = {}
-    for value in config_edit.secrets_of(_current(gw), gw.settings.path):
+    for value in config_edit.secrets_of(_read_current(gw), gw.settings.path):
         seen.setdefault(redaction.mask(value), []).append(value)
     return {m: vs[0] for m, vs in seen.items() if len(vs) == 1}
+
+
+async def _masks(gw: Gateway) -> dict[str, str]:
+    """mask -> secret for every secret of the current file that masks uniquely (read in a thread)."""
+    return await asyncio.to_thread(_read_masks, gw)
 
 
 def _unmask(obj: Any, masks: dict[str, str]) -> Any:
@@ -102,11 +115,11 @@ async def _write(gw: Gateway, change: Callable[[Any], None]) -> Reply:
 
 # ------------------------------------------------------------------ the whole file
 async def get_config(gw: Gateway, req: Request) -> Reply:
-    return reply(_masked_tree(gw))
+    return reply(await _masked_tree(gw))
 
 
 async def get_config_yaml(gw: Gateway, req: Request) -> Reply:
-    return text_reply(config_edit.masked(_current(gw), gw.settings.path), "application/yaml; charset=utf-8")
+    return text_reply(await asyncio.to_thread(_read_masked_text, gw), "application/yaml; charset=utf-8")
 
 
 async def put_config_yaml(gw: Gateway, req: Request) -> Reply:
@@ -135,11 +148,11 @@ def _string_items(body: Any, field: str) -> list[str]:
 
 
 async def get_api_keys(gw: Gateway, req: Request) -> Reply:
-    return reply({"api-keys": _masked_tree(gw).get("api-keys") or []})
+    return reply({"api-keys": (await _masked_tree(gw)).get("api-keys") or []})
 
 
 async def put_api_keys(gw: Gateway, req: Request) -> Reply:
-    keys = _unmask(_string_items(json_body(req), "api-keys"), _masks(gw))
+    keys = _unmask(_string_items(json_body(req), "api-keys"), await _masks(gw))
 
     def change(tree: Any) -> None:
         tree["api-keys"] = keys
@@ -148,7 +161,7 @@ async def put_api_keys(gw: Gateway, req: Request) -> Reply:
 
 
 async def patch_api_keys(gw: Gateway, req: Request) -> Reply:
-    body = _unmask(json_object(req), _masks(gw))
+    body = _unmask(json_object(req), await _masks(gw))
     index, value, old, new = body.get("index"), body.get("value"), body.get("old"), body.get("new")
     if index is not None or value is not None:
         if not isinstance(index, int) or isinstance(index, bool):
@@ -182,7 +195,7 @@ async def patch_api_keys(gw: Gateway, req: Request) -> Reply:
 
 async def delete_api_keys(gw: Gateway, req: Request) -> Reply:
     index, value = req.query("index"), req.query("value")
-    masks = _masks(gw)
+    masks = await _masks(gw)
     if value:
         value = masks.get(value.strip(), value.strip())
     if index is None and not value:
@@ -211,7 +224,7 @@ def _list_handlers(key: str) -> dict[str, Handler]:
     named = key == "openai-compatibility"
 
     async def get(gw: Gateway, req: Request) -> Reply:
-        return reply({key: _masked_tree(gw).get(key) or []})
+        return reply({key: (await _masked_tree(gw)).get(key) or []})
 
     async def put(gw: Gateway, req: Request) -> Reply:
         body = json_body(req)
@@ -221,7 +234,7 @@ def _list_handlers(key: str) -> dict[str, Handler]:
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise BadInput(f"{key}[{i}] must be an object", f"{key}[{i}]")
-        items = _unmask(items, _masks(gw))
+        items = _unmask(items, await _masks(gw))
 
         def change(tree: Any) -> None:
             tree[key] = items
@@ -257,7 +270,7 @@ def _list_handlers(key: str) -> dict[str, Handler]:
         return hits[0]
 
     async def patch(gw: Gateway, req: Request) -> Reply:
-        body = _unmask(json_object(req), _masks(gw))
+        body = _unmask(json_object(req), await _masks(gw))
         value = body.get("value")
         if not isinstance(value, dict):
             raise BadInput("'value' must be an object with the fields to change", "value")
@@ -275,7 +288,7 @@ def _list_handlers(key: str) -> dict[str, Handler]:
         return await _write(gw, change)
 
     async def delete(gw: Gateway, req: Request) -> Reply:
-        masks = _masks(gw)
+        masks = await _masks(gw)
         body: dict[str, Any] = {}
         if (index := req.query("index")) is not None:
             if not index.lstrip("-").isdigit():
@@ -317,7 +330,7 @@ def _scalar_handlers(route: str) -> dict[str, Handler]:
     keys, types, answer = SCALARS[route]
 
     async def get(gw: Gateway, req: Request) -> Reply:
-        node: Any = _masked_tree(gw)
+        node: Any = await _masked_tree(gw)
         for k in keys:
             node = node.get(k) if isinstance(node, dict) else None
         return reply({answer: node})

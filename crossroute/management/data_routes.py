@@ -36,14 +36,11 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 # ------------------------------------------------------------------ accounts
 async def list_auth_files(gw: Gateway, req: Request) -> Reply:
-    cooling, bound = accounts.router_view(gw)
-    snapshot = accounts.quota_snapshot(gw)
-    return reply({"files": [accounts.file_entry(gw, a, cooling, bound, snapshot)
-                            for a in accounts.current_accounts(gw)]})
+    return reply({"files": await accounts.file_rows(gw)})
 
 
 async def list_credentials(gw: Gateway, req: Request) -> Reply:
-    return reply({"credentials": accounts.credential_rows(gw)})
+    return reply({"credentials": await accounts.credential_rows(gw)})
 
 
 def _multipart(req: Request) -> list[tuple[str, bytes]]:
@@ -115,14 +112,13 @@ def _check_upload(gw: Gateway, name: str, data: bytes) -> None:
 
 
 async def delete_auth_file(gw: Gateway, req: Request) -> Reply:
-    store, _ = accounts.store_for(gw)
+    store = await accounts.loaded(gw)
     if (req.query("all") or "").lower() in ("1", "true"):
-        names = [a.name for a in accounts.current_accounts(gw)]
+        names = [a.name for a in store.accounts()]
     else:
         name = req.query("name")
         if not name:
             raise BadInput("give ?name=<file>.json (or ?all=true)", "name")
-        accounts.current_accounts(gw)
         if store.get(name) is None and store.get(f"{name}.json") is None:
             raise BadInput(f"no account file {name!r}", "name", 404)
         names = [name]
@@ -138,8 +134,7 @@ async def patch_auth_status(gw: Gateway, req: Request) -> Reply:
         raise BadInput("'name' must be the account's file name", "name")
     if not isinstance(disabled, bool):
         raise BadInput("'disabled' must be true or false", "disabled")
-    store, _ = accounts.store_for(gw)
-    accounts.current_accounts(gw)
+    store = await accounts.loaded(gw)
     try:
         acct = store.set_disabled(name.strip(), disabled)
     except KeyError:
@@ -179,8 +174,7 @@ async def patch_auth_fields(gw: Gateway, req: Request) -> Reply:
         values[field] = value
     if not values:
         raise BadInput("give at least one field to change", "name")
-    store, _ = accounts.store_for(gw)
-    accounts.current_accounts(gw)
+    store = await accounts.loaded(gw)
     try:
         acct = store.update(name.strip(), **values)
     except KeyError:
@@ -226,7 +220,7 @@ async def auth_status(gw: Gateway, req: Request) -> Reply:
     state = req.query("state")
     if not state:
         raise BadInput("give ?state=", "state")
-    view = _logins(gw).get(state, accounts.store_for(gw)[0].dir)
+    view = await _logins(gw).poll(state, accounts.store_for(gw)[0].dir)
     if view is None:
         return reply({"status": "error", "error": "unknown or expired login state"}, 404)
     return reply({k: v for k, v in view.items() if k in ("status", "error", "account", "provider")})
@@ -246,7 +240,7 @@ async def oauth_callback(gw: Gateway, req: Request) -> Reply:
         raise BadInput("give 'redirect_url' (the address the browser was sent to) or 'code'", "redirect_url")
     if len(text) > 8192:
         raise BadInput("'redirect_url' is too long", "redirect_url")
-    if not _logins(gw).deliver(state, text, accounts.store_for(gw)[0].dir):
+    if not await _logins(gw).paste(state, text, accounts.store_for(gw)[0].dir):
         return error(404, "no login waits for this state", "state")
     return ok()
 
@@ -255,7 +249,7 @@ async def cancel_login(gw: Gateway, req: Request) -> Reply:
     state = req.query("state")
     if not state:
         raise BadInput("give ?state=", "state")
-    if not _logins(gw).cancel(state, accounts.store_for(gw)[0].dir):
+    if not await _logins(gw).abort(state, accounts.store_for(gw)[0].dir):
         return error(404, "no login with this state", "state")
     return ok()
 
@@ -326,8 +320,8 @@ async def get_trace(gw: Gateway, req: Request, rest: str) -> Reply:
     return reply(found)
 
 
-def _log_files(gw: Gateway, kind: str | None) -> tuple[bool, list[dict[str, Any]]]:
-    files = observed.logs(gw)
+async def _log_files(gw: Gateway, kind: str | None) -> tuple[bool, list[dict[str, Any]]]:
+    files = await asyncio.to_thread(observed.logs, gw)  # a directory listing: off the loop
     if files is None:
         return False, []
     rows = [dict(f, modified=f.get("mtime")) for f in files if kind is None or f.get("kind") == kind]
@@ -335,12 +329,12 @@ def _log_files(gw: Gateway, kind: str | None) -> tuple[bool, list[dict[str, Any]
 
 
 async def request_logs(gw: Gateway, req: Request) -> Reply:
-    available, rows = _log_files(gw, None)
+    available, rows = await _log_files(gw, None)
     return reply({"available": available, "files": rows})
 
 
 async def error_logs(gw: Gateway, req: Request) -> Reply:
-    available, rows = _log_files(gw, "error")
+    available, rows = await _log_files(gw, "error")
     return reply({"available": available, "files": rows})
 
 
@@ -365,7 +359,7 @@ async def get_log(gw: Gateway, req: Request, rest: str) -> Reply:
 async def log_by_id(gw: Gateway, req: Request, rest: str) -> Reply:
     if not _REQUEST_ID.match(rest):
         raise BadInput("not a request id", "id")
-    name = observed.find_log(gw, rest)
+    name = await asyncio.to_thread(observed.find_log, gw, rest)
     if name is None:
         return error(404, f"no log for request {rest}", "id")
     return await _log_text(gw, name)
@@ -377,7 +371,7 @@ async def main_log(gw: Gateway, req: Request) -> Reply:
 
 
 async def delete_request_logs(gw: Gateway, req: Request) -> Reply:
-    removed = observed.delete_logs(gw)
+    removed = await asyncio.to_thread(observed.delete_logs, gw)
     return reply({"success": True, "removed": removed or 0, "message": f"{removed or 0} request logs removed"})
 
 

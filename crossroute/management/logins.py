@@ -163,24 +163,30 @@ class LoginSession:
 
 
 class Logins:
-    """The logins of one process (one per gateway, as a component)."""
+    """The logins of one process (one per gateway, as a component). The ``async`` methods are the
+    ones handlers use: the mailbox files are read and written in threads, never on the event loop;
+    ``get``/``deliver``/``cancel`` do the same work blocking (for callers without a loop)."""
 
     def __init__(self) -> None:
         self.sessions: dict[str, LoginSession] = {}
 
-    def _sweep(self, directory: Path | None = None) -> None:
+    def _expire(self) -> list[Mailbox]:
+        """Forget the finished sessions kept long enough; their mailboxes (to remove) come back."""
         now = time.monotonic()
+        boxes: list[Mailbox] = []
         for key, s in list(self.sessions.items()):
             if s.ended is not None and now - s.ended > KEEP_FINISHED:
                 del self.sessions[key]
                 if s.box is not None:
-                    s.box.remove()
-        if directory is not None:
-            _sweep_dir(directory)
+                    boxes.append(s.box)
+        return boxes
+
+    def _sweep(self, directory: Path | None = None) -> None:
+        _clean(self._expire(), directory)
 
     async def start(self, provider: str, device: bool, store: AuthStore, *, wait_s: float = LOGIN_WAIT
                     ) -> LoginSession:
-        self._sweep(store.dir)
+        await asyncio.to_thread(_clean, self._expire(), store.dir)
         if provider not in (DEVICE_PROVIDERS if device else PKCE_PROVIDERS):
             raise LoginRefused(400, f"provider {provider!r} has no {'device' if device else 'browser'} login here")
         if sum(1 for s in self.sessions.values() if s.ended is None) >= MAX_SESSIONS:
@@ -224,7 +230,7 @@ class Logins:
                 session.ended = time.monotonic()
                 session.ready.set()
                 if session.box is not None:
-                    session.box.write_status(session.view())
+                    await asyncio.to_thread(session.box.write_status, session.view())
 
         session.task = asyncio.get_running_loop().create_task(run(), name=f"crossroute-login-{provider}")
         try:
@@ -236,7 +242,7 @@ class Logins:
             raise LoginRefused(502, session.error or f"the {provider} login failed to start")
         self.sessions[session.state] = session
         session.box = Mailbox(store.dir, session.state)
-        session.box.write_status(session.view())
+        await asyncio.to_thread(session.box.write_status, session.view())
         session.watcher = asyncio.get_running_loop().create_task(self._watch(session), name="crossroute-login-mailbox")
         return session
 
@@ -246,50 +252,54 @@ class Logins:
         assert box is not None
         while session.ended is None:
             await asyncio.sleep(MAILBOX_POLL)
-            if box.take(".cancel") is not None and session.task is not None:
+            cancel, pasted = await asyncio.to_thread(_take_left, box)
+            if cancel is not None and session.task is not None:
                 session.task.cancel()
-            pasted = box.take(".paste")
             if pasted is not None:
                 with contextlib.suppress(asyncio.QueueFull):
                     session.pasted.put_nowait(pasted)
 
-    def get(self, state: str, directory: Path | None = None) -> dict[str, Any] | None:
-        """The session's view: this worker's own, else what its mailbox says."""
-        self._sweep()
+    # ------------------------------------------------------------ poll, paste, cancel
+    async def poll(self, state: str, directory: Path | None = None) -> dict[str, Any] | None:
+        """The session's view: this worker's own, else what its mailbox says (read in a thread)."""
+        expired = self._expire()
+        if expired:
+            await asyncio.to_thread(_clean, expired, None)
         s = self.sessions.get(state)
         if s is not None:
             return s.view()
-        if directory is None:
-            return None
-        view = Mailbox(directory, state).read_status()
-        if view is None or view.get("state") != state:
-            return None
-        return {k: view[k] for k in ("status", "provider", "state", "error", "account", "url", "user_code")
-                if view.get(k) is not None}
+        return await asyncio.to_thread(_mailbox_view, state, directory)
+
+    async def paste(self, state: str, text: str, directory: Path | None = None) -> bool:
+        """Hand the pasted redirect URL to the login waiting for it (here, or in its mailbox)."""
+        s = self.sessions.get(state)
+        if s is not None:
+            return _deliver_own(s, text)
+        return await asyncio.to_thread(_paste_to_mailbox, state, text, directory)
+
+    async def abort(self, state: str, directory: Path | None = None) -> bool:
+        """End a login (here, or through its mailbox)."""
+        s = self.sessions.get(state)
+        if s is not None:
+            _cancel_own(s)
+            return True
+        return await asyncio.to_thread(_cancel_by_mailbox, state, directory)
+
+    def get(self, state: str, directory: Path | None = None) -> dict[str, Any] | None:
+        self._sweep()
+        s = self.sessions.get(state)
+        return s.view() if s is not None else _mailbox_view(state, directory)
 
     def deliver(self, state: str, text: str, directory: Path | None = None) -> bool:
         s = self.sessions.get(state)
-        if s is not None:
-            if s.ended is not None or s.device:
-                return False
-            with contextlib.suppress(asyncio.QueueFull):
-                s.pasted.put_nowait(text)
-            return True
-        view = self.get(state, directory)
-        if view is None or view["status"] != "wait" or view.get("user_code") or directory is None:
-            return False
-        return Mailbox(directory, state).leave(".paste", text)
+        return _deliver_own(s, text) if s is not None else _paste_to_mailbox(state, text, directory)
 
     def cancel(self, state: str, directory: Path | None = None) -> bool:
         s = self.sessions.get(state)
         if s is not None:
-            if s.task is not None and not s.task.done():
-                s.task.cancel()
+            _cancel_own(s)
             return True
-        view = self.get(state, directory)
-        if view is None or directory is None:
-            return False
-        return view["status"] != "wait" or Mailbox(directory, state).leave(".cancel", "1")
+        return _cancel_by_mailbox(state, directory)
 
     async def stop(self) -> None:
         for s in self.sessions.values():
@@ -301,3 +311,53 @@ class Logins:
 
     def reconfigure(self, gw: object, removed: set[str]) -> None:
         return None
+
+
+# ------------------------------------------------------------------ the parts (the blocking ones read files)
+def _clean(boxes: list[Mailbox], directory: Path | None) -> None:
+    for box in boxes:
+        box.remove()
+    if directory is not None:
+        _sweep_dir(directory)
+
+
+def _take_left(box: Mailbox) -> tuple[str | None, str | None]:
+    return box.take(".cancel"), box.take(".paste")
+
+
+def _deliver_own(s: LoginSession, text: str) -> bool:
+    if s.ended is not None or s.device:
+        return False
+    with contextlib.suppress(asyncio.QueueFull):
+        s.pasted.put_nowait(text)
+    return True
+
+
+def _cancel_own(s: LoginSession) -> None:
+    if s.task is not None and not s.task.done():
+        s.task.cancel()
+
+
+def _mailbox_view(state: str, directory: Path | None) -> dict[str, Any] | None:
+    """What another worker's session says in its mailbox (blocking)."""
+    if directory is None:
+        return None
+    view = Mailbox(directory, state).read_status()
+    if view is None or view.get("state") != state:
+        return None
+    return {k: view[k] for k in ("status", "provider", "state", "error", "account", "url", "user_code")
+            if view.get(k) is not None}
+
+
+def _paste_to_mailbox(state: str, text: str, directory: Path | None) -> bool:
+    view = _mailbox_view(state, directory)
+    if view is None or view["status"] != "wait" or view.get("user_code") or directory is None:
+        return False
+    return Mailbox(directory, state).leave(".paste", text)
+
+
+def _cancel_by_mailbox(state: str, directory: Path | None) -> bool:
+    view = _mailbox_view(state, directory)
+    if view is None or directory is None:
+        return False
+    return view["status"] != "wait" or Mailbox(directory, state).leave(".cancel", "1")
