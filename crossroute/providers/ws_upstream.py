@@ -17,6 +17,12 @@ Failures: a handshake refused with a status is an ``UpstreamError`` with that st
 ``previous_response_id`` on a reused connection are retried once in full on a new connection); a
 connection that closes mid-turn raises ``UpstreamClosed`` (one of ``io_errors``), and the connection
 is evicted. Compaction, non-Responses wire formats and fallbacks go to the inner executor.
+
+Quota: the ``codex.rate_limits`` events the service sends on a turn (before ``response.created``,
+and before an error event too) go to the quota book (``io.quota.note_event``) and on to the client;
+a usage-limit failure (``usage_limit_reached`` in an ``error`` or ``response.failed`` event) goes to
+``io.quota.note_error``. Leading ``codex.rate_limits`` events are read past when deciding whether the
+turn's first event is an error (at most ``MAX_LEADING`` of them).
 """
 
 from __future__ import annotations
@@ -55,6 +61,10 @@ _DROP_HEADERS = frozenset({"content-type", "accept", "content-length", "accept-e
 _NOT_SENT = frozenset({"type", "stream", "background"})
 _OK_END = frozenset({"response.completed", "response.incomplete"})
 _BAD_END = frozenset({"response.failed", "error"})
+RATE_LIMITS = "codex.rate_limits"
+MAX_LEADING = 8  # codex.rate_limits events read past before a turn's first event
+
+_NO_HEADERS: Mapping[str, str] = {}
 
 
 class UpstreamClosed(aiohttp.ClientConnectionError):
@@ -112,19 +122,78 @@ def _error_parts(ev: dict[str, Any]) -> tuple[int, str | None, str]:
     return status, code if isinstance(code, str) else None, message
 
 
+class QuotaFeed:
+    """What a WebSocket turn of ``entry`` tells the quota book (``routing/quota.py``).
+
+    Called with ``(event, its text)``: a ``codex.rate_limits`` event goes to ``note_event``, a
+    usage-limit failure to ``note_error``. ``turn()`` counts one more answer (``note`` with no
+    headers) for a turn on a connection already counted when it was dialled, so the book measures
+    what a turn costs of each window as it does over HTTP. Headers the book holds unread (the
+    handshake's) are read first, so they never override a newer event. A failure of the book never
+    breaks the turn."""
+
+    __slots__ = ("_book", "_entry", "_id")
+
+    def __init__(self, book: Any, entry: ProviderEntry, cred_id: str) -> None:
+        self._book = book
+        self._entry = entry
+        self._id = cred_id
+
+    def _flush(self) -> None:
+        account = getattr(self._book, "account", None)
+        if account is not None:
+            account(self._id)
+
+    def turn(self) -> None:
+        note = getattr(self._book, "note", None)
+        if note is None:
+            return
+        try:
+            self._flush()
+            note(self._entry, 200, _NO_HEADERS)
+        except Exception:
+            log.exception("the quota book failed on a WebSocket turn of %s", self._entry.name)
+
+    def __call__(self, event: dict[str, Any], data: str) -> None:
+        book = self._book
+        try:
+            if event.get("type") == RATE_LIMITS:
+                note_event = getattr(book, "note_event", None)
+                if note_event is not None:
+                    self._flush()
+                    note_event(self._entry, event)
+            elif "usage_limit_reached" in data and (note_error := getattr(book, "note_error", None)) is not None:
+                self._flush()
+                note_error(self._entry, 429, data.encode())
+        except Exception:
+            log.exception("the quota book failed on a WebSocket event of %s", self._entry.name)
+
+
+def _rate_limits_of(data: str) -> dict[str, Any] | None:
+    """``data`` parsed when it is a ``codex.rate_limits`` event, else None."""
+    if '"codex.rate_limits"' not in data:
+        return None
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if obj.__class__ is dict and obj.get("type") == RATE_LIMITS else None
+
+
 class WsUpstream:
     """One turn's answer on a pooled connection, read as SSE bytes."""
 
     __slots__ = ("_clean", "_conn", "_done", "_evict", "_last", "_limit", "_name", "_output", "_pending", "_pool",
-                 "_sent", "_timeout", "headers", "read_chunk", "status")
+                 "_quota", "_sent", "_timeout", "headers", "read_chunk", "status")
     io_errors: tuple[type[BaseException], ...] = (aiohttp.ClientError,)
 
-    def __init__(self, pool: WsPool, conn: PooledWs, sent: list[Any] | None, first: str, name: str,
-                 timeout: float, limit: int, headers: Mapping[str, str]) -> None:
+    def __init__(self, pool: WsPool, conn: PooledWs, sent: list[Any] | None, first: list[str], name: str,
+                 timeout: float, limit: int, headers: Mapping[str, str], quota: QuotaFeed | None = None) -> None:
         self._pool = pool
         self._conn = conn
         self._sent = sent  # the full input the upstream holds for this turn (None: not known)
-        self._pending: str | None = first
+        self._pending = first  # the messages already received (the first event, and any before it)
+        self._quota = quota
         self._done = False
         self._clean = False
         self._evict = False
@@ -139,9 +208,9 @@ class WsUpstream:
 
     async def _read(self) -> bytes:
         pending = self._pending
-        if pending is not None:
-            self._pending = None
-            return self._frame(pending)
+        if pending:
+            data = pending.pop(0)
+            return self._frame(data, not pending)  # those before the last went to the quota book already
         if self._done:
             return b""
         ws = self._conn.ws
@@ -155,7 +224,7 @@ class WsUpstream:
         raise UpstreamClosed(f"upstream {self._name} closed the WebSocket mid-turn"
                              + (f" (close code {code})" if code else ""))
 
-    def _frame(self, data: str) -> bytes:
+    def _frame(self, data: str, note: bool = True) -> bytes:
         try:
             obj = self._last = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -173,9 +242,14 @@ class WsUpstream:
             self._done = True
             self._clean = True
             self._remember(obj.get("response"))
+        elif kind == RATE_LIMITS:
+            if note and self._quota is not None:
+                self._quota(obj, data)
         elif kind in _BAD_END:
             self._done = True
             self._evict = True
+            if self._quota is not None and "usage_limit_reached" in data:
+                self._quota(obj, data)
             if kind == "error":
                 _, code, _ = _error_parts(obj)
                 if code in LIMIT_CODES:
@@ -218,7 +292,7 @@ class WsUpstream:
                                     body=orjson.dumps({"error": {"message": redaction.scrub(message)}}))
 
     def at_eof(self) -> bool:
-        return self._done and self._pending is None
+        return self._done and not self._pending
 
     def close(self, reuse: bool) -> None:
         # a turn that ended with response.completed/incomplete leaves the connection clean, whether or
@@ -267,8 +341,8 @@ class WsExecutor:
         if turn is None:  # the upstream does not take WebSockets: HTTP, with the full body
             return await self.inner.send(entry, out, io)
         if prepare is not None and wrap is not None:
-            watcher = getattr(self.inner, "watcher", None)
-            return wrap(entry, out, turn, names, watcher(entry, io) if watcher is not None else None)  # type: ignore[no-any-return]
+            # no event hook: the turn hands its quota events to the book itself (``QuotaFeed``)
+            return wrap(entry, out, turn, names, None)  # type: ignore[no-any-return]
         return turn
 
     def _handshake(self, entry: ProviderEntry, out: Outbound) -> tuple[str, dict[str, str]]:
@@ -327,6 +401,7 @@ class WsExecutor:
         if cred_id is None:  # ProviderEntry.id hashes the key on every read
             cred_id = entry.derived["ws_cred_id"] = entry.id
         key = pool_key(url, session, cred_id, headers)
+        quota = QuotaFeed(io.quota, entry, cred_id) if io.quota is not None else None
         items = body.get("input")
         full_items: list[Any] | None = items if isinstance(items, list) else None
         if "previous_response_id" in body:
@@ -352,10 +427,12 @@ class WsExecutor:
             conn.memory = conn.last_response_id = None  # until this turn completes
             reused = conn.turns > 0
             conn.turns += 1
+            if reused and quota is not None:
+                quota.turn()  # the dial counted the connection's first turn
             try:
                 await conn.ws.send_str('{"type":"response.create",' + orjson.dumps(msg).decode()[1:]
                                        if msg else '{"type":"response.create"}')
-                first = await self._first(conn, io)
+                first = await self._first(conn, io, quota)
             except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
                 pool.release(conn, False)
                 if reused and attempt == 0:
@@ -368,10 +445,12 @@ class WsExecutor:
             except BaseException:
                 pool.release(conn, False)
                 raise
-            ev = _first_event(first)
+            ev = _first_event(first[-1])
             if ev is not None and ev.get("type") == "error":
                 status, code, message = _error_parts(ev)
                 pool.release(conn, False)
+                if quota is not None:
+                    quota(ev, first[-1])
                 if attempt == 0 and (code in LIMIT_CODES or (code in STALE_CODES and incremental)):
                     log.info("upstream %s: %s; sending the turn in full on a new connection", entry.name, code)
                     continue
@@ -380,17 +459,28 @@ class WsExecutor:
                 raise UpstreamError(status, f"upstream {entry.name} answered {status}: {masked}",
                                     body=redaction.scrub_bytes(orjson.dumps({"error": err})))
             return WsUpstream(pool, conn, full_items, first, entry.name, io.settings.read_timeout,
-                              io.settings.max_upstream_body, conn.ws._response.headers)
+                              io.settings.max_upstream_body, conn.ws._response.headers, quota)
         raise UpstreamError(502, f"upstream {entry.name} failed twice on WebSocket", scope="model")
 
     @staticmethod
-    async def _first(conn: PooledWs, io: UpstreamIO) -> str:
-        msg = await conn.ws.receive(timeout=io.settings.read_timeout)
-        if msg.type is aiohttp.WSMsgType.TEXT:
-            return str(msg.data)
-        if msg.type is aiohttp.WSMsgType.BINARY:
-            return bytes(msg.data).decode("utf-8", "replace")
-        raise UpstreamClosed(f"closed (code {conn.ws.close_code})")
+    async def _first(conn: PooledWs, io: UpstreamIO, quota: QuotaFeed | None) -> list[str]:
+        """The turn's messages up to its first event that is not ``codex.rate_limits`` (the last one);
+        those before it have been handed to the quota book."""
+        received: list[str] = []
+        while True:
+            msg = await conn.ws.receive(timeout=io.settings.read_timeout)
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                data = str(msg.data)
+            elif msg.type is aiohttp.WSMsgType.BINARY:
+                data = bytes(msg.data).decode("utf-8", "replace")
+            else:
+                raise UpstreamClosed(f"closed (code {conn.ws.close_code})")
+            received.append(data)
+            limits = _rate_limits_of(data) if len(received) <= MAX_LEADING else None
+            if limits is None:
+                return received
+            if quota is not None:
+                quota(limits, data)
 
 
 def _first_event(data: str) -> dict[str, Any] | None:

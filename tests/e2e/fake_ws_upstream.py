@@ -18,6 +18,11 @@ real service's WebSocket mode.
   ``ratelimited`` (an ``error`` event with status 429 before any output), ``many<N>`` (N one-word deltas),
   ``slow<ms>`` (waits before answering, and ``slow<ms>-mid`` in the middle), ``hang`` (sends
   ``response.created`` and nothing else).
+- Every turn but a warm-up starts, as the service's do, with a ``codex.rate_limits`` event (before
+  ``response.created``, and before an error event too): ``plan_type``, ``rate_limits`` with
+  ``allowed``, ``limit_reached`` and the ``primary`` (300 min) and ``secondary`` (10080 min) windows'
+  ``used_percent``, ``window_minutes``, ``reset_after_seconds`` and ``reset_at``, then
+  ``code_review_rate_limits`` and ``credits``. ``used`` sets the percentages (None: no such event).
 - Other client events (``response.steer``...) are acknowledged at once with ``<type>.accepted``,
   also while a response is in progress.
 - Every connection is kept in ``connections``: its handshake headers, each message received (parsed)
@@ -40,6 +45,10 @@ from ..loopback import ThreadedApp
 TEXT = "Hello from the WebSocket upstream."
 TOOL_TEXT = "The tool said so."
 KEY = "sk-ws-upstream"
+USED = {"primary": 25.0, "secondary": 40.0}  # the used_percent of each window in codex.rate_limits
+PLAN = "plus"
+WINDOW_MINUTES = {"primary": 300, "secondary": 10080}
+RESET_AFTER = {"primary": 3600, "secondary": 5 * 86400}
 
 
 @dataclass(eq=False)
@@ -61,6 +70,7 @@ class FakeWsUpstream(ThreadedApp):
         self.connections: list[WsConn] = []
         self.limit_after: int | None = None
         self.refuse_status: int | None = None
+        self.used: dict[str, float] | None = dict(USED)
         self._ids = itertools.count(1)
         self._open: dict[WsConn, web.WebSocketResponse] = {}
 
@@ -74,6 +84,7 @@ class FakeWsUpstream(ThreadedApp):
         self.connections.clear()
         self.limit_after = None
         self.refuse_status = None
+        self.used = dict(USED)
 
     def drop_all(self) -> None:
         """Close every open connection from this side (as a service restart or an idle cut does)."""
@@ -154,9 +165,25 @@ class FakeWsUpstream(ThreadedApp):
         await ws.send_str(orjson.dumps({"type": "error", "status": status, "error": {
             "type": "invalid_request_error", "code": code, "message": message, "param": param}}).decode())
 
+    def rate_limits_event(self) -> dict[str, Any] | None:
+        """The ``codex.rate_limits`` event a turn starts with (None when ``used`` is None)."""
+        if self.used is None:
+            return None
+        now = int(time.time())
+        windows = {name: {"used_percent": pct, "window_minutes": WINDOW_MINUTES[name],
+                          "reset_after_seconds": RESET_AFTER[name], "reset_at": now + RESET_AFTER[name]}
+                   for name, pct in self.used.items()}
+        reached = any(pct >= 100 for pct in self.used.values())
+        return {"type": "codex.rate_limits", "plan_type": PLAN,
+                "rate_limits": {"allowed": not reached, "limit_reached": reached, **windows},
+                "code_review_rate_limits": None,
+                "credits": {"has_credits": False, "unlimited": False, "balance": None}}
+
     async def _turn(self, ws: web.WebSocketResponse, conn: WsConn, body: dict[str, Any], memory: dict[str, Any]
                     ) -> bool:
         """Answer one response.create; False: close the connection now."""
+        if body.get("generate") is not False and (limits := self.rate_limits_event()) is not None:
+            await ws.send_str(orjson.dumps(limits).decode())
         prev = body.get("previous_response_id")
         items = body.get("input") or []
         if isinstance(items, str):

@@ -24,6 +24,7 @@ from .conftest import CLIENT_KEY, provider_config
 from .fake_upstream import FakeUpstream
 from .fake_ws_upstream import KEY, TEXT, TOOL_TEXT, FakeWsUpstream
 from .gateway_process import GatewayProcess
+from .test_quota_accounts import auth_list
 
 TERMINAL = ("response.completed", "response.failed", "response.incomplete", "error")
 TOOL = {"type": "function", "name": "get_weather", "description": "Weather of a city",
@@ -334,7 +335,7 @@ def test_response_failed_evicts_the_connection(gw: GatewayProcess, ws_up: FakeWs
 def test_client_disconnect_cancels_the_upstream_turn(gw: GatewayProcess, ws_up: FakeWsUpstream) -> None:
     ws = open_ws(gw)
     ws.send(json.dumps({"type": "response.create", "model": "ws-hang", "input": [user("one")]}))
-    assert json.loads(ws.recv(10))["type"] == "response.created"
+    assert [json.loads(ws.recv(10))["type"] for _ in range(2)] == ["codex.rate_limits", "response.created"]
     ws.close()
     assert wait_for(lambda: ws_up.connections and ws_up.connections[0].closed_by == "client", 5), \
         "the upstream connection of a cancelled turn must be closed"
@@ -718,6 +719,43 @@ def test_codex_account_file_with_websockets(ws_up: FakeWsUpstream, tmp_path: Pat
         g.stop()
 
 
+def test_codex_rate_limits_events_reach_the_quota_book(ws_up: FakeWsUpstream, tmp_path: Path) -> None:
+    """The service's ``codex.rate_limits`` events on a WebSocket turn reach the quota book: the
+    snapshot ``crossroute auth list`` reads shows the windows after the first turn, and a later turn on
+    the same pooled connection updates them; the client gets the event too."""
+    token = "codex-ws-access-token-0002"
+    ws_up.keys.add(token)
+    auth = tmp_path / "auth"
+    auth.mkdir(mode=0o700)
+    name = "codex-quota-ws@example.com-plus.json"
+    (auth / name).write_text(json.dumps({
+        "type": "codex", "access_token": token, "refresh_token": "codex-ws-refresh-0002", "account_id": "acct-q",
+        "email": "quota-ws@example.com", "expired": "2030-01-01T00:00:00Z", "websockets": True,
+        "base_url": ws_up.base + "/backend-api/codex"}))
+    g = GatewayProcess({"api-keys": [CLIENT_KEY], "auth-dir": str(auth)}, tmp_path).start()
+
+    def listed() -> str:
+        return next((line for line in auth_list(g.config_path).splitlines() if line.startswith(name)), "")
+
+    try:
+        with open_ws(g) as ws:
+            first = turn(ws, {"model": "gpt-5.5", "input": [user("one")]})
+            assert first[0]["type"] == "codex.rate_limits" and first[0]["rate_limits"]["primary"]["used_percent"] == 25
+            assert first[-1]["type"] == "response.completed", first[-1]
+            assert wait_for(lambda: "5h 75% left" in listed(), 20), listed()
+            assert "7d 60% left" in listed() and "(plus)" in listed()
+            ws_up.used = {"primary": 70.0, "secondary": 45.0}
+            second = turn(ws, {"model": "gpt-5.5", "previous_response_id": first[-1]["response"]["id"],
+                               "input": [user("two")]})
+            assert second[-1]["type"] == "response.completed", second[-1]
+            assert wait_for(lambda: "5h 30% left" in listed(), 20), listed()
+            assert "7d 55% left" in listed()
+        assert len(ws_up.connections) == 1, "both turns on one pooled connection"
+        assert token not in auth_list(g.config_path)
+    finally:
+        g.stop()
+
+
 def test_upstream_gone_between_turns_means_the_turn_goes_in_full(gw: GatewayProcess, ws_up: FakeWsUpstream) -> None:
     """The upstream closed the session's pooled connection while it was idle: the next turn is sent in
     full (no previous_response_id a new connection cannot know) on a new connection, and succeeds."""
@@ -763,7 +801,8 @@ def test_many_events_arrive_in_order(gw: GatewayProcess) -> None:
             events[ev["stream_id"]].append(ev)
             done += ev["type"] in TERMINAL
     for lane, evs in events.items():
-        seqs = [e["sequence_number"] for e in evs]
+        assert evs[0]["type"] == "codex.rate_limits"  # the service's own event, passed on first
+        seqs = [e["sequence_number"] for e in evs[1:]]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"lane {lane} out of order"
         assert evs[-1]["type"] == "response.completed"
         assert text_of(evs) == "".join(f"w{i} " for i in range(400))

@@ -1,0 +1,130 @@
+"""The WebSocket upstream (crossroute/providers/ws_upstream.py): what a turn tells the quota book
+(``codex.rate_limits`` events, usage-limit failures, one answer per turn), and the service's leading
+``codex.rate_limits`` events read past when looking at a turn's first event."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import orjson
+
+from crossroute.providers.ws_upstream import MAX_LEADING, QuotaFeed, WsExecutor, WsUpstream
+
+LIMITS = {"type": "codex.rate_limits", "plan_type": "plus",
+          "rate_limits": {"allowed": True, "limit_reached": False,
+                          "primary": {"used_percent": 25.0, "window_minutes": 300, "reset_at": 1770690000}}}
+CREATED = {"type": "response.created", "response": {"id": "resp_1", "output": []}}
+USAGE_LIMIT = {"type": "response.failed", "response": {"id": "resp_1", "error": {
+    "type": "usage_limit_reached", "code": "usage_limit_reached", "message": "The usage limit has been reached",
+    "resets_in_seconds": 60}}}
+
+
+class Book:
+    """A quota book that records what it is told."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.fail = fail
+
+    def account(self, cred_id: str) -> None:
+        self.calls.append(("account", cred_id))
+
+    def note(self, entry: Any, status: int, headers: Any) -> None:
+        self.calls.append(("note", status, dict(headers)))
+
+    def note_event(self, entry: Any, event: dict[str, Any]) -> None:
+        if self.fail:
+            raise RuntimeError("the book is broken")
+        self.calls.append(("note_event", event["type"]))
+
+    def note_error(self, entry: Any, status: int, body: bytes) -> None:
+        self.calls.append(("note_error", status, orjson.loads(body)["type"]))
+
+
+ENTRY = SimpleNamespace(name="codex-ws.json")
+
+
+def text(obj: dict[str, Any]) -> str:
+    return orjson.dumps(obj).decode()
+
+
+class FakeWs:
+    def __init__(self, *messages: str) -> None:
+        self.messages = deque(messages)
+        self.close_code = None
+
+    async def receive(self, timeout: float | None = None) -> aiohttp.WSMessage:  # noqa: ASYNC109 (aiohttp's signature)
+        if not self.messages:
+            return aiohttp.WSMessage(aiohttp.WSMsgType.CLOSED, None, None)
+        return aiohttp.WSMessage(aiohttp.WSMsgType.TEXT, self.messages.popleft(), None)
+
+
+class Pool:
+    def __init__(self) -> None:
+        self.released: list[bool] = []
+
+    def release(self, conn: Any, reuse: bool) -> None:
+        self.released.append(reuse)
+
+
+IO = SimpleNamespace(settings=SimpleNamespace(read_timeout=5.0))
+
+
+def test_feed_hands_events_and_usage_limits_to_the_book() -> None:
+    book = Book()
+    feed = QuotaFeed(book, ENTRY, "auth:codex-ws.json")
+    feed(LIMITS, text(LIMITS))
+    feed(USAGE_LIMIT, text(USAGE_LIMIT))
+    feed(CREATED, text(CREATED))  # nothing to say
+    feed.turn()
+    assert book.calls == [("account", "auth:codex-ws.json"), ("note_event", "codex.rate_limits"),
+                          ("account", "auth:codex-ws.json"), ("note_error", 429, "response.failed"),
+                          ("account", "auth:codex-ws.json"), ("note", 200, {})]
+
+
+def test_a_broken_book_never_breaks_the_turn() -> None:
+    QuotaFeed(Book(fail=True), ENTRY, "c")(LIMITS, text(LIMITS))
+    QuotaFeed(object(), ENTRY, "c")(LIMITS, text(LIMITS))  # a book that takes nothing
+    QuotaFeed(object(), ENTRY, "c").turn()
+
+
+def test_first_event_is_read_past_leading_rate_limits() -> None:
+    book = Book()
+    feed = QuotaFeed(book, ENTRY, "c")
+    error = {"type": "error", "status": 400, "error": {"code": "previous_response_not_found", "message": "gone"}}
+    conn = SimpleNamespace(ws=FakeWs(text(LIMITS), text(LIMITS), text(error)))
+    got = asyncio.run(WsExecutor._first(conn, IO, feed))  # type: ignore[arg-type]
+    assert [orjson.loads(m)["type"] for m in got] == ["codex.rate_limits", "codex.rate_limits", "error"]
+    assert [c for c in book.calls if c[0] == "note_event"] == [("note_event", "codex.rate_limits")] * 2
+    # bounded: past MAX_LEADING such events the next one counts as the first event
+    conn = SimpleNamespace(ws=FakeWs(*[text(LIMITS)] * (MAX_LEADING + 3)))
+    got = asyncio.run(WsExecutor._first(conn, IO, None))  # type: ignore[arg-type]
+    assert len(got) == MAX_LEADING + 1
+
+
+def test_turn_feeds_each_event_once_and_passes_it_on() -> None:
+    """Leading events (noted by ``_first``) are framed without noting them again; those read later
+    are noted as they come, and a usage-limit failure goes to note_error."""
+    book = Book()
+    feed = QuotaFeed(book, ENTRY, "c")
+    conn = SimpleNamespace(ws=FakeWs(text(LIMITS), text(USAGE_LIMIT)), memory=None, last_response_id=None)
+    pool = Pool()
+    up = WsUpstream(pool, conn, None, [text(LIMITS), text(CREATED)], "up", 5.0, 1 << 20, {}, feed)  # type: ignore[arg-type]
+
+    async def read_all() -> list[bytes]:
+        out = []
+        while chunk := await up.read_chunk():
+            out.append(chunk)
+        return out
+
+    chunks = asyncio.run(read_all())
+    assert [c.split(b"\n", 1)[0] for c in chunks] == [b"event: codex.rate_limits", b"event: response.created",
+                                                       b"event: codex.rate_limits", b"event: response.failed"]
+    kinds = [c[0] for c in book.calls if c[0] != "account"]
+    assert kinds == ["note_event", "note_error"]
+    up.close(True)
+    assert pool.released == [False]  # a failed turn's connection is not reused
