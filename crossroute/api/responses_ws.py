@@ -76,7 +76,7 @@ class _Lane:
         self.pool_session = session.id if stream_id is None else f"{session.id}:{stream_id}"
         self.headers = {**session.headers, SESSION_HEADER: self.pool_session}
         self.state = TurnState()
-        self.queue: asyncio.Queue[str | bytes] = asyncio.Queue(MAX_QUEUED)
+        self.queue: asyncio.Queue[tuple[Any, int]] = asyncio.Queue(MAX_QUEUED)  # (message parsed, its size)
         self.busy = False
         self.turn_on_ws = False  # the turn in flight runs on an upstream WebSocket
         # what every event of this lane carries: "stream_id":"<id>", (nothing for the default lane)
@@ -89,13 +89,26 @@ class _Lane:
         return b"{" + self.tag + payload[1:]
 
 
-def _stream_id_of(data: str | bytes) -> str | None:
-    """The ``stream_id`` of a client message (None: the default lane, or not a usable id)."""
+class _NotJson:
+    """A client message that is not JSON (its lane's worker answers it with an ``error`` event)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _parse(data: str | bytes) -> Any:
+    """A client message parsed, once: what it holds, or a ``_NotJson``."""
     try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    sid = obj.get("stream_id") if isinstance(obj, dict) else None
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return _NotJson(str(exc))
+
+
+def _stream_id_of(obj: Any) -> str | None:
+    """The ``stream_id`` of a parsed client message (None: the default lane, or not a usable id)."""
+    sid = obj.get("stream_id") if obj.__class__ is dict else None
     return sid if isinstance(sid, str) and 0 < len(sid) <= 128 else None
 
 
@@ -164,8 +177,8 @@ class WsSession:
                                                           "closing (1009)", code="message_too_big"))
                     self.close_code, who = 1009, "gateway"
                     break
-                sid = _stream_id_of(data) if ('"stream_id"' if isinstance(data, str)
-                                              else b'"stream_id"') in data else None
+                obj = _parse(data)
+                sid = _stream_id_of(obj)
                 if sid not in self.lanes and len(self.lanes) >= MAX_LANES:
                     await self._send_obj(error_event(400, f"at most {MAX_LANES} stream_id lanes per connection",
                                                      param="stream_id"))
@@ -177,9 +190,9 @@ class WsSession:
                                                           f"{2 * self.frame_limit} bytes)",
                                                      code="rate_limit_exceeded"), lane)
                     continue
-                if not self._forward_event(lane, data):
+                if not self._forward_event(lane, obj):
                     self.queued_bytes += len(data)
-                    lane.queue.put_nowait(data)
+                    lane.queue.put_nowait((obj, len(data)))
             if self.closing and who == "client":
                 who = "gateway"
         finally:
@@ -223,11 +236,11 @@ class WsSession:
 
     async def _work(self, lane: _Lane) -> None:
         while True:
-            data = await lane.queue.get()
-            self.queued_bytes -= len(data)
+            obj, size = await lane.queue.get()
+            self.queued_bytes -= size
             lane.busy = True
             try:
-                await self._turn(lane, data)
+                await self._turn(lane, obj)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -266,16 +279,12 @@ class WsSession:
         return len(payload)
 
     # ------------------------------------------------------------ one client message
-    def _forward_event(self, lane: _Lane, data: str | bytes) -> bool:
+    def _forward_event(self, lane: _Lane, obj: Any) -> bool:
         """A non-turn client event while a turn runs on an upstream WebSocket: sent there at once."""
-        if not lane.turn_on_ws or (b'"response.create"' in data if isinstance(data, bytes)
-                                   else '"response.create"' in data):
+        if not lane.turn_on_ws or obj.__class__ is not dict:
             return False
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return False
-        if not isinstance(obj, dict) or obj.get("type") in _TURN_TYPES or not isinstance(obj.get("type"), str):
+        kind = obj.get("type")
+        if kind in _TURN_TYPES or not isinstance(kind, str):
             return False
         pool = self.gateway().find_component(POOL_COMPONENT)
         conn = pool.busy_for_session(lane.pool_session) if pool is not None else None
@@ -286,11 +295,9 @@ class WsSession:
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
         return True
 
-    async def _turn(self, lane: _Lane, data: str | bytes) -> None:
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            await self._send_obj(error_event(400, f"websocket message is not valid JSON: {exc}"), lane)
+    async def _turn(self, lane: _Lane, obj: Any) -> None:
+        if isinstance(obj, _NotJson):
+            await self._send_obj(error_event(400, f"websocket message is not valid JSON: {obj.reason}"), lane)
             return
         if not isinstance(obj, dict):
             await self._send_obj(error_event(400, f"websocket message must be a JSON object, got "
