@@ -1,3 +1,4 @@
 """The management API's parts: key check and bans (auth), config editing (config_edit), accounts
-(accounts), OAuth logins driven from the panel (logins), and what it reads from the observers
-(observed). The routes themselves are in crossroute/api/management.py."""
+(accounts), OAuth logins driven from the panel (logins), and the handlers: config_routes,
+data_routes (accounts, logins), view_routes (usage, traces, logs). The routes are mounted by
+crossroute/api/management.py."""

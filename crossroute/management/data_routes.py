@@ -1,25 +1,22 @@
-"""Management handlers for accounts (auth files), OAuth logins, usage, routing traces and logs.
+"""Management handlers for accounts (auth files) and OAuth logins.
 
 Paths and answers are CLIProxyAPI's where it has the route (``/auth-files``, ``/auth-files/status``,
-``/<provider>-auth-url``, ``/get-auth-status``, ``/oauth-callback``, ``/oauth-session``,
-``/request-error-logs``, ``/request-log-by-id/<id>``, ``/logs``, ``/usage-queue``); crossroute's
-own views are ``/credentials``, ``/usage/{totals,series,cache-hit-ratio,recent}``, ``/traces`` and
-``/request-logs``.
+``/auth-files/fields``, ``/<provider>-auth-url``, ``/get-auth-status``, ``/oauth-callback``,
+``/oauth-session``); crossroute's own are ``/credentials`` and ``/oauth-login``. Usage, traces and
+logs are in view_routes.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.parser
 import email.policy
-import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import redaction
 from ..auth.accounts import AccountError
-from . import accounts, observed
-from .http import BadInput, error, json_object, ok, query_float, query_int, reply, text_reply
+from . import accounts
+from .http import BadInput, error, json_object, ok, reply
 from .logins import PROVIDER_ROUTES, LoginRefused, Logins
 
 if TYPE_CHECKING:
@@ -27,11 +24,10 @@ if TYPE_CHECKING:
     from ..gateway import Gateway
     from ..replies import Reply
 
-__all__ = ["PREFIXED", "ROUTES"]
+__all__ = ["ROUTES"]
 
 Handler = Callable[["Gateway", "Request"], Awaitable["Reply"]]
 MAX_UPLOAD_FILES = 50
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 # ------------------------------------------------------------------ accounts
@@ -254,127 +250,6 @@ async def cancel_login(gw: Gateway, req: Request) -> Reply:
     return ok()
 
 
-# ------------------------------------------------------------------ usage
-def _where(req: Request) -> dict[str, str] | None:
-    where = {g: v for g in observed.GROUPS if g != "day" and (v := req.query(g))}
-    return where or None
-
-
-def _by(req: Request, default: str | None) -> str | None:
-    by = req.query("by") or default
-    if by in ("", "none"):
-        return None
-    if by is not None and by not in observed.GROUPS:
-        raise BadInput(f"'by' must be one of {', '.join(observed.GROUPS)}", "by")
-    return by
-
-
-async def _usage(gw: Gateway, name: str, *args: Any, **kwargs: Any) -> Reply:
-    try:
-        rows = await observed.usage(gw, name, *args, **kwargs)
-    except observed.UsageOff as exc:
-        return reply({"available": False, "message": str(exc), "rows": []})
-    except ValueError as exc:
-        raise BadInput(str(exc), "by") from None
-    return reply({"available": True, "rows": rows})
-
-
-async def usage_totals(gw: Gateway, req: Request) -> Reply:
-    return await _usage(gw, "totals", _by(req, "model"), since=query_float(req, "since"),
-                        until=query_float(req, "until"), where=_where(req))
-
-
-async def usage_series(gw: Gateway, req: Request) -> Reply:
-    return await _usage(gw, "series", _by(req, None), bucket=query_int(req, "bucket", 3600, 60, 86400 * 31),
-                        since=query_float(req, "since"), until=query_float(req, "until"), where=_where(req))
-
-
-async def usage_cache(gw: Gateway, req: Request) -> Reply:
-    return await _usage(gw, "cache_hit_ratio", _by(req, "credential"), since=query_float(req, "since"),
-                        until=query_float(req, "until"))
-
-
-async def usage_recent(gw: Gateway, req: Request) -> Reply:
-    return await _usage(gw, "recent", query_int(req, "limit", 100, 1, 1000), where=_where(req))
-
-
-async def usage_queue(gw: Gateway, req: Request) -> Reply:
-    """CLIProxyAPI pops queued records here; crossroute keeps them in its store (``/usage/recent``),
-    so the queue is always empty."""
-    query_int(req, "count", 1, 1, 10_000)
-    return reply([])
-
-
-# ------------------------------------------------------------------ traces and logs
-async def list_traces(gw: Gateway, req: Request) -> Reply:
-    found = observed.traces(gw, query_int(req, "limit", 100, 1, 1000))
-    return reply({"available": found is not None, "traces": found or []})
-
-
-async def get_trace(gw: Gateway, req: Request, rest: str) -> Reply:
-    if not _REQUEST_ID.match(rest):
-        raise BadInput("not a request id", "id")
-    found = observed.trace(gw, rest)
-    if found is None:
-        return error(404, f"no trace kept for request {rest}", "id")
-    return reply(found)
-
-
-async def _log_files(gw: Gateway, kind: str | None) -> tuple[bool, list[dict[str, Any]]]:
-    files = await asyncio.to_thread(observed.logs, gw)  # a directory listing: off the loop
-    if files is None:
-        return False, []
-    rows = [dict(f, modified=f.get("mtime")) for f in files if kind is None or f.get("kind") == kind]
-    return True, rows
-
-
-async def request_logs(gw: Gateway, req: Request) -> Reply:
-    available, rows = await _log_files(gw, None)
-    return reply({"available": available, "files": rows})
-
-
-async def error_logs(gw: Gateway, req: Request) -> Reply:
-    available, rows = await _log_files(gw, "error")
-    return reply({"available": available, "files": rows})
-
-
-def _read_scrubbed(gw: Gateway, name: str) -> bytes | None:
-    data = observed.read_log(gw, name)
-    return None if data is None else redaction.scrub_bytes(data)
-
-
-async def _log_text(gw: Gateway, name: str) -> Reply:
-    if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise BadInput("not a log file name", "name")
-    data = await asyncio.to_thread(_read_scrubbed, gw, name)  # a whole log: read and scrubbed off the loop
-    if data is None:
-        return error(404, f"no log {name!r}", "name")
-    return text_reply(data)
-
-
-async def get_log(gw: Gateway, req: Request, rest: str) -> Reply:
-    return await _log_text(gw, rest)
-
-
-async def log_by_id(gw: Gateway, req: Request, rest: str) -> Reply:
-    if not _REQUEST_ID.match(rest):
-        raise BadInput("not a request id", "id")
-    name = await asyncio.to_thread(observed.find_log, gw, rest)
-    if name is None:
-        return error(404, f"no log for request {rest}", "id")
-    return await _log_text(gw, name)
-
-
-async def main_log(gw: Gateway, req: Request) -> Reply:
-    """CLIProxyAPI's ``GET /logs`` shows its own log file; crossroute logs to stderr, so none."""
-    return reply({"lines": [], "line-count": 0, "latest-timestamp": 0})
-
-
-async def delete_request_logs(gw: Gateway, req: Request) -> Reply:
-    removed = await asyncio.to_thread(observed.delete_logs, gw)
-    return reply({"success": True, "removed": removed or 0, "message": f"{removed or 0} request logs removed"})
-
-
 def _table() -> dict[tuple[str, str], Handler]:
     table: dict[tuple[str, str], Handler] = {
         ("GET", "auth-files"): list_auth_files,
@@ -387,16 +262,6 @@ def _table() -> dict[tuple[str, str], Handler]:
         ("GET", "get-auth-status"): auth_status,
         ("POST", "oauth-callback"): oauth_callback,
         ("DELETE", "oauth-session"): cancel_login,
-        ("GET", "usage/totals"): usage_totals,
-        ("GET", "usage/series"): usage_series,
-        ("GET", "usage/cache-hit-ratio"): usage_cache,
-        ("GET", "usage/recent"): usage_recent,
-        ("GET", "usage-queue"): usage_queue,
-        ("GET", "traces"): list_traces,
-        ("GET", "request-logs"): request_logs,
-        ("GET", "request-error-logs"): error_logs,
-        ("GET", "logs"): main_log,
-        ("DELETE", "logs"): delete_request_logs,
     }
     for route, (provider, device) in PROVIDER_ROUTES.items():
         table[("GET", route)] = _starter(provider, device)
@@ -404,10 +269,3 @@ def _table() -> dict[tuple[str, str], Handler]:
 
 
 ROUTES = _table()
-# (method, path prefix) -> handler(gw, req, rest)
-PREFIXED: list[tuple[str, str, Callable[[Gateway, Request, str], Awaitable[Reply]]]] = [
-    ("GET", "traces/", get_trace),
-    ("GET", "request-logs/", get_log),
-    ("GET", "request-error-logs/", get_log),
-    ("GET", "request-log-by-id/", log_by_id),
-]

@@ -342,6 +342,10 @@ def test_views_have_their_shapes(gw: MgmtGateway) -> None:
     assert status == 200 and set(body) >= {"available", "rows"}
     assert gw.call("GET", "/v0/management/usage/totals?by=colour")[1]["field"] == "by"
     assert gw.call("GET", "/v0/management/usage/series?bucket=5")[1]["field"] == "bucket"
+    # every group of the usage store filters, an HTTP status only as a number
+    assert gw.call("GET", "/v0/management/usage/totals?by=model&status=200")[0] == 200
+    status, body, _ = gw.call("GET", "/v0/management/usage/recent?status=ok")
+    assert (status, body["field"]) == (400, "status")
     status, body, _ = gw.call("GET", "/v0/management/traces")
     assert status == 200 and isinstance(body["traces"], list)
     assert gw.call("GET", "/v0/management/traces/nope")[0] == 404
