@@ -78,6 +78,8 @@ class _Scope:
     method = "POST"
     path = "/v1/chat/completions"
     query_string = ""
+    client = "127.0.0.1:50000"
+    server = "127.0.0.1:8317"
 
     def __init__(self, body: bytes) -> None:
         self.headers = _Headers({"host": "127.0.0.1:8317", "authorization": "Bearer bench-key",

@@ -3,7 +3,7 @@
 It does what every route shares — Host and Origin checks, the client key, the body (limit,
 deadline, Content-Encoding), routing by path, the cap on concurrent requests, draining on
 shutdown, the access log — and writes replies, streaming them event by event at the client's
-pace (edge_flow.py). A client that goes away cancels the stream task, which closes the upstream
+pace (edge_stream.py, edge_flow.py). A client that goes away cancels the stream task, which closes the upstream
 request at once. WebSocket upgrades on the Responses paths (``WS_PATHS``) pass the same Host, Origin
 and client-key checks and are then served by ``api/responses_ws.py``; a refused upgrade is an HTTP
 status before ``accept()`` (403 Host/Origin, 401 key, 404 other paths, 503 draining or full), never a
@@ -31,8 +31,7 @@ from .api.responses_ws import WsSession, log_rejected
 from .bodies import BodyError, decode
 from .config import is_loopback
 from .edge_access import AccessLog
-from .edge_flow import WATCH_AFTER, ClientFlow
-from .formats import errors
+from .edge_stream import SHUTDOWN_MESSAGE, DisconnectWatch, write_stream
 from .gateway import Gateway
 from .observe import CallEnded
 from .observe.traces import allowed as trace_allowed
@@ -46,7 +45,6 @@ Handler = Callable[[Gateway, Request], Awaitable[Reply | StreamReply]]
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Paths a WebSocket client may try before falling back to HTTP (Codex: the Responses API).
 WS_PATHS = frozenset({"/v1/responses", "/backend-api/codex/responses"})
-SHUTDOWN_MESSAGE = "crossroute is shutting down; retry the request"
 STREAM_CLOSE_WAIT = 5.0  # drain: how long ended streams get to close
 
 
@@ -158,20 +156,6 @@ def _key_matches(presented: str, keys: list[bytes]) -> bool:
     return ok
 
 
-def stream_terminal(reply: StreamReply, fmt: str, status: int, message: str) -> bytes | None:
-    """The bytes that end ``reply``'s stream with an error in the client's format, or None when
-    the format has no such event known here (the stream is then just closed)."""
-    if reply.terminal is not None:
-        return reply.terminal(status, message)
-    if fmt == "claude":
-        return errors.claude_stream_error(status, message)
-    if fmt == "gemini":
-        return errors.gemini_stream_error(status, message)
-    if fmt == "openai":
-        return errors.openai_stream_error(status, message)
-    return None
-
-
 class _BodyWatch:
     """The requests whose body is being read, and one timer for all of them: every
     ``body-timeout / 4`` s (at most 1 s) it cancels those reading for longer than the deadline.
@@ -206,17 +190,6 @@ class _BodyWatch:
         self._schedule()
 
 
-class _Stream:
-    """One stream being written, as ``drain`` sees it."""
-
-    __slots__ = ("ending", "task", "writing")
-
-    def __init__(self, task: asyncio.Task[Any] | None) -> None:
-        self.task = task
-        self.writing = True
-        self.ending = False
-
-
 class App:
     """RSGI application. ``gateway`` may be swapped on reload."""
 
@@ -225,7 +198,8 @@ class App:
         self._keys: list[bytes] = []
         self._allowed_hosts: set[str] = set()
         self._inflight = 0
-        self._streams: set[_Stream] = set()
+        self._watch = DisconnectWatch()
+        self._streams = self._watch.streams
         self._draining = False
         self._wakeup: asyncio.Event | None = None
         self._ws_sessions: set[WsSession] = set()
@@ -337,7 +311,7 @@ class App:
                 log.exception("unhandled error for %s %s", method, scope.path)
                 reply = error_reply(_format_for_path(scope.path), 500, "internal error in crossroute (see its log)")
             if isinstance(reply, StreamReply):
-                await self._stream(scope, proto, reply, fmt)
+                await write_stream(proto, scope, reply, fmt, self._watch, self._idle_timeout)
             elif method == "HEAD":
                 proto.response_empty(reply.status, reply.headers)
             else:
@@ -543,63 +517,6 @@ class App:
         return False
 
     # ------------------------------------------------------------ streams and shutdown
-
-    async def _stream(self, scope: Any, proto: Any, reply: StreamReply, fmt: str) -> None:
-        """Write the stream from this task at the client's pace; a client that goes away cancels
-        it at once (which closes the upstream response inside the chunk generator); ``drain``
-        cancels it to end it with the format's terminal error event."""
-        transport = proto.response_stream(reply.status, reply.headers)
-        send = transport.send_bytes
-        chunks = reply.chunks
-        me = asyncio.current_task()
-        state = _Stream(me)
-        self._streams.add(state)
-
-        def on_gone(_: asyncio.Future[Any]) -> None:
-            if state.writing and me is not None:
-                me.cancel()
-
-        gone = asyncio.ensure_future(proto.client_disconnect())
-        gone.add_done_callback(on_gone)
-        written = 0
-        flow: ClientFlow | None = None
-        clog = reply.call.log if reply.call is not None else None
-        try:
-            async for chunk in chunks:
-                await send(chunk)
-                if clog is not None:
-                    clog.client(chunk)
-                written += len(chunk)
-                if written > WATCH_AFTER:  # a long stream: from now on, at the client's pace
-                    if flow is None:
-                        flow = ClientFlow.open(scope, written)
-                    elif flow.behind(len(chunk)) and not await flow.wait(self._idle_timeout):
-                        log.info("stream dropped: the client read nothing for %g s", self._idle_timeout)
-                        break
-        except asyncio.CancelledError:
-            if state.ending and me is not None:  # drain: end it in the client's format
-                me.uncancel()
-                state.writing = False
-                tail = stream_terminal(reply, fmt, 503, SHUTDOWN_MESSAGE)
-                if tail:
-                    try:
-                        await send(tail)
-                    except Exception as exc:
-                        log.debug("stream end not written: %r", exc)
-            elif not (gone.done() and not gone.cancelled()):
-                raise  # cancelled from outside: let it propagate
-            elif me is not None:
-                me.uncancel()  # our own cancellation: the client is gone, nothing left to tell it
-        except Exception as exc:  # client gone mid-write: nothing left to tell it
-            log.debug("stream ended early: %r", exc)
-        finally:
-            state.writing = False
-            self._streams.discard(state)
-            gone.remove_done_callback(on_gone)
-            gone.cancel()
-            if flow is not None:
-                flow.close()
-            await chunks.aclose()  # type: ignore[attr-defined]
 
     def begin_drain(self) -> None:
         """From now on, new requests get 503 (client format, ``Connection: close``); the ones in
