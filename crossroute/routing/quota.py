@@ -21,8 +21,10 @@ What the book offers:
 - ``snapshot()``: per credential, the fraction left of each window (``/metrics``); ``pooled``:
   several credentials' windows together (Codex's usage answer).
 
-Quota records are per process: replicas sharing Redis share cooldowns (through the State), and
-each reads the same account-wide figures from its own answers.
+Quota records are shared between the processes that share a State (``quota_share.py``: replicas
+on one Redis, the workers of one ``serve --workers N``): about once a second each process publishes
+the readings it took from its own answers and takes in the newer readings of the others, off the
+request path. Alone, a process knows what its own answers said.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class Account:
     uses (moving average)."""
 
     __slots__ = ("costs", "credits", "id", "kind", "n", "name", "persist", "plan", "prev", "provider", "raw",
-                 "updated", "windows")
+                 "shared", "updated", "windows")
 
     def __init__(self, cred_id: str, name: str, provider: str, kind: str) -> None:
         self.id = cred_id
@@ -73,6 +75,7 @@ class Account:
         self.updated = 0.0
         self.costs: dict[str, float] = {}
         self.prev: dict[str, tuple[float, int]] = {}  # window -> (used, n) at the last reading
+        self.shared = 0.0  # ``updated`` of the reading last published to (or taken from) other processes
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "provider": self.provider, "updated": round(self.updated, 3),
@@ -95,6 +98,9 @@ class QuotaBook:
         self._timer: asyncio.TimerHandle | None = None
         self._writing = False
         self._written: bytes = b""
+
+    def now(self) -> float:
+        return self._clock()
 
     # ------------------------------------------------------------ lifecycle
     def attach(self, router: Any, settings: Any, auth_dir: Any = None) -> None:
@@ -182,6 +188,12 @@ class QuotaBook:
         if sig.credits is not None:
             acct.credits = sig.credits
         acct.updated = now
+
+    def read_pending(self) -> None:
+        """Read every answer's headers not read yet (before the readings are shared)."""
+        for acct in list(self.accounts.values()):
+            if acct.raw is not None:
+                self._read(acct)
 
     def account(self, credential_id: str) -> Account | None:
         """The record of a credential, its latest answer read."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from crossroute.routing import explain
 from crossroute.routing.affinity import SessionAffinitySelector
 from crossroute.routing.cooldown import ANY_MODEL, CREDENTIAL, LEVEL_KEEP, plan_cooldown
+from crossroute.routing.quota_share import QuotaSharing
 from crossroute.routing.selectors import (
     STRATEGIES,
     C,
@@ -107,6 +108,8 @@ class Router:
         self._settings = settings
         self._fields = settings.selector_fields()
         self._selector, self._affinity = self._build(settings)
+        # the book's readings shared with the processes sharing the state (idle when none do)
+        self._sharing = QuotaSharing(state, lambda: self.quota)
         self._started = False
 
     # ------------------------------------------------------------ construction and lifecycle
@@ -148,10 +151,12 @@ class Router:
     async def start(self) -> None:
         await self._state.start()
         await self._selector.start()
+        self._sharing.start()
         self._started = True
 
     async def stop(self) -> None:
         self._started = False
+        await self._sharing.stop()
         await self._selector.stop()
         await self._state.stop()
 

@@ -8,7 +8,7 @@ gateway processes, with a local fallback when Redis is unreachable). Times are w
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 
@@ -64,6 +64,21 @@ class State(ABC):
     async def clear_cooldowns_for(self, credential_id: str | None) -> int:
         """Drop every cooldown (and 429 ladder) of ``credential_id``, every model; of every
         credential when None. Returns how many entries went."""
+
+    # ---- quota readings shared between processes (``routing/quota_share.py``); optional
+    @property
+    def shares_quota(self) -> bool:
+        """Whether ``put_quota`` reaches other processes (Redis, or the workers of one serve)."""
+        return False
+
+    async def put_quota(self, records: Mapping[str, tuple[str, float]]) -> None:
+        """Publish the latest quota reading per credential id: (JSON text, expires_at)."""
+        return None
+
+    async def get_quota(self) -> dict[str, str] | None:
+        """The readings published (by any process, this one too) and not expired, per credential
+        id; None when nothing changed since the previous call of this process."""
+        return None
 
     # ---- round-robin cursors
     @abstractmethod

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from crossroute.state.base import Cooldown, State
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["MemoryState"]
 
 _CURSOR_CAP = 4096
+_QUOTA_CAP = 4096  # quota readings kept from the other workers (one per credential)
 DEFAULT_MAX_BINDINGS = 100_000
 
 
@@ -31,7 +32,8 @@ class MemoryState(State):
     mirror, tests).
 
     ``peers`` (set by the workers of ``--workers N``, see ``peers.py``): every change is also
-    sent to the other workers, and theirs are applied here by ``apply_peer``.
+    sent to the other workers, and theirs are applied here by ``apply_peer``; so are the quota
+    readings of ``routing/quota_share.py`` (kept here, one per credential, for ``get_quota``).
     """
 
     def __init__(
@@ -53,6 +55,9 @@ class MemoryState(State):
         self._cursors: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self.peers: Peers | None = None
+        # quota readings from the other workers: credential id -> (JSON text, expires_at)
+        self._quota: dict[str, tuple[str, float]] = {}
+        self._quota_seen = True  # whether get_quota already returned every reading held
 
     # ------------------------------------------------------------ bindings
     def get_binding_now(self, key: str, ttl: float) -> str | None:
@@ -237,6 +242,41 @@ class MemoryState(State):
             self.cooldowns.pop((op[1], op[2]), None)
         elif kind == "X":
             self.clear_cooldowns_for_now(op[1], tell=False)
+        elif kind == "q":
+            _, cid, text, expires = op
+            if isinstance(cid, str) and isinstance(text, str) and expires > self._clock():
+                self._keep_quota(cid, text, float(expires))
+
+    # ------------------------------------------------------------ quota readings
+    @property
+    def shares_quota(self) -> bool:
+        return self.peers is not None
+
+    def _keep_quota(self, cid: str, text: str, expires: float) -> None:
+        q = self._quota
+        if cid not in q and len(q) >= _QUOTA_CAP:
+            now = self._clock()
+            for k in [k for k, (_, exp) in q.items() if exp <= now] or [next(iter(q))]:
+                del q[k]
+        q[cid] = (text, expires)
+        self._quota_seen = False
+
+    async def put_quota(self, records: Mapping[str, tuple[str, float]]) -> None:
+        """Sent to the other workers (this worker's own readings are its book's already)."""
+        if self.peers is None:
+            return
+        for cid, (text, expires) in records.items():
+            self.peers.send(["q", cid, text, expires])
+
+    async def get_quota(self) -> dict[str, str] | None:
+        if self._quota_seen:
+            return None
+        self._quota_seen = True
+        now = self._clock()
+        q = self._quota
+        for k in [k for k, (_, exp) in q.items() if exp <= now]:
+            del q[k]
+        return {k: text for k, (text, _) in q.items()}
 
     # ------------------------------------------------------------ cursors
     def incr_now(self, key: str) -> int:

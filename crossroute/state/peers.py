@@ -2,12 +2,13 @@
 
 Each worker keeps its full ``MemoryState`` (reads never leave the process) and tells the other
 workers of every change — a session bound or re-bound, a binding dropped, a cooldown set or
-cleared — over Unix datagram socket pairs the parent made before forking them (nothing is
-reachable from outside the process tree). The changes of one event-loop pass go out as one
-datagram per peer, sent without waiting; a receiver applies them when its loop next runs.
-Conflicts (two workers binding the same new session at once) resolve the same way in every
-worker: the binding that expires later wins. A datagram that cannot be sent at once (a peer's
-buffer full) is dropped and counted: a session may then be placed anew, nothing worse.
+cleared (one, or every one of a credential), a quota reading — over Unix datagram socket pairs
+the parent made before forking them (nothing is reachable from outside the process tree). The
+changes of one event-loop pass go out as one datagram per peer, sent without waiting; a receiver
+applies them when its loop next runs. Conflicts (two workers binding the same new session at
+once) resolve the same way in every worker: the binding that expires later wins. A datagram that
+cannot be sent at once (a peer's buffer full) is dropped and counted: a session may then be
+placed anew, nothing worse.
 Round-robin cursors stay per worker.
 """
 

@@ -11,7 +11,11 @@ Layout (every key starts with the prefix, ``crossroute:`` by default):
   of the credentials with one; written in the same script as the entry, each living as long as
   the longest entry it names, so that every cooldown of a credential (or of everyone) can be
   cleared without a ``SCAN`` whichever process set it (``clear_cooldowns_for``);
-- ``rr:<providers>::<model>``: round-robin cursors (``INCR``).
+- ``rr:<providers>::<model>``: round-robin cursors (``INCR``);
+- ``qh``: a hash of the latest quota reading per credential (``"<expires_at> <JSON>"``, written
+  by ``routing/quota_share.py`` about once a second at most, expired fields dropped by readers,
+  the hash itself expiring ``QUOTA_KEEP`` after its last write), and ``qv``: a counter bumped by
+  every write, so a reader with nothing new pays one ``GET``.
 
 Every write also goes to a local ``MemoryState`` mirror, and reads that hit Redis refresh it. When a
 Redis call fails (short socket timeouts, no client-side retries), the state switches to the
@@ -25,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
@@ -41,6 +45,7 @@ __all__ = ["RedisState"]
 log = logging.getLogger("crossroute.state")
 
 _ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+QUOTA_KEEP = 6 * 3600.0  # the quota hash goes this long after its last write
 
 # compare-and-delete: drop KEYS[1] only while it still holds ARGV[1]
 _CAD = """
@@ -141,6 +146,7 @@ class RedisState(State):
         self._dirty_cooldowns: set[tuple[str, str]] = set()
         # credentials whose cooldowns were cleared while Redis was unreachable ("" = everyone's)
         self._pending_clears: set[str] = set()
+        self._quota_version: str | None = None  # ``qv`` when get_quota last read the hash
         self._closed = False
 
     # ------------------------------------------------------------ health
@@ -381,6 +387,54 @@ class RedisState(State):
                 self._down(e)
         self._pending_clears.add(cid)
         return n
+
+    # ------------------------------------------------------------ quota readings
+    @property
+    def shares_quota(self) -> bool:
+        return True
+
+    async def put_quota(self, records: Mapping[str, tuple[str, float]]) -> None:
+        if not records or not self._up:
+            return
+        qh = self._prefix + "qh"
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hset(qh, mapping={cid: f"{expires!r} {text}" for cid, (text, expires) in records.items()})
+            pipe.pexpire(qh, _ms(QUOTA_KEEP))
+            pipe.incr(self._prefix + "qv")
+            await pipe.execute()
+        except _ERRORS as e:
+            self._down(e)
+
+    async def get_quota(self) -> dict[str, str] | None:
+        if not self._up:
+            return None
+        qh = self._prefix + "qh"
+        try:
+            version = await self._redis.get(self._prefix + "qv")
+            if version is None or version == self._quota_version:
+                return None
+            raw = await self._redis.hgetall(qh)
+            now = self._clock()
+            out: dict[str, str] = {}
+            dead: list[str] = []
+            for cid, value in raw.items():
+                exp_s, _, text = value.partition(" ")
+                try:
+                    expires = float(exp_s)
+                except ValueError:
+                    expires = 0.0
+                if expires <= now:
+                    dead.append(cid)
+                else:
+                    out[cid] = text
+            if dead:
+                await self._redis.hdel(qh, *dead)
+            self._quota_version = version
+            return out
+        except _ERRORS as e:
+            self._down(e)
+            return None
 
     # ------------------------------------------------------------ cursors
     async def incr(self, key: str) -> int:

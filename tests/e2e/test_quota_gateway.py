@@ -19,6 +19,8 @@ import orjson
 import pytest
 from aiohttp import web
 
+from tests.redis_server import RedisServer, require_redis_server
+
 from . import routing_support
 from .conftest import CLIENT_KEY
 from .fake_upstream import FakeUpstream, error_body
@@ -248,3 +250,35 @@ def test_quota_aware_sends_new_sessions_to_the_most_headroom(
     trace = json.loads(headers["x-crossroute-trace"][0])
     quota = next(s for s in trace["steps"] if s["step"] == "quota")
     assert len(quota["headroom"]) == 2 and all(v is not None for v in quota["headroom"].values())
+
+
+def test_quota_aware_replicas_route_by_what_another_one_read(
+    quota_up: QuotaUpstream, start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    now = time.time()
+    quota_up.quota["cx-full"] = {"used": 0.97, "reset_at": now + 4 * 3600, "refuse": False, "week": 0.1}
+    quota_up.quota["cx-room"] = {"used": 0.1, "reset_at": now + 4 * 3600, "refuse": False, "week": 0.1}
+    with RedisServer(require_redis_server()) as redis:
+        cfg = {**codex_config(quota_up, ("cx-full", "cx-room"), **{"quota-aware": True, "session-affinity": True}),
+               "state": {"redis-url": redis.url}}
+        a = start_gateway(cfg, "gw-a")
+        b = start_gateway(cfg, "gw-b")
+        for i in range(2):  # a learns both accounts (each is tried first while it has no reading)
+            status, _, _ = post(a, {"model": "x-text", "messages": [{"role": "user", "content": f"warm {i}"}]},
+                                {"X-Session-ID": f"warm-{i}"})
+            assert status == 200
+        assert sorted(served_by(r) for r in quota_up.requests) == ["cx-full", "cx-room"]
+        time.sleep(3.0)  # a publishes its readings and b takes them in (a round a second each)
+        n = len(quota_up.requests)
+        for i in range(4):  # b never heard from either account, yet knows cx-full is nearly spent
+            status, _, _ = post(b, {"model": "x-text", "messages": [{"role": "user", "content": f"new {i}"}]},
+                                {"X-Session-ID": f"new-{i}"})
+            assert status == 200
+        assert [served_by(r) for r in quota_up.requests[n:]] == ["cx-room"] * 4
+        # and a bound session leaves the nearly spent account on either replica
+        n = len(quota_up.requests)
+        assert post(b, {"model": "x-text", "messages": [{"role": "user", "content": "warm 0"}]},
+                    {"X-Session-ID": "warm-0"})[0] == 200
+        assert post(b, {"model": "x-text", "messages": [{"role": "user", "content": "warm 1"}]},
+                    {"X-Session-ID": "warm-1"})[0] == 200
+        assert [served_by(r) for r in quota_up.requests[n:]] == ["cx-room"] * 2
