@@ -20,7 +20,9 @@ trims it back to the new items itself when its connection holds the rest
    developer message counts as answered): a continuation, merged as in 1.
 5. Otherwise the input is the conversation (first turn, or a fresh start).
 
-``model`` is required on the first turn and inherited afterwards, as are ``instructions``.
+``model`` is required on the first turn and inherited afterwards, as are ``instructions``. What
+counts as history, a tool call's output or a duplicate is decided by ``formats/responses_turns.py``;
+this module keeps the session's state.
 """
 
 from __future__ import annotations
@@ -28,16 +30,20 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-__all__ = ["COMPACTION_PREFIX", "TurnError", "TurnState", "merge_items", "repair_orphans"]
+from ..formats.responses_turns import (
+    answered_calls,
+    as_items,
+    is_history,
+    merge_items,
+    only_developer,
+    pending_calls,
+    repair_orphans,
+)
 
-# the text a Codex local-compaction summary message starts with
-COMPACTION_PREFIX = "Another language model started to solve this problem"
+__all__ = ["HISTORY_KEPT", "TurnError", "TurnState"]
+
 HISTORY_KEPT = 4  # responses of a session whose full context is kept (for previous_response_id)
 _NOT_SENT = ("type", "stream", "background", "stream_id")
-_HISTORY_TYPES = frozenset({"function_call", "custom_tool_call", "reasoning", "compaction", "compaction_summary",
-                            "local_shell_call", "web_search_call", "tool_search_call"})
-_CALLS = {"function_call": "function_call_output", "custom_tool_call": "custom_tool_call_output"}
-_OUTPUTS = {v: k for k, v in _CALLS.items()}
 
 
 class TurnError(Exception):
@@ -50,80 +56,11 @@ class TurnError(Exception):
         self.code = code
 
 
-def _text_of(item: dict[str, Any]) -> str:
-    content = item.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
-    return ""
-
-
-def _is_history(item: Any) -> bool:
-    if not isinstance(item, dict):
-        return False
-    kind = item.get("type")
-    if kind in _HISTORY_TYPES:
-        return True
-    if kind in (None, "message"):
-        role = item.get("role")
-        if role == "assistant":
-            return True
-        if role == "user" and _text_of(item).startswith(COMPACTION_PREFIX):
-            return True
-    return False
-
-
-def _call_ids(items: list[Any], kinds: dict[str, str] | frozenset[str]) -> set[str]:
-    return {str(i.get("call_id")) for i in items if isinstance(i, dict) and i.get("type") in kinds and i.get("call_id")}
-
-
-def repair_orphans(items: list[Any]) -> list[Any]:
-    """``items`` without tool calls that have no output and outputs that have no call."""
-    calls = _call_ids(items, _CALLS)
-    outputs = _call_ids(items, _OUTPUTS)
-    if calls == outputs:
-        return items
-    out = []
-    for item in items:
-        if isinstance(item, dict):
-            kind = item.get("type")
-            if kind in _CALLS and str(item.get("call_id")) not in outputs:
-                continue
-            if kind in _OUTPUTS and str(item.get("call_id")) not in calls:
-                continue
-        out.append(item)
-    return out
-
-
-def merge_items(history: list[Any], new: list[Any]) -> list[Any]:
-    """``history`` then the items of ``new`` it does not already hold (by id; calls by call_id)."""
-    ids = {i.get("id") for i in history if isinstance(i, dict) and i.get("id")}
-    calls = {(i.get("type"), i.get("call_id")) for i in history
-             if isinstance(i, dict) and i.get("type") in _CALLS and i.get("call_id")}
-    merged = list(history)
-    for item in new:
-        if isinstance(item, dict):
-            iid = item.get("id")
-            if iid and iid in ids:
-                continue
-            kind = item.get("type")
-            if kind in _CALLS and (kind, item.get("call_id")) in calls:
-                continue
-            if iid:
-                ids.add(iid)
-        merged.append(item)
-    return merged
-
-
 def _as_items(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [{"type": "message", "role": "user", "content": value}]
-    if isinstance(value, list):
-        return value
-    raise TurnError(f"'input' must be a string or an array of input items, got {type(value).__name__}", "input")
+    items = as_items(value)
+    if items is None:
+        raise TurnError(f"'input' must be a string or an array of input items, got {type(value).__name__}", "input")
+    return items
 
 
 class TurnState:
@@ -173,11 +110,11 @@ class TurnState:
             rule = "continue"
         elif last is None:
             full, rule = repair_orphans(items), "first"
-        elif any(_is_history(i) for i in items):
+        elif any(is_history(i) for i in items):
             self.reset()
             full, rule = repair_orphans(items), "replace"
         elif self.last_response_id and (known := self.history.get(self.last_response_id)) is not None and (
-                self.pending_calls <= _call_ids(items, _OUTPUTS) or self._only_developer(items)):
+                self.pending_calls <= answered_calls(items) or only_developer(items)):
             full = self._continue(self.last_response_id, known, items)
             rule = "continue"
         else:
@@ -193,10 +130,6 @@ class TurnState:
         if full is merged:  # the history of ``rid`` is this input's prefix, unchanged
             self.base = (rid, len(known))
         return full
-
-    @staticmethod
-    def _only_developer(items: list[Any]) -> bool:
-        return bool(items) and all(isinstance(i, dict) and i.get("role") in ("developer", "system") for i in items)
 
     def started(self, body: dict[str, Any]) -> None:
         """A turn with ``body`` went out (its model and instructions are inherited from now on)."""
@@ -215,4 +148,4 @@ class TurnState:
         while len(self.history) > HISTORY_KEPT:
             self.history.popitem(last=False)
         self.last_response_id = rid
-        self.pending_calls = _call_ids(output, _CALLS)
+        self.pending_calls = pending_calls(output)

@@ -38,6 +38,7 @@ import orjson
 
 from .. import redaction
 from ..config import ProviderEntry
+from ..formats.responses_turns import extends
 from .base import BadAnswer, Executor, Outbound, TokenSource, Upstream, UpstreamError, UpstreamIO, retry_after_of
 from .ws_pool import PooledWs, WsPool, pool_key, pool_of
 
@@ -77,22 +78,6 @@ def ws_url(url: str) -> str:
     if url.startswith("http://"):
         return "ws://" + url[7:]
     return url
-
-
-def _same(a: Any, b: Any) -> bool:
-    if a == b:
-        return True
-    if a.__class__ is dict and b.__class__ is dict:
-        ida = a.get("id")
-        return bool(ida) and ida == b.get("id") and a.get("type") == b.get("type")
-    return False
-
-
-def _extends(memory: list[Any], items: list[Any]) -> bool:
-    """Whether ``items`` starts with everything in ``memory``."""
-    if len(items) < len(memory):
-        return False
-    return all(_same(m, i) for m, i in zip(memory, items, strict=False))
 
 
 def _based_on(hint: str | None, conn: PooledWs, items: list[Any]) -> bool:
@@ -420,7 +405,7 @@ class WsExecutor:
             incremental = False
             if (full_items is not None and conn.memory is not None and conn.last_response_id
                     and (_based_on(out.client_headers.get(BASE_HEADER), conn, full_items)
-                         or _extends(conn.memory, full_items))):
+                         or extends(conn.memory, full_items))):
                 msg["input"] = full_items[len(conn.memory):]
                 msg["previous_response_id"] = conn.last_response_id
                 incremental = True

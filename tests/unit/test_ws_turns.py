@@ -1,5 +1,5 @@
-"""Turn state of a downstream Responses WebSocket (crossroute/api/ws_turns.py) and the upstream
-side's incremental trimming (crossroute/providers/ws_upstream.py _extends)."""
+"""Turn state of a downstream Responses WebSocket (crossroute/api/ws_turns.py), the SSE-to-frame
+split and WebSocket URLs (the item rules themselves: tests/unit/test_responses_turns.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from crossroute.api.responses_ws import frames_of
-from crossroute.api.ws_turns import COMPACTION_PREFIX, TurnError, TurnState, merge_items, repair_orphans
+from crossroute.api.ws_turns import TurnError, TurnState
+from crossroute.formats.responses_turns import COMPACTION_PREFIX
 from crossroute.formats.sse import SSEParser
-from crossroute.providers.ws_upstream import _extends, ws_url
+from crossroute.providers.ws_upstream import ws_url
 
 
 def user(text: str) -> dict[str, Any]:
@@ -142,22 +143,6 @@ def test_history_is_bounded() -> None:
     for i in range(1, 10):
         run(s, {"previous_response_id": f"r{i - 1}", "input": [user(str(i))]}, answer(f"r{i}"))
     assert len(s.history) == 4 and "r9" in s.history and "r0" not in s.history
-
-
-def test_merge_and_repair_helpers() -> None:
-    assert merge_items([user("a")], [user("a")]) == [user("a"), user("a")]  # no id: kept
-    assert repair_orphans([call("x")]) == []
-    assert repair_orphans([user("a")]) == [user("a")]
-
-
-def test_upstream_prefix_match() -> None:
-    mem = [user("a"), {"type": "message", "id": "msg_1", "role": "assistant", "content": []}]
-    assert _extends(mem, [*mem, user("b")])
-    # the client sent the output item back in another shape, same id
-    assert _extends(mem, [user("a"), {"type": "message", "id": "msg_1", "role": "assistant", "status": "x"},
-                          user("b")])
-    assert not _extends(mem, [user("z"), *mem[1:], user("b")])
-    assert not _extends(mem, [user("a")])
 
 
 def test_frames_and_urls() -> None:
