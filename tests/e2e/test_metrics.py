@@ -76,13 +76,21 @@ def test_metrics_count_requests_tokens_latency_and_failovers(gw: GatewayProcess,
 
     assert delta("crossroute_requests", "_total", format="claude", provider="claude", model="claude-text",
                  status="200") == 1
-    assert delta("crossroute_requests", "_total", format="openai", model="openai-text", status="200") == 1
-    assert delta("crossroute_requests", "_total", format="openai", model="openai-err429", status="429") == 1
+    oai = "openai-compatibility:fake-openai"  # the provider key of an openai-compatibility entry
+    assert delta("crossroute_requests", "_total", format="openai", provider=oai, model="openai-text",
+                 status="200") == 1
+    assert delta("crossroute_requests", "_total", format="openai", provider=oai, model="openai-err429",
+                 status="429") == 1
+    for model, provider in (("claude-text", "claude"), ("openai-text", oai), ("openai-err429", oai)):
+        labelled = {ls["provider"] for ls, v in samples(after, "crossroute_requests", "_total")
+                    if ls.get("model") == model and v > 0}
+        assert labelled == {provider}, (model, labelled)  # counted under its provider only
     u = json.loads((FIXTURES / "anthropic/nonstream_cache_read.json").read_text())["usage"]
     assert delta("crossroute_tokens", "_total", kind="cached", model="claude-text") == u["cache_read_input_tokens"]
     assert delta("crossroute_tokens", "_total", kind="cache_creation", model="claude-text") == \
         u["cache_creation_input_tokens"]
-    assert delta("crossroute_tokens", "_total", kind="output", model="claude-text") == u["output_tokens"]
+    assert delta("crossroute_tokens", "_total", kind="output", provider="claude", model="claude-text") == \
+        u["output_tokens"]
     assert delta("crossroute_tokens", "_total", kind="input", model="claude-text") == \
         u["input_tokens"] + u["cache_read_input_tokens"] + u["cache_creation_input_tokens"]
     assert delta("crossroute_upstream_latency_seconds", "_count", provider="claude") == 1
