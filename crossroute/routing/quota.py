@@ -281,6 +281,32 @@ class QuotaBook:
                 return True
         return False
 
+    def forget_exhausted(self, credential_id: str | None = None, now: float | None = None) -> int:
+        """Drop the windows that say a credential (every one when None) is spent, as after an
+        operator's quota reset: until its next answer it is no longer refused by its readings
+        (``reset_hint``, ``headroom`` 0, ``nearly_exhausted``). The changed reading counts as new,
+        so processes sharing the book's readings take it in too. Returns how many windows went."""
+        if now is None:
+            now = self._clock()
+        if credential_id is None:
+            accounts = list(self.accounts.values())
+        else:
+            one = self.accounts.get(credential_id)
+            accounts = [one] if one is not None else []
+        n = 0
+        for acct in accounts:
+            if acct.raw is not None:
+                self._read(acct)
+            spent = [name for name, w in acct.windows.items()
+                     if w.exhausted(now) or (w.left < LOW_LEFT and (w.reset_at is None or w.reset_at > now))]
+            for name in spent:
+                del acct.windows[name]
+                acct.prev.pop(name, None)
+            if spent:
+                acct.updated = max(now, acct.updated + 1e-6)
+                n += len(spent)
+        return n
+
     # ------------------------------------------------------------ pooled view (Codex usage)
     def pooled(self, credential_ids: Iterable[str], now: float | None = None) -> dict[str, Any]:
         """The windows of several credentials pooled, by window name: ``used`` the mean fraction

@@ -193,6 +193,17 @@ class Router:
         if n:
             log.info("cleared %d cooldown(s) of credential %s", n, credential_id)
 
+    async def reset_cooldowns(self, credential_id: str | None = None) -> int:
+        """Clear the cooldowns (every model, 429 ladders too) of one credential, or of every
+        credential when None, in the configured State (so every process sharing it sees it), and
+        drop the quota book's windows that say it is spent: what the management API's
+        ``POST /reset-quota`` does. Bindings stay. Returns how many cooldown entries went."""
+        n = await self._state.clear_cooldowns_for(credential_id)
+        windows = self.quota.forget_exhausted(credential_id) if self.quota is not None else 0
+        log.info("cooldowns reset for %s: %d cooldown(s), %d spent quota window(s) cleared",
+                 credential_id or "every credential", n, windows)
+        return n
+
     # ------------------------------------------------------------ cooldowns of candidates
     def _cooling_now(self, mem: MemoryState, candidates: Sequence[C], model: str) -> dict[str, Cooldown]:
         """Per credential id, the cooldown that ends last among its model's and its own."""

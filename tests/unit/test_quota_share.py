@@ -155,3 +155,22 @@ async def test_the_round_is_idle_without_sharing() -> None:
     await asyncio.sleep(0.05)
     await sharing.stop()
     assert book.accounts[LOW.id].raw is not None  # not even read: no round ran
+
+
+@pytest.mark.redis
+async def test_a_reset_on_one_replica_clears_cooldowns_and_spent_marks_on_both(
+    two_replicas: list[tuple[Router, QuotaBook]],
+) -> None:
+    (router_a, book_a), (router_b, book_b) = two_replicas
+    book_a.note(LOW, 429, codex(100))
+    await router_a.report_failure(CANDS[0], "gpt-5", None, 429, None)  # until the announced reset
+    await share_once(book_a, router_a.state)
+    await share_once(book_b, router_b.state)
+    assert book_b.reset_hint(LOW.id) is not None
+    assert (await router_b.pick(CANDS, "gpt-5", None)).credential_id == ROOM.id
+    assert await router_b.reset_cooldowns(LOW.id) == 1  # POST /reset-quota on b
+    await share_once(book_b, router_b.state)
+    await share_once(book_a, router_a.state)
+    for router, book in two_replicas:
+        assert book.reset_hint(LOW.id) is None and not book.nearly_exhausted(LOW.id)
+        assert (await router.pick(CANDS[:1], "gpt-5", None)).credential_id == LOW.id

@@ -222,3 +222,39 @@ async def test_trace_in_both_paths(shared: bool) -> None:
     with pytest.raises(AllCoolingDown):
         await router.pick([a, b], "m", None, {"b"}, None, tr3)  # a cooling, b tried
     assert tr3.steps[-1] == {**tr3.steps[-1], "step": "none", "reason": "cooling", "retry_after": 60.0}
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_reset_cooldowns_of_one_credential_or_all_and_the_spent_quota_marks(shared: bool) -> None:
+    from crossroute.config import ProviderEntry
+    from crossroute.routing.quota import QuotaBook
+
+    clock = Clock()
+    state: State = SharedState(clock) if shared else MemoryState(clock=clock)
+    router = Router(RoutingSettings(strategy="fill-first", session_affinity=True, quota_aware=True), state,
+                    clock=clock)
+    book = QuotaBook(clock=clock)
+    book.attach(router, None)
+    spent = ProviderEntry(kind="codex-oauth", provider="codex", name="codex-a.json", api_key="", base_url="",
+                          cred_id="a")
+    reset_at = str(int(clock.t + 3600))
+    book.note(spent, 429, {"x-codex-primary-used-percent": "100", "x-codex-primary-window-minutes": "300",
+                           "x-codex-primary-reset-at": reset_at, "x-codex-secondary-used-percent": "20",
+                           "x-codex-secondary-window-minutes": "10080", "x-codex-secondary-reset-at": reset_at})
+    a, b, c = Cand("a", upstream_model="x"), Cand("b", upstream_model="x"), Cand("c", upstream_model="x")
+    assert (await router.pick([c], "m", SessionIds("kept"))) is c  # a session bound to c
+    await router.report_failure(a, "m", None, 429, None)  # until the announced reset, every model
+    await router.report_failure(b, "m", None, 403, None)
+    await router.report_failure(c, "m", None, 503, None)
+    assert book.reset_hint("a") is not None and book.headroom("a") == 0.0
+
+    assert await router.reset_cooldowns("a") == 1
+    assert book.reset_hint("a") is None and book.headroom("a") != 0.0 and not book.nearly_exhausted("a")
+    assert book.account("a").windows.keys() == {"secondary"}  # type: ignore[union-attr]  # what was not spent stays
+    assert (await router.pick([a, b], "m", None)) is a
+    with pytest.raises(AllCoolingDown):
+        await router.pick([b, c], "m", None)
+    assert await router.reset_cooldowns() == 2  # everyone's
+    assert (await router.pick([b], "m", None)) is b and (await router.pick([c], "m", None)) is c
+    assert await router.reset_cooldowns() == 0
+    assert await state.get_binding("claude::kept::m", 60) == "c"  # bindings stay
