@@ -89,13 +89,14 @@ def _shared_bans(gw: Gateway) -> auth.SharedBans | None:
 
 
 async def _hash_back(gw: Gateway) -> None:
-    """A plain ``secret-key`` in the file: replace it with its hash (once per key and file)."""
+    """A plain ``secret-key`` in the file: replace it with its hash (once per key and file). ``serve``
+    does this at start (``auth.hash_key_at_start``); this catches a plain key a reload brought in."""
     rm = gw.settings.remote_management
     key, path = rm.secret_key.strip(), gw.settings.path
     if not key or not path or auth.is_hashed(key) or (path, key) in _hashed:
         return
     _hashed.add((path, key))
-    written = await asyncio.to_thread(config_edit.hash_plain_key, path, auth.hash_key, auth.is_hashed)
+    written = await asyncio.to_thread(auth.hash_key_in_file, path)
     if written:
         log.info("remote-management.secret-key in %s replaced by its hash", path)
 

@@ -5,8 +5,9 @@
 - The key in the file is kept hashed: bcrypt (``$2a$``/``$2b$``, what CLIProxyAPI writes, checked
   through the C library's crypt) or ``pbkdf2-sha256$<rounds>$<salt>$<hash>`` (written here when
   the C library has no bcrypt). A plain key found in the file is hashed and written back
-  (``hash_plain_key``). A key that matched once is remembered by its SHA-256 so that the slow hash
-  is not computed on every request.
+  (``hash_key_at_start``, called when ``crossroute serve`` starts; the API does it again at its
+  first request for a plain key a reload brought in). A key that matched once is remembered by
+  its SHA-256 so that the slow hash is not computed on every request.
 - The key comes from ``Authorization: Bearer <key>`` (or the bare header value) or ``X-Management-Key``.
 - Clients that are not on loopback are refused (403) unless ``allow-remote: true``. Where the edge
   does not tell the client's address, a gateway bound to a loopback address only has loopback
@@ -23,6 +24,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import threading
@@ -31,10 +33,12 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import is_loopback
+from ..config import Settings, is_loopback
 
 __all__ = ["BAN_SECONDS", "MAX_FAILURES", "Guard", "SharedBans", "Verdict", "client_address", "hash_key",
-           "is_hashed", "presented_key", "verify_key"]
+           "hash_key_at_start", "hash_key_in_file", "is_hashed", "presented_key", "verify_key"]
+
+log = logging.getLogger("crossroute.management")
 
 MAX_FAILURES = 5
 BAN_SECONDS = 30 * 60.0
@@ -66,6 +70,38 @@ def hash_key(key: str) -> str:
     salt_b = secrets.token_bytes(16)
     digest = hashlib.pbkdf2_hmac("sha256", key.encode(), salt_b, _PBKDF2_ROUNDS)
     return f"{_PBKDF2}${_PBKDF2_ROUNDS}${_b64(salt_b)}${_b64(digest)}"
+
+
+def hash_key_in_file(path: str | os.PathLike[str]) -> str | None:
+    """Replace a plain ``remote-management.secret-key`` in the file by its hash, comments and
+    layout kept (ruamel round trip, validated, atomic write): the hash written, or None when
+    there was nothing to do (no key, hashed already, from ``${ENV}``) or the file cannot be written."""
+    from .config_edit import hash_plain_key
+
+    return hash_plain_key(os.fspath(path), hash_key, is_hashed)
+
+
+def hash_key_at_start(path: str | os.PathLike[str], settings: Settings) -> bool:
+    """At ``crossroute serve`` start (before the server, the workers and the config watcher):
+    a plain key in the file is hashed and written back. ``settings`` (the file's, as loaded) then
+    hold the hash and the digest of the file as written, so the config watcher sees no change and
+    ``--host``/``--port`` overrides already applied to them stay. True when the file was rewritten;
+    False when the key is hashed already, absent, from ``${ENV}``, or the file cannot be written."""
+    key = settings.remote_management.secret_key.strip()
+    if not key or is_hashed(key):
+        return False
+    hashed = hash_key_in_file(path)
+    if hashed is None:
+        log.info("remote-management.secret-key in %s is used as written (it comes from an environment "
+                 "variable, or the file cannot be written): it is not replaced by its hash", path)
+        return False
+    settings.remote_management.secret_key = hashed
+    try:  # the digest as config.load and the reload compute it (of the text, read as UTF-8)
+        settings.digest = hashlib.sha256(Path(path).read_text(encoding="utf-8").encode()).hexdigest()
+    except OSError:
+        pass
+    log.info("remote-management.secret-key in %s replaced by its hash", path)
+    return True
 
 
 def _b64(data: bytes) -> str:

@@ -3,6 +3,7 @@ comments kept, key lists, account upload/enable/delete, and no secret in any ans
 
 from __future__ import annotations
 
+import inspect
 import json
 import socket
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from crossroute import cli
 from crossroute.api.request import Request
 
 from .fake_upstream import FakeUpstream
@@ -104,6 +106,21 @@ def test_plain_key_is_hashed_and_written_back(gw: MgmtGateway) -> None:
     assert gw.call("GET", "/v0/management/config")[0] == 200  # the key still works against its hash
     _, body, _ = gw.call("GET", "/v0/management/config")
     assert MGMT_KEY not in json.dumps(body) and "$2b$10$" not in json.dumps(body)  # neither key nor hash shown
+
+
+@pytest.mark.skipif("hash_key_at_start" not in inspect.getsource(cli),
+                    reason="crossroute/cli.py does not call management.auth.hash_key_at_start yet (requested in "
+                    "/tmp/notes/C.md)")
+def test_plain_key_is_hashed_when_serve_starts(tmp_path: Path) -> None:
+    g = start(tmp_path)
+    try:
+        text = g.config_path.read_text()  # no management request was made: serve did it before listening
+        assert MGMT_KEY not in text and ("secret-key: $2b$" in text or "secret-key: pbkdf2-sha256$" in text), text
+        assert text.startswith(HEADER_COMMENT)
+        status, body, _ = g.call("GET", "/v0/management/api-keys")
+        assert status == 200, body  # the key works against its hash
+    finally:
+        g.stop()
 
 
 def test_management_password_from_the_environment(tmp_path: Path) -> None:
