@@ -20,7 +20,8 @@ both raise ``SSEError`` (the stream pipes turn it into a 502 for the caller):
 from __future__ import annotations
 
 __all__ = [
-    "MAX_EVENT_BYTES", "SSEError", "SSEEvent", "SSEParser", "encode_event", "looks_like_sse", "not_an_event_stream",
+    "MAX_EVENT_BYTES", "EventSplitter", "SSEError", "SSEEvent", "SSEParser", "encode_event", "looks_like_sse",
+    "not_an_event_stream",
 ]
 
 MAX_EVENT_BYTES = 8 * 1024 * 1024
@@ -197,6 +198,71 @@ class SSEParser:
     @property
     def pending(self) -> bytes:
         return b"".join(self._parts)
+
+
+class EventSplitter:
+    """The raw blocks of an event stream, one per event, for a caller that rewrites events instead
+    of reading them (an upstream's envelope taken off each event, say).
+
+    ``feed(chunk)`` returns the blocks that ``chunk`` completes, by the same rules as ``SSEParser``
+    (CR, LF and CRLF end lines, a CR LF pair may be split across chunks, an empty line ends an
+    event): each block is an event's lines joined by LF, without its closing empty line, empty
+    blocks (runs of empty lines) left out. What the lines say is not looked at, and nothing is
+    refused: ``pending`` is the size of the unfinished event so that the caller can bound it, and
+    ``take()`` hands those bytes over (line ends already LF) and forgets them. Pending pieces are
+    kept in a list (linear copying for an event that trickles in)."""
+
+    __slots__ = ("_cr", "_nl", "_parts", "pending")
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []  # the unfinished event, in pieces (line ends LF)
+        self.pending = 0  # total length of _parts
+        self._nl = False  # the pending bytes end in LF (an LF at the start of the next chunk ends the event)
+        self._cr = False  # the previous chunk ended in CR (an LF may follow: the same line end)
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if self._cr and chunk[:1] == b"\n":
+            chunk = chunk[1:]
+        if not chunk:
+            return []
+        self._cr = chunk[-1:] == b"\r"
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        parts = self._parts
+        if parts:
+            if b"\n\n" not in chunk and not (self._nl and chunk[:1] == b"\n"):
+                parts.append(chunk)  # still inside one event
+                self.pending += len(chunk)
+                self._nl = chunk[-1:] == b"\n"
+                return []
+            parts.append(chunk)
+            buf = b"".join(parts)
+        else:
+            buf = chunk.lstrip(b"\n") if chunk[:1] == b"\n" else chunk  # empty lines between events
+            if not buf:
+                return []
+        end = buf.rfind(b"\n\n")
+        if end < 0:
+            self._parts = [buf]
+            self.pending = len(buf)
+            self._nl = buf[-1:] == b"\n"
+            return []
+        rest = buf[end + 2 :]
+        self._parts = [rest] if rest else []
+        self.pending = len(rest)
+        self._nl = rest[-1:] == b"\n"
+        head = buf[:end]
+        if b"\n\n" not in head:  # one event (the common case)
+            head = head.strip(b"\n")
+            return [head] if head else []
+        return [b for b in (block.strip(b"\n") for block in head.split(b"\n\n")) if b]
+
+    def take(self) -> bytes:
+        """The unfinished event's bytes so far (line ends LF), forgotten here."""
+        out = b"".join(self._parts)
+        self._parts = []
+        self.pending = 0
+        return out
 
 
 def encode_event(data: bytes, event: str | None = None) -> bytes:

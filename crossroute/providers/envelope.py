@@ -7,25 +7,24 @@ behind Antigravity), unwrapped so that dispatch reads a plain Gemini answer or G
   object (re-serialised) is the answer, anything else passes unchanged (an error, an HTML page: the
   answer check downstream names it);
 - ``read_chunk()``: the stream, event by event. Bytes are kept until an event's closing blank line
-  (CR, LF or CRLF line ends, split anywhere), then each ``data:`` payload with a ``response``
-  object is replaced by that object. Pending bytes are bounded: past ``max_pending`` without an
-  event boundary they pass through unchanged (the SSE parser downstream then refuses them).
+  (``formats.sse.EventSplitter``: CR, LF or CRLF line ends, mixed, split anywhere), then each
+  ``data:`` payload with a ``response`` object is replaced by that object; events go on with LF
+  line ends. Pending bytes are bounded: past ``max_pending`` without an event boundary they pass
+  through unchanged (the SSE parser downstream then refuses them).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 import orjson
 
+from ..formats.sse import EventSplitter
 from .base import Upstream
 
 __all__ = ["MAX_PENDING", "Unwrapped", "unwrap_body", "unwrap_event"]
 
 MAX_PENDING = 8 * 1024 * 1024
-_BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
-_LINE = re.compile(rb"\r\n|\n|\r")
 
 
 def unwrap_body(raw: bytes) -> bytes:
@@ -42,8 +41,9 @@ def unwrap_body(raw: bytes) -> bytes:
 
 
 def unwrap_event(block: bytes) -> bytes:
-    """One event (without its closing blank line), its data unwrapped; the other lines kept."""
-    lines = _LINE.split(block)
+    """One event (lines ended by LF, without its closing blank line), its data unwrapped; the
+    other lines kept."""
+    lines = block.split(b"\n")
     data = [ln[5:].removeprefix(b" ") for ln in lines if ln.startswith(b"data:")]
     if not data:
         return block
@@ -58,14 +58,14 @@ def unwrap_event(block: bytes) -> bytes:
 class Unwrapped:
     """An ``Upstream`` whose enveloped answers and stream events are unwrapped (see the module)."""
 
-    __slots__ = ("_eof", "_inner", "_max", "_pending", "headers", "io_errors", "status")
+    __slots__ = ("_eof", "_inner", "_max", "_split", "headers", "io_errors", "status")
 
     def __init__(self, inner: Upstream, max_pending: int = MAX_PENDING) -> None:
         self._inner = inner
         self.status = inner.status
         self.headers: Mapping[str, str] = inner.headers
         self.io_errors = inner.io_errors
-        self._pending = b""
+        self._split = EventSplitter()
         self._eof = False
         self._max = max_pending
 
@@ -74,30 +74,24 @@ class Unwrapped:
 
     async def read_chunk(self) -> bytes:
         read = self._inner.read_chunk
+        split = self._split
         while True:
             if self._eof:
-                rest, self._pending = self._pending, b""
+                rest = split.take()
                 return unwrap_event(rest) if rest.strip() else rest
             chunk = await read()
             if not chunk:
                 self._eof = True
                 continue
-            buf = self._pending + chunk if self._pending else chunk
-            out: list[bytes] = []
-            start = 0
-            for m in _BOUNDARY.finditer(buf):
-                out.append(unwrap_event(buf[start:m.start()]))
-                out.append(b"\n\n")
-                start = m.end()
-            self._pending = buf[start:]
-            if len(self._pending) > self._max:  # no boundary in sight: let the parser downstream judge
-                out.append(self._pending)
-                self._pending = b""
+            blocks = split.feed(chunk)
+            out = [part for block in blocks for part in (unwrap_event(block), b"\n\n")]
+            if split.pending > self._max:  # no boundary in sight: let the parser downstream judge
+                out.append(split.take())
             if out:
                 return b"".join(out)
 
     def at_eof(self) -> bool:
-        return self._eof and not self._pending
+        return self._eof and not self._split.pending
 
     def close(self, reuse: bool) -> None:
         self._inner.close(reuse)
