@@ -4,12 +4,13 @@ Mounted by the edge (app.py ``_OPTIONAL_APIS``) with the client-key check off: t
 their own key (crossroute/management/auth.py: 404 when no key is configured, the loopback rule,
 401 for a missing or wrong key, a 30-minute ban after five failures). The handlers are in
 crossroute/management/config_routes.py (config.yaml, key lists, scalars), data_routes.py
-(accounts, logins) and view_routes.py (usage, traces, logs). The panel is static files from
-crossroute/panel/ (read once, in a thread, then served from memory) with a strict
-Content-Security-Policy; it holds no data and asks the API with the key. The ban files, the
-config file, account files, logs and login mailboxes are read and written in threads, not on the
-event loop; the one exception is a change to an account file (upload, status, fields, delete),
-written through the gateway's AuthStore on the loop because its listeners must run there.
+(accounts, logins), view_routes.py (usage, traces, logs) and tool_routes.py (reset-quota,
+api-call). The panel is static files from crossroute/panel/ (read once, in a thread, then served
+from memory) with a strict Content-Security-Policy; it holds no data and asks the API with the
+key. The ban files, the config file, account files, logs and login mailboxes are read and written
+in threads, not on the event loop; the one exception is a change to an account file (upload,
+status, fields, delete), written through the gateway's AuthStore on the loop because its
+listeners must run there.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..management import auth, config_edit
 from ..management.config_routes import ROUTES as CONFIG_ROUTES
 from ..management.data_routes import ROUTES as DATA_ROUTES
 from ..management.http import BadInput, error
+from ..management.tool_routes import ROUTES as TOOL_ROUTES
 from ..management.view_routes import PREFIXED
 from ..management.view_routes import ROUTES as VIEW_ROUTES
 from ..replies import Reply
@@ -43,7 +45,7 @@ PANEL_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src '
 _PANEL_HEADERS = [("content-security-policy", PANEL_CSP), ("x-content-type-options", "nosniff"),
                   ("x-frame-options", "DENY"), ("referrer-policy", "no-referrer"), ("cache-control", "no-store")]
 
-TABLE = {**CONFIG_ROUTES, **DATA_ROUTES, **VIEW_ROUTES}
+TABLE = {**CONFIG_ROUTES, **DATA_ROUTES, **VIEW_ROUTES, **TOOL_ROUTES}
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 guard = auth.Guard()
 _hashed: set[tuple[str, str]] = set()  # (config path, plain key) already written back

@@ -8,26 +8,34 @@ logs are in view_routes.py.
 
 from __future__ import annotations
 
+import asyncio
 import email.parser
 import email.policy
+import errno
+import os
+import re
+import urllib.parse
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import redaction
 from ..auth.accounts import AccountError
+from ..auth.files import is_account_file
+from ..replies import Reply
 from . import accounts
-from .http import BadInput, error, json_object, ok, reply
+from .http import HEADERS, BadInput, error, json_object, ok, reply
 from .logins import PROVIDER_ROUTES, LoginRefused, Logins
 
 if TYPE_CHECKING:
     from ..api.request import Request
     from ..gateway import Gateway
-    from ..replies import Reply
 
 __all__ = ["ROUTES"]
 
 Handler = Callable[["Gateway", "Request"], Awaitable["Reply"]]
 MAX_UPLOAD_FILES = 50
+_SAFE_NAME = re.compile(r"^[^\x00-\x1f\"]{1,255}$")  # a file name that can stand in a header as it is
 
 
 # ------------------------------------------------------------------ accounts
@@ -136,6 +144,43 @@ async def patch_auth_status(gw: Gateway, req: Request) -> Reply:
     except KeyError:
         raise BadInput(f"no account file {name.strip()!r}", "name", 404) from None
     return ok(name=acct.name, disabled=acct.disabled)
+
+
+def _read_account_file(path: Path) -> bytes | None:
+    """The file's bytes as they are on disk (no symlink followed, at most MAX_ACCOUNT_BYTES); None
+    when it is not there. Blocking: run in a thread."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BadInput(f"cannot read {path.name}: {exc.strerror or exc}", "name",
+                       404 if exc.errno == errno.ELOOP else 500) from None
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(accounts.MAX_ACCOUNT_BYTES + 1)
+    if len(data) > accounts.MAX_ACCOUNT_BYTES:
+        raise BadInput(f"{path.name} is larger than {accounts.MAX_ACCOUNT_BYTES} bytes", "name", 413)
+    return data
+
+
+async def download_auth_file(gw: Gateway, req: Request) -> Reply:
+    """CLIProxyAPI's ``GET /auth-files/download?name=``: the account file as it is on disk, tokens
+    included (the operator's own credential, behind the management key; the one management answer
+    that holds secrets). Management requests are never written to the request or error logs, and
+    the access log has the path only."""
+    name = (req.query("name") or "").strip()
+    if not name or "/" in name or "\\" in name or name.startswith(".") or not _SAFE_NAME.match(name):
+        raise BadInput("invalid name", "name")
+    if not is_account_file(name):
+        raise BadInput("name must end with .json", "name")
+    store, _ = accounts.store_for(gw)
+    data = await asyncio.to_thread(_read_account_file, store.dir / name)
+    if data is None:
+        return error(404, "file not found", "name")
+    disposition = (f'attachment; filename="{name}"' if name.isascii()
+                   else f"attachment; filename*=UTF-8''{urllib.parse.quote(name)}")
+    return Reply(200, data, [("content-type", "application/json"), ("content-disposition", disposition),
+                             *HEADERS[1:]])
 
 
 # fields PATCH /auth-files/fields may set, with the JSON types each takes (None removes the field)
@@ -253,6 +298,7 @@ async def cancel_login(gw: Gateway, req: Request) -> Reply:
 def _table() -> dict[tuple[str, str], Handler]:
     table: dict[tuple[str, str], Handler] = {
         ("GET", "auth-files"): list_auth_files,
+        ("GET", "auth-files/download"): download_auth_file,
         ("POST", "auth-files"): upload_auth_file,
         ("DELETE", "auth-files"): delete_auth_file,
         ("PATCH", "auth-files/status"): patch_auth_status,

@@ -8,7 +8,7 @@
   thread; a log is scrubbed of every known secret before it is shown.
 
 Paths and answers are CLIProxyAPI's where it has the route (``/request-error-logs``,
-``/request-log-by-id/<id>``, ``/logs``, ``/usage-queue``); crossroute's own views are
+``/request-log-by-id/<id>``, ``/logs``, ``/usage-queue``, ``/api-key-usage``); crossroute's own views are
 ``/usage/{totals,series,cache-hit-ratio,recent}``, ``/traces[/<id>]`` and ``/request-logs[/<name>]``.
 """
 
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .. import redaction
 from ..observe import request_log, traces
 from ..usage import queries
+from ..usage.records import key_id
 from .http import BadInput, error, query_float, query_int, reply, text_reply
 
 if TYPE_CHECKING:
@@ -100,6 +101,42 @@ async def usage_cache(gw: Gateway, req: Request) -> Reply:
 
 async def usage_recent(gw: Gateway, req: Request) -> Reply:
     return await _usage(gw, queries.recent, query_int(req, "limit", 100, 1, queries.MAX_RECENT), where=_where(req))
+
+
+def _key_labels(gw: Gateway, by: str) -> dict[str | None, str]:
+    """How ``/api-key-usage`` names a group: a client key by its mask (the store keeps only its
+    id), a config key as CLIProxyAPI does (``base-url|key``, the key masked), an account by its id."""
+    if by == "client_key":
+        labels: dict[str | None, str] = {key_id(k): redaction.mask(k) for k in gw.settings.api_keys}
+        labels[None] = "-"  # requests without a client key (a gateway without api-keys)
+        return labels
+    return {e.id: f"{e.base_url}|{redaction.mask(e.api_key)}" for e in gw.settings.providers if e.api_key}
+
+
+async def api_key_usage(gw: Gateway, req: Request) -> Reply:
+    """CLIProxyAPI's ``GET /api-key-usage``: ``{provider: {key: {success, failed, ...}}}`` from the usage
+    store. ``?by=client_key`` (default: the keys clients call with) or ``credential`` (the upstream
+    keys, as CLIProxyAPI groups); ``since``/``until`` (Unix seconds). Keys are masked. ``{}`` when
+    usage statistics are off."""
+    by = req.query("by") or "client_key"
+    if by not in ("client_key", "credential"):
+        raise BadInput("'by' must be client_key or credential", "by")
+    since, until = query_float(req, "since"), query_float(req, "until")
+    providers = await usage_rows(gw, queries.totals, "provider", since=since, until=until)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    labels = _key_labels(gw, by)
+    for p in providers or []:
+        rows = await usage_rows(gw, queries.totals, by, since=since, until=until, where={"provider": p["key"]})
+        group = out.setdefault(str(p["key"] or "unknown"), {})
+        for r in rows or []:
+            label = labels.get(r["key"]) or str(r["key"])
+            if label in group:  # two keys with the same mask: tell them apart by the store's id
+                label = f"{label} ({r['key']})"
+            group[label] = {"success": r["requests"] - r["failures"], "failed": r["failures"],
+                            "requests": r["requests"], "input_tokens": r["input_tokens"],
+                            "output_tokens": r["output_tokens"], "cached_tokens": r["cached_tokens"],
+                            "total_tokens": r["total_tokens"]}
+    return reply(out)
 
 
 async def usage_queue(gw: Gateway, req: Request) -> Reply:
@@ -185,6 +222,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "usage/cache-hit-ratio"): usage_cache,
     ("GET", "usage/recent"): usage_recent,
     ("GET", "usage-queue"): usage_queue,
+    ("GET", "api-key-usage"): api_key_usage,
     ("GET", "traces"): list_traces,
     ("GET", "request-logs"): request_logs,
     ("GET", "request-error-logs"): error_logs,

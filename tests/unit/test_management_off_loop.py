@@ -96,6 +96,9 @@ ROUTES = [
     ("GET", "/v0/management/get-auth-status", "state=not-a-login"),
     ("DELETE", "/v0/management/oauth-session", "state=not-a-login"),
     ("GET", "/v0/management/request-retry", ""),
+    ("GET", "/v0/management/auth-files/download", "name=claude-a@example.com.json"),
+    ("GET", "/v0/management/api-key-usage", ""),
+    ("POST", "/v0/management/reset-quota", ""),
 ]
 
 
@@ -105,7 +108,8 @@ def _run(gw: Gateway, wire: Tripwire) -> list[int]:
         statuses = []
         for _ in range(2):  # the second round takes the fast path of the key check (the ban file only)
             for method, path, query in ROUTES:
-                statuses.append((await api.management(gw, _req(method, path, query))).status)
+                body = b'{"auth_index": "claude-a@example.com.json"}' if method == "POST" else b""
+                statuses.append((await api.management(gw, _req(method, path, query, body))).status)
             page = _req("GET", "/management.html")
             statuses.append((await api.panel_page(gw, page)).status)
             asset = _req("GET", "/management-assets/panel.js")
@@ -131,6 +135,7 @@ def test_no_file_io_on_the_event_loop(gw: Gateway, tmp_path: Path, monkeypatch: 
     statuses = _run(gw, wire)
     assert all(s < 500 for s in statuses), statuses
     assert statuses[0] == 200 and statuses[8] == 200 and statuses[9] == 200  # the list, the log by id and by name
+    assert statuses[13:16] == [200, 200, 200]  # the download, api-key-usage, reset-quota
     assert wire.hits == [], "file system calls on the event loop:\n" + "\n".join(f"{n} {p}" for n, p in wire.hits)
 
 
