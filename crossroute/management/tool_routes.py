@@ -4,8 +4,9 @@ the credential id the listings show: ``auth:<file name>`` for an account, or the
 an account's file name is accepted too).
 
 - ``reset-quota {"auth_index"}`` drops the credential's cooldowns (every model, the 429 ladder
-  too) in the configured state, so every process sharing it sees the change, and what the quota
-  book knows of it. ``redeem: true`` (spending a provider-side reset credit) is refused with 422.
+  too) in the configured state, so every process sharing it sees the change, and the quota
+  book's windows that say it is spent (``Router.reset_cooldowns``); session bindings stay.
+  ``redeem: true`` (spending a provider-side reset credit) is refused with 422.
 - ``api-call {"auth_index", "method", "url", "header", "data"}`` sends one HTTP request with the
   credential's proxy; ``$TOKEN$`` in a header value becomes the credential's current token.
   Unlike CLIProxyAPI it only reaches the credential's own upstream: the URL must be on the
@@ -94,7 +95,7 @@ async def reset_quota(gw: Gateway, req: Request) -> Reply:
         return error(422, "crossroute cannot redeem provider-side quota reset credits", "redeem")
     cooling, _ = accounts.router_view(gw)
     models = sorted({c["model"] for c in cooling.get(cid, [])})
-    cleared = await gw.router.state.clear_cooldowns_for(cid)
+    cleared = await gw.router.reset_cooldowns(cid)
     return reply({"status": "ok", "auth_index": cid, "cleared": cleared, "models": models})
 
 
