@@ -102,6 +102,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _say(f"crossroute {__version__}: using config {path.resolve()}")
     for w in settings.warnings:
         log.warning("%s", w)
+    from .management.auth import hash_key_at_start
+
+    hash_key_at_start(path, settings)  # a plain remote-management.secret-key is stored hashed from now on
     problem = check_exposure(settings)
     if problem:
         _say(problem)

@@ -3,16 +3,12 @@ login mailbox."""
 
 from __future__ import annotations
 
-import asyncio
-import importlib
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
 from crossroute.api.request import Request
-from crossroute.management import logins, observed
+from crossroute.management import logins
 from crossroute.management.data_routes import _multipart
 from crossroute.management.http import BadInput
 
@@ -36,21 +32,6 @@ def test_multipart_without_parts_or_names_is_a_bad_input() -> None:
     with pytest.raises(BadInput) as info:
         _multipart(_req(body, "multipart/form-data; boundary=b"))
     assert info.value.field == "file"
-
-
-def test_missing_observers_answer_the_empty_shape(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = importlib.import_module
-
-    def missing(name: str, *a: Any) -> Any:
-        if name.startswith(("crossroute.usage", "crossroute.observe")):
-            raise ImportError(name)
-        return real(name, *a)
-
-    monkeypatch.setattr(importlib, "import_module", missing)
-    gw: Any = SimpleNamespace()
-    assert observed.traces(gw, 10) is None and observed.logs(gw) is None and observed.trace(gw, "x") is None
-    with pytest.raises(observed.UsageOff):
-        asyncio.run(observed.usage(gw, "totals", "model"))
 
 
 def test_mailbox_round_trip(tmp_path: Path) -> None:
