@@ -40,7 +40,7 @@ from ..formats.sse import SSEParser
 from ..formats.validate import CHECKS
 from ..observe import CallEnded
 from ..providers.ws_pool import COMPONENT as POOL_COMPONENT
-from ..providers.ws_upstream import BASE_HEADER, SESSION_HEADER
+from ..providers.ws_upstream import BASE_HEADER, CONTEXTS, SESSION_HEADER, SUFFIX_HEADER
 from ..replies import Reply, StreamReply
 from ..routing.session_ids import SessionIds
 from .ws_events import error_event, frames_of, log_rejected, open_log, ws_error_shape
@@ -145,6 +145,7 @@ class WsSession:
         lane = self.lanes.get(stream_id)
         if lane is None:
             lane = self.lanes[stream_id] = _Lane(self, stream_id)
+            CONTEXTS[lane.pool_session] = lane.state.history  # how an upstream turn finds the history
             lane.worker = asyncio.get_running_loop().create_task(self._work(lane))
         return lane
 
@@ -202,6 +203,8 @@ class WsSession:
             if workers:
                 await asyncio.gather(*workers, return_exceptions=True)
             self._end_pool_session()
+            for lane in self.lanes.values():
+                CONTEXTS.pop(lane.pool_session, None)
             self.log.close(who, self.close_code, "")
             # granian sends its close frame when the transport is dropped: no cycle may keep it
             # (a cancelled worker's traceback holds this session)
@@ -321,7 +324,9 @@ class WsSession:
             return
         try:
             body, rule, full = state.prepare(obj)
-            CHECKS["responses"](body)
+            # the items this message adds (a continued history was checked as it came, or is the
+            # upstream's own output): checking the whole conversation again cost O(turns) per turn
+            CHECKS["responses"]({**body, "input": obj.get("input")} if rule == "continue" else body)
         except TurnError as exc:
             await self._send_obj(error_event(400, exc.message, param=exc.param), lane)
             return
@@ -341,6 +346,11 @@ class WsSession:
             body.pop("generate", None)
         body["stream"] = True  # a Responses passthrough upstream reads it from the body (never sent over WebSocket)
         state.started(body)
+        base = state.base
+        if ws_upstream and base is not None and full is not None:
+            # only the new items: the upstream connection holds the rest, or the executor puts the
+            # history back from CONTEXTS (never serialized and parsed again for a warm turn)
+            body = {**body, "input": full[base[1]:]}
         await self._run(lane, gw, model, body, full, rule, ws_upstream)
 
     async def _prewarm(self, lane: _Lane, gw: Gateway, body: dict[str, Any], full: list[Any] | None) -> None:
@@ -367,7 +377,10 @@ class WsSession:
         t0 = time.monotonic()
         started = time.perf_counter() if self.access is not None else 0.0
         base = lane.state.base
-        headers = {**lane.headers, BASE_HEADER: f"{base[0]} {base[1]}"} if base is not None else lane.headers
+        if base is None:
+            headers = lane.headers
+        else:  # the input holds that history's items, or (over WebSocket) only what follows them
+            headers = {**lane.headers, (SUFFIX_HEADER if ws_upstream else BASE_HEADER): f"{base[0]} {base[1]}"}
         call = Call("responses", model, body, headers, stream=True, client_key=self.client_key,
                     options={"codex_client": self.codex}, transport="ws")
         if gw.settings.routing.session_affinity:

@@ -31,10 +31,10 @@ from collections import OrderedDict
 from typing import Any
 
 from ..formats.responses_turns import (
+    ItemIndex,
     answered_calls,
     as_items,
     is_history,
-    merge_items,
     only_developer,
     pending_calls,
     repair_orphans,
@@ -66,7 +66,8 @@ def _as_items(value: Any) -> list[Any]:
 class TurnState:
     """One downstream WebSocket session's conversation as the gateway has seen it."""
 
-    __slots__ = ("base", "history", "last_request", "last_response_id", "pending_calls", "turns")
+    __slots__ = ("_index", "_index_rid", "_kept", "base", "history", "last_request", "last_response_id",
+                 "pending_calls", "turns")
 
     def __init__(self) -> None:
         self.last_request: dict[str, Any] | None = None
@@ -77,9 +78,15 @@ class TurnState:
         self.turns = 0
         # after prepare(): (response id, n) when the input's first n items are that response's history
         self.base: tuple[str, int] | None = None
+        # the lookups of one history entry (``_index_rid``'s, the one turns continue from), kept up to
+        # date as the conversation grows, and the items the last prepare() added to it
+        self._index: ItemIndex | None = None
+        self._index_rid: str | None = None
+        self._kept: list[Any] | None = None
 
     def reset(self) -> None:
         self.history.clear()
+        self._index = self._index_rid = None
         self.last_response_id = None
         self.pending_calls = set()
 
@@ -102,6 +109,7 @@ class TurnState:
         if prev is not None and not isinstance(prev, str):
             raise TurnError("'previous_response_id' must be a string", "previous_response_id")
         self.base = None
+        self._kept = None
         if prev:
             known = self.history.get(prev)
             if known is None:
@@ -125,11 +133,19 @@ class TurnState:
         return body, rule, full
 
     def _continue(self, rid: str, known: list[Any], items: list[Any]) -> list[Any]:
-        merged = merge_items(known, items)
-        full = repair_orphans(merged)
-        if full is merged:  # the history of ``rid`` is this input's prefix, unchanged
-            self.base = (rid, len(known))
-        return full
+        """``known`` (the history of ``rid``) merged with ``items``, orphans repaired: O(len(items))
+        when ``rid`` is the indexed entry (the usual next turn), else its index is built once."""
+        index = self._index if self._index_rid == rid else None
+        if index is None:
+            index = self._index = ItemIndex(known)
+            self._index_rid = rid
+        kept = index.new_items(items)  # merge_items(known, items) == known + kept
+        merged = [*known, *kept]
+        if index.has_orphans_with(kept):
+            return repair_orphans(merged)
+        self.base = (rid, len(known))  # the history of ``rid`` is this input's prefix, unchanged
+        self._kept = kept
+        return merged
 
     def started(self, body: dict[str, Any]) -> None:
         """A turn with ``body`` went out (its model and instructions are inherited from now on)."""
@@ -145,6 +161,15 @@ class TurnState:
         output = output if isinstance(output, list) else []
         self.history[rid] = None if full_input is None else [*full_input, *output]
         self.history.move_to_end(rid)
+        index, kept, base = self._index, self._kept, self.base
+        if full_input is not None and index is not None and kept is not None and base is not None \
+                and base[0] == self._index_rid:
+            index.add(kept)  # now the index of this response's history
+            index.add(output)
+            self._index_rid = rid
+        else:
+            self._index = self._index_rid = None  # built again when a turn continues from it
+        self._kept = None
         while len(self.history) > HISTORY_KEPT:
             self.history.popitem(last=False)
         self.last_response_id = rid

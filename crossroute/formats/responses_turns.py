@@ -15,14 +15,18 @@ connection or session state; ``api/ws_turns.py`` and ``providers/ws_upstream.py`
   same ``id`` and ``type``: the service may return an item with a changed ``status``), so only the
   rest needs sending.
 - ``only_developer``: a follow-up made of developer or system messages only.
+- ``ItemIndex``: what ``merge_items`` and ``repair_orphans`` look up in a long history (its ids, its
+  tool calls and outputs, the calls still unanswered and the outputs without a call), kept as the
+  history grows, so a turn that adds k items to n costs O(k), not O(n).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CALLS", "COMPACTION_PREFIX", "HISTORY_TYPES", "OUTPUTS", "answered_calls", "as_items", "call_ids",
-           "extends", "is_history", "merge_items", "only_developer", "pending_calls", "repair_orphans", "text_of"]
+__all__ = ["CALLS", "COMPACTION_PREFIX", "HISTORY_TYPES", "OUTPUTS", "ItemIndex", "answered_calls", "as_items",
+           "call_ids", "extends", "is_history", "merge_items", "only_developer", "pending_calls", "repair_orphans",
+           "text_of"]
 
 # the text a Codex local-compaction summary message starts with
 COMPACTION_PREFIX = "Another language model started to solve this problem"
@@ -142,3 +146,84 @@ def extends(memory: list[Any], items: list[Any]) -> bool:
 def only_developer(items: list[Any]) -> bool:
     """``items`` is not empty and holds developer or system messages only."""
     return bool(items) and all(isinstance(i, dict) and i.get("role") in ("developer", "system") for i in items)
+
+
+class ItemIndex:
+    """The lookups of a list of items (see ``merge_items`` and ``repair_orphans``): ``ids`` (item ids),
+    ``call_keys`` ((type, call_id) of tool calls), ``calls`` and ``outputs`` (call_ids of tool calls
+    and of tool outputs), ``open_calls`` (calls without an output) and ``open_outputs`` (outputs
+    without a call). ``add`` keeps it up to date as items are appended."""
+
+    __slots__ = ("call_keys", "calls", "ids", "open_calls", "open_outputs", "outputs")
+
+    def __init__(self, items: list[Any] | None = None) -> None:
+        self.ids: set[Any] = set()
+        self.call_keys: set[tuple[Any, Any]] = set()
+        self.calls: set[str] = set()
+        self.outputs: set[str] = set()
+        self.open_calls: set[str] = set()
+        self.open_outputs: set[str] = set()
+        if items:
+            self.add(items)
+
+    def add(self, items: list[Any]) -> None:
+        for item in items:
+            if item.__class__ is not dict:
+                continue
+            iid = item.get("id")
+            if iid:
+                self.ids.add(iid)
+            kind = item.get("type")
+            if kind in CALLS:
+                cid = item.get("call_id")
+                if cid:
+                    self.call_keys.add((kind, cid))
+                    c = str(cid)
+                    self.calls.add(c)
+                    if c in self.outputs:
+                        self.open_outputs.discard(c)
+                    else:
+                        self.open_calls.add(c)
+            elif kind in OUTPUTS:
+                cid = item.get("call_id")
+                if cid:
+                    c = str(cid)
+                    self.outputs.add(c)
+                    if c in self.calls:
+                        self.open_calls.discard(c)
+                    else:
+                        self.open_outputs.add(c)
+
+    def new_items(self, new: list[Any]) -> list[Any]:
+        """The items of ``new`` the indexed history does not hold (``merge_items``'s rule: history +
+        these is ``merge_items(history, new)``)."""
+        ids = self.ids
+        keys = self.call_keys
+        seen: set[Any] = set()
+        kept = []
+        for item in new:
+            if item.__class__ is dict:
+                iid = item.get("id")
+                if iid and (iid in ids or iid in seen):
+                    continue
+                kind = item.get("type")
+                if kind in CALLS and (kind, item.get("call_id")) in keys:
+                    continue
+                if iid:
+                    seen.add(iid)
+            kept.append(item)
+        return kept
+
+    def has_orphans_with(self, new: list[Any]) -> bool:
+        """Whether the indexed history followed by ``new`` holds a tool call without an output or an
+        output without a call (``repair_orphans`` would change it)."""
+        new_calls = call_ids(new, CALLS)
+        new_outputs = call_ids(new, OUTPUTS)
+        outputs, calls = self.outputs, self.calls
+        if any(c not in outputs and c not in new_outputs for c in self.open_calls):
+            return True
+        if any(o not in calls and o not in new_calls for o in self.open_outputs):
+            return True
+        if any(c not in outputs and c not in new_outputs for c in new_calls):
+            return True
+        return any(o not in calls and o not in new_calls for o in new_outputs)

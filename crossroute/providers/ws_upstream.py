@@ -18,6 +18,13 @@ Failures: a handshake refused with a status is an ``UpstreamError`` with that st
 connection that closes mid-turn raises ``UpstreamClosed`` (one of ``io_errors``), and the connection
 is evicted. Compaction, non-Responses wire formats and fallbacks go to the inner executor.
 
+A downstream WebSocket session whose turn continues a response its connection may hold sends only
+the new items (``SUFFIX_HEADER``: ``"<response id> <n>"``, the input follows that response's n
+history items, which the session registers in ``CONTEXTS``): on a connection that holds exactly
+that history they go as they are, with ``previous_response_id``, and nothing reads or writes the
+history; anything else (a new connection, an HTTP fallback) gets the input in full, rebuilt from the
+session's history. So a warm turn costs the same at turn 5 and at turn 500.
+
 Quota: the ``codex.rate_limits`` events the service sends on a turn (before ``response.created``,
 and before an error event too) go to the quota book (``io.quota.note_event``) and on to the client;
 a usage-limit failure (``usage_limit_reached`` in an ``error`` or ``response.failed`` event) goes to
@@ -42,8 +49,8 @@ from ..formats.responses_turns import extends
 from .base import BadAnswer, Executor, Outbound, TokenSource, Upstream, UpstreamError, UpstreamIO, retry_after_of
 from .ws_pool import PooledWs, WsPool, pool_key, pool_of
 
-__all__ = ["BASE_HEADER", "BETA_HEADER", "BETA_VALUE", "SESSION_HEADER", "UpstreamClosed", "WsExecutor",
-           "websocket_executor", "ws_url"]
+__all__ = ["BASE_HEADER", "BETA_HEADER", "BETA_VALUE", "CONTEXTS", "SESSION_HEADER", "SUFFIX_HEADER", "UpstreamClosed",
+           "WsExecutor", "websocket_executor", "ws_url"]
 
 log = logging.getLogger("crossroute")
 
@@ -52,6 +59,12 @@ log = logging.getLogger("crossroute")
 # the history of that response (then they are not compared again)
 SESSION_HEADER = "x-crossroute-ws-session"
 BASE_HEADER = "x-crossroute-ws-base"
+# "<response id> <n>": the body's input is only what follows the n items of that response's history,
+# which CONTEXTS[<session header>][<response id>] holds
+SUFFIX_HEADER = "x-crossroute-ws-suffix"
+# the conversations of the open downstream sessions (per session header value: response id -> its
+# history, None when not known), registered by api/responses_ws.py while a session lives
+CONTEXTS: dict[str, Mapping[str, list[Any] | None]] = {}
 BETA_HEADER = "OpenAI-Beta"
 BETA_VALUE = "responses_websockets=2026-02-06"
 LIMIT_CODES = frozenset({"websocket_connection_limit_reached"})
@@ -304,31 +317,26 @@ class WsExecutor:
         return self.inner.token_source(entry)
 
     async def send(self, entry: ProviderEntry, out: Outbound, io: UpstreamIO) -> Upstream:
+        suffix = _suffix_of(out.client_headers)
         if out.operation != "generate" or out.wire != "responses" or not hasattr(self.inner, "build"):
-            return await self.inner.send(entry, out, io)
+            return await self.inner.send(entry, _in_full(out, suffix), io)
         fallback_until = entry.derived.get("ws_http_until")
         if fallback_until is not None and time.monotonic() < fallback_until:
-            return await self.inner.send(entry, out, io)
+            return await self.inner.send(entry, _in_full(out, suffix), io)
         # an executor that rewrites bodies and answers (codex_account.py) lends its steps: ``prepare``
         # gives what the service must receive, ``wrap`` the answer as the client asked for it
         prepare = getattr(self.inner, "prepare", None)
         wrap = getattr(self.inner, "wrap", None)
-        names: Any = None
-        raw = out.body
-        if prepare is not None and wrap is not None:
-            sent, names = prepare(out)
-            raw = sent.body
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(400, f"request body for upstream {entry.name} is not JSON: {exc}") from None
-        turn = await self._turn(entry, out, io, body)
+        if prepare is None or wrap is None:
+            prepare = None
+        turn = await self._turn(entry, out, io, suffix, prepare)
         if turn is None:  # the upstream does not take WebSockets: HTTP, with the full body
-            return await self.inner.send(entry, out, io)
+            return await self.inner.send(entry, _in_full(out, suffix), io)
+        up, names = turn
         if prepare is not None and wrap is not None:
             # no event hook: the turn hands its quota events to the book itself (``QuotaFeed``)
-            return wrap(entry, out, turn, names, None)  # type: ignore[no-any-return]
-        return turn
+            return wrap(entry, out, up, names, None)  # type: ignore[no-any-return]
+        return up
 
     def _handshake(self, entry: ProviderEntry, out: Outbound) -> tuple[str, dict[str, str]]:
         client = out.client_headers
@@ -377,8 +385,10 @@ class WsExecutor:
             io.quota.note(entry, 101, ws._response.headers)
             return ws
 
-    async def _turn(self, entry: ProviderEntry, out: Outbound, io: UpstreamIO, body: dict[str, Any]
-                    ) -> WsUpstream | None:
+    async def _turn(self, entry: ProviderEntry, out: Outbound, io: UpstreamIO, suffix: tuple[str, int] | None,
+                    prepare: Any) -> tuple[WsUpstream, Any] | None:
+        """The turn sent on a pooled connection: (its answer, the tool names ``prepare`` shortened), or
+        None when the upstream refused the upgrade (then HTTP)."""
         url, headers = self._handshake(entry, out)
         session = out.client_headers.get(SESSION_HEADER) or ""
         pool = pool_of(io)
@@ -387,10 +397,7 @@ class WsExecutor:
             cred_id = entry.derived["ws_cred_id"] = entry.id
         key = pool_key(url, session, cred_id, headers)
         quota = QuotaFeed(io.quota, entry, cred_id) if io.quota is not None else None
-        items = body.get("input")
-        full_items: list[Any] | None = items if isinstance(items, list) else None
-        if "previous_response_id" in body:
-            full_items = None  # the client chains to a response this gateway does not know in full
+        bodies: dict[bool, tuple[dict[str, Any], Any]] = {}  # in full or not: (what goes upstream, names)
         for attempt in range(2):
             try:
                 conn = await pool.acquire(key, cred_id, lambda: self._dial(entry, io, url, headers, out))
@@ -401,14 +408,32 @@ class WsExecutor:
                     entry.derived["ws_http_until"] = time.monotonic() + FALLBACK_FOR
                     return None
                 raise
-            msg = {k: v for k, v in body.items() if k not in _NOT_SENT}
-            incremental = False
-            if (full_items is not None and conn.memory is not None and conn.last_response_id
-                    and (_based_on(out.client_headers.get(BASE_HEADER), conn, full_items)
-                         or extends(conn.memory, full_items))):
-                msg["input"] = full_items[len(conn.memory):]
+            memory = conn.memory
+            if suffix is not None and memory is not None and conn.last_response_id == suffix[0] \
+                    and len(memory) == suffix[1]:
+                # the connection holds the history the new items follow: they go as they are
+                body, names = _body(entry, out, None, prepare, bodies)
+                new = body.get("input")
+                new = new if new.__class__ is list else []
+                msg = {k: v for k, v in body.items() if k not in _NOT_SENT}
+                msg["input"] = new
                 msg["previous_response_id"] = conn.last_response_id
+                full_items: list[Any] | None = [*memory, *new]
                 incremental = True
+            else:
+                body, names = _body(entry, out, suffix, prepare, bodies)
+                items = body.get("input")
+                full_items = items if isinstance(items, list) else None
+                if "previous_response_id" in body:
+                    full_items = None  # the client chains to a response this gateway does not know in full
+                msg = {k: v for k, v in body.items() if k not in _NOT_SENT}
+                incremental = False
+                if (full_items is not None and memory is not None and conn.last_response_id
+                        and (_based_on(out.client_headers.get(BASE_HEADER) or _base_of(suffix), conn, full_items)
+                             or extends(memory, full_items))):
+                    msg["input"] = full_items[len(memory):]
+                    msg["previous_response_id"] = conn.last_response_id
+                    incremental = True
             conn.memory = conn.last_response_id = None  # until this turn completes
             reused = conn.turns > 0
             conn.turns += 1
@@ -444,7 +469,7 @@ class WsExecutor:
                 raise UpstreamError(status, f"upstream {entry.name} answered {status}: {masked}",
                                     body=redaction.scrub_bytes(orjson.dumps({"error": err})))
             return WsUpstream(pool, conn, full_items, first, entry.name, io.settings.read_timeout,
-                              io.settings.max_upstream_body, conn.ws._response.headers, quota)
+                              io.settings.max_upstream_body, conn.ws._response.headers, quota), names
         raise UpstreamError(502, f"upstream {entry.name} failed twice on WebSocket", scope="model")
 
     @staticmethod
@@ -466,6 +491,63 @@ class WsExecutor:
                 return received
             if quota is not None:
                 quota(limits, data)
+
+
+def _suffix_of(headers: Mapping[str, str]) -> tuple[str, int] | None:
+    """``SUFFIX_HEADER`` read: (response id, n), or None."""
+    value = headers.get(SUFFIX_HEADER)
+    if not value:
+        return None
+    rid, _, count = value.partition(" ")
+    return (rid, int(count)) if rid and count.isdigit() else None
+
+
+def _base_of(suffix: tuple[str, int] | None) -> str | None:
+    return None if suffix is None else f"{suffix[0]} {suffix[1]}"
+
+
+def _in_full(out: Outbound, suffix: tuple[str, int] | None) -> Outbound:
+    """``out`` with its input in full: the session's history of the suffix's response, then the
+    input ``out`` holds (``out`` itself without a suffix)."""
+    if suffix is None:
+        return out
+    rid, count = suffix
+    contexts = CONTEXTS.get(out.client_headers.get(SESSION_HEADER) or "")
+    known = contexts.get(rid) if contexts is not None else None
+    if known is None or len(known) != count:  # the session ended (or a bug): never a partial history
+        raise UpstreamError(500, "the WebSocket session's conversation is gone; send the turn again in full",
+                            scope="request")
+    try:
+        body = orjson.loads(out.body)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError(400, f"request body is not JSON: {exc}") from None
+    new = body.get("input") if isinstance(body, dict) else None
+    body["input"] = [*known, *(new if isinstance(new, list) else [])]
+    headers = {k: v for k, v in out.client_headers.items() if k != SUFFIX_HEADER}
+    headers[BASE_HEADER] = f"{rid} {count}"
+    return Outbound(out.operation, out.wire, out.model, orjson.dumps(body), out.stream, headers)
+
+
+def _body(entry: ProviderEntry, out: Outbound, suffix: tuple[str, int] | None, prepare: Any,
+          cache: dict[bool, tuple[dict[str, Any], Any]]) -> tuple[dict[str, Any], Any]:
+    """What goes upstream for ``out`` (in full when ``suffix`` is given), parsed, and the tool names
+    ``prepare`` shortened; made once per turn for each of the two."""
+    full = suffix is not None
+    done = cache.get(full)
+    if done is not None:
+        return done
+    sent = _in_full(out, suffix)
+    names: Any = None
+    if prepare is not None:
+        sent, names = prepare(sent)
+    try:
+        body = orjson.loads(sent.body)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError(400, f"request body for upstream {entry.name} is not JSON: {exc}") from None
+    if body.__class__ is not dict:
+        raise UpstreamError(400, f"request body for upstream {entry.name} is not a JSON object")
+    cache[full] = (body, names)
+    return body, names
 
 
 def _first_event(data: str) -> dict[str, Any] | None:

@@ -4,12 +4,14 @@ prefix an upstream connection already holds."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 
 from crossroute.formats.responses_turns import (
     COMPACTION_PREFIX,
+    ItemIndex,
     answered_calls,
     as_items,
     extends,
@@ -112,3 +114,41 @@ def test_only_developer() -> None:
     assert only_developer([{"role": "developer", "content": "d"}, {"role": "system", "content": "s"}])
     assert not only_developer([])
     assert not only_developer([{"role": "developer", "content": "d"}, user("u")])
+
+
+def _random_items(rng: random.Random, n: int) -> list[Any]:
+    out: list[Any] = []
+    for _ in range(n):
+        r = rng.random()
+        cid = f"c{rng.randrange(6)}"
+        iid = f"i{rng.randrange(12)}" if rng.random() < 0.6 else None
+        if r < 0.25:
+            item: Any = call(cid, rng.choice(["function_call", "custom_tool_call"]))
+        elif r < 0.5:
+            item = output(cid, rng.choice(["function_call_output", "custom_tool_call_output"]))
+        elif r < 0.55:
+            item = {"type": "function_call"}  # no call_id
+        elif r < 0.6:
+            item = "not an object"
+        else:
+            item = user(f"u{rng.randrange(4)}")
+        if isinstance(item, dict):
+            item = {k: v for k, v in item.items() if k != "id"}
+            if iid:
+                item["id"] = iid
+        out.append(item)
+    return out
+
+
+def test_index_agrees_with_merge_and_repair() -> None:
+    """ItemIndex (grown with add) decides exactly what merge_items and repair_orphans do."""
+    rng = random.Random(7)
+    for _ in range(3000):
+        history = _random_items(rng, rng.randrange(8))
+        index = ItemIndex(history[:2])
+        index.add(history[2:])
+        new = _random_items(rng, rng.randrange(5))
+        kept = index.new_items(new)
+        assert [*history, *kept] == merge_items(history, new)
+        merged = [*history, *kept]
+        assert index.has_orphans_with(kept) == (repair_orphans(merged) is not merged), (history, new)

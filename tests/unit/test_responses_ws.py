@@ -44,12 +44,17 @@ class Transport:
             self.enough.set()
 
 
-def serve(messages: list[str | bytes], answers: int) -> list[dict[str, Any]]:
+def serve(messages: list[str | bytes], answers: int, history: list[Any] | None = None) -> list[dict[str, Any]]:
+    """The events a session sends for ``messages``; with ``history``, its default lane continues from
+    response ``r1`` whose context that is."""
     gw = Gateway(Settings())
 
     async def main() -> list[dict[str, Any]]:
         transport = Transport(messages, answers)
         session = WsSession(lambda: gw, transport, "/v1/responses", {"host": "127.0.0.1"}, None, 1 << 20)
+        if history is not None:
+            session.state.started({"model": "m"})
+            session.state.completed(history, {"id": "r1", "output": []})
         await session.run()
         return transport.sent
 
@@ -86,3 +91,15 @@ def test_a_json_value_that_is_not_an_object_is_named() -> None:
     sent = serve(["[1, 2]", '"text"'], 2)
     assert [e["error"]["message"] for e in sent] == ["websocket message must be a JSON object, got list",
                                                      "websocket message must be a JSON object, got str"]
+
+
+def test_a_continued_turn_checks_the_items_it_adds() -> None:
+    """The new items are checked (an error names the item by its place in the message); the history
+    they continue is not checked again on every turn (it was when it came)."""
+    old = [{"type": "message", "role": "robot", "content": "kept from an earlier turn"}]
+    bad = {"type": "response.create", "previous_response_id": "r1",
+           "input": [{"type": "message", "role": "user", "content": "ok"}, {"type": "message", "role": "robot"}]}
+    good = {"type": "response.create", "previous_response_id": "r1", "input": "fine"}
+    sent = serve([json.dumps(bad), json.dumps(good)], 2, history=old)
+    assert sent[0]["error"]["param"] == "input[1].role", sent[0]
+    assert "is not served" in sent[1]["error"]["message"], sent[1]  # it got past the checks to dispatch

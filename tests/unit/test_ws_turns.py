@@ -3,13 +3,14 @@ split and WebSocket URLs (the item rules themselves: tests/unit/test_responses_t
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 
 from crossroute.api.responses_ws import frames_of
 from crossroute.api.ws_turns import TurnError, TurnState
-from crossroute.formats.responses_turns import COMPACTION_PREFIX
+from crossroute.formats.responses_turns import COMPACTION_PREFIX, merge_items, repair_orphans
 from crossroute.formats.sse import SSEParser
 from crossroute.providers.ws_upstream import ws_url
 
@@ -170,3 +171,22 @@ def test_base_names_the_unchanged_prefix() -> None:
     assert s.base is None
     run(s, {"model": "m", "input": [user("fresh"), call("x"), output("x")]})
     assert s.base is None
+
+
+def test_incremental_merge_matches_the_whole_merge() -> None:
+    """Over a long conversation (tool calls answered or not, turns continuing the last response or an
+    older one) each turn's input is what merging the whole history again gives."""
+    rng = random.Random(3)
+    s = TurnState()
+    run(s, {"model": "m", "input": [user("start")]}, answer("r0"))
+    for i in range(1, 400):
+        rid = rng.choice(list(s.history)) if rng.random() < 0.1 else s.last_response_id
+        known = s.history[rid]
+        assert known is not None
+        pending = [it["call_id"] for it in known[-2:] if it.get("type") == "function_call"]
+        items: list[Any] = [output(c) for c in pending if rng.random() < 0.8]
+        items += [user(f"q{i}")] + ([known[-1]] if rng.random() < 0.2 else [])  # an item sent back again
+        expected = repair_orphans(merge_items(known, items))
+        out = [call(f"c{i}")] if rng.random() < 0.4 else answer(f"r{i}")["output"]
+        body, rule = run(s, {"previous_response_id": rid, "input": items}, {"id": f"r{i}", "output": out})
+        assert rule == "continue" and body["input"] == expected, i

@@ -128,3 +128,115 @@ def test_turn_feeds_each_event_once_and_passes_it_on() -> None:
     assert kinds == ["note_event", "note_error"]
     up.close(True)
     assert pool.released == [False]  # a failed turn's connection is not reused
+
+
+# ------------------------------------------------------------------ a turn that sends only its new items
+HISTORY = [{"type": "message", "role": "user", "content": "one"},
+           {"type": "message", "id": "msg_1", "role": "assistant", "content": [{"type": "output_text", "text": "a"}]}]
+NEW = [{"type": "message", "role": "user", "content": "two"}]
+
+
+class SendWs(FakeWs):
+    def __init__(self) -> None:
+        done = {"type": "response.completed", "response": {"id": "resp_2", "output": []}}
+        super().__init__(text(CREATED), text(done))
+        self.sent: list[dict[str, Any]] = []
+        self._response = SimpleNamespace(headers={})
+
+    async def send_str(self, data: str) -> None:
+        self.sent.append(orjson.loads(data))
+
+
+class OnePool:
+    """Hands out one connection (its memory as given) and records how it comes back."""
+
+    def __init__(self, memory: list[Any] | None, last_id: str | None) -> None:
+        self.conn = SimpleNamespace(ws=SendWs(), memory=memory, last_response_id=last_id, turns=1)
+        self.released: list[bool] = []
+
+    async def acquire(self, key: Any, cred: str, dial: Any) -> Any:
+        return self.conn
+
+    def release(self, conn: Any, reuse: bool) -> None:
+        self.released.append(reuse)
+
+
+class Inner:
+    kind = "codex"
+    supports = frozenset({"generate"})
+
+    def __init__(self) -> None:
+        self.http: list[dict[str, Any]] = []
+
+    def build(self, entry: Any, out: Any) -> Any:
+        return SimpleNamespace(url="https://up.example/v1/responses", headers={"Authorization": "Bearer k"})
+
+    async def send(self, entry: Any, out: Any, io: Any) -> Any:
+        self.http.append(orjson.loads(out.body))
+        return "http answer"
+
+
+class Refusing(dict[str, Any]):
+    def get(self, *a: Any) -> Any:
+        raise AssertionError("the session's history was read")
+
+
+def turn_with(pool: OnePool, contexts: Any, inner: Inner | None = None) -> tuple[Any, Inner]:
+    from crossroute.providers import ws_upstream
+    from crossroute.providers.base import Outbound
+
+    inner = inner or Inner()
+    executor = WsExecutor(inner)  # type: ignore[arg-type]
+    io = SimpleNamespace(settings=SimpleNamespace(read_timeout=5.0, max_upstream_body=1 << 20, connect_timeout=1.0,
+                                                  proxy_url=None),
+                         quota=None, component=lambda name, cls: pool)
+    entry = SimpleNamespace(derived={}, id="cred-1", name="up", proxy_url=None)
+    headers = {ws_upstream.SESSION_HEADER: "sess-1", ws_upstream.SUFFIX_HEADER: f"resp_1 {len(HISTORY)}"}
+    body = orjson.dumps({"model": "m", "input": NEW, "stream": True})
+    ws_upstream.CONTEXTS["sess-1"] = contexts
+    try:
+        up = asyncio.run(executor.send(entry, Outbound("generate", "responses", "m", body, True, headers), io))
+    finally:
+        ws_upstream.CONTEXTS.pop("sess-1", None)
+    return up, inner
+
+
+def test_new_items_go_alone_on_the_connection_that_holds_the_history() -> None:
+    pool = OnePool(list(HISTORY), "resp_1")
+    up, _ = turn_with(pool, Refusing())  # the history is never looked up, parsed or written
+    (msg,) = pool.conn.ws.sent
+    assert msg["type"] == "response.create" and msg["input"] == NEW and msg["previous_response_id"] == "resp_1"
+    assert isinstance(up, WsUpstream)
+
+
+def test_a_connection_without_that_history_gets_the_turn_in_full() -> None:
+    pool = OnePool(None, None)
+    turn_with(pool, {"resp_1": HISTORY})
+    (msg,) = pool.conn.ws.sent
+    assert msg["input"] == [*HISTORY, *NEW] and "previous_response_id" not in msg
+    pool = OnePool([{"type": "message", "role": "user", "content": "other"}], "resp_0")  # another history
+    turn_with(pool, {"resp_1": HISTORY})
+    assert pool.conn.ws.sent[0]["input"] == [*HISTORY, *NEW] and "previous_response_id" not in pool.conn.ws.sent[0]
+    pool = OnePool([HISTORY[0]], "resp_0")  # a prefix of it: what follows, as before
+    turn_with(pool, {"resp_1": HISTORY})
+    (msg,) = pool.conn.ws.sent
+    assert msg["input"] == [HISTORY[1], *NEW] and msg["previous_response_id"] == "resp_0"
+
+
+def test_http_fallback_and_a_gone_session() -> None:
+    import pytest
+
+    from crossroute.providers.base import UpstreamError
+
+    pool = OnePool(None, None)
+    inner = Inner()
+
+    async def refuse(*a: Any) -> Any:
+        raise UpstreamError(405, "no websockets")
+
+    pool.acquire = refuse  # type: ignore[method-assign]
+    up, inner = turn_with(pool, {"resp_1": HISTORY}, inner)
+    assert up == "http answer" and inner.http[0]["input"] == [*HISTORY, *NEW]
+    with pytest.raises(UpstreamError) as err:
+        turn_with(OnePool(None, None), {})
+    assert err.value.status == 500 and err.value.scope == "request"
