@@ -448,20 +448,23 @@ class WsSession:
         return sent, error
 
     async def _settle(self, window: deque[Any], keep: int) -> None:
-        """Wait for the oldest sends until at most ``keep`` are under way (each within the send timeout)."""
-        while len(window) > keep:
-            fut = window.popleft()
-            try:
-                async with asyncio.timeout(self.send_timeout):
-                    await fut
-            except TimeoutError:
-                log.info("websocket session dropped: the client read nothing for %g s (idle-timeout-seconds)",
-                         self.send_timeout)
-                window.clear()
-                self.abort()
-                return
-            except Exception as exc:  # the client is gone; the reader sees it too
-                log.debug("websocket send failed: %r", exc)
+        """Wait for the oldest sends until at most ``keep`` are under way, all within the send timeout
+        (one timer for the lot: one per frame cost about 4 µs each)."""
+        if len(window) <= keep:
+            return
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                while len(window) > keep:
+                    fut = window.popleft()
+                    try:
+                        await fut
+                    except Exception as exc:  # the client is gone; the reader sees it too
+                        log.debug("websocket send failed: %r", exc)
+        except TimeoutError:
+            log.info("websocket session dropped: the client read nothing for %g s (idle-timeout-seconds)",
+                     self.send_timeout)
+            window.clear()
+            self.abort()
 
     @staticmethod
     def _terminal(lane: _Lane, payload: bytes, full: list[Any] | None, error: str | None

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from types import SimpleNamespace
 from typing import Any
@@ -113,14 +114,16 @@ def test_turn_feeds_each_event_once_and_passes_it_on() -> None:
     feed = QuotaFeed(book, ENTRY, "c")
     conn = SimpleNamespace(ws=FakeWs(text(LIMITS), text(USAGE_LIMIT)), memory=None, last_response_id=None)
     pool = Pool()
-    up = WsUpstream(pool, conn, None, [text(LIMITS), text(CREATED)], "up", 5.0, 1 << 20, {}, feed)  # type: ignore[arg-type]
 
     async def read_all() -> list[bytes]:
+        nonlocal up
+        up = WsUpstream(pool, conn, None, [text(LIMITS), text(CREATED)], "up", 5.0, 1 << 20, {}, feed)  # type: ignore[arg-type]
         out = []
         while chunk := await up.read_chunk():
             out.append(chunk)
         return out
 
+    up: Any = None
     chunks = asyncio.run(read_all())
     assert [c.split(b"\n", 1)[0] for c in chunks] == [b"event: codex.rate_limits", b"event: response.created",
                                                        b"event: codex.rate_limits", b"event: response.failed"]
@@ -240,3 +243,49 @@ def test_http_fallback_and_a_gone_session() -> None:
     with pytest.raises(UpstreamError) as err:
         turn_with(OnePool(None, None), {})
     assert err.value.status == 500 and err.value.scope == "request"
+
+
+class HangingWs(FakeWs):
+    async def receive(self, timeout: float | None = None) -> aiohttp.WSMessage:  # noqa: ASYNC109
+        await asyncio.sleep(60)
+        raise AssertionError("not reached")
+
+
+def test_a_read_waits_at_most_the_read_timeout() -> None:
+    """One timer per turn: a message that does not come within the timeout is a TimeoutError (the
+    connection is not reused) and the task is not left cancelled; steady messages never time out."""
+    async def main() -> None:
+        conn = SimpleNamespace(ws=HangingWs(), memory=None, last_response_id=None)
+        pool = Pool()
+        up = WsUpstream(pool, conn, None, [text(CREATED)], "up", 0.1, 1 << 20, {})  # type: ignore[arg-type]
+        assert (await up.read_chunk()).startswith(b"event: response.created")
+        t0 = time.monotonic()
+        try:
+            await up.read_chunk()
+        except TimeoutError as exc:
+            assert "sent nothing for 0.1 s" in str(exc)
+        else:
+            raise AssertionError("no timeout")
+        assert 0.09 <= time.monotonic() - t0 < 1.0
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0  # not left cancelled (an outer timeout still works)
+        await asyncio.sleep(0)
+        up.close(True)
+        assert pool.released == [False]
+
+        class Slow(FakeWs):  # a message every 0.06 s, a timeout of 0.1 s: never stalled
+            async def receive(self, timeout: float | None = None) -> aiohttp.WSMessage:  # noqa: ASYNC109
+                await asyncio.sleep(0.06)
+                return await super().receive()
+
+        events = [text({"type": "response.output_text.delta", "delta": "x"})] * 4
+        conn = SimpleNamespace(ws=Slow(*events, text({"type": "response.completed", "response": {"id": "r"}})),
+                               memory=None, last_response_id=None)
+        up = WsUpstream(Pool(), conn, None, [text(CREATED)], "up", 0.1, 1 << 20, {})  # type: ignore[arg-type]
+        n = 0
+        while await up.read_chunk():
+            n += 1
+        assert n == 6 and up._watch is None
+        up.close(True)
+
+    asyncio.run(main())
