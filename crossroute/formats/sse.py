@@ -225,9 +225,19 @@ class EventSplitter:
             chunk = chunk[1:]
         if not chunk:
             return []
+        if not self._parts:  # a chunk that is exactly one one-line event (the common case), uncopied but once
+            n = len(chunk)
+            if chunk[-4:] == b"\r\n\r\n" and chunk.find(b"\r") == n - 4 and chunk.find(b"\n") == n - 3 and n > 4:
+                self._cr = False
+                return [chunk[:-4]]
+            if chunk[-2:] == b"\n\n" and chunk.find(b"\n") == n - 2 and n > 2 and b"\r" not in chunk:
+                self._cr = False
+                return [chunk[:-2]]
         self._cr = chunk[-1:] == b"\r"
         if b"\r" in chunk:
-            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            chunk = chunk.replace(b"\r\n", b"\n")
+            if b"\r" in chunk:
+                chunk = chunk.replace(b"\r", b"\n")
         parts = self._parts
         if parts:
             if b"\n\n" not in chunk and not (self._nl and chunk[:1] == b"\n"):
@@ -241,21 +251,22 @@ class EventSplitter:
             buf = chunk.lstrip(b"\n") if chunk[:1] == b"\n" else chunk  # empty lines between events
             if not buf:
                 return []
-        end = buf.rfind(b"\n\n")
-        if end < 0:
+        # (buf never starts with LF; a piece after the first may, when more than one empty line ends an event)
+        blocks = buf.split(b"\n\n")
+        rest = blocks.pop()
+        if not blocks:  # no boundary yet
             self._parts = [buf]
             self.pending = len(buf)
             self._nl = buf[-1:] == b"\n"
             return []
-        rest = buf[end + 2 :]
+        if rest[:1] == b"\n":
+            rest = rest.lstrip(b"\n")
         self._parts = [rest] if rest else []
         self.pending = len(rest)
         self._nl = rest[-1:] == b"\n"
-        head = buf[:end]
-        if b"\n\n" not in head:  # one event (the common case)
-            head = head.strip(b"\n")
-            return [head] if head else []
-        return [b for b in (block.strip(b"\n") for block in head.split(b"\n\n")) if b]
+        if len(blocks) == 1:  # one event (the common case)
+            return blocks
+        return [b[1:] if b[:1] == b"\n" else b for b in blocks if b and b != b"\n"]
 
     def take(self) -> bytes:
         """The unfinished event's bytes so far (line ends LF), forgotten here."""

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from crossroute.formats.sse import SSEEvent, SSEParser
-from crossroute.providers.envelope import Unwrapped
+from crossroute.providers.envelope import Unwrapped, unwrap_body, unwrap_event
 
 INNER = [
     {"candidates": [{"content": {"parts": [{"text": "Hel"}], "role": "model"}}]},
@@ -94,3 +94,47 @@ async def test_random_line_ends_and_random_cuts() -> None:
 async def test_an_event_without_its_closing_empty_line_at_the_end_is_unwrapped() -> None:
     data = wrapped_stream(b"\n\r\n").rstrip(b"\r\n")
     check(await unwrapped(data, [len(data) // 2]))
+
+
+# ------------------------------------------------------------------ the response cut out, not re-rendered
+EXACT = b'{"b": 1.50, "a": "caf\\u00e9", "n": [1e3,  2]}'  # spacing, number and escape spellings kept
+
+
+def event_data(block: bytes) -> list[bytes]:
+    return [e.data for e in SSEParser().feed(block)]
+
+
+async def test_stream_events_carry_the_upstreams_own_bytes_of_the_response() -> None:
+    data = b'data: {"response": ' + EXACT + b', "traceId": "t", "metadata": {"x": {"y": 1}}}\r\n\r\n'
+    for cut in range(1, len(data)):
+        up = Unwrapped(Chunked(data, [cut]))  # type: ignore[arg-type]
+        out = b""
+        while chunk := await up.read_chunk():
+            out += chunk
+        assert event_data(out) == [EXACT], cut
+
+
+def test_whole_answers_are_the_upstreams_own_bytes_of_the_response() -> None:
+    assert unwrap_body(b'{"traceId": "t", "response": ' + EXACT + b"}") == EXACT
+    assert unwrap_body(b'{"response":' + EXACT + b',"metadata":{"a":{}}}') == EXACT
+
+
+def test_a_pretty_printed_event_becomes_data_lines_of_its_response() -> None:
+    block = b'event: x\ndata: {\ndata:   "response": {\ndata:     "a": 1\ndata:   },\ndata:   "traceId": "t"\ndata: }'
+    out = unwrap_event(block)
+    events = SSEParser().feed(out + b"\n\n")
+    assert len(events) == 1 and events[0].event == "x" and orjson.loads(events[0].data) == {"a": 1}
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"error": {"code": 500, "message": "boom"}}',  # not enveloped
+    b'{"response": "text"}', b'{"response": [1]}', b'{"response": null}',  # not an object
+    b'[{"response": {"a": 1}}]',  # not an object at the top
+    b'{"response": {"a": 1}',  # broken JSON: the parser downstream names it
+    b'{"response": {"a": 1}} trailing',
+    b'{"response": {"a": 1}, "response": 2}',  # the last one counts (as for orjson)
+])
+def test_anything_else_passes_unchanged(payload: bytes) -> None:
+    for block in (b"data: " + payload, b"data:" + payload, b"id: 1\ndata: " + payload):
+        assert unwrap_event(block) is block
+    assert unwrap_body(payload) is payload
