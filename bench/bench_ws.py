@@ -14,10 +14,12 @@ Measures, all on 127.0.0.1:
    upstream received), next to what the full history would have been (an HTTP upstream's request):
    an incremental turn stays flat as the conversation grows.
 3. Memory of idle client sockets: the gateway's resident memory (VmRSS) before and after opening N
-   (default 1,000) client WebSockets that stay idle (target: under 40 MB extra), and crossroute's own
-   part of it (its session objects, measured in-process with tracemalloc). granian 2.8 gives every
-   WebSocket tungstenite's default 128 KiB read and write buffers (not configurable from Python), about
-   160 KB per socket with a bare RSGI app, which alone is over the target.
+   (default 1,000) client WebSockets that stay idle (target: under 40 MB extra), the same for a bare
+   granian RSGI app that only accepts WebSockets (granian's own part: the floor), and crossroute's own
+   Python objects per idle session (measured in-process with tracemalloc). granian 2.8 builds every
+   WebSocket with tungstenite's default configuration, whose 128 KiB read buffer is allocated at once
+   (not configurable from Python, nor through jemalloc's options): about 150 KB per socket with the bare
+   app, which alone is over the target.
 
 Wall-clock figures on a shared 2-core machine swing between runs; the turn latency is a median
 over hundreds of turns to keep that noise down.
@@ -178,10 +180,74 @@ async def idle_sockets(gw: GatewayProcess, gw_url: str, count: int) -> dict[str,
             "extra_mb": round(extra_mb, 1), "per_socket_kb": round((after - before) / max(1, len(conns)), 1)}
 
 
+BARE_APP = """
+import sys
+import uvloop
+from granian.constants import HTTPModes, Interfaces
+from granian.server.embed import Server
+
+class App:
+    async def __rsgi__(self, scope, proto):
+        if scope.proto != "ws":
+            proto.response_bytes(200, [], b"ok")
+            return
+        transport = await proto.accept()
+        while (await transport.receive()).kind != 0:
+            pass
+        proto.close(None)
+
+uvloop.run(Server(App(), address="127.0.0.1", port=int(sys.argv[1]), interface=Interfaces.RSGI, log_enabled=False,
+                  http=HTTPModes.http1, websockets=True, backpressure=4096).serve())
+"""
+
+
+def granian_alone(count: int) -> dict[str, Any]:
+    """The same idle sockets on a bare granian RSGI app (granian's own cost per socket)."""
+    import subprocess
+
+    from tests.e2e.gateway_process import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)])
+    try:
+        return asyncio.run(_idle_on(port, proc.pid, count))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def _idle_on(port: int, pid: int, count: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
+    before = rss_kb(pid)
+    url = f"ws://127.0.0.1:{port}/"
+    conns = []
+    try:
+        for i in range(0, count, 50):
+            conns.extend(await asyncio.gather(*(websockets.connect(url, open_timeout=30)
+                                                for _ in range(min(50, count - i)))))
+        await asyncio.sleep(1.0)
+        after = rss_kb(pid)
+    finally:
+        await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+    return {"sockets": len(conns), "extra_mb": round((after - before) / 1024, 1),
+            "per_socket_kb": round((after - before) / max(1, len(conns)), 1)}
+
+
 async def python_part(count: int) -> dict[str, Any]:
-    """What crossroute itself keeps per idle session (the WsSession, its turn state, queue, worker
-    task and reader), measured in this process with tracemalloc on sessions whose transport blocks in
-    ``receive()`` as granian's does; granian's own buffers per socket are not in it."""
+    """What crossroute itself keeps per idle session (the WsSession and its reader; a session has a
+    lane, with its turn state, queue and worker task, from its first message on), measured in this
+    process with tracemalloc on sessions whose transport blocks in ``receive()`` as granian's does;
+    granian's own buffers per socket are not in it."""
     import tracemalloc
 
     from crossroute.api.responses_ws import WsSession
@@ -257,6 +323,10 @@ def main() -> int:
         r = results["idle"]
         print(f"{r['sockets']} idle client sockets: gateway RSS {r['rss_before_mb']} -> {r['rss_after_mb']} MB "
               f"(+{r['extra_mb']} MB, {r['per_socket_kb']} KB each; target: under 40 MB for 1,000)")
+        results["granian_alone"] = granian_alone(idle)
+        g = results["granian_alone"]
+        print(f"  a bare granian RSGI app with the same sockets: +{g['extra_mb']} MB ({g['per_socket_kb']} KB each); "
+              f"crossroute's share: {round(r['per_socket_kb'] - g['per_socket_kb'], 1)} KB per socket")
     finally:
         gw.stop()
         up.stop()

@@ -153,8 +153,7 @@ class WsSession:
     async def run(self) -> int | None:
         """Serve until the client closes (or ``close()``); the close code the gateway chose, if any."""
         self._reader = asyncio.current_task()
-        self._lane(None)
-        who = "client"
+        who = "client"  # (a lane, its queue and its worker are made by the first message for it)
         try:
             while not self.closing:
                 try:
