@@ -87,10 +87,11 @@ def _session_id(request: dict[str, Any]) -> str:
     return "-" + str(uuid.uuid4().int & 0x7FFF_FFFF_FFFF_FFFF)
 
 
-def _clean_tools(request: dict[str, Any], model: str) -> None:
+def _clean_tools(request: dict[str, Any], model: str) -> bool:
+    """Clean the tool schemas in place; False when there are no tools (nothing changed)."""
     tools = request.get("tools")
-    if not isinstance(tools, list):
-        return
+    if not isinstance(tools, list) or not tools:
+        return False
     placeholders = _validated(model)
     for tool in tools:
         if not isinstance(tool, dict):
@@ -119,9 +120,12 @@ def _clean_tools(request: dict[str, Any], model: str) -> None:
             fcc = config.setdefault("functionCallingConfig", {})
             if isinstance(fcc, dict) and fcc.get("mode") in (None, "AUTO"):
                 fcc["mode"] = "VALIDATED"
+    return True  # (the schemas are rebuilt: taken as changed)
 
 
-def _clean_generation(request: dict[str, Any]) -> None:
+def _clean_generation(request: dict[str, Any]) -> bool:
+    """Clean the response schemas in place; False when there are none (nothing changed)."""
+    changed = False
     for container in ("generationConfig", "generation_config"):
         gen = request.get(container)
         if not isinstance(gen, dict):
@@ -129,18 +133,45 @@ def _clean_generation(request: dict[str, Any]) -> None:
         for key in ("responseSchema", "responseJsonSchema", "response_schema", "response_json_schema"):
             if isinstance(gen.get(key), dict):
                 gen[key] = clean_antigravity_response_schema(gen[key])
+                changed = True
+    return changed
 
 
-def _leading_user_turn(request: dict[str, Any], model: str) -> None:
-    """Gemini models behind Cloud Code want the conversation to open with a user turn."""
+def _leading_user_turn(request: dict[str, Any], model: str) -> bool:
+    """Gemini models behind Cloud Code want the conversation to open with a user turn; True when
+    one was put first."""
     contents = request.get("contents")
     if "claude" not in model.lower() and isinstance(contents, list) and contents and \
             isinstance(contents[0], dict) and contents[0].get("role") == "model":
         request["contents"] = [{"role": "user", "parts": [{"text": ""}]}, *contents]
+        return True
+    return False
+
+
+def _dropped(request: dict[str, Any]) -> bool:
+    """``model`` and ``safetySettings`` taken out (Cloud Code refuses them in ``request``)."""
+    changed = False
+    for key in ("model", "safetySettings"):
+        if key in request:
+            del request[key]
+            changed = True
+    return changed
+
+
+def _with_session(raw: bytes, session_id: str) -> bytes:
+    """The JSON object ``raw`` (checked) with ``sessionId`` added as its first member, spliced in."""
+    body = raw.strip()
+    member = b'"sessionId":' + orjson.dumps(session_id)
+    inside = body[1:-1].strip()
+    return b"{" + member + (b"," + inside if inside else b"") + b"}"
 
 
 def envelope_body(out: Outbound, project: str) -> bytes:
-    """The Cloud Code request for ``out`` (a Gemini body) on ``project``."""
+    """The Cloud Code request for ``out`` (a Gemini body) on ``project``.
+
+    The body is parsed once; when nothing in it has to change but the ``sessionId`` it gets, its
+    bytes go into the envelope as they came (spliced in, not dumped again), else the changed
+    request is dumped once."""
     try:
         obj = orjson.loads(out.body)
     except orjson.JSONDecodeError:
@@ -150,27 +181,32 @@ def envelope_body(out: Outbound, project: str) -> bytes:
     if out.operation == "count_tokens":
         inner = obj.get("generateContentRequest")
         request: dict[str, Any] = dict(inner) if isinstance(inner, dict) else obj
-        request.pop("model", None)
-        request.pop("safetySettings", None)
-        _leading_user_turn(request, out.model)
+        changed = _dropped(request) | _leading_user_turn(request, out.model)
+        if not changed and request is obj:
+            return b'{"request":' + out.body.strip() + b"}"
         return orjson.dumps({"request": request})
     request = obj
-    request.pop("model", None)
-    request.pop("safetySettings", None)
+    changed = _dropped(request)
     if "system_instruction" in request and "systemInstruction" not in request:
         request["systemInstruction"] = request.pop("system_instruction")
-    _leading_user_turn(request, out.model)
-    _clean_tools(request, out.model)
-    _clean_generation(request)
-    if not request.get("sessionId"):
-        request["sessionId"] = _session_id(request)
+        changed = True
+    changed |= _leading_user_turn(request, out.model)
+    changed |= _clean_tools(request, out.model)
+    changed |= _clean_generation(request)
+    changed |= "sessionId" in request and not request["sessionId"]  # (replaced: spliced it would be there twice)
+    if changed:
+        if not request.get("sessionId"):
+            request["sessionId"] = _session_id(request)
+        inner_bytes = orjson.dumps(request)
+    elif request.get("sessionId"):
+        inner_bytes = out.body.strip()
+    else:
+        inner_bytes = _with_session(out.body, _session_id(request))
     image = "image" in out.model.lower()
-    envelope: dict[str, Any] = {"model": out.model, "request": request,
-                                "requestType": "image_gen" if image else "agent",
-                                "requestId": f"agent-{uuid.uuid4()}"}
+    rest: dict[str, Any] = {"requestType": "image_gen" if image else "agent", "requestId": f"agent-{uuid.uuid4()}"}
     if project:
-        envelope["project"] = project
-    return orjson.dumps(envelope)
+        rest["project"] = project
+    return b'{"model":' + orjson.dumps(out.model) + b',"request":' + inner_bytes + b"," + orjson.dumps(rest)[1:]
 
 
 # ------------------------------------------------------------------ project discovery

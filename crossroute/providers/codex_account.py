@@ -102,24 +102,35 @@ class CodexAccountExecutor(HttpExecutor):
         return UpstreamRequest(url, headers, out.body)
 
     def rewrite(self, out: Outbound) -> tuple[bytes, NameMap]:
-        """The body as the service requires it, and the tool names shortened in it."""
+        """The body as the service requires it, and the tool names shortened in it. A body that
+        already is what the service requires (a Codex client's usually is) is sent as it came:
+        parsed once to check it, not dumped again."""
         try:
             body = orjson.loads(out.body)
         except orjson.JSONDecodeError:
             raise UpstreamError(400, "the request body is not JSON") from None
         if not isinstance(body, dict):
             raise UpstreamError(400, "the request body is not a JSON object")
+        changed = False
         for name in _UNSUPPORTED:
-            body.pop(name, None)
+            if name in body:
+                del body[name]
+                changed = True
         if out.operation == "generate":
-            body["stream"] = True
-            body["store"] = False
-        else:
-            body.pop("stream", None)
+            if body.get("stream") is not True or body.get("store") is not False:
+                body["stream"] = True
+                body["store"] = False
+                changed = True
+        elif "stream" in body:
+            del body["stream"]
+            changed = True
         if not isinstance(body.get("instructions"), str):
             body["instructions"] = ""
+            changed = True
         names = shorten_tools(body)
-        return orjson.dumps(body), names
+        if changed or names or _repeats(out.body):
+            return orjson.dumps(body), names
+        return out.body, names
 
     def prepare(self, out: Outbound) -> tuple[Outbound, NameMap]:
         """What goes to the service for ``out`` (always a stream for ``generate``), and the tool names
@@ -178,6 +189,13 @@ class CodexAccountExecutor(HttpExecutor):
         if exc.status == 429 and exc.retry_after is None and exc.body:
             exc.retry_after = _reset_of(exc.body)
         return exc
+
+
+def _repeats(raw: bytes) -> bool:
+    """Whether ``raw`` may hold ``stream`` or ``store`` twice (a JSON object may repeat a key; the
+    parsed body keeps the last, a service might read the first): then the body is dumped from what
+    was checked. The names in a string are escaped (``\\"store\\"``), so only keys and values count."""
+    return raw.count(b'"stream"') > 1 or raw.count(b'"store"') > 1
 
 
 def _reset_of(body: bytes) -> float | None:

@@ -338,3 +338,34 @@ def test_a_conversation_opening_with_a_model_turn_gets_a_user_turn_first() -> No
     assert [c["role"] for c in req["request"]["contents"]] == ["user", "model", "user"]
     claude = orjson.loads(envelope_body(Outbound("generate", "gemini", "claude-sonnet-4-6", body, False, {}), PROJECT))
     assert [c["role"] for c in claude["request"]["contents"]] == ["model", "user"]
+
+
+# ------------------------------------------------------------------ the request spliced in when it need not change
+PLAIN = b'{"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "generationConfig": {"temperature": 0.50}}'
+
+
+def test_a_request_that_need_not_change_goes_into_the_envelope_as_it_came() -> None:
+    raw = envelope_body(Outbound("generate", "gemini", "gemini-3-flash", PLAIN, True, {}), PROJECT)
+    assert PLAIN[1:-1] in raw  # not dumped again: spacing and 0.50 kept
+    env = orjson.loads(raw)
+    assert env["request"] == {**orjson.loads(PLAIN), "sessionId": env["request"]["sessionId"]}
+    assert env["request"]["sessionId"] == orjson.loads(
+        envelope_body(Outbound("generate", "gemini", "m", gemini_body(), False, {}), PROJECT))["request"]["sessionId"]
+    assert {k: v for k, v in env.items() if k not in ("request", "requestId")} == \
+        {"model": "gemini-3-flash", "requestType": "agent", "project": PROJECT}
+    assert env["requestId"].startswith("agent-")
+    counted = envelope_body(Outbound("count_tokens", "gemini", "m", PLAIN, False, {}), "")
+    assert counted == b'{"request":' + PLAIN + b"}"
+
+
+@pytest.mark.parametrize("body", [
+    b'{"contents": [], "sessionId": "-7"}', b'{"sessionId": "", "contents": []}', b'{"sessionId": null}', b"{}",
+    b' {"contents": [{"role": "model", "parts": [{"text": "x"}]}], "model": "m", "safetySettings": []} ',
+])
+def test_the_envelope_has_one_session_id_and_no_refused_fields(body: bytes) -> None:
+    raw = envelope_body(Outbound("generate", "gemini", "gemini-3-flash", body, False, {}), PROJECT)
+    env = orjson.loads(raw)
+    assert raw.count(b'"sessionId"') == 1 and env["request"]["sessionId"]
+    assert "model" not in env["request"] and "safetySettings" not in env["request"]
+    if env["request"].get("contents"):
+        assert env["request"]["contents"][0]["role"] == "user"

@@ -336,3 +336,41 @@ async def test_with_the_real_quota_book_an_in_stream_usage_limit_sets_the_reset(
             await up.body(1 << 20)
     hint = book.reset_hint(entry.id)
     assert hint is not None and hint[1] is True and 250 < hint[0] - time.time() <= 301
+
+
+# ------------------------------------------------------------------ the body sent as it came when it may be
+READY = (b'{"model": "gpt-5.5", "instructions": "Be brief.", "input": [{"role": "user", "content": "hi"}],'
+         b' "stream": true, "store": false, "temperature": 0.50}')
+
+
+def test_a_body_already_as_the_service_requires_it_is_sent_unchanged() -> None:
+    out = Outbound("generate", "responses", "gpt-5.5", READY, True, {})
+    body, names = EX.rewrite(out)
+    assert body is READY and not names  # parsed to check it, not dumped again (spacing, 0.50 kept)
+    sent, _ = EX.prepare(out)
+    assert sent.body is READY and sent.stream is True
+
+
+@pytest.mark.parametrize("change", [
+    {"store": True}, {"stream": False}, {"max_output_tokens": 9}, {"instructions": None},
+    {"tools": [{"type": "function", "name": "x" * 70, "parameters": {"type": "object"}}]},
+])
+def test_a_body_that_must_change_is_dumped_from_the_checked_object(change: dict[str, Any]) -> None:
+    obj = {**orjson.loads(READY), **change}
+    body, _ = EX.rewrite(Outbound("generate", "responses", "gpt-5.5", orjson.dumps(obj), True, {}))
+    sent = orjson.loads(body)
+    assert sent["stream"] is True and sent["store"] is False and isinstance(sent["instructions"], str)
+    assert "max_output_tokens" not in sent and all(len(t["name"]) <= 64 for t in sent.get("tools", []))
+
+
+def test_a_repeated_store_key_is_never_passed_on() -> None:
+    raw = READY.replace(b'"store": false', b'"store": true, "store": false')  # the parsed body keeps the last
+    body, _ = EX.rewrite(Outbound("generate", "responses", "gpt-5.5", raw, True, {}))
+    assert body.count(b'"store"') == 1 and orjson.loads(body)["store"] is False
+
+
+def test_compaction_drops_stream_else_is_kept() -> None:
+    raw = b'{"model": "gpt-5.5", "instructions": "", "input": []}'
+    assert EX.rewrite(Outbound("compact", "responses", "gpt-5.5", raw, False, {}))[0] is raw
+    body, _ = EX.rewrite(Outbound("compact", "responses", "gpt-5.5", raw[:-1] + b', "stream": true}', False, {}))
+    assert "stream" not in orjson.loads(body)
