@@ -14,29 +14,19 @@ from typing import Any
 import orjson
 
 from .base import UpstreamError
+from .durations import DURATION, parse_duration
 
-__all__ = ["duration_seconds", "google_retry_after", "with_google_retry"]
+__all__ = ["MAX_WAIT", "google_retry_after", "wait_of", "with_google_retry"]
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_AFTER = re.compile(r"after\s+((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)", re.IGNORECASE)
-_SCALE = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_AFTER = re.compile(rf"after\s+({DURATION})", re.IGNORECASE)
 MAX_WAIT = 7 * 86400.0
 
 
-def duration_seconds(text: str) -> float | None:
-    """``"3.5s"``, ``"1h2m3s"``, ``"250ms"`` in seconds; None when it is not such a duration."""
-    text = text.strip().lower()
-    if not text:
-        return None
-    total, pos = 0.0, 0
-    for m in _PART.finditer(text):
-        if m.start() != pos:
-            return None
-        total += float(m.group(1)) * _SCALE[m.group(2)]
-        pos = m.end()
-    if pos != len(text):
-        return None
-    return min(total, MAX_WAIT)
+def wait_of(text: str) -> float | None:
+    """A wait Google wrote (``"3.5s"``, ``"1h2m3s"``, ``"250ms"``, ``"17"``: ``durations.parse_duration``)
+    in seconds, within 0 .. ``MAX_WAIT``; None when it is not a duration."""
+    seconds = parse_duration(text)
+    return None if seconds is None else min(max(seconds, 0.0), MAX_WAIT)
 
 
 def google_retry_after(body: bytes | None) -> float | None:
@@ -57,11 +47,11 @@ def google_retry_after(body: bytes | None) -> float | None:
         for d in details:
             if isinstance(d, dict) and str(d.get("@type", "")).endswith(kind):
                 value = pick(d)
-                if isinstance(value, str) and (seconds := duration_seconds(value)) is not None:
+                if isinstance(value, str) and (seconds := wait_of(value)) is not None:
                     return seconds
     message = err.get("message")
     if isinstance(message, str) and (m := _AFTER.search(message)):
-        return duration_seconds(m.group(1))
+        return wait_of(m.group(1))
     return None
 
 

@@ -24,10 +24,11 @@ the caller, see ``SENTINELS``), else a ``Signals``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
+
+from .durations import parse_duration
 
 __all__ = ["SENTINELS", "Signals", "Window", "parse", "parse_codex_event", "parse_duration", "parse_error_body"]
 
@@ -53,7 +54,6 @@ _NOT_WINDOWS = frozenset({"fallback", "overage"})  # pay-as-you-go states, not w
 _WINDOW_SECONDS = {"5h": 5 * 3600.0, "7d": 7 * 86400.0}
 _ANTHROPIC_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
 _OPENAI_KINDS = ("requests", "tokens")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
 
 class Window:
@@ -139,30 +139,6 @@ def _num(v: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if (f == f and -_INF < f < _INF) else None
-
-
-def parse_duration(text: str) -> float | None:
-    """OpenAI's reset durations (``6m0s``, ``1h2m3.5s``, ``20ms``, ``0.5s``) in seconds; a bare
-    number is seconds."""
-    text = text.strip()
-    if not text:
-        return None
-    plain = _num(text)
-    if plain is not None:
-        return plain
-    if text[-1] == "s" and text.count("m") + text.count("h") == (1 if text.endswith("ms") else 0):
-        value = _num(text[:-2] if text.endswith("ms") else text[:-1])  # "1s", "0.5s", "20ms"
-        if value is not None:
-            return value / 1000.0 if text.endswith("ms") else value
-    pos = 0
-    total = 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            return None
-        value = float(m.group(1))
-        total += value * {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}[m.group(2)]
-        pos = m.end()
-    return total if pos == len(text) and pos else None
 
 
 def _rfc3339(text: str) -> float | None:

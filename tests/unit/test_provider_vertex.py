@@ -170,10 +170,10 @@ async def test_html_error_page_and_error_in_a_200(cloud: FakeCloud, io: Loopback
 
 
 def test_google_retry_delays() -> None:
-    from crossroute.providers.google_retry import duration_seconds, google_retry_after
+    from crossroute.providers.google_retry import MAX_WAIT, google_retry_after, wait_of
 
-    assert duration_seconds("3.5s") == 3.5 and duration_seconds("1h2m3s") == 3723 and duration_seconds("250ms") == 0.25
-    assert duration_seconds("soon") is None and duration_seconds("5") is None
+    assert wait_of("3.5s") == 3.5 and wait_of("1h2m3s") == 3723 and wait_of("250ms") == 0.25 and wait_of("5") == 5
+    assert wait_of("soon") is None and wait_of("-3s") == 0 and wait_of("9999h") == MAX_WAIT
     info = {"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED", "details": [
         {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
          "metadata": {"quotaResetDelay": "41m2.5s"}},
