@@ -225,15 +225,17 @@ class WsUpstream:
             return b""
         ws = self._conn.ws
         self._since = since = self._loop.time()
-        self._reader = task = asyncio.current_task()
+        # (no local keeps the task: a cancelled turn's traceback would hold it, a cycle that keeps
+        # the downstream session, and so granian's close frame, until a garbage collection)
+        self._reader = asyncio.current_task()
         if self._watch is None:
             self._watch = self._loop.call_at(since + self._timeout, self._check)
         try:
             msg = await ws.receive()  # (the connection's own receive timeout is off: _check is it)
         except asyncio.CancelledError:
-            if not self._stalled or task is None:
+            if not self._stalled or self._reader is None:
                 raise
-            task.uncancel()
+            self._reader.uncancel()
             self._evict = True
             raise TimeoutError(f"upstream {self._name} sent nothing for {self._timeout:g} s") from None
         finally:
