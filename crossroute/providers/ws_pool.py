@@ -8,8 +8,10 @@ to one turn at a time (``acquire`` / ``release``); idle ones are kept for reuse 
 - on an error, a ``response.failed`` or the service's connection-limit error (``release(reuse=False)``);
 - when its turn was cancelled (the client went away): ``release(reuse=False)`` too;
 - after ``ws_idle_ttl`` seconds unused and at ``ws_max_age`` seconds old (a reaper task);
-- when the upstream closes it (or sends anything) while it is idle: each idle connection is read by
-  a small task (which also answers the upstream's pings), cancelled when a turn takes it;
+- when the upstream closes it (or sends anything) while it is idle: each connection idle for
+  ``watch_after`` seconds is read by a small task (which also answers the upstream's pings),
+  cancelled when a turn takes it (a turn that comes sooner, as an agent's next turn usually does,
+  finds a timer to cancel instead: no task made and cancelled per turn);
 - when its downstream session ends (``close_session``), its credential is removed by a reload
   (``reconfigure``), and at shutdown (``stop``).
 
@@ -39,6 +41,7 @@ COMPONENT = "ws_pool"
 MAX_IDLE_PER_KEY = 4  # idle connections kept per key (HTTP clients without a session share one key)
 MAX_IDLE_TOTAL = 4096
 REAP_EVERY_MAX = 5.0
+WATCH_AFTER = 0.5  # seconds a connection is idle before a task reads it
 
 PoolKey = tuple[str, str, str, str]
 
@@ -56,7 +59,7 @@ class PooledWs:
     upstream holds on this connection (None: nothing usable), ``last_response_id`` its id."""
 
     __slots__ = ("busy", "created", "credential_id", "key", "last_response_id", "last_used", "memory", "turns", "watch",
-                 "ws")
+                 "watch_timer", "ws")
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, key: PoolKey, credential_id: str) -> None:
         self.ws = ws
@@ -68,6 +71,7 @@ class PooledWs:
         self.busy = False
         self.turns = 0
         self.watch: asyncio.Task[None] | None = None  # the read of an idle connection (pings, a close)
+        self.watch_timer: asyncio.TimerHandle | None = None  # when that read starts
 
     @property
     def closed(self) -> bool:
@@ -78,6 +82,7 @@ class WsPool:
     """The gateway's pooled upstream WebSocket connections (``Gateway.component`` protocol)."""
 
     def __init__(self, gw: Gateway) -> None:
+        self.watch_after = WATCH_AFTER
         self.idle_ttl = gw.settings.ws_idle_ttl
         self.max_age = gw.settings.ws_max_age
         self._idle: dict[PoolKey, list[PooledWs]] = {}
@@ -97,6 +102,9 @@ class WsPool:
             conn = idle.pop()
             if not idle:
                 self._idle.pop(key, None)
+            timer, conn.watch_timer = conn.watch_timer, None
+            if timer is not None:
+                timer.cancel()
             watch, conn.watch = conn.watch, None
             if watch is not None and not watch.done():
                 watch.cancel()  # the turn reads it from now on
@@ -128,9 +136,14 @@ class WsPool:
             return
         idle = self._idle.setdefault(conn.key, [])
         idle.append(conn)
-        conn.watch = asyncio.get_running_loop().create_task(self._watch(conn))
+        conn.watch_timer = asyncio.get_running_loop().call_later(self.watch_after, self._start_watch, conn)
         while len(idle) > MAX_IDLE_PER_KEY:
             self._close(idle.pop(0))
+
+    def _start_watch(self, conn: PooledWs) -> None:
+        conn.watch_timer = None
+        if not conn.busy and conn.watch is None and not self.stopped:
+            conn.watch = asyncio.get_running_loop().create_task(self._watch(conn))
 
     async def _watch(self, conn: PooledWs) -> None:
         """Read an idle connection: pings are answered while it waits; anything it returns (the
@@ -190,6 +203,9 @@ class WsPool:
         watches = [w for c in conns if (w := c.watch) is not None and not w.done()]
         for c in conns:
             c.watch = None
+            if c.watch_timer is not None:
+                c.watch_timer.cancel()
+                c.watch_timer = None
         for w in watches:
             w.cancel()
         if watches:
@@ -218,6 +234,9 @@ class WsPool:
     def _close(self, conn: PooledWs) -> None:
         self._busy.discard(conn)
         conn.memory = None
+        timer, conn.watch_timer = conn.watch_timer, None
+        if timer is not None:
+            timer.cancel()
         watch, conn.watch = conn.watch, None
         if watch is not None and not watch.done() and watch is not asyncio.current_task():
             watch.cancel()

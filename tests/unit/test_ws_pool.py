@@ -123,6 +123,12 @@ def test_idle_connections_are_read_and_an_upstream_close_evicts_at_once() -> Non
         a = await pool.acquire(key(), "c1", dial)
         pool.release(a, True)
         await asyncio.sleep(0.01)
+        assert a.ws.reads == 0 and a.watch is None and a.watch_timer is not None, "read only once idle a while"
+        again = await pool.acquire(key(), "c1", dial)
+        assert again is a and a.watch_timer is None, "a turn that comes soon cancels the timer"
+        pool.watch_after = 0.02
+        pool.release(a, True)
+        await asyncio.sleep(0.06)
         assert a.ws.reads == 1 and a.watch is not None, "an idle connection is read (pings answered)"
         b = await pool.acquire(key(), "c1", dial)
         assert b is a and a.watch is None, "a turn takes it over: the idle read is cancelled"
