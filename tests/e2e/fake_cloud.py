@@ -5,9 +5,14 @@ Every request is checked against what the real service requires (URL, method, au
 headers, the Antigravity envelope and its cleaned schemas, Vertex's project/location path) and
 recorded in ``requests`` (``Seen``) with the problems found; a request with problems is answered
 400 like the real service would. Answers replay the recorded transcripts in ``tests/fixtures``
-(Antigravity's wrapped in ``{"response": ...}``, event by event), compressed when the client
-accepts it, streamed in small uneven chunks (events split anywhere, CRLF endings), with rate-limit
-headers.
+(Antigravity's wrapped in ``{"response": ...}``, event by event), streamed in small uneven chunks
+(events split anywhere, CRLF endings), with rate-limit headers.
+
+Every answer (streams, whole answers, errors, 400s, discovery and count answers alike) is
+compressed like Google's front ends do whenever the request's ``Accept-Encoding`` allows it (gzip
+first, then zstd, deflate, br), or always with ``force_encoding`` (``CROSSROUTE_FAKE_COMPRESS``
+sets it, as for ``fake_upstream``): a gateway asks upstreams for ``identity``, so a test of its
+decoding forces one. ``encodings`` records ``(path, Content-Encoding or None)`` per answer.
 
 Rudeness on demand: the model name picks a scenario (``text``, ``tools``, ``err429`` with
 Retry-After, ``err503`` as an HTML page, ``err200`` an error object with status 200); ``fail_next``
@@ -18,8 +23,9 @@ queues (status, body, headers) answers for the next requests of a provider (``ki
 from __future__ import annotations
 
 import asyncio
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +52,7 @@ _AG_FORBIDDEN = ("$schema", "$ref", "$defs", "definitions", "additionalPropertie
                  "maxLength", "pattern", "minimum", "maximum", "default", "examples", "anyOf", "oneOf", "allOf",
                  "not", "propertyNames", "patternProperties", "exclusiveMinimum", "uniqueItems")
 _ERR = re.compile(r"^err(\d{3})$")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass
@@ -83,9 +90,16 @@ class FakeCloud(ThreadedApp):
         self.onboard_polls = onboard_polls  # onboardUser answers done after this many polls
         self.onboarded = 0
         self.token_ok: Callable[[str], bool] | None = None  # other Bearer tokens to accept (minted ones)
+        # compress every answer with this encoding, asked for or not (None: honour Accept-Encoding)
+        self.force_encoding: str | None = os.environ.get("CROSSROUTE_FAKE_COMPRESS") or None
+        self.encodings: list[tuple[str, str | None]] = []  # (path, Content-Encoding) of every answer
 
     def make_app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        @web.middleware
+        async def compressed(request: web.Request, handler: Handler) -> web.StreamResponse:
+            return await self._compressed(request, handler)
+
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[compressed])
         app.router.add_post("/coding/v1/messages", self._kimi_messages)
         app.router.add_post("/coding/v1/messages/count_tokens", self._kimi_count)
         app.router.add_post("/coding/v1/chat/completions", self._kimi_chat)
@@ -101,6 +115,24 @@ class FakeCloud(ThreadedApp):
     def clear(self) -> None:
         self.requests.clear()
         self.fail_next.clear()
+        self.encodings.clear()
+
+    # ------------------------------------------------------------------ compression
+    def _encoding(self, request: web.Request) -> str | None:
+        return self.force_encoding or pick_encoding(request.headers.get("Accept-Encoding"))
+
+    async def _compressed(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every whole answer compressed as ``_encoding`` says (streams compress themselves)."""
+        resp = await handler(request)
+        if isinstance(resp, web.Response) and not resp.prepared and "Content-Encoding" not in resp.headers:
+            enc = self._encoding(request)
+            body = resp.body
+            if enc is not None and isinstance(body, bytes) and body:
+                resp.body = Encoder(enc).whole(body)
+                resp.headers["Content-Encoding"] = enc
+                resp.headers["Vary"] = "Accept-Encoding"
+        self.encodings.append((request.path, resp.headers.get("Content-Encoding")))
+        return resp
 
     def of(self, provider: str) -> list[Seen]:
         return [s for s in self.requests if s.provider == provider]
@@ -157,17 +189,15 @@ class FakeCloud(ThreadedApp):
             return web.Response(status=status, body=error_body(kind, status), headers=headers,
                                 content_type="application/json")
         stream_file, json_file = FILES[kind].get(scenario) or FILES[kind]["text"]
-        enc = pick_encoding(request.headers.get("Accept-Encoding"))  # compressed whenever the client allows
-        encoder = Encoder(enc) if enc is not None else None
-        zipped = {"Content-Encoding": enc, "Vary": "Accept-Encoding"} if enc is not None else {}
-        if not stream:
+        if not stream:  # (compressed by _compressed)
             assert json_file is not None
             body = (FIXTURES / json_file).read_bytes()
             if wrap:
                 body = b'{"response":' + body + b',"traceId":"fake-trace-1"}'
-            if encoder is not None:
-                body = encoder.whole(body)
-            return web.Response(body=body, headers={**RATE_HEADERS, **zipped, "Content-Type": "application/json"})
+            return web.Response(body=body, headers={**RATE_HEADERS, "Content-Type": "application/json"})
+        enc = self._encoding(request)
+        encoder = Encoder(enc) if enc is not None else None
+        zipped = {"Content-Encoding": enc, "Vary": "Accept-Encoding"} if enc is not None else {}
         assert stream_file is not None
         data = (FIXTURES / stream_file).read_bytes()
         if wrap:
