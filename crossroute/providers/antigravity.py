@@ -12,8 +12,12 @@ behind Google's Cloud Code API.
   empty user turn first); a count is ``{"request": {...}}``. Answers and each stream event
   come back as ``{"response": {...}}`` and are unwrapped (``envelope.Unwrapped``).
 - The project: the account's ``project_id``; without one it is discovered on the account's first
-  use (``v1internal:loadCodeAssist``, then ``v1internal:onboardUser`` polled until done) and kept
-  in memory for the account's life in this process.
+  use (``v1internal:loadCodeAssist``, then ``v1internal:onboardUser`` polled until done), kept in
+  memory, and written into the account's file as ``project_id`` (CLIProxyAPI's field) through the
+  account's token source (``remember``: the credential store's atomic writer, the file read again
+  under the account's lock first), so a restart does not discover it again. The write is done
+  beside the request, never delaying or failing it; a token source that cannot write (a config
+  key) keeps the project in memory only.
 - Tool schemas are cleaned for the backend (``formats.schema.clean_antigravity_schema``) and sent
   as ``parameters``; Claude models (and the Gemini Pro models that validate calls) get VALIDATED
   function calling and the placeholders it needs. Response schemas get the response cleaner.
@@ -258,6 +262,7 @@ class AntigravityExecutor(HttpExecutor):
         self.onboard_wait = onboard_wait
         self._projects: dict[str, str] = {}  # account (credential id) -> discovered project
         self._discovering: dict[str, asyncio.Future[str]] = {}
+        self._writes: set[asyncio.Task[None]] = set()  # projects being written to account files
 
     def wire_format(self, entry: ProviderEntry, client_format: str) -> str:
         return "gemini"
@@ -389,10 +394,32 @@ class AntigravityExecutor(HttpExecutor):
     async def _discover(self, entry: ProviderEntry, io: UpstreamIO) -> str:
         try:
             async with asyncio.timeout(DISCOVERY_DEADLINE):
-                return await self._discover_steps(entry, io)
+                project = await self._discover_steps(entry, io)
         except TimeoutError:
             raise UpstreamError(504, f"upstream {entry.name}: finding the Antigravity project took over "
                                      f"{DISCOVERY_DEADLINE:.0f} s") from None
+        self._keep(entry, project)
+        return project
+
+    def _keep(self, entry: ProviderEntry, project: str) -> None:
+        """Write a discovered project into the account's file, beside the request."""
+        remember = getattr(self.token_source(entry), "remember", None)  # (an account's token source has it)
+        if remember is None or entry.derived.get("account") is None:
+            return
+        task = asyncio.ensure_future(self._write_project(entry, remember, project))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    @staticmethod
+    async def _write_project(entry: ProviderEntry, remember: Any, project: str) -> None:
+        try:
+            kept = await remember(project_id=project)
+        except Exception as exc:  # the project stays in memory; the next start discovers it again
+            log.warning("antigravity: could not write the project of %s to its file (%s)", entry.name,
+                        redaction.scrub(f"{type(exc).__name__}: {exc}"))
+            return
+        if kept:
+            log.info("antigravity: project of %s written to its file", entry.name)
 
     async def _discover_steps(self, entry: ProviderEntry, io: UpstreamIO) -> str:
         base = self._explicit_base(entry)

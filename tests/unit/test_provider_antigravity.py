@@ -369,3 +369,63 @@ def test_the_envelope_has_one_session_id_and_no_refused_fields(body: bytes) -> N
     assert "model" not in env["request"] and "safetySettings" not in env["request"]
     if env["request"].get("contents"):
         assert env["request"]["contents"][0]["role"] == "user"
+
+
+# ------------------------------------------------------------------ a discovered project written to the file
+class Remembering:
+    """A token source that, like an account's, can write what is learnt into the account's file."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.kept: list[dict[str, Any]] = []
+        self.fail = fail
+
+    def token(self) -> str:
+        return TOKEN
+
+    async def refresh(self) -> bool:
+        return False
+
+    async def remember(self, **fields: Any) -> bool:
+        if self.fail:
+            raise OSError("read-only file system")
+        self.kept.append(fields)
+        return True
+
+
+async def settle(ex: AntigravityExecutor) -> None:
+    for _ in range(100):
+        if not ex._writes:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the project write did not finish")
+
+
+@pytest.mark.parametrize("fail", [False, True])
+async def test_a_discovered_project_is_handed_to_the_account_once(io: LoopbackIO, fail: bool) -> None:
+    fake = FakeCloud().start()
+    try:
+        ex = AntigravityExecutor(hosts=(fake.base,), discovery_host=fake.base)
+        e = entry_for("antigravity", fake.base, ag_account("antigravity-k@example.com.json"))
+        src = e.derived["token"] = Remembering(fail)
+        for _ in range(2):
+            up = await ex.send(e, Outbound("generate", "gemini", "text", gemini_body(), False, {}), io)
+            await up.body(1 << 20)  # a failed write never fails the request
+            up.close(True)
+        await settle(ex)
+        assert src.kept == ([] if fail else [{"project_id": PROJECT}])
+        assert len(fake.of("discovery")) == 1 and fake.of("antigravity")[-1].body["project"] == PROJECT
+    finally:
+        fake.stop()
+
+
+async def test_a_known_project_or_a_source_that_cannot_write_writes_nothing(io: LoopbackIO, cloud: FakeCloud) -> None:
+    ex = AntigravityExecutor(hosts=(cloud.base,), discovery_host=cloud.base)
+    known = entry_for("antigravity", cloud.base, ag_account("antigravity-m@example.com.json", project_id=PROJECT))
+    src = known.derived["token"] = Remembering()
+    up = await ex.send(known, Outbound("generate", "gemini", "text", gemini_body(), False, {}), io)
+    up.close(False)
+    plain = entry_for("antigravity", cloud.base, ag_account("antigravity-n@example.com.json"))  # StaticKey
+    up = await ex.send(plain, Outbound("generate", "gemini", "text", gemini_body(), False, {}), io)
+    up.close(False)
+    await settle(ex)
+    assert src.kept == [] and ex.project_known(plain) == PROJECT
