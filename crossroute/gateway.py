@@ -243,8 +243,8 @@ class Gateway:
 
     def _accounts_changed(self) -> None:
         """An account was added, changed or removed: serve the new set from the next request on;
-        the credentials that left (removed, disabled, needs login) lose their session bindings (and
-        in-process cooldowns) and every component hears of them."""
+        the credentials that left (removed, disabled, needs login) lose their session bindings and
+        cooldowns (in whatever state is configured) and every component hears of them."""
         before = self.registry.credential_ids()
         self.registry = self._build_registry(self.settings)
         gone = before - self.registry.credential_ids()

@@ -45,6 +45,13 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class AuthStore:
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
         self.dir = resolve_auth_dir(directory)
@@ -52,6 +59,9 @@ class AuthStore:
         self._digests: dict[str, str] = {}  # file name -> sha256 of what was loaded or written
         self._reported: dict[str, str] = {}  # file name -> digest of the bad content already logged
         self._listeners: list[ChangeListener] = []
+        # the event loop the listeners live on (the one that registered them); a write made in
+        # another thread (management API, CLI) has its listeners called there, not in that thread
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.RLock()  # writes come from the event loop and from CLI threads
 
     # ------------------------------------------------------------------ reading
@@ -214,10 +224,26 @@ class AuthStore:
     # ------------------------------------------------------------------ watching
     def on_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass
 
     def _emit(self, added: list[Account], changed: list[Account], removed: list[Account]) -> None:
         if not (added or changed or removed):
             return
+        loop = self._loop
+        if loop is not None and not loop.is_closed() and _running_loop() is not loop:
+            # a write from a worker thread: the listeners run on their loop, queued before the
+            # thread's result reaches whoever awaits it (both go through the loop in that order)
+            try:
+                loop.call_soon_threadsafe(self._emit_now, added, changed, removed)
+                return
+            except RuntimeError:  # the loop closed meanwhile: tell them here
+                pass
+        self._emit_now(added, changed, removed)
+
+    def _emit_now(self, added: list[Account], changed: list[Account], removed: list[Account]) -> None:
         for listener in list(self._listeners):
             try:
                 listener(added, changed, removed)

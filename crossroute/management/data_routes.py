@@ -12,6 +12,7 @@ import asyncio
 import email.parser
 import email.policy
 import errno
+import functools
 import os
 import re
 import urllib.parse
@@ -84,7 +85,7 @@ async def upload_auth_file(gw: Gateway, req: Request) -> Reply:
     written = []
     for name, data in files:
         try:
-            written.append(accounts.upload(gw, name, data).name)
+            written.append((await asyncio.to_thread(accounts.upload, gw, name, data)).name)
         except accounts.UploadError as exc:
             raise BadInput(str(exc), exc.field) from None
         except OSError as exc:
@@ -127,7 +128,7 @@ async def delete_auth_file(gw: Gateway, req: Request) -> Reply:
             raise BadInput(f"no account file {name!r}", "name", 404)
         names = [name]
     for n in names:
-        store.remove(n)
+        await asyncio.to_thread(store.remove, n)
     return ok(deleted=len(names))
 
 
@@ -140,7 +141,7 @@ async def patch_auth_status(gw: Gateway, req: Request) -> Reply:
         raise BadInput("'disabled' must be true or false", "disabled")
     store = await accounts.loaded(gw)
     try:
-        acct = store.set_disabled(name.strip(), disabled)
+        acct = await asyncio.to_thread(store.set_disabled, name.strip(), disabled)
     except KeyError:
         raise BadInput(f"no account file {name.strip()!r}", "name", 404) from None
     return ok(name=acct.name, disabled=acct.disabled)
@@ -217,7 +218,7 @@ async def patch_auth_fields(gw: Gateway, req: Request) -> Reply:
         raise BadInput("give at least one field to change", "name")
     store = await accounts.loaded(gw)
     try:
-        acct = store.update(name.strip(), **values)
+        acct = await asyncio.to_thread(functools.partial(store.update, name.strip(), **values))
     except KeyError:
         raise BadInput(f"no account file {name.strip()!r}", "name", 404) from None
     except AccountError as exc:

@@ -311,3 +311,25 @@ def test_shared_directories_are_never_tightened(tmp_path: Path, caplog: pytest.L
     assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
     assert len([r for r in caplog.records if "shared (sticky)" in r.getMessage()]) == 1
     assert stat.S_IMODE((shared / "a.json").stat().st_mode) == 0o600
+
+
+async def test_a_write_from_a_worker_thread_tells_the_listeners_on_their_loop(tmp_path: Path) -> None:
+    import asyncio
+    import threading
+
+    store = AuthStore(tmp_path / "auth")
+    heard: list[tuple[str, bool]] = []
+
+    def listener(added: list, changed: list, removed: list) -> None:
+        asyncio.get_running_loop()  # the gateway's listener schedules tasks: it must be on the loop
+        heard.append((next(a.name for a in added + changed + removed), threading.current_thread() is main))
+
+    main = threading.current_thread()
+    store.on_change(listener)
+    name = "xai-someone.json"
+    await asyncio.to_thread(store.write, name, CLIPROXY_FILES[name])
+    assert heard == [(name, True)]  # heard before the thread's result came back, on the loop's thread
+    await asyncio.to_thread(store.remove, name)
+    assert heard[-1] == (name, True) and len(heard) == 2
+    store.write(name, CLIPROXY_FILES[name])  # on the loop itself: at once
+    assert len(heard) == 3

@@ -99,7 +99,18 @@ ROUTES = [
     ("GET", "/v0/management/auth-files/download", "name=claude-a@example.com.json"),
     ("GET", "/v0/management/api-key-usage", ""),
     ("POST", "/v0/management/reset-quota", ""),
+    # the account writes (each takes the file in at once: the store's listeners run on the loop)
+    ("PATCH", "/v0/management/auth-files/status", ""),
+    ("PATCH", "/v0/management/auth-files/fields", ""),
+    ("POST", "/v0/management/auth-files", "name=xai-b@example.com.json"),
+    ("DELETE", "/v0/management/auth-files", "name=xai-b@example.com.json"),
 ]
+BODIES = {
+    "/v0/management/reset-quota": b'{"auth_index": "claude-a@example.com.json"}',
+    "/v0/management/auth-files/status": b'{"name": "claude-a@example.com.json", "disabled": false}',
+    "/v0/management/auth-files/fields": b'{"name": "claude-a@example.com.json", "priority": 3}',
+    "/v0/management/auth-files": b'{"type": "xai", "access_token": "xai-access-token-for-the-test-0001"}',
+}
 
 
 def _run(gw: Gateway, wire: Tripwire) -> list[int]:
@@ -108,7 +119,7 @@ def _run(gw: Gateway, wire: Tripwire) -> list[int]:
         statuses = []
         for _ in range(2):  # the second round takes the fast path of the key check (the ban file only)
             for method, path, query in ROUTES:
-                body = b'{"auth_index": "claude-a@example.com.json"}' if method == "POST" else b""
+                body = BODIES.get(path, b"") if method != "DELETE" else b""
                 statuses.append((await api.management(gw, _req(method, path, query, body))).status)
             page = _req("GET", "/management.html")
             statuses.append((await api.panel_page(gw, page)).status)
@@ -136,6 +147,7 @@ def test_no_file_io_on_the_event_loop(gw: Gateway, tmp_path: Path, monkeypatch: 
     assert all(s < 500 for s in statuses), statuses
     assert statuses[0] == 200 and statuses[8] == 200 and statuses[9] == 200  # the list, the log by id and by name
     assert statuses[13:16] == [200, 200, 200]  # the download, api-key-usage, reset-quota
+    assert statuses[16:20] == [200, 200, 200, 200], statuses  # status, fields, upload, delete
     assert wire.hits == [], "file system calls on the event loop:\n" + "\n".join(f"{n} {p}" for n, p in wire.hits)
 
 
