@@ -1,6 +1,7 @@
 """The Responses API over WebSocket (issue 10): what a gateway in the middle costs.
 
     python bench/bench_ws.py [--quick] [--turns N] [--idle N] [--json out.json]
+    python bench/bench_ws.py --icount [--turns N] [--root TREE]   (valgrind: instructions per warm turn)
 
 Starts the fake WebSocket upstream of the tests (tests/e2e/fake_ws_upstream.py, in this process's
 threads) and one ``crossroute serve`` with a ``codex-api-key`` entry at it (``websockets: true``).
@@ -22,7 +23,11 @@ Measures, all on 127.0.0.1:
    app, which alone is over the target.
 
 Wall-clock figures on a shared 2-core machine swing between runs; the turn latency is a median
-over hundreds of turns to keep that noise down.
+over hundreds of turns to keep that noise down. ``--icount`` does not swing: it runs the gateway
+under valgrind's callgrind (``apt-get install -y valgrind``; about 50x slower) and counts the
+instructions of all its threads over N warm turns of one conversation (default 200, after 20 to
+warm up); ``--root`` runs the crossroute package of another tree (say ``git archive <commit>``
+unpacked) with this one's fake upstream, for before/after figures.
 """
 
 from __future__ import annotations
@@ -284,13 +289,100 @@ async def python_part(count: int) -> dict[str, Any]:
             "python_mb_total": round((after - before) / 1024 / 1024, 2)}
 
 
+def icount(turns: int, root: str, keep: bool = False) -> int:
+    """Instructions per warm turn of a gateway under callgrind (all its threads)."""
+    import glob
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+
+    from tests.e2e.gateway_process import free_port
+
+    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+        print("valgrind is not installed (apt-get install -y valgrind)")
+        return 1
+    up = FakeWsUpstream().start()
+    tmp = tempfile.mkdtemp(prefix="crossroute-wsicount-")
+    port = free_port()
+    cfg = Path(tmp) / "config.yaml"
+    cfg.write_text(json.dumps({"host": "127.0.0.1", "port": port, "api-keys": [CLIENT_KEY],
+                               "auth-dir": f"{tmp}/auth", "data-dir": f"{tmp}/data", "logs-dir": f"{tmp}/logs",
+                               "codex-api-key": [{"api-key": KEY, "base-url": up.base + "/v1", "websockets": True,
+                                                  "models": [{"name": "text", "alias": "ws-text"}]}]}))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = f"{tmp}/cg.%p.out"
+    log = open(f"{tmp}/gateway.log", "wb")
+    proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                             sys.executable, "-m", "crossroute", "serve", "--config", str(cfg)],
+                            cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"ws://127.0.0.1:{port}/v1/responses"
+
+    async def control(*flags: str) -> None:
+        await asyncio.to_thread(subprocess.run, ["callgrind_control", *flags, str(proc.pid)], capture_output=True)
+
+    async def conversation() -> None:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                ws = await websockets.connect(url, additional_headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+                                              max_size=None, open_timeout=60)
+                break
+            except (OSError, websockets.exceptions.InvalidStatus, TimeoutError):
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                await asyncio.sleep(1.0)
+        async with ws:
+            prev = None
+            for i in range(20 + turns):
+                if i == 20:
+                    await control("-i", "on")
+                msg: dict[str, Any] = {"model": "ws-text", "input": [user("next step")]}
+                if prev:
+                    msg["previous_response_id"] = prev
+                ev = await asyncio.wait_for(_turn(ws, msg), 120)
+                assert ev["type"] == "response.completed", ev
+                prev = ev["response"]["id"]
+            await control("-d")
+            await control("-i", "off")
+
+    try:
+        asyncio.run(conversation())
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        up.stop()
+    total = 0
+    for path in glob.glob(f"{tmp}/cg.*.out*"):
+        if not path.rsplit(".", 1)[-1].isdigit():
+            continue  # the dump at exit, not the one taken over the timed turns
+        m = re.search(rb"^(?:totals|summary):\s*(\d+)", Path(path).read_bytes(), re.M)
+        if m:
+            total += int(m.group(1))
+    if keep:
+        print(f"callgrind files kept in {tmp} (callgrind_annotate)")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{root}: {total // turns:,} instructions per warm turn (gateway, all threads; {turns} turns)")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer turns and sockets")
     ap.add_argument("--turns", type=int, default=400, help="timed turns per side")
     ap.add_argument("--idle", type=int, default=1000, help="idle client sockets")
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--icount", action="store_true", help="instructions per warm turn under valgrind")
+    ap.add_argument("--root", default=str(ROOT), help="--icount: the tree whose crossroute package runs")
+    ap.add_argument("--keep", action="store_true", help="--icount: keep the callgrind files")
     args = ap.parse_args()
+    if args.icount:
+        return icount(args.turns if args.turns != 400 else 200, args.root, args.keep)
     turns, idle = (100, 300) if args.quick else (args.turns, args.idle)
     up = FakeWsUpstream().start()
     cfg = {"api-keys": [CLIENT_KEY], "max-connections": max(2048, idle + 100),
