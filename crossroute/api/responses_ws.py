@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections import deque
@@ -64,6 +65,9 @@ MAX_LANES = 8  # conversations on one connection (the default one and one per cl
 # connection's fair mutex in spawn order. tests/e2e/test_responses_ws.py checks the order of 400 events.
 SEND_WINDOW = 32
 _TURN_TYPES = ("response.create", "response.append")
+# a payload that may be a turn's end or an error (then parsed): one search, not four ``in`` tests
+# (on CPython 3.11 ``bytes in bytes`` first tries the needle as an integer and raises inside)
+_MAYBE_TERMINAL = re.compile(rb'"(?:error|response\.(?:completed|incomplete|failed))"').search
 class _Lane:
     """One conversation on the connection: the default one, or one per client ``stream_id``. Each has
     its turn state, its queue and its worker (turns of one lane run in order; lanes run side by side),
@@ -426,11 +430,11 @@ class WsSession:
         window: deque[Any] = deque()  # sends under way, oldest first (see SEND_WINDOW)
         send = self.transport.send_str
         parser = SSEParser()  # events split across chunks are put back together
+        maybe_terminal = _MAYBE_TERMINAL
         try:
             async for chunk in chunks:
                 for payload in frames_of(chunk, parser):
-                    if b'"error"' in payload or b'"response.completed"' in payload or (
-                            b'"response.incomplete"' in payload or b'"response.failed"' in payload):
+                    if maybe_terminal(payload) is not None:
                         payload, error = self._terminal(lane, payload, full, error)
                     self.log.upstream_event(payload)
                     try:
