@@ -38,6 +38,7 @@ from ..dispatch import execute
 from ..formats.neutral import BadRequest
 from ..formats.responses_framer import default_code, is_codex_client
 from ..formats.sse import SSEParser
+from ..formats.thinking import split_suffix
 from ..formats.validate import CHECKS
 from ..observe import CallEnded
 from ..providers.ws_pool import COMPONENT as POOL_COMPONENT
@@ -495,8 +496,6 @@ class WsSession:
 def _served_over_ws(gw: Gateway, model: str) -> bool:
     """Whether every candidate for ``model`` is a WebSocket upstream (then it prewarms itself, and
     ``generate`` may be sent; an HTTP upstream never sees it)."""
-    from ..formats.thinking import split_suffix
-
     base, _ = split_suffix(model)
     candidates = gw.registry.resolve(base) or gw.registry.resolve(model)
     return bool(candidates) and all(getattr(c.executor, "websocket", False) for c in candidates)

@@ -352,6 +352,12 @@ class WsExecutor:
         self.supports = inner.supports
         self.models = getattr(inner, "models", ())
         self.default_base_url = getattr(inner, "default_base_url", "")
+        # an executor that rewrites bodies and answers (codex_account.py) lends its steps: ``prepare``
+        # gives what the service must receive, ``wrap`` the answer as the client asked for it
+        prepare, wrap = getattr(inner, "prepare", None), getattr(inner, "wrap", None)
+        self._prepare = prepare if wrap is not None else None
+        self._wrap = wrap if prepare is not None else None
+        self._builds = hasattr(inner, "build")
 
     def wire_format(self, entry: ProviderEntry, client_format: str) -> str:
         return self.inner.wire_format(entry, client_format)
@@ -361,17 +367,12 @@ class WsExecutor:
 
     async def send(self, entry: ProviderEntry, out: Outbound, io: UpstreamIO) -> Upstream:
         suffix = _suffix_of(out.client_headers)
-        if out.operation != "generate" or out.wire != "responses" or not hasattr(self.inner, "build"):
+        if out.operation != "generate" or out.wire != "responses" or not self._builds:
             return await self.inner.send(entry, _in_full(out, suffix), io)
         fallback_until = entry.derived.get("ws_http_until")
         if fallback_until is not None and time.monotonic() < fallback_until:
             return await self.inner.send(entry, _in_full(out, suffix), io)
-        # an executor that rewrites bodies and answers (codex_account.py) lends its steps: ``prepare``
-        # gives what the service must receive, ``wrap`` the answer as the client asked for it
-        prepare = getattr(self.inner, "prepare", None)
-        wrap = getattr(self.inner, "wrap", None)
-        if prepare is None or wrap is None:
-            prepare = None
+        prepare, wrap = self._prepare, self._wrap
         turn = await self._turn(entry, out, io, suffix, prepare)
         if turn is None:  # the upstream does not take WebSockets: HTTP, with the full body
             return await self.inner.send(entry, _in_full(out, suffix), io)
