@@ -224,6 +224,24 @@ class Refresher:
                                expires_at=grant.expires_at, id_token=grant.id_token, now=self._clock(), extra=extra)
         return self.store.write(acct.name, obj)
 
+    async def remember(self, name: str, **fields: Any) -> bool:
+        """Write ``fields`` into account ``name``'s file (what an executor learnt about the account,
+        e.g. Antigravity's project), under the account's host lock and read again first, so tokens
+        another process just wrote are kept. The file is read and written in a thread. False when
+        the account (or its file) is gone."""
+        async with self._host_lock(name):
+            acct = await asyncio.to_thread(self._reread_existing, name)
+            if acct is None:
+                return False
+            if all(acct.raw.get(k) == v for k, v in fields.items()):
+                return True
+            await asyncio.to_thread(self.store.write, name, acct.with_fields(**fields))
+            return True
+
+    def _reread_existing(self, name: str) -> Account | None:
+        acct = self.store.reread(name)
+        return acct if acct is not None and acct.path.is_file() else None
+
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()

@@ -13,7 +13,7 @@ Both fit ``providers.base.TokenSource`` (``token()`` and ``async refresh()``):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .refresh import Refresher
@@ -56,6 +56,10 @@ class AccountToken:
         if acct is not None and self._refresher.due(acct):
             await self._refresher.refresh(self.name, stale=acct.access_token, reason="the token is due")
         return self.token()
+
+    async def remember(self, **fields: Any) -> bool:
+        """Keep what an executor learnt about the account in its file (``Refresher.remember``)."""
+        return await self._refresher.remember(self.name, **fields)
 
     def __repr__(self) -> str:
         return f"AccountToken({self.name!r})"

@@ -90,6 +90,7 @@ def oauth() -> Iterator[FakeOAuth]:
 @pytest.fixture(scope="module")
 def fake(oauth: FakeOAuth) -> Iterator[FakeCloud]:
     srv = FakeCloud(project=PROJECT).start()
+    srv.force_encoding = "gzip"  # every answer compressed, as Google's front ends may: the gateway decodes
     srv.token_ok = lambda t: oauth.access_tokens.get(t) == "vertex"  # the service account's minted tokens
     yield srv
     srv.stop()
