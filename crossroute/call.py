@@ -13,9 +13,8 @@ from typing import Any
 
 import orjson
 
-from .formats.answers import USAGE_FIELD
 from .formats.neutral import Usage
-from .formats.translate import PendingUsage, usage_of
+from .formats.translate import PendingUsage, usage_of, usage_of_field
 from .routing.session_ids import SessionIds
 
 __all__ = ["Attempt", "Call", "ParsedUsage", "RawUsage", "Trace"]
@@ -89,7 +88,7 @@ class RawUsage:
     def resolve(self) -> Usage | None:
         raw = self.raw
         try:
-            return usage_of(self.fmt, {} if raw is None else {USAGE_FIELD[self.fmt]: orjson.loads(memoryview(raw))})
+            return None if raw is None else usage_of_field(self.fmt, orjson.loads(memoryview(raw)))
         except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError, KeyError):
             return None
 

@@ -42,19 +42,21 @@ FORMAT = "openai"
 
 def usage_from_chat(usage: dict[str, Any] | None) -> Usage | None:
     """Neutral usage from a chat ``usage`` object (prompt/completion/cached/reasoning)."""
-    if not isinstance(usage, dict):
+    if usage.__class__ is not dict:
         return None
-    prompt = usage.get("prompt_tokens") or 0
-    completion = usage.get("completion_tokens") or 0
-    pd = usage.get("prompt_tokens_details")
-    cd = usage.get("completion_tokens_details")
-    cached = pd.get("cached_tokens") or 0 if isinstance(pd, dict) else 0
-    reasoning = cd.get("reasoning_tokens") or 0 if isinstance(cd, dict) else 0
+    prompt = usage.get("prompt_tokens") or 0  # type: ignore[union-attr]
+    completion = usage.get("completion_tokens") or 0  # type: ignore[union-attr]
+    pd = usage.get("prompt_tokens_details")  # type: ignore[union-attr]
+    cd = usage.get("completion_tokens_details")  # type: ignore[union-attr]
+    cached = (pd.get("cached_tokens") or 0) if pd.__class__ is dict else 0
+    reasoning = (cd.get("reasoning_tokens") or 0) if cd.__class__ is dict else 0
+    # counts are ints on the wire; anything else (a float, a numeric string) is converted
     return Usage(
-        input_tokens=int(prompt),
-        output_tokens=int(completion),
-        cached_tokens=int(cached),
-        reasoning_tokens=int(reasoning),
+        prompt if prompt.__class__ is int else int(prompt),
+        completion if completion.__class__ is int else int(completion),
+        cached if cached.__class__ is int else int(cached),
+        0,
+        reasoning if reasoning.__class__ is int else int(reasoning),
     )
 
 

@@ -53,6 +53,24 @@ def usage_of(fmt: str, obj: Any) -> Usage | None:
     return module("responses").usage_from_responses(raw) if isinstance(raw, dict) else None
 
 
+_FIELD_READERS: dict[str, tuple[str, str]] = {
+    "openai": ("openai", "usage_from_chat"), "claude": ("claude", "usage_from_claude"),
+    "gemini": ("gemini", "usage_from_gemini"), "responses": ("responses", "usage_from_responses"),
+}
+_field_readers: dict[str, Any] = {}
+
+
+def usage_of_field(fmt: str, raw: Any) -> Usage | None:
+    """Usage out of the usage field alone (``usage`` / ``usageMetadata``) of a format ``fmt`` answer."""
+    if not isinstance(raw, dict):
+        return None
+    reader = _field_readers.get(fmt)
+    if reader is None:
+        mod, name = _FIELD_READERS.get(fmt, _FIELD_READERS["responses"])
+        reader = _field_readers[fmt] = getattr(module(mod), name)
+    return reader(raw)  # type: ignore[no-any-return]
+
+
 class PendingUsage:
     """The usage of an answer passed through unchanged, read from it only when asked for (the
     usage log or store); parsing every answer just in case would cost each request."""

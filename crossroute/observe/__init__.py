@@ -81,7 +81,7 @@ class Hub:
 
     def call_ended(self, event: CallEnded) -> None:
         group = self.observers
-        if self.failures and self.failed(event):
+        if self.failures and (event.status >= 400 or event.error is not None):  # Hub.failed, inlined
             group = [*group, *self.failures]
         for obs in group:
             try:

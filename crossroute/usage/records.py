@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..gateway import Gateway
     from ..observe.events import CallEnded
 
-__all__ = ["FIELDS", "key_id", "provider_of", "records_of", "rows_of", "skipped", "snapshot"]
+__all__ = ["FIELDS", "clock_offset", "key_id", "provider_of", "records_of", "rows_of", "skipped", "snapshot"]
 
 FIELDS = (
     "ts", "request_id", "client_key", "client_format", "endpoint", "operation", "provider", "credential",
@@ -93,8 +93,8 @@ def _error(text: str | None) -> str | None:
 def snapshot(event: CallEnded) -> tuple[Any, ...]:
     """What the records of a finished call need, read on the loop (cheap: no body, no parsing)."""
     call = event.call
-    head = (time.time() - time.monotonic(), event.request_id, event.path, event.status, event.error,
-            event.transport, event.client_format, event.started, event.ended)
+    head = (event.request_id, event.path, event.status, event.error, event.transport, event.client_format,
+            event.started, event.ended)
     if call is None:
         return (*head, None)
     # plain values only (no Attempt or Call objects): what waits in the queue is not tracked by the GC
@@ -118,9 +118,17 @@ def _resolved(u: Any) -> tuple[int, int, int, int, int] | None:
     return (v.input_tokens, v.output_tokens, v.cached_tokens, v.cache_creation_tokens, v.reasoning_tokens)
 
 
-def rows_of(gw: Gateway, snap: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    """The usage records (see ``FIELDS``) of a ``snapshot`` (run on the store's thread)."""
-    offset, rid, path, ev_status, ev_error, ev_transport, ev_format, started, ended, c = snap
+def clock_offset() -> float:
+    """Wall-clock time minus ``time.monotonic()``: what turns a snapshot's times into ``ts``."""
+    return time.time() - time.monotonic()
+
+
+def rows_of(gw: Gateway, snap: tuple[Any, ...], offset: float | None = None) -> list[tuple[Any, ...]]:
+    """The usage records (see ``FIELDS``) of a ``snapshot`` (run on the store's thread, which takes
+    the ``clock_offset`` once per batch: the snapshots of one batch are at most seconds old)."""
+    if offset is None:
+        offset = clock_offset()
+    rid, path, ev_status, ev_error, ev_transport, ev_format, started, ended, c = snap
     if c is None:
         return [(started + offset, rid, None, ev_format, path, None, None, None, None, None,
                  0, ev_transport, ev_status, _error(ev_error), round((ended - started) * 1000, 3),

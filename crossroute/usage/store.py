@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .backends import Backend, open_backend
-from .records import rows_of, skipped, snapshot
+from .records import clock_offset, rows_of, skipped, snapshot
 
 if TYPE_CHECKING:
     from ..call import Attempt, Call
@@ -163,6 +163,7 @@ class UsageStore:
         gw = self.gw
         while pending:
             n = min(len(pending), BATCH * 4)
+            offset = clock_offset()
             records: list[tuple[Any, ...]] = []
             for _ in range(n):
                 item = pending.popleft()
@@ -170,7 +171,7 @@ class UsageStore:
                     records.extend(item[1])
                 else:
                     try:
-                        records.extend(rows_of(gw, item))
+                        records.extend(rows_of(gw, item, offset))
                     except Exception:
                         self.dropped += 1
                         log.exception("usage store: a call's records could not be made")
