@@ -288,7 +288,7 @@ async def _stream(gw: Gateway, call: Call, cand: Candidate, up: Upstream, prepar
                 eof = True
                 # with no event at all, whatever finish() would render (an early-EOF error) is
                 # not an answer; else it raises UpstreamEventError or flushes a last event
-                out = pipe.finish() if b"data:" in head else b""
+                out = pipe.finish() if head.find(b"data:") >= 0 else b""
                 if out:
                     break
                 message, _ = errors.upstream_error_message(head) if head else ("", None)

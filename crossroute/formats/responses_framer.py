@@ -159,9 +159,9 @@ def _fields(frame: bytes) -> tuple[bytes | None, list[bytes]]:
     """(event name, data lines) of one frame (WHATWG field rules; CR, LF, CRLF line ends)."""
     if frame.startswith(b"event: "):  # fast path: the usual two-line frame
         nl = frame.find(b"\n")
-        if nl > 0 and frame.startswith(b"data: ", nl + 1) and frame.find(b"\n", nl + 1) < 0 and b"\r" not in frame:
+        if nl > 0 and frame.startswith(b"data: ", nl + 1) and frame.find(b"\n", nl + 1) < 0 and frame.find(b"\r") < 0:
             return frame[7:nl].strip(), [frame[nl + 7 :]]
-    if b"\r" in frame:
+    if frame.find(b"\r") >= 0:
         frame = frame.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     event: bytes | None = None
     data: list[bytes] = []

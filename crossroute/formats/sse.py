@@ -132,11 +132,13 @@ class SSEParser:
         if not chunk:
             return []
         self._cr = chunk[-1:] == b"\r"
-        if b"\r" in chunk:
+        # bytes.find, not ``in``: CPython 3.11's bytes ``in`` first tries the needle as an int and
+        # raises and clears a TypeError each time (about 90 ns); the hot paths use find throughout
+        if chunk.find(b"\r") >= 0:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         parts = self._parts
         if parts:
-            if b"\n\n" not in chunk and not (self._nl and chunk[:1] == b"\n"):
+            if chunk.find(b"\n\n") < 0 and not (self._nl and chunk[:1] == b"\n"):
                 # still inside one event: keep the piece, copy nothing
                 self._size += len(chunk)
                 if self._size > self._max:
@@ -170,7 +172,7 @@ class SSEParser:
             # Fast paths for the two shapes real upstreams send: one data line, or an event line
             # then one data line. Anything else takes the general parser.
             if block.startswith(b"data: "):
-                if b"\n" not in block:
+                if block.find(b"\n") < 0:
                     out.append(SSEEvent(None, block[6:]))
                     continue
             elif block.startswith(b"event: "):
@@ -230,17 +232,17 @@ class EventSplitter:
             if chunk[-4:] == b"\r\n\r\n" and chunk.find(b"\r") == n - 4 and chunk.find(b"\n") == n - 3 and n > 4:
                 self._cr = False
                 return [chunk[:-4]]
-            if chunk[-2:] == b"\n\n" and chunk.find(b"\n") == n - 2 and n > 2 and b"\r" not in chunk:
+            if chunk[-2:] == b"\n\n" and chunk.find(b"\n") == n - 2 and n > 2 and chunk.find(b"\r") < 0:
                 self._cr = False
                 return [chunk[:-2]]
         self._cr = chunk[-1:] == b"\r"
-        if b"\r" in chunk:
+        if chunk.find(b"\r") >= 0:
             chunk = chunk.replace(b"\r\n", b"\n")
-            if b"\r" in chunk:
+            if chunk.find(b"\r") >= 0:
                 chunk = chunk.replace(b"\r", b"\n")
         parts = self._parts
         if parts:
-            if b"\n\n" not in chunk and not (self._nl and chunk[:1] == b"\n"):
+            if chunk.find(b"\n\n") < 0 and not (self._nl and chunk[:1] == b"\n"):
                 parts.append(chunk)  # still inside one event
                 self.pending += len(chunk)
                 self._nl = chunk[-1:] == b"\n"
@@ -278,7 +280,7 @@ class EventSplitter:
 
 def encode_event(data: bytes, event: str | None = None) -> bytes:
     """One SSE event: optional ``event:`` line, one ``data:`` line per line of data."""
-    if b"\n" in data:
+    if data.find(b"\n") >= 0:
         body = b"".join(b"data: " + line + b"\n" for line in data.split(b"\n"))
     else:
         body = b"data: " + data + b"\n"

@@ -63,7 +63,7 @@ def unwrap_body(raw: bytes) -> bytes:
 
 
 def _data_lines(payload: bytes) -> bytes:
-    if b"\n" not in payload:
+    if payload.find(b"\n") < 0:
         return b"data: " + payload
     return b"\n".join(b"data: " + line for line in payload.split(b"\n"))  # (a pretty-printed answer)
 
@@ -71,7 +71,7 @@ def _data_lines(payload: bytes) -> bytes:
 def unwrap_event(block: bytes) -> bytes:
     """One event (lines ended by LF, without its closing blank line), its data unwrapped; the
     other lines kept."""
-    if block[:6] == b"data: " and b"\n" not in block:  # one data line: what Cloud Code sends
+    if block[:6] == b"data: " and block.find(b"\n") < 0:  # one data line: what Cloud Code sends
         if block.find(b'"response"', 6) < 0:
             return block
         try:

@@ -30,7 +30,7 @@ def wait_of(text: str) -> float | None:
 
 
 def google_retry_after(body: bytes | None) -> float | None:
-    if not body or b'"error"' not in body:
+    if not body or body.find(b'"error"') < 0:
         return None
     try:
         obj: Any = orjson.loads(body)

@@ -77,7 +77,7 @@ def _empty_turn(msg: dict[str, Any]) -> bool:
 
 def chat_body(body: bytes) -> bytes:
     """A chat completions body whose history Kimi accepts (see the module docstring)."""
-    if b'"assistant"' not in body and b'"tool"' not in body:
+    if body.find(b'"assistant"') < 0 and body.find(b'"tool"') < 0:
         return body
     try:
         obj = orjson.loads(body)

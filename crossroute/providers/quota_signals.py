@@ -303,7 +303,7 @@ def parse_error_body(body: bytes | Mapping[str, Any], now: float) -> Signals | N
     ``response.failed`` event): an exhausted account-wide window until ``resets_at``."""
     obj: Any = body
     if isinstance(body, bytes | bytearray):
-        if b"usage_limit_reached" not in body:
+        if body.find(b"usage_limit_reached") < 0:
             return None
         import orjson
 

@@ -165,7 +165,7 @@ class AssembledResponse(_Wrapped):
             return None
         kind = ev.get("type")
         if self._watch is not None and (kind == "codex.rate_limits" or (
-                kind in ("response.failed", "error") and b"usage_limit_reached" in data)):
+                kind in ("response.failed", "error") and data.find(b"usage_limit_reached") >= 0)):
             call_hook(self._watch, ev)
         if kind == "response.output_item.done":
             item = ev.get("item")
