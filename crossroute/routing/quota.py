@@ -134,7 +134,7 @@ class QuotaBook:
         sig = parse_codex_event(event, self._clock())
         if sig is not None:
             acct = entry.derived.get(self._key) or self._account_of(entry)
-            self._apply(acct, sig, self._clock())
+            self._settle(acct, sig, self._clock())
 
     def note_error(self, entry: Any, status: int, body: bytes) -> None:
         """An error answer's body (after ``note`` took its headers): Codex tells its reset there."""
@@ -144,7 +144,16 @@ class QuotaBook:
         sig = parse_error_body(body, now)
         if sig is not None:
             acct = entry.derived.get(self._key) or self._account_of(entry)
-            self._apply(acct, sig, now)
+            self._settle(acct, sig, now)
+
+    def _settle(self, acct: Account, sig: Signals, now: float) -> None:
+        """Apply a reading from an event or an error body: after any headers not read yet (older
+        than it), and written to the snapshot file like a reading from headers."""
+        if acct.raw is not None:
+            self._read(acct)
+        self._apply(acct, sig, now)
+        if acct.persist and self._timer is None:
+            self._schedule()
 
     def _account_of(self, entry: Any) -> Account:
         cid = entry.id

@@ -335,3 +335,19 @@ def test_a_refilled_account_is_tried_first() -> None:
     clock.t += 61  # every window of a refilled and nothing was heard since: a is tried first again
     assert book.headroom(a.id) is None and not book.heard_from(a.id)
     assert router.pick_now([cand(a), cand(b)], "m", None).credential_id == a.id
+
+
+async def test_an_event_reading_is_newer_than_unread_headers_and_is_saved(tmp_path: Path) -> None:
+    clock = Clock()
+    clock.t = time.time()
+    router, book = setup(clock)
+    book.attach(router, None, auth_dir=tmp_path)
+    a = entry("codex-me@x.com.json")
+    book.note(a, 200, codex(20, 3600, clock))  # headers of the answer, not read yet (lazy)
+    book.note_event(a, {"type": "codex.rate_limits", "rate_limits": {
+        "primary": {"used_percent": 55, "window_minutes": 300, "reset_at": int(clock.t + 3000)}}})
+    acct = book.account(a.id)
+    assert acct is not None and acct.windows["primary"].used == 0.55  # the event came later: it wins
+    assert book._timer is not None  # the snapshot file is written for an event too (not only for headers)
+    book.flush_now()
+    assert "45% left" in describe(read_snapshot(tmp_path)["codex-me@x.com.json"], now=clock.t)
