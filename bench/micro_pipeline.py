@@ -1,6 +1,15 @@
 """Crossroute's own Python cost per request, without the network: ``App.__rsgi__`` driven by a
 fake RSGI protocol, with the upstream HTTP client replaced by an in-memory answer. Prints µs per
-request for the non-stream and stream paths; use it to compare changes (no thresholds)."""
+request for the non-stream and stream paths; use it to compare changes (no thresholds).
+
+    python bench/micro_pipeline.py [--observers usage,metrics,traces]
+    python bench/micro_pipeline.py --icount [--stream] [--observers ...]   # instructions (valgrind)
+
+``--observers``: the usage store (SQLite in a temporary data dir), metrics (as after a first
+``GET /metrics``) and routing traces (the management API enabled, so every call is traced).
+``--icount`` runs itself twice under callgrind (300 and 1300 requests) and prints the difference
+per request: instructions of every thread (the usage store's writer too), start-up cancelled out.
+The collector is frozen after start, as ``crossroute serve`` does."""
 
 from __future__ import annotations
 
@@ -108,12 +117,29 @@ class _Proto:
         await asyncio.sleep(3600)
 
 
-async def run(n: int, modes: tuple[bool, ...] = (False, True), repeats: int = 5) -> None:
-    gw = Gateway(parse(CONFIG))
+async def run(n: int, modes: tuple[bool, ...] = (False, True), repeats: int = 5,
+              observers: tuple[str, ...] = ()) -> None:
+    import gc
+    import os
+    import tempfile
+
+    extra = ""
+    data_dir = tempfile.mkdtemp(prefix="crossroute-micro-")
+    if "usage" in observers:
+        extra += f"usage-statistics-enabled: true\ndata-dir: {data_dir}\n"
+    if "traces" in observers:
+        os.environ["MANAGEMENT_PASSWORD"] = "micro-pipeline-password"
+    gw = Gateway(parse(CONFIG + extra))
     await gw.start()
     await gw._http.close()  # type: ignore[union-attr]
     gw._http = _Session()  # type: ignore[assignment]
+    if "metrics" in observers:
+        from crossroute.api.metrics import metrics_of
+
+        metrics_of(gw)
     app = App(gw)
+    gc.collect()
+    gc.freeze()
     for stream in modes:
         body = orjson.dumps({"model": "fast", "messages": [{"role": "user", "content": "hi"}], "stream": stream})
         scope = _Scope(body)
@@ -125,15 +151,49 @@ async def run(n: int, modes: tuple[bool, ...] = (False, True), repeats: int = 5)
             for _ in range(n):
                 await app.__rsgi__(scope, _Proto(body))
             best = min(best, (time.perf_counter() - t) / n * 1e6)
-        print(f"{'stream (50 events)' if stream else 'non-stream':>20}: {best:7.1f} µs per request (best of 5)")
+        if repeats > 1:
+            print(f"{'stream (50 events)' if stream else 'non-stream':>20}: {best:7.1f} µs per request (best of 5)")
+    store = gw.observers.named.get("usage")
+    if store is not None:
+        store.stop_now()  # what was queued is written (and counted) before the end
+
+
+def icount(stream: bool, observers: tuple[str, ...]) -> int:
+    """Instructions per request: callgrind over 300 and over 1300 requests, the difference / 1000."""
+    import re
+    import subprocess
+    import sys
+
+    counts = []
+    for n in (300, 1300):
+        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
+                "--count", str(n), *(["--stream"] if stream else []), "--observers", ",".join(observers)]
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stderr
+        m = re.search(r"refs:\s+([\d,]+)", out)
+        assert m is not None, out
+        counts.append(int(m.group(1).replace(",", "")))
+    return (counts[1] - counts[0]) // 1000
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
     import uvloop
 
-    if len(sys.argv) > 1:  # instruction counting: `valgrind --tool=callgrind ... N stream|plain`
-        uvloop.run(run(int(sys.argv[1]), (sys.argv[2] == "stream",), repeats=1))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--observers", default="", help="comma list of usage, metrics, traces")
+    ap.add_argument("--icount", action="store_true", help="instructions per request under callgrind")
+    ap.add_argument("--stream", action="store_true", help="with --icount: 50-event streams")
+    ap.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)  # one counted run (icount)
+    args = ap.parse_args()
+    obs = tuple(o for o in args.observers.split(",") if o)
+    if args.count:
+        uvloop.run(run(args.count, (args.stream,), repeats=1, observers=obs))
+    elif args.icount:
+        base = icount(args.stream, ())
+        print(f"{'stream' if args.stream else 'non-stream'}: {base:,} instructions per request, observers off")
+        if obs:
+            on = icount(args.stream, obs)
+            print(f"with {','.join(obs)}: {on:,} ({on / base:.3f} x)")
     else:
-        uvloop.run(run(3000))
+        uvloop.run(run(3000, observers=obs))
