@@ -30,6 +30,14 @@ _PG_LOCK = 727011  # advisory lock id held while migrating
 _PER_STATEMENT = 40  # rows per SQLite INSERT (40 x 23 values, far below SQLite's limit of variables)
 _multi: dict[int, str] = {}
 
+# CPython 3.11's sqlite3 binds int, float and str directly but sends every other value, None too,
+# through its adapter protocol: a lookup of (NoneType, PrepareProtocol) in the adapters table, then
+# two failing attribute lookups (``__adapt__``, ``__conform__``), each raising and clearing an
+# exception. A usage row has several NULLs (error, ttft, session source...): registering an adapter
+# for None (``{}.get``, a C callable that returns None) makes it one dict hit, about 13% less work
+# per inserted row (callgrind). The value bound is the same NULL, for every sqlite3 user in the process.
+sqlite3.register_adapter(type(None), {}.get)
+
 
 def _multi_insert(n: int) -> str:
     stmt = _multi.get(n)
