@@ -9,13 +9,20 @@ cooldowns and bound sessions per credential (in-process state only), quota remai
 
 A model label is the client's model name only for calls that reached an upstream (anything else is
 ``-``), so unknown names sent by clients cannot grow the label set.
+
+The request path does as little as it can: a call with one attempt (nearly all of them) is one
+tuple of its label values, one dictionary look-up and one list append of its ``Attempt`` (and of
+its usage). Those lists are folded into the settled counts (metrics_counts.py) in batches — at a
+scrape, every ``_BATCH`` calls of one label set, and before a reload changes which provider a
+credential id names — with C-level helpers (``map``/``attrgetter``, ``sort`` and ``bisect`` for
+the histogram buckets). Calls with no attempt or several are counted at once (rare).
 """
 
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from collections.abc import Iterator
+from operator import attrgetter, sub
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
@@ -23,41 +30,58 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 from ..usage.records import provider_of
+from .metrics_counts import KINDS, LATENCY, TTFT, Counts, observe
 
 if TYPE_CHECKING:
     from ..call import Attempt, Call
+    from ..config import Settings
+    from ..formats.neutral import Usage
     from ..gateway import Gateway
     from .events import CallEnded
 
 __all__ = ["Metrics"]
 
-_LATENCY = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-_TTFT = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-_KINDS = ("input", "output", "cached", "cache_creation", "reasoning")
 _NOT_COUNTED = ("/metrics", "/v0/management", "/management")
+_BATCH = 256  # calls of one label set waiting to be folded, at most
+_STARTS, _FIRSTS, _ENDS = attrgetter("start"), attrgetter("first_byte"), attrgetter("end")
+_TOKENS = attrgetter("input_tokens", "output_tokens", "cached_tokens", "cache_creation_tokens", "reasoning_tokens")
+
+# the label values of a call with one attempt:
+# (client format, call's credential id or None, model, status, transport, attempt's credential id, attempt status)
+_Key = tuple[str, "str | None", str, int, str, str, int]
+
+
+class _Settings:
+    """What ``provider_of`` reads of a gateway, for the settings some counts were made under."""
+
+    __slots__ = ("settings",)
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
 
 class Metrics:
     """Observer and gateway component; ``registry`` is this gateway's own (not the global one).
 
-    The counts are plain dictionaries updated on the gateway's loop (no lock, no ``labels()``
-    look-up per request) and turned into Prometheus metric families at scrape time, which runs on
-    the same loop."""
+    Updated and scraped on the gateway's loop (no lock). ``counts``: the settled counts;
+    ``open``: the single-attempt calls not folded into them yet, by label values, as
+    ``[attempts, usages]``. ``workers``: set by observe/metrics_share.py in a worker of
+    ``crossroute serve --workers N``, to add the other workers' counts at scrape time."""
 
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
-        self.requests: dict[tuple[str, ...], int] = {}  # (format, provider, model, status, transport)
-        self.attempts: dict[tuple[str, str], int] = {}  # (provider, status)
-        self.latency: dict[str, list[float]] = {}  # provider -> bucket counts + [sum]
-        self.ttft: dict[str, list[float]] = {}
-        self.tokens: dict[tuple[str, str], list[int]] = {}  # (provider, model) -> counts in _KINDS order
-        self.retries: dict[str, int] = {}
-        self.failovers: dict[str, int] = {}
+        self.counts = Counts()
+        self.open: dict[_Key, tuple[list[Attempt], list[Usage]]] = {}
+        self._settings = gw.settings  # the settings the open calls were counted under
+        self.workers: Any = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_CountCollector(self))
         self.registry.register(_StateCollector(self))
 
     def reconfigure(self, gw: Gateway, removed: set[str]) -> None:
+        if gw.settings is not self._settings:  # a credential id may name another provider from now on
+            self.settle()
+            self._settings = gw.settings
         self.gw = gw
 
     async def stop(self) -> None:
@@ -67,62 +91,107 @@ class Metrics:
         return None
 
     def call_ended(self, event: CallEnded) -> None:
-        if event.path.startswith(_NOT_COUNTED):
-            return
         call = event.call
-        requests = self.requests
+        if call is not None:
+            attempts = call.attempts
+            if len(attempts) == 1:
+                a = attempts[0]
+                key = (call.client_format, call.credential_id, call.model, event.status, call.transport,
+                       a.credential_id, a.status)
+                try:
+                    pending = self.open[key]
+                except KeyError:
+                    pending = self.open[key] = ([], [])
+                done = pending[0]
+                done.append(a)
+                u = call.usage
+                if u is not None:
+                    pending[1].append(u)
+                if len(done) >= _BATCH:
+                    self._fold(key, pending)
+                return
+        self._other(event)
+
+    def settle(self) -> Counts:
+        """Fold every open call into ``counts`` and return them."""
+        for key, pending in list(self.open.items()):
+            if pending[0]:
+                self._fold(key, pending)
+        return self.counts
+
+    def _provider(self, credential_id: str | None) -> str:
+        return provider_of(_Settings(self._settings), credential_id) or "-"  # type: ignore[arg-type]
+
+    def _fold(self, key: _Key, pending: tuple[list[Attempt], list[Usage]]) -> None:
+        attempts, usages = pending
+        fmt, cred, model, status, transport, acred, astatus = key
+        c = self.counts
+        n = len(attempts)
+        provider = self._provider(cred)
+        ap = provider if acred == cred else self._provider(acred)
+        rkey = (fmt, provider, model, status, transport)
+        c.requests[rkey] = c.requests.get(rkey, 0) + n
+        akey = (ap, astatus)
+        c.attempts[akey] = c.attempts.get(akey, 0) + n
+        starts = list(map(_STARTS, attempts))
+        for table, bounds, ends in ((c.latency, LATENCY, list(map(_ENDS, attempts))),
+                                    (c.ttft, TTFT, list(map(_FIRSTS, attempts)))):
+            if None in ends:
+                values = [e - s for s, e in zip(starts, ends, strict=True) if e is not None]
+            else:
+                values = list(map(sub, ends, starts))
+            observe(table, ap, bounds, values)
+        if usages:
+            tok = c.tokens.get((provider, model))
+            if tok is None:
+                tok = c.tokens[(provider, model)] = [0] * len(KINDS)
+            for i, column in enumerate(zip(*map(_TOKENS, usages), strict=True)):
+                tok[i] += sum(column)
+        attempts.clear()
+        usages.clear()
+
+    def _other(self, event: CallEnded) -> None:
+        """A call with no attempt (refused before any upstream) or with several."""
+        call = event.call
+        c = self.counts
         if call is None or not call.attempts:
+            if event.path.startswith(_NOT_COUNTED):
+                return
             key: tuple[Any, ...] = (event.client_format, "-", "-", event.status, event.transport)
-            requests[key] = requests.get(key, 0) + 1
+            c.requests[key] = c.requests.get(key, 0) + 1
             return
-        gw = self.gw
+        if self.open and self.gw.settings is not self._settings:
+            self.reconfigure(self.gw, set())
         cred = call.credential_id
-        provider = provider_of(gw, cred) or "-"
+        provider = self._provider(cred)
         model = call.model
         key = (call.client_format, provider, model, event.status, call.transport)
-        requests[key] = requests.get(key, 0) + 1
-        attempts = self.attempts
-        latency, ttft = self.latency, self.ttft
+        c.requests[key] = c.requests.get(key, 0) + 1
         prev: str | None = None
         for a in call.attempts:
             aid = a.credential_id
-            p = provider if aid == cred else (provider_of(gw, aid) or "-")
+            p = provider if aid == cred else self._provider(aid)
             akey = (p, a.status)
-            attempts[akey] = attempts.get(akey, 0) + 1
-            start = a.start
+            c.attempts[akey] = c.attempts.get(akey, 0) + 1
             if a.end is not None:
-                counts = latency.get(p) or _counts(latency, p, _LATENCY)
-                v = a.end - start
-                counts[bisect_left(_LATENCY, v)] += 1
-                counts[-1] += v
+                observe(c.latency, p, LATENCY, [a.end - a.start])
             if a.first_byte is not None:
-                counts = ttft.get(p) or _counts(ttft, p, _TTFT)
-                v = a.first_byte - start
-                counts[bisect_left(_TTFT, v)] += 1
-                counts[-1] += v
+                observe(c.ttft, p, TTFT, [a.first_byte - a.start])
             if prev is not None:
-                table = self.retries if prev == aid else self.failovers
+                table = c.retries if prev == aid else c.failovers
                 table[p] = table.get(p, 0) + 1
             prev = aid
         u = call.usage
         if u is not None:
-            tok = self.tokens.get((provider, model))
+            tok = c.tokens.get((provider, model))
             if tok is None:
-                tok = self.tokens[(provider, model)] = [0, 0, 0, 0, 0]
-            tok[0] += u.input_tokens
-            tok[1] += u.output_tokens
-            tok[2] += u.cached_tokens
-            tok[3] += u.cache_creation_tokens
-            tok[4] += u.reasoning_tokens
-
-
-def _counts(table: dict[str, list[float]], key: str, bounds: tuple[float, ...]) -> list[float]:
-    counts = table[key] = [0.0] * (len(bounds) + 2)  # per bucket (+Inf last), then the sum
-    return counts
+                tok = c.tokens[(provider, model)] = [0] * len(KINDS)
+            for i, n in enumerate(_TOKENS(u)):
+                tok[i] += n
 
 
 class _CountCollector:
-    """The counts of ``Metrics`` as metric families."""
+    """The counts of ``Metrics`` (and of the other workers, when there are) as metric families."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.m = metrics
@@ -132,40 +201,43 @@ class _CountCollector:
 
     def collect(self) -> Iterator[Metric]:
         m = self.m
+        c = m.settle()
+        if m.workers is not None:
+            c = c.merged(m.workers.others())
         req = CounterMetricFamily("crossroute_requests", "Finished client requests",
                                   labels=("format", "provider", "model", "status", "transport"))
-        for labels, n in list(m.requests.items()):
+        for labels, n in sorted(c.requests.items(), key=_by_labels):
             req.add_metric([str(v) for v in labels], n)
         yield req
         att = CounterMetricFamily("crossroute_upstream_attempts", "Upstream attempts", labels=("provider", "status"))
-        for labels, n in list(m.attempts.items()):
+        for labels, n in sorted(c.attempts.items(), key=_by_labels):
             att.add_metric([str(v) for v in labels], n)
         yield att
         for name, doc, table, bounds in (
-                ("crossroute_upstream_latency_seconds", "Upstream attempt duration (to its end)", m.latency, _LATENCY),
-                ("crossroute_upstream_ttft_seconds", "Time to the upstream's first byte", m.ttft, _TTFT)):
+                ("crossroute_upstream_latency_seconds", "Upstream attempt duration (to its end)", c.latency, LATENCY),
+                ("crossroute_upstream_ttft_seconds", "Time to the upstream's first byte", c.ttft, TTFT)):
             fam = HistogramMetricFamily(name, doc, labels=("provider",))
-            for provider, counts in list(table.items()):
-                running = 0.0
-                buckets = []
-                for bound, n in zip((*bounds, float("inf")), counts[:-1], strict=True):
-                    running += n
-                    buckets.append((floatToGoString(bound), running))
+            for provider, counts in sorted(table.items()):
+                buckets = [(floatToGoString(b), n) for b, n in zip((*bounds, float("inf")), counts, strict=False)]
                 fam.add_metric([provider], buckets, counts[-1])
             yield fam
         tok = CounterMetricFamily("crossroute_tokens", "Tokens by kind", labels=("kind", "provider", "model"))
-        for (provider, model), counts in list(m.tokens.items()):
-            for kind, n in zip(_KINDS, counts, strict=True):
+        for (provider, model), counts in sorted(c.tokens.items()):
+            for kind, n in zip(KINDS, counts, strict=True):
                 if n:
                     tok.add_metric([kind, provider, model], n)
         yield tok
         for name, doc, table in (("crossroute_retries", "Further attempts on the credential tried before",
-                                  m.retries),
-                                 ("crossroute_failovers", "Attempts moved to another credential", m.failovers)):
+                                  c.retries),
+                                 ("crossroute_failovers", "Attempts moved to another credential", c.failovers)):
             fam = CounterMetricFamily(name, doc, labels=("provider",))
-            for provider, n in list(table.items()):
+            for provider, n in sorted(table.items()):
                 fam.add_metric([provider], n)
             yield fam
+
+
+def _by_labels(item: tuple[tuple[Any, ...], Any]) -> tuple[str, ...]:
+    return tuple(str(v) for v in item[0])
 
 
 class _StateCollector:

@@ -5,8 +5,10 @@ the label set, and the trace ring keeps the newest calls without their bodies.""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -145,3 +147,181 @@ def test_traces_kept_when_asked(tmp_path: Path) -> None:
         assert not gw2.observers.tracing and recent_traces(gw2) == []
     finally:
         asyncio.run(gw2.stop())
+
+
+# ------------------------------------------------------------------ exact text for a known set of calls
+
+_CFG2 = CFG + "claude-api-key:\n  - api-key: sk-ant-x\n    models: [{name: c, alias: cl}]\n"
+
+
+def _known_calls(gw: Gateway) -> list[CallEnded]:
+    """Single-attempt calls on both keys, a claude 529, a WebSocket turn with a retry and a failover,
+    a 400 before any upstream, a 401 from the edge and a scrape (not counted)."""
+    ids = [p.id for p in gw.settings.providers]
+
+    def att(cred: str, status: int, first: float | None, end: float) -> Attempt:
+        a = Attempt(cred, "m", "openai", 1000.0)
+        a.first_byte = None if first is None else 1000.0 + first
+        a.end, a.status = 1000.0 + end, status
+        return a
+
+    def call(fmt: str, model: str, attempts: list[Attempt], usage: Usage | None = None,
+             transport: str = "http") -> Call:
+        c = Call(fmt, model, {}, {}, transport=transport)
+        c.attempts = attempts
+        c.credential_id = attempts[-1].credential_id if attempts else None
+        c.usage = usage
+        return c
+
+    evs = [CallEnded("POST", "/v1/chat/completions", "openai", 200,
+                     call("openai", "local", [att(ids[i % 2], 200, 0.125 * i, 0.5 * i)], Usage(10, 2, i, 0, 1)), 0, 1)
+           for i in range(6)]
+    evs.append(CallEnded("POST", "/v1/messages", "claude", 529, call("claude", "cl", [att(ids[2], 529, None, 0.25)]),
+                         0, 1))
+    ws = call("openai", "local", [att(ids[0], 503, 0.015625, 0.03125), att(ids[0], 429, 0.25, 0.375),
+                                  att(ids[1], 200, 0.0625, 0.75)], Usage(100, 7, 60, 5, 3), transport="ws")
+    evs.append(CallEnded("WS", "/v1/responses", "openai", 200, ws, 0, 1, transport="ws"))
+    evs.append(CallEnded("POST", "/v1/chat/completions", "openai", 400, call("openai", "unknown", []), 0, 0))
+    evs.append(CallEnded("POST", "/v1/messages", "claude", 401, None, 0, 0))
+    evs.append(CallEnded("GET", "/metrics", "openai", 200, None, 0, 0))
+    return evs
+
+
+_COUNTED = ("crossroute_requests", "crossroute_upstream", "crossroute_tokens", "crossroute_retries",
+            "crossroute_failovers")
+
+
+def _counted_text(body: bytes) -> str:
+    return "\n".join(line for line in body.decode().splitlines() if line.startswith(_COUNTED))
+
+
+EXACT = """\
+crossroute_requests_total{format="claude",model="-",provider="-",status="401",transport="http"} 1.0
+crossroute_requests_total{format="claude",model="cl",provider="claude",status="529",transport="http"} 1.0
+crossroute_requests_total{format="openai",model="-",provider="-",status="400",transport="http"} 1.0
+crossroute_requests_total{format="openai",model="local",provider="{oai}",status="200",transport="http"} 6.0
+crossroute_requests_total{format="openai",model="local",provider="{oai}",status="200",transport="ws"} 1.0
+crossroute_upstream_attempts_total{provider="claude",status="529"} 1.0
+crossroute_upstream_attempts_total{provider="{oai}",status="200"} 7.0
+crossroute_upstream_attempts_total{provider="{oai}",status="429"} 1.0
+crossroute_upstream_attempts_total{provider="{oai}",status="503"} 1.0
+crossroute_upstream_latency_seconds_bucket{le="0.05",provider="claude"} 0.0
+crossroute_upstream_latency_seconds_bucket{le="0.1",provider="claude"} 0.0
+crossroute_upstream_latency_seconds_bucket{le="0.25",provider="claude"} 1.0
+crossroute_upstream_latency_seconds_bucket{le="0.5",provider="claude"} 1.0
+crossroute_upstream_latency_seconds_bucket{le="1.0",provider="claude"} 1.0
+crossroute_upstream_latency_seconds_bucket{le="2.5",provider="claude"} 1.0
+crossroute_upstream_latency_seconds_bucket{le="5.0",provider="claude"} 1.0
+crossroute_upstream_latency_seconds_bucket{le="10.0",provider="claude"} 1.0
+crossroute_upstream_latency_seconds_bucket{le="30.0",provider="claude"} 1.0
+crossroute_upstream_latency_seconds_bucket{le="60.0",provider="claude"} 1.0
+crossroute_upstream_latency_seconds_bucket{le="120.0",provider="claude"} 1.0
+crossroute_upstream_latency_seconds_bucket{le="300.0",provider="claude"} 1.0
+crossroute_upstream_latency_seconds_bucket{le="+Inf",provider="claude"} 1.0
+crossroute_upstream_latency_seconds_count{provider="claude"} 1.0
+crossroute_upstream_latency_seconds_sum{provider="claude"} 0.25
+crossroute_upstream_latency_seconds_bucket{le="0.05",provider="{oai}"} 2.0
+crossroute_upstream_latency_seconds_bucket{le="0.1",provider="{oai}"} 2.0
+crossroute_upstream_latency_seconds_bucket{le="0.25",provider="{oai}"} 2.0
+crossroute_upstream_latency_seconds_bucket{le="0.5",provider="{oai}"} 4.0
+crossroute_upstream_latency_seconds_bucket{le="1.0",provider="{oai}"} 6.0
+crossroute_upstream_latency_seconds_bucket{le="2.5",provider="{oai}"} 9.0
+crossroute_upstream_latency_seconds_bucket{le="5.0",provider="{oai}"} 9.0
+crossroute_upstream_latency_seconds_bucket{le="10.0",provider="{oai}"} 9.0
+crossroute_upstream_latency_seconds_bucket{le="30.0",provider="{oai}"} 9.0
+crossroute_upstream_latency_seconds_bucket{le="60.0",provider="{oai}"} 9.0
+crossroute_upstream_latency_seconds_bucket{le="120.0",provider="{oai}"} 9.0
+crossroute_upstream_latency_seconds_bucket{le="300.0",provider="{oai}"} 9.0
+crossroute_upstream_latency_seconds_bucket{le="+Inf",provider="{oai}"} 9.0
+crossroute_upstream_latency_seconds_count{provider="{oai}"} 9.0
+crossroute_upstream_latency_seconds_sum{provider="{oai}"} 8.65625
+crossroute_upstream_ttft_seconds_bucket{le="0.01",provider="{oai}"} 1.0
+crossroute_upstream_ttft_seconds_bucket{le="0.025",provider="{oai}"} 2.0
+crossroute_upstream_ttft_seconds_bucket{le="0.05",provider="{oai}"} 2.0
+crossroute_upstream_ttft_seconds_bucket{le="0.1",provider="{oai}"} 3.0
+crossroute_upstream_ttft_seconds_bucket{le="0.25",provider="{oai}"} 6.0
+crossroute_upstream_ttft_seconds_bucket{le="0.5",provider="{oai}"} 8.0
+crossroute_upstream_ttft_seconds_bucket{le="1.0",provider="{oai}"} 9.0
+crossroute_upstream_ttft_seconds_bucket{le="2.5",provider="{oai}"} 9.0
+crossroute_upstream_ttft_seconds_bucket{le="5.0",provider="{oai}"} 9.0
+crossroute_upstream_ttft_seconds_bucket{le="10.0",provider="{oai}"} 9.0
+crossroute_upstream_ttft_seconds_bucket{le="30.0",provider="{oai}"} 9.0
+crossroute_upstream_ttft_seconds_bucket{le="+Inf",provider="{oai}"} 9.0
+crossroute_upstream_ttft_seconds_count{provider="{oai}"} 9.0
+crossroute_upstream_ttft_seconds_sum{provider="{oai}"} 2.203125
+crossroute_tokens_total{kind="input",model="local",provider="{oai}"} 160.0
+crossroute_tokens_total{kind="output",model="local",provider="{oai}"} 19.0
+crossroute_tokens_total{kind="cached",model="local",provider="{oai}"} 75.0
+crossroute_tokens_total{kind="cache_creation",model="local",provider="{oai}"} 5.0
+crossroute_tokens_total{kind="reasoning",model="local",provider="{oai}"} 9.0
+crossroute_retries_total{provider="{oai}"} 1.0
+crossroute_failovers_total{provider="{oai}"} 1.0
+"""
+
+
+def test_exact_text_for_known_calls(tmp_path: Path) -> None:
+    gw = _gw(tmp_path, _CFG2.removeprefix(CFG))
+    m = metrics_of(gw)
+    for ev in _known_calls(gw):
+        m.call_ended(ev)
+    got = _counted_text(asyncio.run(scrape(gw, None)).body)
+    assert got == EXACT.replace("{oai}", "openai-compatibility:up").rstrip("\n")
+    assert _counted_text(asyncio.run(scrape(gw, None)).body) == got  # a second scrape: the same
+
+
+def test_exact_text_in_batches(tmp_path: Path) -> None:
+    """Calls folded at every batch of one label set count the same as calls folded at the scrape."""
+    gw = _gw(tmp_path, _CFG2.removeprefix(CFG))
+    m = metrics_of(gw)
+    ref = _gw(tmp_path, _CFG2.removeprefix(CFG))
+    r = metrics_of(ref)
+    evs = _known_calls(gw)
+    for i in range(3 * 256 + 5):
+        m.call_ended(evs[i % 6])
+        r.call_ended(evs[i % 6])
+        if i % 100 == 0:
+            r.settle()
+    assert not any(len(p[0]) >= 256 for p in m.open.values())
+    assert _counted_text(asyncio.run(scrape(gw, None)).body) == _counted_text(asyncio.run(scrape(ref, None)).body)
+    assert "crossroute_requests_total{format=\"openai\",model=\"local\",provider=\"openai-compatibility:up\"," \
+        "status=\"200\",transport=\"http\"} 773.0" in _counted_text(asyncio.run(scrape(gw, None)).body)
+
+
+def test_a_call_costs_one_look_up(tmp_path: Path) -> None:
+    """The request path of a call with one attempt calls no Python function but the usage property
+    (no provider look-up, no histogram search, nothing of prometheus_client)."""
+    gw = _gw(tmp_path)
+    m = metrics_of(gw)
+    ev = _known_calls(_gw(tmp_path, _CFG2.removeprefix(CFG)))[0]
+    m.call_ended(ev)  # the label set's first call makes its lists
+    seen: list[str] = []
+
+    def prof(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            seen.append(frame.f_code.co_name)
+        elif event == "c_call":
+            seen.append(f"c:{arg.__qualname__}")
+
+    sys.setprofile(prof)
+    try:
+        m.call_ended(ev)
+    finally:
+        sys.setprofile(None)
+    assert seen[0] == "call_ended" and seen.count("usage") == 1, seen
+    assert [s for s in seen if not s.startswith("c:")] == ["call_ended", "usage"], seen
+    assert sorted(s for s in seen if s.startswith("c:") and s != "c:setprofile") == [
+        "c:isinstance", "c:len", "c:len", "c:list.append", "c:list.append"], seen
+
+
+def test_provider_as_when_counted(tmp_path: Path) -> None:
+    """A reload that gives a credential id another provider: the calls before it keep the old one."""
+    gw = _gw(tmp_path)
+    m = metrics_of(gw)
+    cred = gw.settings.providers[0].id
+    for ev in _known_calls(_gw(tmp_path, _CFG2.removeprefix(CFG)))[:1]:
+        ev.call.attempts[0].credential_id = ev.call.credential_id = cred  # type: ignore[union-attr]
+        m.call_ended(ev)
+    gw.settings = parse(f"logs-dir: {tmp_path}/logs\nerror-logs-max-files: 0\n")  # the id is unknown now
+    m.reconfigure(gw, set())
+    text = _counted_text(asyncio.run(scrape(gw, None)).body)
+    assert 'provider="openai-compatibility:up"' in text
