@@ -227,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--affinity", action="store_true",
                    help="also measure a second crossroute with routing.session-affinity on, in the same rounds "
                         "(issue 4: the core figures must hold with affinity)"),
+    p.add_argument("--baseline", metavar="TREE",
+                   help="also measure crossroute from another source tree (e.g. `git archive <commit> crossroute | "
+                        "tar -x -C TREE`), in the same rounds: the 'this / baseline' rows say what a change cost")
     p.add_argument("--stand-in", action="store_true", help="use the reference proxy in place of crossroute")
     p.add_argument("--json", metavar="PATH", help="also write the raw figures as JSON")
     p.add_argument("--keep-logs", action="store_true", help="keep the temp dir with configs and logs")
@@ -290,6 +293,7 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
 
     cr_port = free_port()
     affinity: Server | None = None
+    baseline: Server | None = None
     if stand_in:
         cr_argv = [*ref_argv[:3], str(cr_port), *ref_argv[4:]]
         crossroute = Server("crossroute (STAND-IN)", cr_port, cr_argv, UPSTREAM_KEY, proxy_cpus)
@@ -302,6 +306,13 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
             aff_config = write_config(os.path.join(tmp, "config-affinity.yaml"), aff_port, up_port, affinity=True)
             affinity = Server("crossroute-affinity", aff_port, crossroute_argv(aff_config, args.workers), BENCH_KEY,
                               proxy_cpus, env)
+        if args.baseline:
+            tree = os.path.abspath(args.baseline)
+            base_port = free_port()
+            base_config = write_config(os.path.join(tmp, "config-baseline.yaml"), base_port, up_port)
+            base_env = {**os.environ, "PYTHONPATH": tree + os.pathsep + os.environ.get("PYTHONPATH", "")}
+            baseline = Server("crossroute-baseline", base_port, crossroute_argv(base_config, args.workers), BENCH_KEY,
+                              proxy_cpus, base_env)
 
     starts = 1 if args.quick else 3
     print(
@@ -323,6 +334,12 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
         except RuntimeError as exc:
             print(f"crossroute (session affinity on) failed to start:\n{exc}")
             return 1
+    if baseline is not None:
+        try:
+            start(baseline, tmp, 1)
+        except RuntimeError as exc:
+            print(f"crossroute from {args.baseline} failed to start:\n{exc}")
+            return 1
 
     def target(name: str, port: int, path: str, key: str, body: dict[str, Any], anthropic: bool = False) -> Target:
         headers: list[tuple[str, str]] = [JSON_CT]
@@ -340,6 +357,10 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
         names += (affinity.label,)
         ports[affinity.label] = affinity.port
         keys[affinity.label] = affinity.client_key
+    if baseline is not None:
+        names += (baseline.label,)
+        ports[baseline.label] = baseline.port
+        keys[baseline.label] = baseline.client_key
     plain = {n: target(f"{n}-chat", ports[n], chat, keys[n], CHAT_BODY) for n in names}
     streams = {n: target(f"{n}-stream", ports[n], chat, keys[n], STREAM_BODY) for n in names}
     messages: Target | None = target(
@@ -370,6 +391,10 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
             problems["crossroute messages"] = err
             messages_note = f"error ({err[:60]})"
             messages = None
+    base_messages: Target | None = None
+    if baseline is not None and messages is not None:
+        base_messages = Target("crossroute-baseline-messages", baseline.port, messages.path, messages.headers,
+                               messages.body)
     claude_pass: Target | None = None
     if not stand_in:
         claude_pass = target(
@@ -394,6 +419,8 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
         run_load(streams[n], 4, 1, tmp, driver_cpus)
     if messages is not None:
         run_load(messages, 4, 1, tmp, driver_cpus)
+    if base_messages is not None:
+        run_load(base_messages, 4, 1, tmp, driver_cpus)
     if claude_pass is not None:
         run_load(claude_pass, 4, 1, tmp, driver_cpus)
     time.sleep(1.0)
@@ -403,6 +430,8 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
     pids = {"reference": reference.child.pid, "crossroute": crossroute.child.pid}
     if affinity is not None and affinity.child is not None:
         pids[affinity.label] = affinity.child.pid
+    if baseline is not None and baseline.child is not None:
+        pids[baseline.label] = baseline.child.pid
 
     def measure(key: str, t: Target, conns: int, who: str, cpu_table: dict[str, list[float]], row: str) -> float:
         """One timed load run; records errors and, for a proxy, its CPU µs per request."""
@@ -437,6 +466,10 @@ def run(args: argparse.Namespace, rounds: int, seconds: float, tmp: str) -> int:
         if messages is not None:
             xf = "crossroute-messages"
             res.add(res.sps, xf, measure("cr messages", messages, 16, "crossroute", res.cpu_stream, xf))
+        if base_messages is not None:
+            bx = "crossroute-baseline-messages"
+            res.add(res.sps, bx, measure("baseline messages", base_messages, 16, "crossroute-baseline",
+                                         res.cpu_stream, bx))
         if claude_pass is not None:
             cp = "crossroute-claude"
             res.add(res.sps, cp, measure("cr claude", claude_pass, 16, "crossroute", res.cpu_stream, cp))
@@ -566,6 +599,25 @@ def print_table(
     else:
         ratio_row("cross-format streams/s (anthropic client)", res.sps, "crossroute-messages", "reference", 0.60)
         cpu_row("  proxy CPU per stream (us)", res.cpu_stream, "crossroute-messages")
+    base = "crossroute-baseline"
+    if res.rps.get(base):
+        # a change's cost: this tree against the baseline tree, both measured in the same rounds
+        def vs_row(metric: str, table: dict[str, list[float]], key: str, ref_key: str) -> None:
+            c, b = m(table, key), m(table, ref_key)
+            ratio = c / b if b == b and b else float("nan")
+            row(metric, "", fmt(b, 0), fmt(c, 0), f"cr/base {ratio:.2f}" if ratio == ratio else "-", ">= 0.90 x base",
+                None if ratio != ratio else ratio >= 0.90)
+
+        row(f"baseline {args.baseline}: ratios to reference", "", "", "",
+            f"{m(res.rps, base) / m(res.rps, 'reference'):.2f} / {m(res.sps, base) / m(res.sps, 'reference'):.2f}"
+            + (f" / {m(res.sps, base + '-messages') / m(res.sps, 'reference'):.2f}"
+               if res.sps.get(base + "-messages") else ""), "non-stream / streams / cross-format", None)
+        vs_row("this vs baseline: non-stream (req/s)", res.rps, cr, base)
+        vs_row("this vs baseline: streams/s", res.sps, cr, base)
+        if res.sps.get(base + "-messages") and res.sps.get("crossroute-messages"):
+            vs_row("this vs baseline: cross-format streams/s", res.sps, "crossroute-messages", base + "-messages")
+        cpu_row("  proxy CPU per request, baseline (us)", res.cpu_plain, base)
+        cpu_row("  proxy CPU per stream, baseline (us)", res.cpu_stream, base)
     if res.sps.get("crossroute-claude"):
         # issue 3: same-format passthrough of another format stays within 10% of the core (chat) figure
         c, core = m(res.sps, "crossroute-claude"), m(res.sps, cr)
