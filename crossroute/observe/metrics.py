@@ -20,17 +20,17 @@ the histogram buckets). Calls with no attempt or several are counted at once (ra
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from operator import attrgetter, sub
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
 from ..usage.records import provider_of
 from .metrics_counts import KINDS, LATENCY, TTFT, Counts, observe
+from .metrics_state import RedisReading, StateCollector
 
 if TYPE_CHECKING:
     from ..call import Attempt, Call
@@ -74,9 +74,10 @@ class Metrics:
         self.open: dict[_Key, tuple[list[Attempt], list[Usage]]] = {}
         self._settings = gw.settings  # the settings the open calls were counted under
         self.workers: Any = None
+        self.redis: RedisReading | None = None  # read by api/metrics.py before each scrape
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_CountCollector(self))
-        self.registry.register(_StateCollector(self))
+        self.registry.register(StateCollector(self))
 
     def reconfigure(self, gw: Gateway, removed: set[str]) -> None:
         if gw.settings is not self._settings:  # a credential id may name another provider from now on
@@ -238,79 +239,3 @@ class _CountCollector:
 
 def _by_labels(item: tuple[tuple[Any, ...], Any]) -> tuple[str, ...]:
     return tuple(str(v) for v in item[0])
-
-
-class _StateCollector:
-    """Gauges read from the gateway at scrape time."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.m = metrics
-
-    def describe(self) -> list[Metric]:
-        return []
-
-    def collect(self) -> Iterator[Metric]:
-        gw = self.m.gw
-        hub = gw.observers
-        streams = GaugeMetricFamily("crossroute_active_streams", "Client streams being written")
-        streams.add_metric([], hub.count_streams() if hub.count_streams is not None else 0)
-        yield streams
-        ws = GaugeMetricFamily("crossroute_active_websockets", "Open client WebSocket sessions")
-        ws.add_metric([], hub.count_websockets() if hub.count_websockets is not None else 0)
-        yield ws
-        yield from self._routing(gw)
-        yield from self._quota(gw)
-        yield from self._stores(gw)
-
-    def _routing(self, gw: Gateway) -> Iterator[Metric]:
-        state: Any = gw.state
-        cooling = GaugeMetricFamily("crossroute_cooldown_seconds", "Seconds left of a credential's cooldown",
-                                    labels=("credential", "model"))
-        bound = GaugeMetricFamily("crossroute_bound_sessions", "Session bindings per credential",
-                                  labels=("credential",))
-        iter_cd = getattr(state, "iter_cooldowns", None)
-        iter_b = getattr(state, "iter_bindings", None)
-        now = getattr(state, "_clock", time.time)()
-        if iter_cd is not None:
-            for cred, model, cd, _keep in iter_cd():
-                if cd.until > now:
-                    cooling.add_metric([cred, model], round(cd.until - now, 3))
-        if iter_b is not None:
-            counts: dict[str, int] = {}
-            for _key, cred, _exp in iter_b():
-                counts[cred] = counts.get(cred, 0) + 1
-            for cred, n in sorted(counts.items()):
-                bound.add_metric([cred], n)
-        yield cooling
-        yield bound
-
-    def _quota(self, gw: Gateway) -> Iterator[Metric]:
-        remaining = GaugeMetricFamily("crossroute_quota_remaining", "Quota left per credential, as last reported",
-                                      labels=("credential", "kind"))
-        snap = getattr(gw.quota, "snapshot", None)
-        if snap is not None:
-            try:
-                table = snap() or {}
-            except Exception:
-                table = {}
-            for cred, values in sorted(table.items()):
-                for kind, value in sorted((values or {}).items()):
-                    if isinstance(value, int | float) and not isinstance(value, bool):
-                        remaining.add_metric([str(cred), str(kind)], float(value))
-        yield remaining
-
-    def _stores(self, gw: Gateway) -> Iterator[Metric]:
-        named = gw.observers.named
-        drops = CounterMetricFamily("crossroute_observer_dropped", "Records or log writes dropped (queue full or "
-                                    "store failing)", labels=("observer",))
-        queued = GaugeMetricFamily("crossroute_usage_queued", "Usage records waiting to be written")
-        written = CounterMetricFamily("crossroute_usage_written", "Usage records written")
-        store = named.get("usage")
-        rlog = named.get("request_log")
-        drops.add_metric(["usage"], store.dropped if store is not None else 0)
-        drops.add_metric(["request_log"], rlog.writer.dropped if rlog is not None else 0)
-        queued.add_metric([], store.queued if store is not None else 0)
-        written.add_metric([], store.written if store is not None else 0)
-        yield drops
-        yield queued
-        yield written
