@@ -1,8 +1,8 @@
 """Prometheus metrics of one gateway (``GET /metrics``, api/metrics.py).
 
 Counted once per finished call, after its reply was written (``call_ended``): requests by client
-format, provider, model and status; upstream attempts, their latency and time to first byte
-(histograms, per provider); tokens by kind; retries (another attempt on the same credential) and
+format, provider, model and status; upstream attempts, their latency and time to first token
+(histograms, per provider; see ``_FIRST``); tokens by kind; retries (another attempt on the same credential) and
 failovers (another credential). Read at scrape time: open client streams and WebSocket sessions,
 cooldowns and bound sessions per credential (in-process state only), quota remaining per credential
 (when the quota book reports it), and the usage store's and request log's queues and drops.
@@ -28,12 +28,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
+from ..call import Attempt
 from ..usage.records import provider_of
 from .metrics_counts import KINDS, LATENCY, TTFT, Counts, observe
 from .metrics_state import RedisReading, StateCollector
 
 if TYPE_CHECKING:
-    from ..call import Attempt, Call
+    from ..call import Call
     from ..config import Settings
     from ..formats.neutral import Usage
     from ..gateway import Gateway
@@ -43,7 +44,12 @@ __all__ = ["Metrics"]
 
 _NOT_COUNTED = ("/metrics", "/v0/management", "/management")
 _BATCH = 256  # calls of one label set waiting to be folded, at most
-_STARTS, _FIRSTS, _ENDS = attrgetter("start"), attrgetter("first_byte"), attrgetter("end")
+# time to first token: when the first output reached the client (``Attempt.first_token``: a
+# stream's first write, a whole answer's end); before call.py has it, the upstream's first byte
+_FIRST = "first_token" if "first_token" in Attempt.__slots__ else "first_byte"
+TTFT_HELP = ("Time to the first output written to the client" if _FIRST == "first_token"
+             else "Time to the upstream's first byte")
+_STARTS, _FIRSTS, _ENDS = attrgetter("start"), attrgetter(_FIRST), attrgetter("end")
 _TOKENS = attrgetter("input_tokens", "output_tokens", "cached_tokens", "cache_creation_tokens", "reasoning_tokens")
 
 # the label values of a call with one attempt:
@@ -176,8 +182,9 @@ class Metrics:
             c.attempts[akey] = c.attempts.get(akey, 0) + 1
             if a.end is not None:
                 observe(c.latency, p, LATENCY, [a.end - a.start])
-            if a.first_byte is not None:
-                observe(c.ttft, p, TTFT, [a.first_byte - a.start])
+            first = _FIRSTS(a)
+            if first is not None:
+                observe(c.ttft, p, TTFT, [first - a.start])
             if prev is not None:
                 table = c.retries if prev == aid else c.failovers
                 table[p] = table.get(p, 0) + 1
@@ -216,7 +223,7 @@ class _CountCollector:
         yield att
         for name, doc, table, bounds in (
                 ("crossroute_upstream_latency_seconds", "Upstream attempt duration (to its end)", c.latency, LATENCY),
-                ("crossroute_upstream_ttft_seconds", "Time to the upstream's first byte", c.ttft, TTFT)):
+                ("crossroute_upstream_ttft_seconds", TTFT_HELP, c.ttft, TTFT)):
             fam = HistogramMetricFamily(name, doc, labels=("provider",))
             for provider, counts in sorted(table.items()):
                 buckets = [(floatToGoString(b), n) for b, n in zip((*bounds, float("inf")), counts, strict=False)]

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from crossroute.api.metrics import metrics_of, scrape
@@ -32,7 +33,14 @@ def _gw(tmp: Path, extra: str = "") -> Gateway:
 def _attempt(cred: str, status: int, start: float, first: float, end: float, error: str | None = None) -> Attempt:
     a = Attempt(cred, "m", "openai", start)
     a.first_byte, a.end, a.status, a.error = first, end, status, error
+    _first_out(a, first)
     return a
+
+
+def _first_out(a: Attempt, t: float | None) -> None:
+    """In these fixtures the first output reaches the client with the upstream's first byte."""
+    if "first_token" in Attempt.__slots__:
+        a.first_token = t  # type: ignore[attr-defined]
 
 
 def _families(gw: Gateway) -> dict[str, object]:
@@ -163,6 +171,7 @@ def _known_calls(gw: Gateway) -> list[CallEnded]:
         a = Attempt(cred, "m", "openai", 1000.0)
         a.first_byte = None if first is None else 1000.0 + first
         a.end, a.status = 1000.0 + end, status
+        _first_out(a, a.first_byte)
         return a
 
     def call(fmt: str, model: str, attempts: list[Attempt], usage: Usage | None = None,
@@ -325,3 +334,24 @@ def test_provider_as_when_counted(tmp_path: Path) -> None:
     m.reconfigure(gw, set())
     text = _counted_text(asyncio.run(scrape(gw, None)).body)
     assert 'provider="openai-compatibility:up"' in text
+
+
+def test_ttft_is_the_first_output_to_the_client(tmp_path: Path) -> None:
+    """The TTFT histogram measures to the first output written to the client (``first_token``),
+    not to the upstream's first byte (its answer headers)."""
+    if "first_token" not in Attempt.__slots__:
+        pytest.skip("Attempt.first_token (call.py, set by dispatch.py) is requested from the lead")
+    gw = _gw(tmp_path)
+    m = metrics_of(gw)
+    ev = _known_calls(_gw(tmp_path, _CFG2.removeprefix(CFG)))[1]
+    a = ev.call.attempts[0]  # type: ignore[union-attr]
+    a.first_byte, a.first_token, a.end = 1000.01, 1000.3, 1000.5  # type: ignore[attr-defined]
+    m.call_ended(ev)
+    multi = _known_calls(_gw(tmp_path, _CFG2.removeprefix(CFG)))[7]
+    for b in multi.call.attempts:  # type: ignore[union-attr]
+        b.first_byte, b.first_token = b.start + 0.01, b.start + 0.3  # type: ignore[attr-defined]
+    m.call_ended(multi)
+    text = _counted_text(asyncio.run(scrape(gw, None)).body)
+    oai = "openai-compatibility:up"
+    assert f'crossroute_upstream_ttft_seconds_bucket{{le="0.25",provider="{oai}"}} 0.0' in text
+    assert f'crossroute_upstream_ttft_seconds_bucket{{le="0.5",provider="{oai}"}} 4.0' in text
