@@ -94,6 +94,9 @@ class Metrics:
     async def stop(self) -> None:
         return None
 
+    # it counts attempts from ``call_ended``: a hub may skip telling it of each attempt
+    wants_attempts = False
+
     def attempt_ended(self, call: Call, attempt: Attempt) -> None:
         return None
 

@@ -193,8 +193,14 @@ class Share:
         return [s["counts"] for s in self._others if isinstance(s.get("counts"), dict)]
 
     def gauges(self) -> dict[str, float]:
-        """The other workers' gauges summed (the changing ones from fresh snapshots only)."""
+        """The other workers' gauges summed (the changing ones from fresh snapshots only), and the
+        counting ones of this worker's predecessor."""
         total: dict[str, float] = {}
+        base = (self._base or {}).get("gauges")
+        if isinstance(base, dict):
+            for name in _MONOTONIC:
+                if isinstance(base.get(name), int | float):
+                    total[name] = base[name]
         for snap in self._others:
             gauges = snap.get("gauges")
             if not isinstance(gauges, dict):
