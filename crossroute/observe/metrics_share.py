@@ -27,7 +27,6 @@ import os
 import stat
 import tempfile
 import time
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +52,7 @@ MARKER = "counting"
 # gauges that only go up (summed from every snapshot, a dead worker's last one too)
 _MONOTONIC = ("usage_written", "dropped_usage", "dropped_request_log")
 
-_shares: weakref.WeakKeyDictionary[Any, Share] = weakref.WeakKeyDictionary()
+COMPONENT = "metrics_share"  # the gateway component (stopped with the gateway)
 
 
 def enable(gw: Gateway) -> Metrics:
@@ -63,7 +62,7 @@ def enable(gw: Gateway) -> Metrics:
     if m is None:
         m = Metrics(gw)
         put(gw, "metrics", m)
-        share = _shares.get(gw)
+        share: Share | None = gw.find_component(COMPONENT)
         if share is not None:
             share.attach(m)
     return m
@@ -73,15 +72,16 @@ def join(gw: Gateway, loop: asyncio.AbstractEventLoop | None = None) -> Share | 
     """In a worker of ``crossroute serve --workers N`` (``CROSSROUTE_WORKER_INDEX`` set): publish
     this worker's counts for the others and read theirs at scrape time. Once per gateway; None
     outside a worker or when the directory cannot be made private."""
-    if gw in _shares:
-        return _shares[gw]
+    found: Share | None = gw.find_component(COMPONENT)
+    if found is not None:
+        return found
     index = os.environ.get(INDEX_ENV)
     if index is None or not index.isdigit():
         return None
     folder = _folder()
     if folder is None:
         return None
-    share = _shares[gw] = Share(gw, folder, int(index))
+    share = gw.component(COMPONENT, lambda g: Share(g, folder, int(index)))
     share.start(loop or asyncio.get_running_loop())
     return share
 
@@ -209,6 +209,9 @@ class Share:
                 if isinstance(value, int | float) and (snap.get("fresh") or name in _MONOTONIC):
                     total[name] = total.get(name, 0) + value
         return total
+
+    def reconfigure(self, gw: Gateway, removed: set[str]) -> None:
+        self.gw = gw
 
     async def stop(self) -> None:
         if self._task is not None:
