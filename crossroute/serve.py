@@ -19,9 +19,11 @@ import gc
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +218,11 @@ def serve_workers(path: Path, settings: Settings, workers: int) -> int:
     os.environ[WORKERS_ENV] = str(workers)
     os.environ[LISTEN_ENV] = f"{settings.host} {settings.port}"
     worker.prepare_parent(settings)
+    # where the workers publish their metrics for each other (observe/metrics_share.py): private
+    # (0700), removed when serve ends; a directory given in the environment is left alone
+    metrics_dir = None if os.environ.get("CROSSROUTE_METRICS_DIR") else tempfile.mkdtemp(prefix="crossroute-metrics-")
+    if metrics_dir is not None:
+        os.environ["CROSSROUTE_METRICS_DIR"] = metrics_dir
     server = _WorkersServer(
         "crossroute.app:app_from_env", sock, factory=True, address=settings.host, port=settings.port,
         interface=Interfaces.RSGI, workers=workers, loop=Loops.uvloop, log_enabled=False,
@@ -237,7 +244,11 @@ def serve_workers(path: Path, settings: Settings, workers: int) -> int:
             "another credential by another worker, and a credential cooling down in one worker is still "
             "tried by the others; set state.redis-url to share them", workers)
     say(f"crossroute: {workers} worker processes listening on http://{display_host(settings.host)}:{settings.port}")
-    server.serve()
+    try:
+        server.serve()
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     del links
     say("crossroute: stopped")
     return 0

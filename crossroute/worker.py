@@ -100,6 +100,9 @@ def start(app: App, loop: asyncio.AbstractEventLoop) -> None:
     signal.signal(signal.SIGHUP, lambda _n, _f: loop.call_soon_threadsafe(on_hup))
     loop.run_until_complete(app.gateway.start())
     _share_state(app, loop)
+    from .observe.metrics_share import join as share_metrics
+
+    share_metrics(app.gateway, loop)  # /metrics of any worker reports the whole server
     _tasks.append(loop.create_task(watch_config(path, app)))
     _tasks.append(loop.create_task(_recheck(path, app)))
     if _stop_early and _granian_stop:
