@@ -235,14 +235,14 @@ async def _attempt(
         attempt.end = _monotonic()
         attempt.status = exc.status
         attempt.error = exc.message
-        if gw.observers.enabled:
+        if gw.observers.attempts:
             gw.observers.attempt_ended(call, attempt)
         raise
     attempt.end = _monotonic()
     attempt.status = call.status = 200
     call._usage = usage  # (the property's setter, without its call)
     observers = gw.observers
-    if observers.enabled:
+    if observers.attempts:
         observers.attempt_ended(call, attempt)
     if (pending := _succeeded(gw, call, cand, base_model, scope)) is not None:
         await pending
@@ -356,7 +356,7 @@ async def _relay(gw: Gateway, call: Call, cand: Candidate, up: Upstream, pipe: P
         up.close(clean and up.at_eof())  # client gone or upstream misbehaved: do not reuse
         if not clean and attempt.error is None:
             attempt.error = "the stream ended early (client gone or upstream failed)"
-        if gw.observers.enabled:
+        if gw.observers.attempts:
             gw.observers.attempt_ended(call, attempt)
         if gw.recording:
             gw.record(call)

@@ -32,8 +32,8 @@ class Observer(Protocol):
 class Hub:
     """The observers of one gateway (fan-out, exceptions contained)."""
 
-    __slots__ = ("count_streams", "count_websockets", "enabled", "failures", "named", "observers", "spool", "tracing",
-                 "watching")
+    __slots__ = ("_attempt_observers", "attempts", "count_streams", "count_websockets", "enabled", "failures", "named",
+                 "observers", "spool", "tracing", "watching")
 
     def __init__(self) -> None:
         self.observers: list[Observer] = []
@@ -42,6 +42,10 @@ class Hub:
         # error log: a successful call costs them nothing (no event is made)
         self.failures: list[Observer] = []
         self.watching = False  # enabled, or some failure observer: the edge times the calls
+        # some observer wants "attempt ended" events (an observer saying ``wants_attempts = False``
+        # is told of calls only): dispatch tests this before making the call
+        self.attempts = False
+        self._attempt_observers: list[Observer] = []
         # True when something keeps routing traces of every call (not only of calls that ask)
         self.tracing = False
         # the observers setup.install manages, by name ("usage", "traces", "request_log", "metrics")
@@ -67,13 +71,15 @@ class Hub:
     def _flags(self) -> None:
         self.enabled = bool(self.observers)
         self.watching = self.enabled or bool(self.failures)
+        self._attempt_observers = [o for o in self.observers if getattr(o, "wants_attempts", True)]
+        self.attempts = bool(self._attempt_observers)
 
     @staticmethod
     def failed(event: CallEnded) -> bool:
         return event.status >= 400 or event.error is not None
 
     def attempt_ended(self, call: Call, attempt: Attempt) -> None:
-        for obs in self.observers:
+        for obs in self._attempt_observers:
             try:
                 obs.attempt_ended(call, attempt)
             except Exception:

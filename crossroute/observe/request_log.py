@@ -199,6 +199,8 @@ class RequestLog:
         return CallLog(self.writer, call, self.limit, f"{id(self):x}-{self._spools}.spool")
 
     # observer
+    wants_attempts = False  # told of finished calls only (Hub.attempts)
+
     def attempt_ended(self, call: Call, attempt: Attempt) -> None:
         return None
 

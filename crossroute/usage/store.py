@@ -67,6 +67,8 @@ class UsageStore:
         self._thread.start()
 
     # ------------------------------------------------------------ observer (the gateway's loop)
+    wants_attempts = False  # told of finished calls only (Hub.attempts)
+
     def attempt_ended(self, call: Call, attempt: Attempt) -> None:
         return None  # records are made once the call ended (its reply written)
 

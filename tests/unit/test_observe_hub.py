@@ -46,3 +46,21 @@ def test_full_observers_see_everything_and_groups_switch() -> None:
     hub.remove(usage)
     hub.remove(errors)
     assert not hub.enabled and not hub.watching
+
+
+def test_attempt_events_go_only_to_observers_that_want_them() -> None:
+    class CallsOnly(Seen):
+        wants_attempts = False
+
+    hub, calls_only = Hub(), CallsOnly()
+    hub.add(calls_only)
+    assert hub.enabled and not hub.attempts  # dispatch makes no attempt event for it
+    hub.attempt_ended(None, None)
+    assert calls_only.attempts == 0
+    both = Seen()
+    hub.add(both)
+    assert hub.attempts
+    hub.attempt_ended(None, None)
+    assert (both.attempts, calls_only.attempts) == (1, 0)
+    hub.remove(both)
+    assert not hub.attempts
