@@ -71,6 +71,16 @@ def usage_of_field(fmt: str, raw: Any) -> Usage | None:
     return reader(raw)  # type: ignore[no-any-return]
 
 
+def usage_of_raw(fmt: str, raw: bytes | memoryview) -> Usage | None:
+    """Usage out of the raw JSON of a format ``fmt`` answer's usage field (None when unreadable)."""
+    if fmt == "openai":
+        return module("openai").usage_from_chat_json(raw)  # type: ignore[no-any-return]
+    try:
+        return usage_of_field(fmt, orjson.loads(raw))
+    except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError, KeyError):
+        return None
+
+
 class PendingUsage:
     """The usage of an answer passed through unchanged, read from it only when asked for (the
     usage log or store); parsing every answer just in case would cost each request."""

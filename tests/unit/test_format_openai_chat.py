@@ -1212,3 +1212,17 @@ def test_reused_index_reaches_an_anthropic_client_as_two_valid_tool_uses() -> No
             args[e["index"]] = args.get(e["index"], "") + e["delta"]["partial_json"]
     assert [(b["id"], b["name"]) for b in starts.values()] == [("call_w", "get_weather"), ("call_t", "get_time")]
     assert [orjson.loads(a) for a in args.values()] == [{"city": "Paris"}, {"tz": "CET"}]
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}',
+    b'{"prompt_tokens":9,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":0},'
+    b'"completion_tokens_details":{"reasoning_tokens":2,"accepted_prediction_tokens":0}}',
+    b'{"prompt_tokens":"7","completion_tokens":2.0,"prompt_tokens_details":{"cached_tokens":true}}',
+    b'{"prompt_tokens":null,"prompt_tokens_details":null}', b'[]', b'{}', b'3',
+])
+def test_usage_from_raw_json_matches_the_dict_reader(raw: bytes) -> None:
+    from crossroute.formats.openai_chat import usage_from_chat_json
+
+    assert usage_from_chat_json(memoryview(raw)) == oc.usage_from_chat(orjson.loads(raw))
+    assert usage_from_chat_json(b"not json") is None
