@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from .formats.neutral import Usage
-from .formats.translate import PendingUsage, usage_of, usage_of_field
+from .formats.translate import PendingUsage, usage_of, usage_of_raw
 from .routing.session_ids import SessionIds
 
 __all__ = ["Attempt", "Call", "ParsedUsage", "RawUsage", "Trace"]
@@ -23,10 +23,12 @@ _ids = itertools.count(1)
 
 
 class Attempt:
-    """One try of one credential: when it started, when the upstream's first byte came, when it
-    ended, and how (``status`` 0 = no HTTP answer; ``error`` None on success)."""
+    """One try of one credential: when it started, when the upstream's first byte came, when its
+    first output reached the client (``first_token``: the first stream bytes written, or a whole
+    answer's end), when it ended, and how (``status`` 0 = no HTTP answer; ``error`` None on success)."""
 
-    __slots__ = ("credential_id", "end", "error", "first_byte", "start", "status", "upstream_model", "wire")
+    __slots__ = ("credential_id", "end", "error", "first_byte", "first_token", "start", "status", "upstream_model",
+                 "wire")
 
     def __init__(self, credential_id: str, upstream_model: str, wire: str, start: float) -> None:
         self.credential_id = credential_id
@@ -34,6 +36,7 @@ class Attempt:
         self.wire = wire
         self.start = start
         self.first_byte: float | None = None
+        self.first_token: float | None = None
         self.end: float | None = None
         self.status = 0
         self.error: str | None = None
@@ -88,7 +91,7 @@ class RawUsage:
     def resolve(self) -> Usage | None:
         raw = self.raw
         try:
-            return None if raw is None else usage_of_field(self.fmt, orjson.loads(memoryview(raw)))
+            return None if raw is None else usage_of_raw(self.fmt, memoryview(raw))
         except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError, KeyError):
             return None
 

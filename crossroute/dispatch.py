@@ -238,7 +238,7 @@ async def _attempt(
         if gw.observers.attempts:
             gw.observers.attempt_ended(call, attempt)
         raise
-    attempt.end = _monotonic()
+    attempt.end = attempt.first_token = _monotonic()  # a whole answer: its first output is all of it
     attempt.status = call.status = 200
     call._usage = usage  # (the property's setter, without its call)
     observers = gw.observers
@@ -325,6 +325,7 @@ async def _relay(gw: Gateway, call: Call, cand: Candidate, up: Upstream, pipe: P
     name = cand.entry.name
     try:
         yield first
+        attempt.first_token = time.monotonic()  # resumed once the edge wrote it: the client has output
         if eof and not pipe.done:  # the upstream ended with the first output; finish() was called
             yield pipe.error(502, f"upstream {name} ended the stream early")
         read = up.read_chunk
