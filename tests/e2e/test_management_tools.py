@@ -100,10 +100,17 @@ def test_download_gives_the_file_as_it_is_and_logs_nothing_of_it(gw: MgmtGateway
         assert (status, body["error"], body["field"]) == (400, message, "name"), (bad, body)
     status, body, _ = gw.call("GET", "/v0/management/auth-files/download?name=nobody.json")
     assert (status, body["error"]) == (404, "file not found")
-    time.sleep(0.3)  # what the gateway wrote about the download: its log and the logs folder
-    written = gw.log() + "".join(p.read_text(errors="replace") for p in Path(gw.config["logs-dir"]).glob("*.log"))
-    assert "auth-files/download" in written  # the access log line, path only
-    assert obj["access_token"] not in written and obj["refresh_token"] not in written
+
+    def written() -> str:  # what the gateway wrote about the download: its log and the logs folder
+        logs = Path(gw.config["logs-dir"]).glob("*.log")
+        return gw.log() + "".join(p.read_text(errors="replace") for p in logs)
+
+    deadline = time.monotonic() + 10  # access-log lines are flushed once a second
+    while "auth-files/download" not in written() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    text = written()
+    assert "auth-files/download" in text  # the access log line, path only
+    assert obj["access_token"] not in text and obj["refresh_token"] not in text
     gw.call("DELETE", f"/v0/management/auth-files?name={name}")
 
 
