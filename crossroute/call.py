@@ -45,20 +45,28 @@ class Attempt:
         return f"Attempt({self.credential_id!r}, {self.upstream_model!r}, status={self.status}, error={self.error!r})"
 
 
-class Trace:
-    """Why a call went where it went, step by step (filled by ``routing`` and ``dispatch`` when the
-    call is traced): ``{"step": "candidates" | "skip" | "chose" | "attempt" | ..., "t": monotonic,
-    ...fields}``. Kept for recent calls by ``observe``; rendered for ``X-Crossroute-Trace: 1``."""
+class Trace(list[Any]):
+    """Why a call went where it went (filled by ``routing`` when the call is traced; kept for recent
+    calls by ``observe``; rendered for ``X-Crossroute-Trace: 1``, the request log and the panel).
 
-    __slots__ = ("steps",)
+    On the request path it only holds raw entries, which cost little to make: a step added with
+    ``add`` (a dict), or a recorded pick (a tuple of pick-time copies, ``routing.explain.record``).
+    ``steps`` renders them when read: ``{"step": "candidates" | "skip" | "chose" | ..., "t":
+    monotonic, ...fields}``, a new list each time. A list itself, so that making one costs no
+    Python call; an empty trace is falsy, so test ``is not None``."""
 
-    def __init__(self) -> None:
-        self.steps: list[dict[str, Any]] = []
+    __slots__ = ()
 
     def add(self, step: str, **fields: Any) -> None:
         fields["step"] = step
         fields["t"] = time.monotonic()
-        self.steps.append(fields)
+        self.append(fields)
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        from .routing.explain import render_steps  # the read side only: routing's own rendering
+
+        return render_steps(self)
 
 
 class ParsedUsage:

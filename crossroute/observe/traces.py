@@ -3,12 +3,14 @@ kept in memory (``TraceRing``, a bounded ring) for the management API and the pa
 
 from __future__ import annotations
 
-import time
 from collections import deque
+from collections.abc import Iterable
+from time import time as _wall
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..routing.explain import render_steps
 from ..usage.records import key_id
 
 if TYPE_CHECKING:
@@ -24,18 +26,25 @@ MAX_HEADER = 8 * 1024  # a trace header longer than this is cut (the full trace 
 
 def trace_dict(call: Call) -> dict[str, object]:
     """The trace of one call: its routing steps and each upstream attempt, times relative to its start."""
-    t0 = call.started
+    return _render(call.id, call.model, call.started, call.trace, [_attempt(a) for a in call.attempts])
+
+
+def _attempt(a: Attempt) -> tuple[str, str, str, int, str | None, float]:
+    """What a trace shows of an attempt, as atomic values."""
+    return (a.credential_id, a.upstream_model, a.wire, a.status, a.error, (a.end or a.start) - a.start)
+
+
+def _render(call_id: int, model: str, t0: float, entries: Iterable[Any] | None,
+            attempts: Iterable[tuple[str, str, str, int, str | None, float]]) -> dict[str, object]:
     steps = []
-    for step in call.trace.steps if call.trace is not None else ():
+    for step in render_steps(entries) if entries is not None else ():
         s = dict(step)
         s["t"] = round((s["t"] - t0) * 1000, 3)
         steps.append(s)
-    attempts = [{
-        "credential": a.credential_id, "upstream_model": a.upstream_model, "wire": a.wire,
-        "status": a.status, "error": a.error,
-        "ms": round(((a.end or a.start) - a.start) * 1000, 3),
-    } for a in call.attempts]
-    return {"call": call.id, "model": call.model, "steps": steps, "attempts": attempts}
+    return {"call": call_id, "model": model, "steps": steps, "attempts": [{
+        "credential": cid, "upstream_model": um, "wire": wire, "status": status, "error": error,
+        "ms": round(took * 1000, 3),
+    } for cid, um, wire, status, error, took in attempts]}
 
 
 def header_value(call: Call) -> str:
@@ -49,8 +58,14 @@ RING = 1000  # traced calls kept in memory
 
 
 class TraceRing:
-    """Observer keeping the routing traces of the newest ``RING`` calls. It keeps the trace's steps
-    and attempts (not the call, whose body may be large) and renders them when asked."""
+    """Observer keeping the routing traces of the newest ``RING`` calls, rendered when asked.
+
+    It keeps neither the call (whose body may be large) nor its Trace and Attempt objects: each
+    kept call is one tuple, because every object kept costs the garbage collector a pass while it
+    runs with every call. The common call (one pick, one attempt) is kept flat: the call's fields,
+    ``_FLAT``, the pick's record (``routing.explain.record``), the attempt's fields and its start
+    and end; any other as the call's fields, ``_NESTED``, the trace's entries, the attempts as
+    ``_attempt`` makes them."""
 
     def __init__(self, size: int = RING) -> None:
         self.ring: deque[tuple[Any, ...]] = deque(maxlen=size)
@@ -60,31 +75,44 @@ class TraceRing:
 
     def call_ended(self, event: CallEnded) -> None:
         call = event.call
-        if call is None or (call.trace is None and not call.attempts):
+        if call is None:
             return
-        self.ring.append((event.request_id, time.time() - time.monotonic(), event.method, event.path, event.status,
-                          event.started, event.ended, call.id, call.model, call.credential_id, call.client_key,
-                          call.started, call.trace, call.attempts))
+        trace = call.trace
+        attempts = call.attempts
+        if trace is not None and len(trace) == 1 and len(attempts) == 1:
+            r = trace[0]
+            if type(r) is tuple:
+                a = attempts[0]
+                self.ring.append((event.request_id, _wall(), event.method, event.path, event.status, event.started,
+                                  event.ended, call.id, call.model, call.credential_id, call.client_key, call.started,
+                                  _FLAT, r[0], r[1], r[2], r[3], r[4], r[5], a.credential_id, a.upstream_model, a.wire,
+                                  a.status, a.error, a.start, a.end))
+                return
+        if trace is None and not attempts:
+            return
+        self.ring.append((event.request_id, _wall(), event.method, event.path, event.status, event.started,
+                          event.ended, call.id, call.model, call.credential_id, call.client_key, call.started,
+                          _NESTED, () if trace is None else tuple(trace), tuple([_attempt(a) for a in attempts])))
 
     @staticmethod
     def render(item: tuple[Any, ...]) -> dict[str, Any]:
-        rid, offset, method, path, status, ev_started, ev_ended, call_id, model, cred, key, started, trace, \
-            attempts = item
-        view: Any = _View(call_id, model, started, trace, attempts)
+        rid, wall, method, path, status, ev_started, ev_ended, call_id, model, cred, key, started, form = item[:13]
+        if form is _FLAT:
+            cid, um, wire, code, error, start, end = item[13 + _RECORD:]
+            entries: Iterable[Any] = (item[13:13 + _RECORD],)
+            attempts: Iterable[Any] = ((cid, um, wire, code, error, (end or start) - start),)
+        else:
+            entries, attempts = item[13], item[14]
         return {
-            "request_id": rid, "ts": round(ev_started + offset, 3), "method": method, "path": path,
+            "request_id": rid, "ts": round(wall - (ev_ended - ev_started), 3), "method": method, "path": path,
             "status": status, "model": model, "credential": cred, "client_key": key_id(key),
-            "duration_ms": round((ev_ended - ev_started) * 1000, 3), "trace": trace_dict(view),
+            "duration_ms": round((ev_ended - ev_started) * 1000, 3),
+            "trace": _render(call_id, model, started, entries, attempts),
         }
 
 
-class _View:
-    """The parts of a Call that ``trace_dict`` reads."""
-
-    __slots__ = ("attempts", "id", "model", "started", "trace")
-
-    def __init__(self, call_id: int, model: str, started: float, trace: Any, attempts: list[Any]) -> None:
-        self.id, self.model, self.started, self.trace, self.attempts = call_id, model, started, trace, attempts
+_FLAT, _NESTED = "flat", "nested"  # how a kept call holds its trace (see TraceRing)
+_RECORD = 6  # the fields of a pick's record (routing.explain.record)
 
 
 def recent_traces(gw: Gateway, limit: int = 100) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from time import monotonic as _monotonic
 from typing import TYPE_CHECKING
 
 from crossroute.routing import explain
@@ -329,26 +330,43 @@ class Router:
         self, candidates: Sequence[C], model: str, session: SessionIds | None, exclude: Collection[str],
         scope: str | None, trace: Trace,
     ) -> C:
+        """``pick_now`` noting in ``trace`` one raw record (``explain.record``; rendered when read)."""
         mem = self._mem
         assert mem is not None
         if not candidates:
             trace.add("none", reason="unavailable", message="no credential serves the model")
             return self.pick_now(candidates, model, session, exclude, scope)
-        tier = explain.explain(self, candidates, model, exclude, explain.memory_cooldowns(self, candidates, model),
-                               trace)
-        pkey, fkey = (None, None)
-        if self._affinity is not None:
-            pkey, fkey = explain.session_keys(scope or provider_group(candidates), model, session)
-        bound = mem.peek_binding(pkey) if pkey is not None else None
-        inherited = mem.peek_binding(fkey) if fkey is not None else None
+        t = _monotonic()
+        settings = self._settings
+        more = None
+        if exclude or mem.cooldowns or settings.quota_aware or (session is not None and self._affinity is not None):
+            more = self._trace_more_now(mem, candidates, model, session, exclude, scope)
+        selector = self._selector
         try:
             cand = self.pick_now(candidates, model, session, exclude, scope)
         except (AllCoolingDown, LookupError) as exc:
-            explain.nothing(exc, trace)
+            trace.append(explain.record(t, candidates, model, selector, explain.nothing(exc), more))
             raise
-        explain.chose(self, cand, len(tier), bound[0] if bound else None, inherited[0] if inherited else None,
-                      trace)
+        trace.append((t, candidates, model, selector, cand.credential_id, more))  # explain.record's tuple, inline
         return cand
+
+    def _trace_more_now(
+        self, mem: MemoryState, candidates: Sequence[C], model: str, session: SessionIds | None,
+        exclude: Collection[str], scope: str | None,
+    ) -> explain.Extra | None:
+        """A traced pick's ``explain.extra`` from in-process state, read before the pick."""
+        settings = self._settings
+        cooling = None
+        if mem.cooldowns and not settings.disable_cooling:
+            cooling = explain.memory_cooling(self, candidates, model)
+        quota = explain.quota_figures(self, candidates, exclude) if settings.quota_aware else None
+        bound = inherited = None
+        if session is not None and self._affinity is not None:
+            pkey, fkey = explain.session_keys(scope or provider_group(candidates), model, session)
+            b = mem.peek_binding(pkey) if pkey is not None else None
+            i = mem.peek_binding(fkey) if fkey is not None else None
+            bound, inherited = b[0] if b else None, i[0] if i else None
+        return explain.extra(exclude, cooling, quota, bound, inherited)
 
     async def _pick_traced(
         self, candidates: Sequence[C], model: str, session: SessionIds | None, exclude: Collection[str],
@@ -357,20 +375,26 @@ class Router:
         if not candidates:
             trace.add("none", reason="unavailable", message="no credential serves the model")
             return await self.pick(candidates, model, session, exclude, scope)
-        cooldowns = await explain.state_cooldowns(self, candidates, model)
-        tier = explain.explain(self, candidates, model, exclude, cooldowns, trace)
+        t = _monotonic()
+        cooling = None
+        if not self._settings.disable_cooling:
+            cooling = explain.active_cooldowns(self, candidates, model,
+                                               await explain.state_cooldowns(self, candidates, model))
+        quota = explain.quota_figures(self, candidates, exclude) if self._settings.quota_aware else None
         bound = inherited = None
         if self._affinity is not None:
             pkey, fkey = explain.session_keys(scope or provider_group(candidates), model, session)
             ttl = self._settings.session_affinity_ttl
             bound = await self._state.get_binding(pkey, ttl) if pkey is not None else None
             inherited = await self._state.get_binding(fkey, ttl) if fkey is not None else None
+        more = explain.extra(exclude, cooling, quota, bound, inherited)
+        selector = self._selector
         try:
             cand = await self.pick(candidates, model, session, exclude, scope)
         except (AllCoolingDown, LookupError) as exc:
-            explain.nothing(exc, trace)
+            trace.append(explain.record(t, candidates, model, selector, explain.nothing(exc), more))
             raise
-        explain.chose(self, cand, len(tier), bound, inherited, trace)
+        trace.append(explain.record(t, candidates, model, selector, cand.credential_id, more))
         return cand
 
     async def wait_time(self, candidates: Sequence[Candidate], model: str) -> float | None:
