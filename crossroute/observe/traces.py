@@ -70,6 +70,8 @@ class TraceRing:
     def __init__(self, size: int = RING) -> None:
         self.ring: deque[tuple[Any, ...]] = deque(maxlen=size)
 
+    wants_attempts = False  # told of finished calls only (Hub.attempts)
+
     def attempt_ended(self, call: Call, attempt: Attempt) -> None:
         return None
 
