@@ -112,19 +112,26 @@ def merge_items(history: list[Any], new: list[Any]) -> list[Any]:
     ids = {i.get("id") for i in history if isinstance(i, dict) and i.get("id")}
     calls = {(i.get("type"), i.get("call_id")) for i in history
              if isinstance(i, dict) and i.get("type") in CALLS and i.get("call_id")}
-    merged = list(history)
+    return [*history, *_not_held(new, ids, calls)]
+
+
+def _not_held(new: list[Any], ids: set[Any], calls: set[Any]) -> list[Any]:
+    """The items of ``new`` whose id is not in ``ids`` (nor earlier in ``new``) and, for calls, whose
+    (type, call_id) is not in ``calls``: the one dedupe rule of merging and of incremental turns."""
+    seen: set[Any] = set()
+    kept = []
     for item in new:
         if isinstance(item, dict):
             iid = item.get("id")
-            if iid and iid in ids:
+            if iid and (iid in ids or iid in seen):
                 continue
             kind = item.get("type")
             if kind in CALLS and (kind, item.get("call_id")) in calls:
                 continue
             if iid:
-                ids.add(iid)
-        merged.append(item)
-    return merged
+                seen.add(iid)
+        kept.append(item)
+    return kept
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -197,22 +204,7 @@ class ItemIndex:
     def new_items(self, new: list[Any]) -> list[Any]:
         """The items of ``new`` the indexed history does not hold (``merge_items``'s rule: history +
         these is ``merge_items(history, new)``)."""
-        ids = self.ids
-        keys = self.call_keys
-        seen: set[Any] = set()
-        kept = []
-        for item in new:
-            if item.__class__ is dict:
-                iid = item.get("id")
-                if iid and (iid in ids or iid in seen):
-                    continue
-                kind = item.get("type")
-                if kind in CALLS and (kind, item.get("call_id")) in keys:
-                    continue
-                if iid:
-                    seen.add(iid)
-            kept.append(item)
-        return kept
+        return _not_held(new, self.ids, self.call_keys)
 
     def has_orphans_with(self, new: list[Any]) -> bool:
         """Whether the indexed history followed by ``new`` holds a tool call without an output or an
