@@ -12,8 +12,21 @@ if TYPE_CHECKING:
 __all__ = ["CallEnded", "new_request_id"]
 
 # request ids: a counter from a random start per process (unique within a process for 2**32 calls,
-# unlikely to collide across processes; os.urandom per call costs a system call)
-_ids = itertools.count(int.from_bytes(os.urandom(4), "big"))
+# unlikely to collide across processes; os.urandom per call costs a system call). A forked worker
+# draws a new start: workers forked from one parent would otherwise count the same ids.
+def _fresh_counter() -> itertools.count[int]:
+    return itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+
+_ids = _fresh_counter()
+
+
+def _reseed() -> None:
+    global _ids
+    _ids = _fresh_counter()
+
+
+os.register_at_fork(after_in_child=_reseed)
 
 
 def new_request_id() -> str:

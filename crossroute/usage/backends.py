@@ -12,6 +12,7 @@ import asyncio
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -57,6 +58,22 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+def _wal(conn: sqlite3.Connection, within: float = 10.0) -> None:
+    """Switch to WAL. The switch takes an exclusive lock without waiting on the busy timeout, so
+    two workers opening a new file at once see "database is locked": wait and try again."""
+    deadline = time.monotonic() + within
+    pause = 0.01
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+
+
 class SQLiteBackend:
     dialect = "sqlite"
 
@@ -69,7 +86,7 @@ class SQLiteBackend:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            _wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("BEGIN IMMEDIATE")
             try:

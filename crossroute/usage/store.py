@@ -5,8 +5,10 @@ was written) and appends them to a bounded queue; the writer thread commits what
 ``FLUSH_SECONDS`` (sooner once ``BATCH`` calls wait), one transaction per batch. So a killed
 process loses at most the records of the calls that ended in its last ``FLUSH_SECONDS`` (one batch),
 more only if the database fell behind (at most ``MAX_QUEUE`` calls, then new records are dropped).
-A full queue or a failing database never fails a request: the records are dropped, counted
-(``dropped``) and logged at most once a minute; the writer reopens the database and goes on.
+A full queue or a failing database never fails a request. While the database cannot be opened (or
+refused a batch once: locked by another process) the records stay queued and the writer tries again;
+records are dropped only when the queue is full, a batch is refused twice, or the store stops with
+the database still unavailable: counted (``dropped``) and logged at most once a minute.
 Queries run on the same thread, after the queued records are committed.
 """
 
@@ -90,7 +92,7 @@ class UsageStore:
         if len(pending) >= self.max_queue or self._stopping:
             self._drop(len(records), "the usage queue is full" if not self._stopping else "the store is stopping")
             return
-        pending.append((_READY, list(records)))
+        pending.append((_READY, list(records), 0))
         with self._cv:
             self._cv.notify()
 
@@ -161,38 +163,47 @@ class UsageStore:
         return True
 
     def _flush(self) -> None:
+        """Commit what is queued. While the database cannot be opened or refuses a batch for the
+        first time, the records stay queued (at the front) for the next round: a database locked
+        by another worker or briefly missing loses nothing. A batch refused twice is dropped (a
+        row the database will never take must not block the queue)."""
         pending = self._pending
         gw = self.gw
         while pending:
+            if not self._ensure_open():
+                return  # kept; the queue bound (max_queue calls) still holds
             n = min(len(pending), BATCH * 4)
             offset = clock_offset()
             records: list[tuple[Any, ...]] = []
+            tries = 0
             for _ in range(n):
                 item = pending.popleft()
                 if item[0] is _READY:
                     records.extend(item[1])
+                    tries = max(tries, item[2])
                 else:
                     try:
                         records.extend(rows_of(gw, item, offset))
                     except Exception:
                         self.dropped += 1
                         log.exception("usage store: a call's records could not be made")
-            if not self._ensure_open():
-                self._drop(len(records), "the database cannot be opened")
-                continue
-            rows = records
             try:
-                self.backend.insert(rows)
+                self.backend.insert(records)
             except Exception as exc:
                 self.failures += 1
-                self._drop(len(rows), f"the database refused them: {exc}")
                 try:
                     self.backend.close()
                 except Exception:
                     log.debug("closing the usage database failed", exc_info=True)
                 self._open = False
+                if tries == 0:
+                    pending.appendleft((_READY, records, 1))
+                    log.warning("usage store: the database refused a batch of %d (%s); trying again",
+                                len(records), exc)
+                    return
+                self._drop(len(records), f"the database refused them twice: {exc}")
                 continue
-            self.written += len(rows)
+            self.written += len(records)
 
     def _run(self) -> None:
         cv = self._cv
@@ -219,6 +230,17 @@ class UsageStore:
                     fut.set_exception(exc)
             if stopping:
                 break
+        if self._pending:  # one last try, whatever the reopen delay
+            self._last_open_try = 0.0
+            try:
+                self._flush()
+            except Exception:
+                log.exception("usage store: writing failed")
+        if self._pending:  # the database stayed unavailable to the end
+            n = sum(len(it[1]) if it[0] is _READY else 1 for it in self._pending)
+            self._pending.clear()
+            self._last_log = 0.0
+            self._drop(n, "the database was not available when the store stopped")
         for _fn, fut in list(self._jobs):
             fut.set_exception(RuntimeError("the usage store is stopped"))
         try:

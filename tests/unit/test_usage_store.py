@@ -251,12 +251,14 @@ def test_an_unwritable_store_never_fails_a_request(tmp_path: Path, caplog: pytes
             store: UsageStore = gw.observers.named["usage"]
             evs = [await _call(gw) for _ in range(3)]
             assert all(e.status == 200 for e in evs)
-            await _until(lambda: store.dropped >= 3)
-            assert store.dropped == 3 and store.written == 0
             with pytest.raises(RuntimeError, match="not available"):
                 await queries.totals(gw, "model")
+            assert store.queued == 3 and store.dropped == 0 and store.written == 0  # kept for a retry
+            stores.append(store)
 
+    stores: list[UsageStore] = []
     asyncio.run(go())
+    assert stores[0].dropped == 3  # stopped with the database still missing: counted and logged
     assert any("usage store" in r.getMessage() for r in caplog.records)
 
 
@@ -319,7 +321,85 @@ def test_an_unreachable_postgres_never_fails_a_request(tmp_path: Path) -> None:
             store: UsageStore = gw.observers.named["usage"]
             evs = [await _call(gw) for _ in range(3)]
             assert all(e.status == 200 for e in evs)
-            await _until(lambda: store.dropped >= 3)
-            assert store.dropped == 3 and store.written == 0
+            await _until(lambda: store.failures >= 1)
+            assert store.queued == 3 and store.written == 0 and store.dropped == 0
+            stores.append(store)
+
+    stores: list[UsageStore] = []
+    asyncio.run(go())
+    assert stores[0].dropped == 3
+
+
+class _FlakyBackend(SQLiteBackend):
+    """A database that cannot be opened twice, then refuses one batch as locked, then works
+    (another worker holding the file while it switches it to WAL, then writing)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.opens = 0
+        self.inserts = 0
+
+    def open(self) -> None:
+        self.opens += 1
+        if self.opens <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        super().open()
+
+    def insert(self, rows: Any) -> None:
+        self.inserts += 1
+        if self.inserts == 1:
+            raise sqlite3.OperationalError("database is locked")
+        super().insert(rows)
+
+
+def test_a_database_locked_for_a_while_loses_no_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crossroute.usage import store as store_mod
+
+    monkeypatch.setattr(store_mod, "_REOPEN_AFTER", 0.05)
+
+    async def go() -> None:
+        gw = Gateway(_settings(tmp_path, extra="usage-statistics-enabled: false\n"))
+        await gw.start()
+        backend = _FlakyBackend(str(tmp_path / "flaky.sqlite3"))
+        store = UsageStore(gw, backend, flush_seconds=0.02)
+        gw.observers.add(store)
+        try:
+            for _ in range(12):
+                await _call(gw)
+            await _until(lambda: store.written >= 12)
+        finally:
+            gw.observers.remove(store)
+            await store.stop()
+            await gw.stop()
+        assert backend.opens >= 3 and backend.inserts >= 2
+        assert store.written == 12 and store.dropped == 0
 
     asyncio.run(go())
+
+
+def _open_in_process(path: str, results: Any, barrier: Any) -> None:
+    barrier.wait(10)
+    try:
+        SQLiteBackend(path).open()
+        results.put("ok")
+    except Exception as exc:
+        results.put(repr(exc))
+
+
+def test_workers_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """Switching a new file to WAL does not wait on the busy timeout: without a retry, one of
+    several workers starting together failed with "database is locked" and lost its records."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for i in range(20):
+        path = str(tmp_path / f"race{i}.sqlite3")
+        results = ctx.Queue()
+        barrier = ctx.Barrier(4)
+        procs = [ctx.Process(target=_open_in_process, args=(path, results, barrier)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(30)
+        got = [results.get(timeout=5) for _ in procs]
+        assert got == ["ok"] * 4, got
