@@ -102,6 +102,9 @@ def main() -> int:
                     help="crossroute: Anthropic /v1/messages streams over the OpenAI upstream (cross-format)")
     ap.add_argument("--only", default="reference,crossroute,crossroute-affinity")
     ap.add_argument("--keep", action="store_true", help="keep the callgrind files (for callgrind_annotate)")
+    ap.add_argument("--baseline", metavar="TREE",
+                    help="also count crossroute from another source tree (row crossroute-baseline), e.g. "
+                         "`git archive <commit> crossroute | tar -x -C TREE`")
     args = ap.parse_args()
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         print("valgrind is not installed (apt-get install -y valgrind)")
@@ -116,7 +119,8 @@ def main() -> int:
         wait_ready(upstream, up_port)
         env = crossroute_env()
         results: dict[str, int] = {}
-        for label in args.only.split(","):
+        labels = [x for x in args.only.split(",") if x] + (["crossroute-baseline"] if args.baseline else [])
+        for label in labels:
             port = free_port()
             if label == "reference":
                 argv = [sys.executable, os.path.join(HERE, "reference_proxy.py"), "--port", str(port),
@@ -126,10 +130,12 @@ def main() -> int:
                 config = write_config(os.path.join(tmp, f"{label}.yaml"), port, up_port,
                                       affinity=label == "crossroute-affinity")
                 argv, key = crossroute_argv(config, 1), BENCH_KEY
+            run_env = crossroute_env(args.baseline) if label == "crossroute-baseline" else env
             if args.messages and label != "reference":
-                results[label] = count(label, argv, port, key, MESSAGES_BODY, args.requests, tmp, env, "/v1/messages")
+                results[label] = count(label, argv, port, key, MESSAGES_BODY, args.requests, tmp, run_env,
+                                       "/v1/messages")
             else:
-                results[label] = count(label, argv, port, key, body, args.requests, tmp, env)
+                results[label] = count(label, argv, port, key, body, args.requests, tmp, run_env)
             what = "request" if body is CHAT_BODY else "stream"
             print(f"{label:22s} {results[label]:>10,} instructions per {what}", flush=True)
         ref = results.get("reference")
@@ -137,6 +143,8 @@ def main() -> int:
             for label, v in results.items():
                 if label != "reference":
                     print(f"{label:22s} reference/{label} = {ref / v:.2f}")
+        if "crossroute" in results and "crossroute-baseline" in results:
+            print(f"{'crossroute':22s} baseline/this = {results['crossroute-baseline'] / results['crossroute']:.3f}")
     finally:
         finish(tmp, args.keep, "callgrind files")
     return 0

@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "crossroute-profile"))
     p.add_argument("--events", type=int, default=50)
     p.add_argument("--target", choices=("crossroute", "reference"), default="crossroute", help="what to profile")
+    p.add_argument("--tree", help="profile crossroute from another source tree (`git archive <commit> crossroute | "
+                                  "tar -x -C TREE`)")
     args = p.parse_args(argv)
     pyspy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     if not os.path.exists(pyspy):
@@ -103,7 +105,7 @@ def profile(args: argparse.Namespace, pyspy: str, tmp: str) -> int:
     )
     wait_ready(up, up_port)
     config = write_config(os.path.join(tmp, "config.yaml"), cr_port, up_port)
-    env = crossroute_env()
+    env = crossroute_env(args.tree)
     if args.target == "reference":
         argv = [
             sys.executable,

@@ -107,10 +107,11 @@ def write_config(path: str, port: int, upstream_port: int, affinity: bool = Fals
     return path
 
 
-def crossroute_env() -> dict[str, str]:
-    """The environment for a crossroute process: this checkout's package first on the path."""
+def crossroute_env(tree: str | None = None) -> dict[str, str]:
+    """The environment for a crossroute process: this checkout's package (or ``tree``'s, a source
+    tree made with ``git archive <commit> crossroute | tar -x -C TREE``) first on the path."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.path.abspath(tree or REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
