@@ -8,7 +8,12 @@ an account's file name is accepted too).
   book's windows that say it is spent (``Router.reset_cooldowns``); session bindings stay.
   ``redeem: true`` (spending a provider-side reset credit) is refused with 422.
 - ``api-call {"auth_index", "method", "url", "header", "data"}`` sends one HTTP request with the
-  credential's proxy; ``$TOKEN$`` in a header value becomes the credential's current token.
+  credential's proxy; ``$TOKEN$`` in a header value becomes the credential's token, from the token
+  source the request path uses: an OAuth account's token that is due (or expired) is refreshed first
+  (CLIProxyAPI does so for its Google accounts; here every refreshable account), through the
+  refresher, so it is one refresh per account however many callers want it. A 401 answer to a
+  request that carried the token gets one refresh and one resend with the new token, as on the
+  request path (CLIProxyAPI answers that 401 as it is); without ``$TOKEN$`` nothing is refreshed.
   Unlike CLIProxyAPI it only reaches the credential's own upstream: the URL must be on the
   credential's base URL (same scheme, host and port, under its path; no ``..``), redirects are not
   followed, the body sent and the answer read are bounded (``MAX_SEND_BYTES``, ``MAX_ANSWER_BYTES``)
@@ -19,6 +24,7 @@ an account's file name is accepted too).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -35,9 +41,12 @@ if TYPE_CHECKING:
     from ..api.request import Request
     from ..config import ProviderEntry
     from ..gateway import Gateway
+    from ..providers.base import TokenSource
     from ..replies import Reply
 
 __all__ = ["CALL_TIMEOUT", "MAX_ANSWER_BYTES", "MAX_SEND_BYTES", "ROUTES"]
+
+log = logging.getLogger("crossroute.management")
 
 Handler = Callable[["Gateway", "Request"], Awaitable["Reply"]]
 CALL_TIMEOUT = 30.0
@@ -127,7 +136,8 @@ def _within(url: str, base: str) -> str | None:
     return None
 
 
-def _headers(raw: Any, token: Callable[[], str]) -> dict[str, str]:
+def _headers(raw: Any) -> dict[str, str]:
+    """The checked headers, ``$TOKEN$`` still in them."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -145,13 +155,24 @@ def _headers(raw: Any, token: Callable[[], str]) -> dict[str, str]:
             raise BadInput(f"header {name!r} must be a string on one line", field)
         if len(value.encode()) > MAX_HEADER_BYTES:
             raise BadInput(f"header {name!r} is longer than {MAX_HEADER_BYTES} bytes", field)
-        if _TOKEN in value:
-            secret = token()
-            if not secret:
-                raise BadInput("auth token not found for this credential", "auth_index")
-            value = value.replace(_TOKEN, secret)
         out[name] = value
     return out
+
+
+def _with_token(headers: dict[str, str], secret: str) -> dict[str, str]:
+    return {name: value.replace(_TOKEN, secret) for name, value in headers.items()}
+
+
+async def _fresh_token(source: TokenSource, entry: ProviderEntry) -> str:
+    """The token to send: refreshed first when it is due (a source that can tell), else the current one."""
+    fresh: Callable[[], Awaitable[str]] | None = getattr(source, "fresh_token", None)
+    if fresh is not None:
+        try:
+            return await fresh()
+        except Exception as exc:  # e.g. a service account that cannot mint: the current token, if any
+            log.warning("api-call: no fresh token for %s (%s)", entry.name,
+                        redaction.scrub(f"{type(exc).__name__}: {exc}"))
+    return source.token()
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -167,9 +188,12 @@ async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _masked(text: str, secret: str) -> str:
+def _masked(text: str, secrets: list[str]) -> str:
     text = redaction.scrub(text)
-    return text.replace(secret, redaction.mask(secret)) if secret and len(secret) >= 4 else text
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, redaction.mask(secret))
+    return text
 
 
 async def api_call(gw: Gateway, req: Request) -> Reply:
@@ -200,35 +224,41 @@ async def api_call(gw: Gateway, req: Request) -> Reply:
     why = _within(url, base)
     if why is not None:
         raise BadInput(f"'url' {why}: api-call only reaches the credential's own upstream, {base}", "url")
+    headers = _headers(body.get("header"))
     source = executor_for(entry.kind).token_source(entry)
-    used: list[str] = []
-
-    def token() -> str:
-        secret = source.token()
-        used.append(secret)
-        return secret
-
-    headers = _headers(body.get("header"), token)
-    secret = used[0] if used else ""
+    uses_token = any(_TOKEN in value for value in headers.values())
+    secret = await _fresh_token(source, entry) if uses_token else ""
+    if uses_token and not secret:
+        raise BadInput("auth token not found for this credential", "auth_index")
+    used = [secret]
     proxy_url = entry.proxy_url or gw.settings.proxy_url
     session, proxy = gw.client_for(proxy_url), gw.proxy_arg(proxy_url)
-    try:
-        async with session.request(method, url, data=payload or None, headers=headers, proxy=proxy,
-                                   allow_redirects=False, timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT)
-                                   ) as resp:
-            raw = await _read_bounded(resp, MAX_ANSWER_BYTES + 1)
-            status, answer_headers = resp.status, resp.headers
-    except TimeoutError:
-        return error(504, f"the upstream did not answer within {CALL_TIMEOUT:g} s")
-    except (aiohttp.ClientError, ValueError) as exc:
-        return error(502, _masked(f"request failed: {type(exc).__name__}: {exc}", secret))
+    resent = False
+    while True:
+        try:
+            async with session.request(method, url, data=payload or None, headers=_with_token(headers, secret),
+                                       proxy=proxy, allow_redirects=False,
+                                       timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT)) as resp:
+                raw = await _read_bounded(resp, MAX_ANSWER_BYTES + 1)
+                status, answer_headers = resp.status, resp.headers
+        except TimeoutError:
+            return error(504, f"the upstream did not answer within {CALL_TIMEOUT:g} s")
+        except (aiohttp.ClientError, ValueError) as exc:
+            return error(502, _masked(f"request failed: {type(exc).__name__}: {exc}", used))
+        if status != 401 or not uses_token or resent or not await source.refresh():
+            break
+        new = source.token()
+        if not new or new == secret:  # nothing new to send (refreshed just before, or no token left)
+            break
+        secret, resent = new, True
+        used.append(secret)
     out: dict[str, Any] = {"status_code": status, "header": {}, "body": ""}
     for name in answer_headers:
         if name not in out["header"]:
-            out["header"][name] = [_masked(v, secret) for v in answer_headers.getall(name)]
+            out["header"][name] = [_masked(v, used) for v in answer_headers.getall(name)]
     if len(raw) > MAX_ANSWER_BYTES:
         raw, out["truncated"] = raw[:MAX_ANSWER_BYTES], True
-    out["body"] = _masked(raw.decode("utf-8", "replace"), secret)
+    out["body"] = _masked(raw.decode("utf-8", "replace"), used)
     return reply(out)
 
 
