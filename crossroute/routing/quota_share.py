@@ -18,13 +18,13 @@ measured itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from ..background import Background
 from ..providers.quota_signals import Window
 from ..state.base import State
 from .quota import HORIZON, Account, QuotaBook
@@ -114,7 +114,7 @@ class QuotaSharing:
         self._state = state
         self._book_of = book_of
         self.every = every
-        self._task: asyncio.Task[None] | None = None
+        self._round = Background("crossroute-quota-share")
 
     async def _loop(self) -> None:
         while True:
@@ -128,12 +128,7 @@ class QuotaSharing:
                 log.debug("sharing quota readings failed", exc_info=True)
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="crossroute-quota-share")
+        self._round.start(self._loop)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._round.stop()

@@ -4,12 +4,12 @@ bindings capped (least recently used first out)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from crossroute.background import Background
 from crossroute.state.base import Cooldown, State
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class MemoryState(State):
         # truthiness is the hot path's "any cooldown at all?")
         self.cooldowns: dict[tuple[str, str], tuple[Cooldown, float]] = {}
         self._cursors: dict[str, int] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._sweeper = Background("crossroute-state-sweep")
         self.peers: Peers | None = None
         # quota readings from the other workers: credential id -> (JSON text, expires_at)
         self._quota: dict[str, tuple[str, float]] = {}
@@ -346,15 +346,14 @@ class MemoryState(State):
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._sweeper.running
+
+    @property
+    def _task(self) -> asyncio.Task[None] | None:  # tests/unit/test_affinity.py looks at the sweep task
+        return self._sweeper.task
 
     async def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._sweep_loop(), name="crossroute-state-sweep")
+        self._sweeper.start(self._sweep_loop)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._sweeper.stop()
