@@ -4,44 +4,25 @@ reset it announced (and a success on either clears it)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from crossroute.call import Trace
-from crossroute.config import ProviderEntry
-from crossroute.routing.quota import QuotaBook
-from crossroute.routing.router import AllCoolingDown, Router, RoutingSettings
-from crossroute.state.redis_state import RedisState
-from tests.redis_server import RedisServer, require_redis_server
+from crossroute.routing.router import AllCoolingDown, RoutingSettings
+from tests.redis_server import RedisServer
 
+from .quota_replicas import oauth_entry, redis_replicas
+from .quota_replicas import server as server  # the fixture
 from .routing_fakes import Cand
 
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
-    srv = RedisServer(require_redis_server())
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.close()
-
-
 async def test_announced_reset_is_shared(server: RedisServer) -> None:
-    replicas = []
-    for _ in range(2):
-        router = Router(RoutingSettings(strategy="fill-first", quota_aware=True), RedisState(server.url))
-        book = QuotaBook()
-        book.attach(router, None)
-        await router.start()
-        replicas.append((router, book))
-    (r1, b1), (r2, _) = replicas
-    try:
-        a = ProviderEntry("claude-oauth", "claude", "claude-a.json", "", "", cred_id="auth:claude-a.json")
-        b = ProviderEntry("claude-oauth", "claude", "claude-b.json", "", "", cred_id="auth:claude-b.json")
+    settings = RoutingSettings(strategy="fill-first", quota_aware=True)
+    async with redis_replicas(server.url, settings) as [(r1, b1), (r2, _)]:
+        a = oauth_entry("claude-a.json", "claude")
+        b = oauth_entry("claude-b.json", "claude")
         cands = [Cand(a.id), Cand(b.id)]
         reset = int(time.time()) + 120
         b1.note(a, 429, {"anthropic-ratelimit-unified-status": "rejected",
@@ -60,6 +41,3 @@ async def test_announced_reset_is_shared(server: RedisServer) -> None:
         assert 110 < exc.value.retry_after <= 120
         await r2.report_success(cands[0], "claude-sonnet", None)  # it served on the second replica
         assert (await r1.pick(cands[:1], "claude-opus", None)).credential_id == a.id  # cooling cleared on both
-    finally:
-        for router, _ in replicas:
-            await router.stop()

@@ -5,27 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
-from crossroute.config import ProviderEntry
-from crossroute.routing.quota import QuotaBook
 from crossroute.routing.quota_share import QuotaSharing, share_once
-from crossroute.routing.router import Router, RoutingSettings
+from crossroute.routing.router import RoutingSettings
 from crossroute.routing.session_ids import SessionIds
-from crossroute.state.base import State
 from crossroute.state.memory import MemoryState
-from crossroute.state.redis_state import RedisState
-from tests.redis_server import RedisServer, require_redis_server
+from tests.redis_server import RedisServer
 
+from .quota_replicas import Replica, oauth_entry, redis_replicas, replica
+from .quota_replicas import server as server  # the fixture
 from .routing_fakes import Cand
-
-
-def entry(name: str) -> ProviderEntry:
-    return ProviderEntry(kind="codex-oauth", provider="codex", name=name, api_key="", base_url="",
-                         cred_id=f"auth:{name}")
 
 
 def codex(used: float, reset_in: float = 4 * 3600) -> dict[str, str]:
@@ -38,19 +31,12 @@ def codex(used: float, reset_in: float = 4 * 3600) -> dict[str, str]:
     }
 
 
-LOW, ROOM = entry("codex-low.json"), entry("codex-room.json")
+LOW, ROOM = oauth_entry("codex-low.json", "codex"), oauth_entry("codex-room.json", "codex")
 CANDS = [Cand(LOW.id, provider="codex"), Cand(ROOM.id, provider="codex")]
 SETTINGS = RoutingSettings(strategy="fill-first", quota_aware=True, session_affinity=True)
 
 
-def replica(state: State) -> tuple[Router, QuotaBook]:
-    router = Router(SETTINGS, state)
-    book = QuotaBook()
-    book.attach(router, None)
-    return router, book
-
-
-async def check_sharing(a: tuple[Router, QuotaBook], b: tuple[Router, QuotaBook]) -> None:
+async def check_sharing(a: Replica, b: Replica) -> None:
     (router_a, book_a), (router_b, book_b) = a, b
     book_a.note(LOW, 200, codex(97))  # a learns that LOW is nearly spent, ROOM is not
     book_a.note(ROOM, 200, codex(10))
@@ -68,32 +54,14 @@ async def check_sharing(a: tuple[Router, QuotaBook], b: tuple[Router, QuotaBook]
 
 
 # ------------------------------------------------------------------ replicas on one Redis
-
-
 @pytest.fixture
-def server() -> Iterator[RedisServer]:
-    srv = RedisServer(require_redis_server())
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.close()
-
-
-@pytest.fixture
-async def two_replicas(server: RedisServer) -> AsyncIterator[list[tuple[Router, QuotaBook]]]:
-    replicas = [replica(RedisState(server.url)) for _ in range(2)]
-    for router, _ in replicas:
-        await router.start()
-    try:
+async def two_replicas(server: RedisServer) -> AsyncIterator[list[Replica]]:
+    async with redis_replicas(server.url, SETTINGS) as replicas:
         yield replicas
-    finally:
-        for router, _ in replicas:
-            await router.stop()
 
 
 @pytest.mark.redis
-async def test_replicas_share_readings_through_redis(two_replicas: list[tuple[Router, QuotaBook]],
+async def test_replicas_share_readings_through_redis(two_replicas: list[Replica],
                                                      server: RedisServer) -> None:
     a, b = two_replicas
     await check_sharing(a, b)
@@ -112,7 +80,7 @@ async def test_replicas_share_readings_through_redis(two_replicas: list[tuple[Ro
 
 
 @pytest.mark.redis
-async def test_the_background_round_shares_without_a_call(two_replicas: list[tuple[Router, QuotaBook]]) -> None:
+async def test_the_background_round_shares_without_a_call(two_replicas: list[Replica]) -> None:
     (_, book_a), (_, book_b) = two_replicas
     book_a.note(LOW, 200, codex(97))
     for _ in range(50):  # the rounds run every second
@@ -142,13 +110,13 @@ async def test_workers_share_readings_over_their_links() -> None:
     l1, l2 = Link(), Link()
     l1.to, l2.to = s2, s1
     s1.peers, s2.peers = l1, l2  # type: ignore[assignment]
-    await check_sharing(replica(s1), replica(s2))
+    await check_sharing(replica(s1, SETTINGS), replica(s2, SETTINGS))
     assert await s2.get_quota() is None  # nothing new since the last round
 
 
 async def test_the_round_is_idle_without_sharing() -> None:
     state = MemoryState()
-    _, book = replica(state)
+    _, book = replica(state, SETTINGS)
     sharing = QuotaSharing(state, lambda: book, every=0.01)
     sharing.start()
     book.note(LOW, 200, codex(97))
@@ -159,7 +127,7 @@ async def test_the_round_is_idle_without_sharing() -> None:
 
 @pytest.mark.redis
 async def test_a_reset_on_one_replica_clears_cooldowns_and_spent_marks_on_both(
-    two_replicas: list[tuple[Router, QuotaBook]],
+    two_replicas: list[Replica],
 ) -> None:
     (router_a, book_a), (router_b, book_b) = two_replicas
     book_a.note(LOW, 429, codex(100))
