@@ -63,6 +63,7 @@ def new_session(connector: aiohttp.BaseConnector) -> aiohttp.ClientSession:
     """An upstream client session with crossroute's encoding and buffering choices."""
     return aiohttp.ClientSession(
         connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),  # an upstream's cookies would reach every other client's requests
         auto_decompress=True,
         headers={"Accept-Encoding": ACCEPT_ENCODING},
         read_bufsize=READ_BUFSIZE,

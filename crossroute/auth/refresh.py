@@ -244,7 +244,8 @@ class Refresher:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            # no cookie jar: a token endpoint's cookies must not travel with the next account's refresh
+            self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
     # ------------------------------------------------------------------ background

@@ -453,6 +453,23 @@ def test_passthrough_headers(fresh: RoutingUpstream, start_gateway: Start) -> No
     assert h["x-upstream-id"] == ["fake-1"] and h["content-type"] == ["text/event-stream"]
 
 
+def test_upstream_cookies_are_never_kept_or_sent(fresh: RoutingUpstream, start_gateway: Start) -> None:
+    """A CDN in front of a provider sets cookies (Cloudflare's __cf_bm, a backend's device id). A
+    gateway that kept them would send one client's or account's cookies with every later request
+    of every other one (linking accounts, leaking state): none is kept. The upstream is reached by
+    host name, as real ones are (aiohttp's default jar ignores cookies from IP addresses)."""
+    fresh.extra_headers = [("Set-Cookie", "__cf_bm=tracker-1; Path=/; HttpOnly"),
+                           ("Set-Cookie", "device_id=dev-7; Path=/; Max-Age=3600")]
+    entry = pool(fresh)
+    entry["base-url"] = entry["base-url"].replace("127.0.0.1", "localhost")
+    gw = start_gateway(config(fresh, entries=[entry]))
+    for i in range(4):  # several keys of the pool, and the same key again
+        assert post(gw, {"model": "m", "messages": msgs(f"conversation {i}")})[0] == 200
+    assert len(fresh.requests) == 4
+    for r in fresh.requests:
+        assert "cookie" not in {k.lower() for k in r["headers"]}, r["headers"]
+
+
 def test_passthrough_headers_off_by_default(fresh: RoutingUpstream, start_gateway: Start) -> None:
     fresh.extra_headers = [("X-Request-Id", "req-42")]
     gw = start_gateway(config(fresh))
