@@ -348,10 +348,6 @@ class MemoryState(State):
     def running(self) -> bool:
         return self._sweeper.running
 
-    @property
-    def _task(self) -> asyncio.Task[None] | None:  # tests/unit/test_affinity.py looks at the sweep task
-        return self._sweeper.task
-
     async def start(self) -> None:
         self._sweeper.start(self._sweep_loop)
 

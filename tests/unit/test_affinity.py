@@ -186,7 +186,7 @@ async def test_cleanup_task_sweeps_and_is_stopped_by_stop() -> None:
         if state.binding_count() == 0:
             break
     assert state.binding_count() == 0
-    task = state._task
+    task = state._sweeper.task
     assert task is not None
     await router.stop()
     assert not state.running
