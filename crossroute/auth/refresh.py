@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 
 from .. import redaction
+from ..background import cancel_and_wait
 from .accounts import Account
 from .files import ensure_private_dir
 from .flows.service_account import ServiceAccountToken
@@ -277,10 +278,7 @@ class Refresher:
     async def stop(self) -> None:
         self._stop.set()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         for fut in list(self._inflight.values()):
             fut.cancel()
         if self._session is not None:

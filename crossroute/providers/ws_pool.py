@@ -21,7 +21,6 @@ A connection that is gone when a turn starts is never used: the turn goes out in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -29,6 +28,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+
+from ..background import Background
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
@@ -87,7 +88,7 @@ class WsPool:
         self.max_age = gw.settings.ws_max_age
         self._idle: dict[PoolKey, list[PooledWs]] = {}
         self._busy: set[PooledWs] = set()
-        self._reaper: asyncio.Task[None] | None = None
+        self._reaper = Background("crossroute-ws-reaper")  # runs while connections are held
         self._closing: set[asyncio.Task[None]] = set()
         self.dialed = 0  # connections opened (tests and bench read it)
         self.stopped = False
@@ -120,7 +121,7 @@ class WsPool:
         conn = PooledWs(ws, key, credential_id)
         conn.busy = True
         self._busy.add(conn)
-        self._ensure_reaper()
+        self._reaper.start(self._reap)
         return conn
 
     def release(self, conn: PooledWs, reuse: bool) -> None:
@@ -192,11 +193,7 @@ class WsPool:
 
     async def stop(self) -> None:
         self.stopped = True
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
-            self._reaper = None
+        await self._reaper.stop()
         conns = [c for v in self._idle.values() for c in v] + list(self._busy)
         self._idle.clear()
         self._busy.clear()
@@ -256,10 +253,6 @@ class WsPool:
         except (TimeoutError, aiohttp.ClientError, OSError, RuntimeError) as exc:
             log.debug("upstream WebSocket close: %r", exc)
 
-    def _ensure_reaper(self) -> None:
-        if self._reaper is None or self._reaper.done():
-            self._reaper = asyncio.get_running_loop().create_task(self._reap())
-
     async def _reap(self) -> None:
         while not self.stopped:
             await asyncio.sleep(max(0.05, min(REAP_EVERY_MAX, self.idle_ttl / 4, self.max_age / 4)))
@@ -267,8 +260,7 @@ class WsPool:
             self._close_where(lambda c, now=now: c.closed or now - c.last_used >= self.idle_ttl  # type: ignore[misc]
                               or now - c.created >= self.max_age)
             if not self._idle and not self._busy:
-                self._reaper = None
-                return
+                return  # ended: the next connection dialled starts it again
 
 
 def pool_of(io: Any) -> WsPool:

@@ -37,6 +37,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from crossroute.background import Background
 from crossroute.state.base import Cooldown, State
 from crossroute.state.memory import MemoryState
 
@@ -140,7 +141,7 @@ class RedisState(State):
         self._clear_cd = self._redis.register_script(_CLEAR_CD)
         self._up = True
         self._run_id: str | None = None  # the server's run_id: a change means it restarted empty
-        self._reconnect_task: asyncio.Task[None] | None = None
+        self._reconnector = Background("crossroute-redis-reconnect")
         # keys written while Redis was unreachable, pushed back on reconnect
         self._dirty_bindings: set[str] = set()
         self._dirty_cooldowns: set[tuple[str, str]] = set()
@@ -162,10 +163,8 @@ class RedisState(State):
                 "redis at %s unreachable (%s: %s); serving from local state and reconnecting",
                 self._url, type(exc).__name__, exc,
             )
-        if not self._closed and (self._reconnect_task is None or self._reconnect_task.done()):
-            self._reconnect_task = asyncio.get_running_loop().create_task(
-                self._reconnect_loop(), name="crossroute-redis-reconnect"
-            )
+        if not self._closed:
+            self._reconnector.start(self._reconnect_loop)
 
     async def _reconnect_loop(self) -> None:
         while not self._up and not self._closed:
@@ -456,11 +455,7 @@ class RedisState(State):
 
     async def stop(self) -> None:
         self._closed = True
-        task, self._reconnect_task = self._reconnect_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._reconnector.stop()
         await self.mirror.stop()
         with contextlib.suppress(*_ERRORS):
             await self._redis.aclose()
