@@ -1,34 +1,23 @@
 """Set-up shared by the quota tests across processes (test_quota_share, test_quota_redis): a real
-``redis-server`` (fixture ``server``; a test module imports it by name), account entries, and
-"replicas": a Router with its QuotaBook attached, each on its own State, started and stopped together."""
+``redis-server`` (fixture ``server``, from ``tests/redis_fixture.py``; a test module imports it by
+name), account entries, and "replicas": a Router with its QuotaBook attached, each on its own State,
+started and stopped together."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
-
-import pytest
+from collections.abc import AsyncIterator
 
 from crossroute.config import ProviderEntry
 from crossroute.routing.quota import QuotaBook
 from crossroute.routing.router import Router, RoutingSettings
 from crossroute.state.base import State
 from crossroute.state.redis_state import RedisState
-from tests.redis_server import RedisServer, require_redis_server
+from tests.redis_fixture import server
 
 __all__ = ["Replica", "oauth_entry", "redis_replicas", "replica", "server", "started"]
 
 Replica = tuple[Router, QuotaBook]
-
-
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
-    srv = RedisServer(require_redis_server())
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.close()
 
 
 def oauth_entry(name: str, provider: str) -> ProviderEntry:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from crossroute.routing.router import AllCoolingDown, Router, RoutingSettings
 from crossroute.routing.session_ids import SessionIds
 from crossroute.state.redis_state import RedisState
+from tests.redis_fixture import server as server  # the fixture
 from tests.redis_server import RedisServer, require_redis_server
 
 from .routing_fakes import Cand
@@ -24,17 +25,6 @@ CANDS_SPEC = ["a", "b", "c"]
 
 
 CANDS = [Cand(x) for x in CANDS_SPEC]
-
-
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
-    binary = require_redis_server()
-    srv = RedisServer(binary)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.close()
 
 
 def affinity_settings() -> RoutingSettings:
