@@ -25,6 +25,7 @@ import aiohttp
 from .config import Settings
 from .observe import Hub
 from .observe.setup import install as install_observers
+from .providers.http1 import Http1Pool
 from .registry import Registry
 from .routing.quota import QuotaBook
 from .routing.router import Router, RoutingSettings
@@ -138,6 +139,8 @@ class Gateway:
             total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
         )
         self._http: aiohttp.ClientSession | None = None
+        # direct upstream calls of the executors (providers/http1.py); proxied ones use _http/_socks
+        self.direct: Http1Pool | None = None
         self._socks: dict[str, aiohttp.ClientSession] = {}  # SOCKS proxy URL -> its session
         self._retiring: set[asyncio.Task[None]] = set()
         # The latest failure of each credential (status, message), to explain cooldowns.
@@ -172,6 +175,7 @@ class Gateway:
                 return
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
             self._http = new_session(connector)
+            self.direct = Http1Pool()
             await self.state.start()
             await self.router.start()
             await self._start_accounts(self.settings)
@@ -214,6 +218,8 @@ class Gateway:
             await session.close()
         if self._http is not None:
             await self._http.close()
+        if self.direct is not None:
+            await self.direct.close()
 
     # ------------------------------------------------------------------ accounts (auth-dir)
     async def _start_accounts(self, settings: Settings) -> None:

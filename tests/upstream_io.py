@@ -15,6 +15,7 @@ class LoopbackIO:
         self.timeout = aiohttp.ClientTimeout(total=5)
         self.quota = quota or QuotaBook()
         self._session = session
+        self.direct = None  # the session serves direct calls too (tests choose its headers)
 
     @property
     def http(self) -> aiohttp.ClientSession:

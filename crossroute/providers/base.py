@@ -28,6 +28,8 @@ import aiohttp
 from .. import redaction
 from ..config import ProviderEntry
 from ..formats import errors
+from .failures import CREDENTIAL, MODEL, REQUEST, BadAnswer, UpstreamError, scope_for
+from .http1 import Http1Error, Http1Pool, Response
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -39,56 +41,8 @@ __all__ = [
     "join_versioned", "scope_for",
 ]
 
-REQUEST = "request"
-MODEL = "model"
-CREDENTIAL = "credential"
-
 MAX_ERROR_BODY = 64 * 1024
 IO_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError,)
-
-
-# ------------------------------------------------------------------ failures
-class UpstreamError(Exception):
-    """An upstream attempt failed. ``status`` 0: no HTTP answer at all (connection refused, reset,
-    DNS); 504: no answer in time. ``body``: the upstream's error body (secrets already masked)."""
-
-    def __init__(self, status: int, message: str, *, body: bytes | None = None, retry_after: float | None = None,
-                 scope: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.body = body
-        self.retry_after = retry_after
-        self.scope = scope or scope_for(status, body)
-
-
-class BadAnswer(UpstreamError):
-    """A 2xx that is not an answer (an error object, ``{}``, no content, HTML, broken JSON, too
-    large): 502, cooled like a 5xx."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(502, message, scope=MODEL)
-
-
-# 404s that depend on what the request refers to, not on the credential or the model
-_REQUEST_404 = (b"previous_response", b"previous response", b"conversation", b"response with id",
-                b"item with id", b"no such file", b"file_id", b"thread")
-
-
-def scope_for(status: int, body: bytes | None = None) -> str:
-    """Whose fault a failure with this status is (see the module docstring)."""
-    if status == 0:
-        return CREDENTIAL
-    if status in (400, 413, 422):
-        return REQUEST
-    if status == 404:
-        low = (body or b"")[:2048].lower()
-        if any(marker in low for marker in _REQUEST_404):
-            return REQUEST
-        return MODEL
-    if status in (401, 402):
-        return CREDENTIAL
-    return MODEL
 
 
 def retry_after_of(headers: Mapping[str, str]) -> float | None:
@@ -216,6 +170,7 @@ class UpstreamIO(Protocol):
     settings: Settings
     timeout: aiohttp.ClientTimeout
     quota: QuotaBook  # every answer's headers go to quota.note(entry, status, headers)
+    direct: Http1Pool | None  # direct connections (no proxy); None: the aiohttp session serves them too
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -277,13 +232,16 @@ class HttpExecutor:
         if idem := out.client_headers.get("idempotency-key"):
             req.headers = {**req.headers, "Idempotency-Key": idem}
         proxy_url = entry.proxy_url or io.settings.proxy_url
+        direct = io.direct
+        if direct is not None and (not proxy_url or proxy_url.lower() in ("direct", "none")):
+            return await self._send_direct(entry, out, req, io, direct)
         if proxy_url:
             session, proxy = io.client_for(proxy_url), io.proxy_arg(proxy_url)
         else:
             session, proxy = io.http, None
         resent = False
         while True:
-            try:  # inline, not a helper coroutine: this is every request's path
+            try:  # inline, not a helper coroutine: this is every proxied request's path
                 resp = await session.post(req.url, data=req.body, headers=req.headers, proxy=proxy,
                                           timeout=io.timeout)
             except TimeoutError:
@@ -301,13 +259,46 @@ class HttpExecutor:
                 continue
             raise await self._failure(entry, resp)
 
-    async def _failure(self, entry: ProviderEntry, resp: aiohttp.ClientResponse) -> UpstreamError:
+    async def _send_direct(self, entry: ProviderEntry, out: Outbound, req: UpstreamRequest, io: UpstreamIO,
+                           direct: Http1Pool) -> Upstream:
+        """``send`` over crossroute's own HTTP/1.1 client (``http1.py``): no proxy in the way."""
+        timeout = io.timeout
+        connect = timeout.sock_connect or timeout.connect or timeout.total
+        read = timeout.sock_read or timeout.total
+        resent = False
+        while True:
+            try:
+                resp = await direct.post(req.url, req.headers, req.body, connect, read)
+            except TimeoutError:
+                raise UpstreamError(504, f"upstream {entry.name} did not answer in time", scope=MODEL) from None
+            except Http1Error as exc:
+                detail = redaction.scrub(str(exc))
+                raise UpstreamError(0, f"upstream {entry.name} is unreachable ({detail})") from None
+            io.quota.note(entry, resp.status, resp.headers)
+            if resp.status < 400:
+                return resp
+            if resp.status == 401 and not resent and await self.token_source(entry).refresh():
+                resp.close(False)
+                resent = True
+                req = self.build(entry, out)  # with the new token
+                if idem := out.client_headers.get("idempotency-key"):
+                    req.headers = {**req.headers, "Idempotency-Key": idem}
+                continue
+            raise await self._failure(entry, resp)
+
+    async def _failure(self, entry: ProviderEntry, resp: aiohttp.ClientResponse | Response) -> UpstreamError:
         try:
-            body = await resp.content.read(MAX_ERROR_BODY)
-        except (aiohttp.ClientError, TimeoutError):
+            if isinstance(resp, Response):
+                body = await resp.read_upto(MAX_ERROR_BODY)
+            else:
+                body = await resp.content.read(MAX_ERROR_BODY)
+        except (aiohttp.ClientError, Http1Error, TimeoutError):
             body = b""
         finally:
-            resp.release()
+            if isinstance(resp, Response):
+                resp.close(resp.at_eof())
+            else:
+                resp.release()
         body = redaction.scrub_bytes(body)
         message, _ = errors.upstream_error_message(body)
         return UpstreamError(resp.status, f"upstream {entry.name} answered {resp.status}: {redaction.scrub(message)}",
