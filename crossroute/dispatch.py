@@ -213,6 +213,9 @@ async def _attempt(
             raw = await up.body(gw.settings.max_upstream_body)
         except (TimeoutError, BadAnswer, *up.io_errors) as exc:
             raise _read_failure(up, name, exc, False) from None
+        except asyncio.CancelledError:  # the client went away: the connection is not reused
+            up.close(False)
+            raise
         up.close(True)
         if call.log is not None:
             call.log.upstream(attempt, raw)
@@ -306,6 +309,9 @@ async def _stream(gw: Gateway, call: Call, cand: Candidate, up: Upstream, prepar
                 raise BadAnswer(f"upstream {name} sent more than {limit} bytes without an answer")
     except (UpstreamEventError, TimeoutError, BadAnswer, *up.io_errors) as exc:
         raise _read_failure(up, name, exc, True) from None
+    except asyncio.CancelledError:
+        up.close(False)
+        raise
     call.status = 200
     attempt.status = 200  # the attempt's end (and its observers) come when the stream ends, in _relay
     if (pending := _succeeded(gw, call, cand, base_model, scope)) is not None:

@@ -5,12 +5,14 @@ atomically (requests in flight keep the objects they started with). The accounts
 (``auth/serving.py``) are owned here too: started with the gateway, and every change to them
 swaps the registry the same way.
 
-Upstream HTTP: one shared aiohttp ``ClientSession`` for direct connections and HTTP(S) proxies,
-plus one lazily made session per SOCKS proxy URL (``client_for``). Every session asks upstreams
-for ``ACCEPT_ENCODING`` and decodes what comes back (``auto_decompress``: gzip, deflate, zstd and
-br, asked for or not, JSON, error bodies and streams alike, incrementally and with aiohttp's
-bounded output per read), so what callers read is always the plain body. Reads are buffered up
-to ``READ_BUFSIZE`` per response before aiohttp stops reading the socket (back-pressure).
+Upstream HTTP: the executors' direct calls (no proxy) go through crossroute's own HTTP/1.1
+client (``direct``, providers/http1.py: a keep-alive pool at a fraction of aiohttp's CPU per
+request); one shared aiohttp ``ClientSession`` serves HTTP(S) proxies and everything else (OAuth,
+WebSockets, management calls), plus one lazily made session per SOCKS proxy URL (``client_for``).
+Both ask upstreams for ``ACCEPT_ENCODING`` and decode what comes back (gzip, deflate, zstd and br,
+asked for or not, JSON, error bodies and streams alike, incrementally, with bounded output per
+read), so what callers read is always the plain body; both pause the socket past a bounded buffer
+per answer (back-pressure). Neither keeps cookies.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import aiohttp
 from .config import Settings
 from .observe import Hub
 from .observe.setup import install as install_observers
+from .providers import http1
 from .providers.http1 import Http1Pool
 from .registry import Registry
 from .routing.quota import QuotaBook
@@ -43,8 +46,8 @@ usage_log = logging.getLogger("crossroute.usage")
 # answer (gzip: +9 µs codec on a 2 KB answer, +27 µs on a 50-event stream, +0.8 ms on 200 KB;
 # more on aiohttp's path) than the bytes it saves are worth on the links upstream APIs are reached
 # over, and the gateway is CPU-bound. An entry's ``headers: {Accept-Encoding: gzip}`` asks that
-# upstream for gzip. Whatever is asked for, every answer aiohttp can decode is decoded.
-ACCEPT_ENCODING = "identity"
+# upstream for gzip. Whatever is asked for, every answer is decoded.
+ACCEPT_ENCODING = http1.ACCEPT_ENCODING
 # aiohttp's per-response read buffer (its StreamReader pauses the socket past twice this).
 READ_BUFSIZE = 64 * 1024
 SOCKS_SCHEMES = ("socks5://", "socks5h://", "socks4://", "socks4a://")

@@ -277,7 +277,14 @@ class HttpExecutor:
             io.quota.note(entry, resp.status, resp.headers)
             if resp.status < 400:
                 return resp
-            if resp.status == 401 and not resent and await self.token_source(entry).refresh():
+            if resp.status == 401 and not resent:
+                try:
+                    refreshed = await self.token_source(entry).refresh()
+                except BaseException:
+                    resp.close(False)
+                    raise
+                if not refreshed:
+                    raise await self._failure(entry, resp)
                 resp.close(False)
                 resent = True
                 req = self.build(entry, out)  # with the new token

@@ -44,7 +44,7 @@ HIGH_WATER = 128 * 1024  # buffered answer bytes past which the socket is paused
 LOW_WATER = 32 * 1024
 MAX_HEADER_BYTES = 256 * 1024
 MAX_EXPANSION = 8 * 1024 * 1024  # decoded bytes one network read may become
-ACCEPT_ENCODING = "identity"  # asked for when the request names none (see gateway.ACCEPT_ENCODING)
+ACCEPT_ENCODING = "identity"  # asked for when the request names none (why: gateway.py, bench_decompress.py)
 
 
 class Http1Error(Exception):
@@ -499,14 +499,12 @@ class Http1Pool:
         if self.closed:
             raise Http1Error("the HTTP client is closed")
         key, target, host = _target(url)
-        data = _head(target, host, headers, len(body))
-        if body:
-            data += body
+        data = [_head(target, host, headers, len(body)), body]
         conn = self._take(key)
         if conn is not None:
             resp = Response(conn, read_timeout)
             conn.start(resp)
-            conn.transport.write(data)  # type: ignore[union-attr]
+            conn.transport.writelines(data)  # type: ignore[union-attr]
             try:
                 await resp.wait_headers()
                 return resp
@@ -522,7 +520,7 @@ class Http1Pool:
         conn = await self._connect(key, connect_timeout)
         resp = Response(conn, read_timeout)
         conn.start(resp)
-        conn.transport.write(data)  # type: ignore[union-attr]
+        conn.transport.writelines(data)  # type: ignore[union-attr]
         try:
             await resp.wait_headers()
         except BaseException:
