@@ -6,10 +6,12 @@ request for the non-stream and stream paths; use it to compare changes (no thres
     python bench/micro_pipeline.py --icount [--stream] [--observers ...]   # instructions (valgrind)
 
 ``--observers``: the usage store (SQLite in a temporary data dir), metrics (as after a first
-``GET /metrics``) and routing traces (the management API enabled, so every call is traced).
+``GET /metrics``), routing traces (the management API enabled, so every call is traced) and
+``null``, an observer that does nothing (what any observer costs: the call-ended events).
 ``--icount`` runs itself twice under callgrind (300 and 1300 requests) and prints the difference
 per request: instructions of every thread (the usage store's writer too), start-up cancelled out.
-The collector is frozen after start, as ``crossroute serve`` does."""
+The collector is frozen after start, as ``crossroute serve`` does; the auth-dir watcher is stopped
+(no accounts in this config; its polls made the counts drift)."""
 
 from __future__ import annotations
 
@@ -39,6 +41,16 @@ ANSWER = orjson.dumps({
 CHUNK = orjson.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "fake-model",
                       "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]})
 STREAM = b"".join(b"data: " + CHUNK + b"\n\n" for _ in range(50)) + b"data: [DONE]\n\n"
+
+
+class _Null:
+    wants_attempts = False
+
+    def attempt_ended(self, call: Any, attempt: Any) -> None:
+        return None
+
+    def call_ended(self, event: Any) -> None:
+        return None
 
 
 class _Content:
@@ -132,11 +144,22 @@ async def run(n: int, modes: tuple[bool, ...] = (False, True), repeats: int = 5,
     gw = Gateway(parse(CONFIG + extra))
     await gw.start()
     await gw._http.close()  # type: ignore[union-attr]
+    # no auth-dir watcher: its polls (while the directory is missing) made the counts drift ±18k per
+    # request; the bench config has no accounts, so requests take the same path without it
+    await gw._stop_accounts()
     gw._http = _Session()  # type: ignore[assignment]
+    direct = getattr(gw, "direct", None)  # the direct-connection client, where there is one
+    if direct is not None:
+        await direct.close()
+        gw.direct = None  # type: ignore[attr-defined]  # the in-memory session serves every call
     if "metrics" in observers:
         from crossroute.api.metrics import metrics_of
 
         metrics_of(gw)
+    if "null" in observers:  # an observer that does nothing: what the hub and its events cost
+        from crossroute.observe.setup import put
+
+        put(gw, "null", _Null())
     app = App(gw)
     gc.collect()
     gc.freeze()
@@ -181,7 +204,7 @@ if __name__ == "__main__":
     import uvloop
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--observers", default="", help="comma list of usage, metrics, traces")
+    ap.add_argument("--observers", default="", help="comma list of usage, metrics, traces, null")
     ap.add_argument("--icount", action="store_true", help="instructions per request under callgrind")
     ap.add_argument("--stream", action="store_true", help="with --icount: 50-event streams")
     ap.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)  # one counted run (icount)

@@ -403,3 +403,27 @@ def test_workers_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
             p.join(30)
         got = [results.get(timeout=5) for _ in procs]
         assert got == ["ok"] * 4, got
+
+
+def test_rows_sharing_columns_are_stored_as_given(tmp_path: Path) -> None:
+    """The SQLite backend binds the columns rows share once per INSERT: every row, whatever its
+    group and however many (groups of 1 to 150 rows, interleaved), comes back exactly."""
+    backend = SQLiteBackend(str(tmp_path / "groups.sqlite3"))
+    backend.open()
+    try:
+        rows = []
+        for i in range(300):
+            r = dict.fromkeys(FIELDS, None)
+            g = 0 if i % 2 else (1 + i % 7)
+            r.update(ts=1000.0 + i * 0.25, request_id=f"{i:08x}", client_key=f"key-{g}", client_format="openai",
+                     endpoint="/v1/chat/completions", operation="chat", provider="p", credential=f"c#{g % 3}",
+                     model=f"m{g}", upstream_model="um", stream=g % 2, transport="http", status=200 + g,
+                     error=None if g else "boom", latency_ms=i * 1.5, ttft_ms=None if g else 0.5,
+                     input_tokens=i, output_tokens=2 * i, cached_tokens=g, cache_creation_tokens=1,
+                     reasoning_tokens=0, session_source=None if g else "codex", attempt=1 + g % 2)
+            rows.append(tuple(r[f] for f in FIELDS))
+        backend.insert(rows)
+        got = backend.query(f"SELECT {', '.join(FIELDS)} FROM usage_records ORDER BY ts", [])
+        assert [tuple(g[f] for f in FIELDS) for g in got] == rows
+    finally:
+        backend.close()
