@@ -90,29 +90,49 @@ def _error(text: str | None) -> str | None:
     return text if len(text) <= MAX_ERROR else text[:MAX_ERROR] + "..."
 
 
-def snapshot(event: CallEnded) -> tuple[Any, ...]:
-    """What the records of a finished call need, read on the loop (cheap: no body, no parsing)."""
+_SKIP = ("/v0/management", "/management", "/metrics")
+_ONE = 1  # marks the snapshot of a call with one attempt (nearly every call)
+
+
+def snapshot(event: CallEnded) -> tuple[Any, ...] | None:
+    """What the records of a finished call need, read on the loop (cheap: no body, no parsing);
+    None for a request that makes no record (``skipped``). A call with one attempt (nearly all)
+    is one flat tuple of plain values; any other keeps its attempts as tuples."""
     call = event.call
-    head = (event.request_id, event.path, event.status, event.error, event.transport, event.client_format,
-            event.started, event.ended)
     if call is None:
-        return (*head, None)
-    # plain values only (no Attempt or Call objects): what waits in the queue is not tracked by the GC
-    attempts = tuple([(a.credential_id, a.upstream_model, a.start, a.first_byte, a.end, a.status, a.error)
-                      for a in call.attempts])
+        if event.status < 400 or event.path.startswith(_SKIP):
+            return None
+        return (event.request_id, event.path, event.status, event.error, event.transport, event.client_format,
+                event.started, event.ended, None)
+    path = event.path
+    if path.startswith(_SKIP):
+        return None
+    s = call.session
+    attempts = call.attempts
+    if len(attempts) == 1:
+        # plain values only (no Attempt or Call objects): the call's body is not kept alive
+        a = attempts[0]
+        return (_ONE, event.request_id, path, event.error, event.ended, call.client_key, call.client_format,
+                call.operation, call.model, call.stream, call.transport, call._usage,
+                s.primary if s is not None else None, a.credential_id, a.upstream_model, a.start, a.first_byte,
+                a.end, a.status, a.error)
     u = call._usage
     if isinstance(u, Usage):
         u = (u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_creation_tokens, u.reasoning_tokens)
-    s = call.session
-    return (*head, (call.client_key, call.client_format, call.operation, call.model, call.stream, call.transport,
-                    attempts, u, s.primary if s is not None else None, call.started, call.status))
+    return (event.request_id, path, event.status, event.error, event.transport, event.client_format,
+            event.started, event.ended,
+            (call.client_key, call.client_format, call.operation, call.model, call.stream, call.transport,
+             tuple([(a.credential_id, a.upstream_model, a.start, a.first_byte, a.end, a.status, a.error)
+                    for a in attempts]),
+             u, s.primary if s is not None else None, call.started, call.status))
 
 
 def _resolved(u: Any) -> tuple[int, int, int, int, int] | None:
     """The five token counts of a snapshot's usage (parsed here when the loop left it raw)."""
     if u is None or isinstance(u, tuple):
         return u
-    v = u.resolve()  # RawUsage / PendingUsage / ParsedUsage: parsed here, off the request path
+    # a Usage, or RawUsage / PendingUsage / ParsedUsage: parsed here, off the request path
+    v = u if isinstance(u, Usage) else u.resolve()
     if v is None:
         return None
     return (v.input_tokens, v.output_tokens, v.cached_tokens, v.cache_creation_tokens, v.reasoning_tokens)
@@ -128,6 +148,18 @@ def rows_of(gw: Gateway, snap: tuple[Any, ...], offset: float | None = None) -> 
     the ``clock_offset`` once per batch: the snapshots of one batch are at most seconds old)."""
     if offset is None:
         offset = clock_offset()
+    if snap[0] is _ONE:
+        (_, rid, path, ev_error, ended, client_key, fmt, operation, model, stream, transport, usage, session,
+         cred, upstream_model, start, first, end, status, error) = snap
+        if error is None and ev_error:
+            error = ev_error
+        if end is None:
+            end = ended
+        u = _resolved(usage) if status == 200 else None
+        return [(start + offset, rid, key_id(client_key), fmt, path, operation, provider_of(gw, cred), cred,
+                 model, upstream_model, 1 if stream else 0, transport, status, _error(error) if error else None,
+                 (end - start) * 1000.0, (first - start) * 1000.0 if first is not None else None,
+                 *(u or _ZERO), _session_source(session), 1)]
     rid, path, ev_status, ev_error, ev_transport, ev_format, started, ended, c = snap
     if c is None:
         return [(started + offset, rid, None, ev_format, path, None, None, None, None, None,
@@ -162,4 +194,5 @@ def rows_of(gw: Gateway, snap: tuple[Any, ...], offset: float | None = None) -> 
 
 def records_of(gw: Gateway, event: CallEnded) -> list[tuple[Any, ...]]:
     """The usage records of one finished call (``snapshot`` and ``rows_of`` in one step)."""
-    return rows_of(gw, snapshot(event))
+    snap = snapshot(event)
+    return [] if snap is None else rows_of(gw, snap)

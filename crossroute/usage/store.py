@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .backends import Backend, open_backend
-from .records import clock_offset, rows_of, skipped, snapshot
+from .records import clock_offset, rows_of, snapshot
 
 if TYPE_CHECKING:
     from ..call import Attempt, Call
@@ -75,13 +75,14 @@ class UsageStore:
         return None  # records are made once the call ended (its reply written)
 
     def call_ended(self, event: CallEnded) -> None:
-        if skipped(event):
+        snap = snapshot(event)  # None: a request that makes no record (``records.skipped``)
+        if snap is None:
             return
         pending = self._pending
         if len(pending) >= self.max_queue or self._stopping:
             self._drop(1, "the usage queue is full" if not self._stopping else "the store is stopping")
             return
-        pending.append(snapshot(event))
+        pending.append(snap)
         if len(pending) >= BATCH:
             with self._cv:
                 self._cv.notify()
