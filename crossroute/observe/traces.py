@@ -63,8 +63,8 @@ class TraceRing:
     It keeps neither the call (whose body may be large) nor its Trace and Attempt objects: each
     kept call is one tuple, because every object kept costs the garbage collector a pass while it
     runs with every call. The common call (one pick, one attempt) is kept flat: the call's fields,
-    ``_FLAT``, the pick's record (``routing.explain.record``), the attempt's fields and its start
-    and end; any other as the call's fields, ``_NESTED``, the trace's entries, the attempts as
+    ``_FLAT``, the pick's record (``routing.explain.record``, a tuple kept as it is), the attempt's
+    fields and its start and end; any other as the call's fields, ``_NESTED``, the trace's entries, the attempts as
     ``_attempt`` makes them."""
 
     def __init__(self, size: int = RING) -> None:
@@ -87,8 +87,8 @@ class TraceRing:
                 a = attempts[0]
                 self.ring.append((event.request_id, _wall(), event.method, event.path, event.status, event.started,
                                   event.ended, call.id, call.model, call.credential_id, call.client_key, call.started,
-                                  _FLAT, r[0], r[1], r[2], r[3], r[4], r[5], a.credential_id, a.upstream_model, a.wire,
-                                  a.status, a.error, a.start, a.end))
+                                  _FLAT, r, a.credential_id, a.upstream_model, a.wire, a.status, a.error, a.start,
+                                  a.end))
                 return
         if trace is None and not attempts:
             return
@@ -100,8 +100,8 @@ class TraceRing:
     def render(item: tuple[Any, ...]) -> dict[str, Any]:
         rid, wall, method, path, status, ev_started, ev_ended, call_id, model, cred, key, started, form = item[:13]
         if form is _FLAT:
-            cid, um, wire, code, error, start, end = item[13 + _RECORD:]
-            entries: Iterable[Any] = (item[13:13 + _RECORD],)
+            cid, um, wire, code, error, start, end = item[14:]
+            entries: Iterable[Any] = (item[13],)
             attempts: Iterable[Any] = ((cid, um, wire, code, error, (end or start) - start),)
         else:
             entries, attempts = item[13], item[14]
@@ -114,7 +114,6 @@ class TraceRing:
 
 
 _FLAT, _NESTED = "flat", "nested"  # how a kept call holds its trace (see TraceRing)
-_RECORD = 6  # the fields of a pick's record (routing.explain.record)
 
 
 def recent_traces(gw: Gateway, limit: int = 100) -> list[dict[str, Any]]:
