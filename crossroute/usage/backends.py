@@ -38,7 +38,7 @@ _OWN = ("ts", "request_id", "status", "error", "latency_ms", "ttft_ms", "input_t
 _SHARED = tuple(c for c in COLUMNS if c not in _OWN)
 _own = itemgetter(*(COLUMNS.index(c) for c in _OWN))
 _shared = itemgetter(*(COLUMNS.index(c) for c in _SHARED))
-_SIZES = (64, 32, 16, 8, 4, 2, 1)  # rows per statement: a group goes in the fewest of these
+_SIZES = (16, 4, 1)  # rows per statement (few and short: each is prepared once per connection)
 _statements: dict[int, str] = {}
 
 # CPython 3.11's sqlite3 binds int, float and str directly but sends every other value, None too,
@@ -146,7 +146,7 @@ class SQLiteBackend:
         return int(row[0]) if row else 0
 
     def insert(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """One transaction. Rows that share their ``_SHARED`` values go together, up to 64 to an
+        """One transaction. Rows that share their ``_SHARED`` values go together, up to 16 to an
         INSERT that binds those values once (fewer values to bind, fewer statements to step
         through, each of which releases and takes back the GIL)."""
         conn = self.conn
