@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,21 +14,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from crossroute.api.metrics import scrape
 from crossroute.config import parse
 from crossroute.gateway import Gateway
-from tests.redis_server import RedisServer, require_redis_server
+from tests.redis_fixture import server as server  # the fixture
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
 
 CFG = ("openai-compatibility:\n  - name: up\n    base-url: http://127.0.0.1:9/v1\n"
        "    api-key-entries: [{api-key: sk-aaaaaaaa}, {api-key: sk-bbbbbbbb}]\n"
        "    models: [{name: m, alias: local}]\n")
-
-
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
-    srv = RedisServer(require_redis_server())
-    srv.start()
-    yield srv
-    srv.close()
 
 
 def _gw(tmp: Path, url: str) -> Gateway:
