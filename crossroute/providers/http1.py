@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from .. import __version__
 from .failures import BadAnswer
 
 __all__ = ["HIGH_WATER", "KEEPALIVE", "Headers", "Http1Error", "Http1Pool", "Response"]
@@ -43,6 +44,7 @@ KEEPALIVE = 15.0  # seconds an idle connection is kept (aiohttp's default too)
 HIGH_WATER = 128 * 1024  # buffered answer bytes past which the socket is paused
 LOW_WATER = 32 * 1024
 MAX_HEADER_BYTES = 256 * 1024
+USER_AGENT = f"User-Agent: crossroute/{__version__}\r\n"
 MAX_EXPANSION = 8 * 1024 * 1024  # decoded bytes one network read may become
 ACCEPT_ENCODING = "identity"  # asked for when the request names none (why: gateway.py, bench_decompress.py)
 
@@ -92,7 +94,7 @@ def _target(url: str) -> tuple[tuple[str, int, bool], str, str]:
 
 def _head(target: str, host: str, headers: Mapping[str, str], length: int) -> bytes:
     lines = [f"POST {target} HTTP/1.1\r\nHost: {host}\r\n"]
-    have_ae = have_accept = False
+    have_ae = have_accept = have_ua = False
     for name, value in headers.items():
         low = name.lower()
         if low in ("host", "content-length", "transfer-encoding", "connection"):
@@ -101,11 +103,15 @@ def _head(target: str, host: str, headers: Mapping[str, str], length: int) -> by
             have_ae = True
         elif low == "accept":
             have_accept = True
+        elif low == "user-agent":
+            have_ua = True
         lines.append(f"{name}: {value}\r\n")
     if not have_ae:
         lines.append(f"Accept-Encoding: {ACCEPT_ENCODING}\r\n")
     if not have_accept:
         lines.append("Accept: */*\r\n")
+    if not have_ua:  # the client's own when it sent one (executors pass it on), else crossroute's: never forged
+        lines.append(USER_AGENT)
     lines.append(f"Content-Length: {length}\r\n\r\n")
     text = "".join(lines)
     if text.count("\n") != len(lines) + 2 or text.count("\r") != len(lines) + 2:  # CR or LF in a name or value

@@ -121,6 +121,7 @@ async def test_keep_alive_reuses_one_connection(pool: Http1Pool) -> None:
     assert line == b"POST /v1/chat/completions HTTP/1.1" and body == b'{"model":"m"}'
     assert headers["host"].startswith("127.0.0.1:") and headers["authorization"] == "Bearer k"
     assert headers["accept-encoding"] == "identity" and headers["content-length"] == "13"
+    assert headers["user-agent"].startswith("crossroute/")  # none given: crossroute's own, nothing forged
 
 
 async def test_a_connection_not_read_to_its_end_is_not_reused(pool: Http1Pool) -> None:
