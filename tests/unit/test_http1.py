@@ -378,3 +378,46 @@ async def test_tls_is_verified(tmp_path: Path) -> None:
             resp.close(True)
         await trusting.close()
         assert srv.connections == 1  # (the refused handshake never reached the handler), then one kept alive
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip", "br", "zstd"])
+async def test_an_answer_split_at_any_byte_reads_the_same(pool: Http1Pool, encoding: str | None) -> None:
+    """The same chunked (and compressed) stream, written in pieces cut at random places with pauses
+    between them, reads back byte for byte."""
+    import random
+
+    plain = b"".join(b'data: {"choices":[{"delta":{"content":"piece %d"}}]}\n\n' % i for i in range(300))
+    if encoding == "gzip":
+        packed = gzip.compress(plain)
+    elif encoding == "br":
+        packed = brotli.compress(plain)
+    elif encoding == "zstd":
+        packed = zstd.compress(plain)
+    else:
+        packed = plain
+    body = b"".join(b"%x\r\n%s\r\n" % (len(packed[i:i + 700]), packed[i:i + 700]) for i in range(0, len(packed), 700))
+    wire = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+            + (f"Content-Encoding: {encoding}\r\n".encode() if encoding else b"") + b"\r\n" + body + b"0\r\n\r\n")
+    for seed in range(5):
+        rng = random.Random(seed)
+
+        async def dribble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                          rng: random.Random = rng) -> None:
+            await read_request(reader)
+            pos = 0
+            while pos < len(wire):
+                step = rng.randint(1, 97)
+                writer.write(wire[pos:pos + step])
+                pos += step
+                await writer.drain()
+                if rng.random() < 0.2:
+                    await asyncio.sleep(0.001)
+            await reader.read()
+
+        async with Server(dribble) as srv:
+            resp = await post(pool, srv.url)
+            got = b""
+            while chunk := await resp.read_chunk():
+                got += chunk
+            assert got == plain
+            resp.close(True)
