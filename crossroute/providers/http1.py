@@ -217,8 +217,7 @@ class Response:
     chunks (``read_chunk``, ``b""`` at the end). Satisfies ``providers.base.Upstream``."""
 
     __slots__ = ("_buffered", "_chunks", "_conn", "_decode", "_error", "_header_bytes", "_raw_headers",
-                 "_read_timeout", "_waiter", "complete", "got_bytes", "headers", "keep_alive", "read_chunk",
-                 "status")
+                 "_read_timeout", "_waiter", "complete", "got_bytes", "headers", "keep_alive", "status")
     io_errors: tuple[type[BaseException], ...] = (Http1Error,)
 
     def __init__(self, conn: _Conn, read_timeout: float | None) -> None:
@@ -236,7 +235,6 @@ class Response:
         self.complete = False
         self.keep_alive = False
         self.got_bytes = False  # any byte of this answer arrived (a reused connection is not retried then)
-        self.read_chunk = self.readany
 
     # -------------------------------------------------- fed by the connection
     def _wake(self) -> None:
@@ -328,6 +326,8 @@ class Response:
         self._buffered = 0
         self._conn.resume()
         return data
+
+    read_chunk = readany  # (a class attribute: an instance attribute bound to itself would be a cycle)
 
     async def body(self, limit: int) -> bytes:
         """The whole body; ``BadAnswer`` past ``limit`` bytes (decoded)."""

@@ -421,3 +421,27 @@ async def test_an_answer_split_at_any_byte_reads_the_same(pool: Http1Pool, encod
                 got += chunk
             assert got == plain
             resp.close(True)
+
+
+async def test_a_request_leaves_no_cyclic_garbage(pool: Http1Pool) -> None:
+    """Every request's objects are freed by reference counting alone (a response bound to itself
+    would wait for the cycle collector, which then runs more often under load)."""
+    import gc
+
+    async with Server(answers(*[ok()] * 60)) as srv:
+        for _ in range(10):  # warm: the pooled connection exists
+            resp = await post(pool, srv.url)
+            await resp.body(1 << 20)
+            resp.close(True)
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(50):
+                resp = await post(pool, srv.url)
+                await resp.body(1 << 20)
+                assert resp.read_chunk is not None
+                resp.close(True)
+            del resp
+            assert gc.collect() == 0
+        finally:
+            gc.enable()
