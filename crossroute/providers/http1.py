@@ -8,6 +8,7 @@ rest of crossroute's pipeline. This client does what ``HttpExecutor`` needs and 
   connection is closed after ``KEEPALIVE`` seconds, one closed by the server is dropped). A reused
   connection that fails before any byte of its answer (the server closed it while idle) is
   retried once on a new one; any other failure is the caller's.
+- Host names resolved once per ``DNS_TTL`` for new connections (each address tried in turn).
 - A connect deadline and a read deadline (time without a byte while waiting), as aiohttp's
   ``sock_connect`` and ``sock_read``: ``TimeoutError``.
 - Answers parsed by llhttp (``httptools``): content length, chunked, or until the connection
@@ -24,6 +25,8 @@ Proxied entries (HTTP or SOCKS proxies) and everything else (OAuth, WebSockets) 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 import ssl
 import time
 import zlib
@@ -41,6 +44,8 @@ from .failures import BadAnswer
 __all__ = ["HIGH_WATER", "KEEPALIVE", "Headers", "Http1Error", "Http1Pool", "Response"]
 
 KEEPALIVE = 15.0  # seconds an idle connection is kept (aiohttp's default too)
+DNS_TTL = 300.0  # seconds a host name's addresses are reused for new connections (as aiohttp's connector did)
+_DNS_MAX = 1024
 HIGH_WATER = 128 * 1024  # buffered answer bytes past which the socket is paused
 LOW_WATER = 32 * 1024
 MAX_HEADER_BYTES = 256 * 1024
@@ -491,6 +496,7 @@ class Http1Pool:
         self._idle: dict[tuple[str, int, bool], list[_Conn]] = {}
         self._ssl = ssl_context
         self._all: set[_Conn] = set()
+        self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
         self.closed = False
 
     def _context(self) -> ssl.SSLContext:
@@ -550,17 +556,46 @@ class Http1Pool:
     async def _connect(self, key: tuple[str, int, bool], within: float | None) -> _Conn:
         host, port, tls = key
         loop = asyncio.get_running_loop()
+        ctx = self._context() if tls else None
         try:
             async with asyncio.timeout(within):
-                _, conn = await loop.create_connection(
-                    lambda: _Conn(self, key), host, port,
-                    ssl=self._context() if tls else None, server_hostname=host if tls else None)
+                last: OSError | None = None
+                for address in await self._addresses(host, port):
+                    try:
+                        _, conn = await loop.create_connection(
+                            lambda: _Conn(self, key), address, port, ssl=ctx, server_hostname=host if tls else None)
+                        break
+                    except ssl.SSLError:
+                        raise  # (a certificate problem is the same on every address)
+                    except OSError as exc:  # refused or unreachable there: the next address
+                        last = exc
+                else:
+                    self._dns.pop((host, port), None)  # none answered: look the name up again next time
+                    raise last or OSError(f"no address for {host}")
         except TimeoutError:
             raise TimeoutError(f"connecting to {host}:{port} took longer than {within:g} s") from None
         except OSError as exc:  # refused, unreachable, DNS, TLS
             raise Http1Error(f"cannot connect to {host}:{port}: {exc}") from None
         self._all.add(conn)
         return conn
+
+    async def _addresses(self, host: str, port: int) -> list[str]:
+        """The addresses to try for ``host``, looked up once per ``DNS_TTL`` (an address literal as it is)."""
+        try:
+            ipaddress.ip_address(host)
+            return [host]
+        except ValueError:
+            pass
+        now = time.monotonic()
+        known = self._dns.get((host, port))
+        if known is not None and known[0] > now:
+            return known[1]
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if len(self._dns) >= _DNS_MAX:
+            self._dns.clear()
+        self._dns[(host, port)] = (now + DNS_TTL, addresses)
+        return addresses
 
     def release(self, conn: _Conn) -> None:
         if self.closed or conn.closed:

@@ -445,3 +445,38 @@ async def test_a_request_leaves_no_cyclic_garbage(pool: Http1Pool) -> None:
             assert gc.collect() == 0
         finally:
             gc.enable()
+
+
+async def test_host_names_are_looked_up_once_and_every_address_tried(pool: Http1Pool,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    loop = asyncio.get_running_loop()
+    lookups: list[str] = []
+
+    async def getaddrinfo(host: str, port: int, **kw: Any) -> list[Any]:
+        lookups.append(host)
+        # the first address refuses (nothing listens on 127.0.0.2 at that port), the second answers
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    async with Server(answers(ok(), ok(), ok())) as srv:
+        url = srv.url.replace("127.0.0.1", "upstream.example")
+        for _ in range(3):
+            resp = await post(pool, url)
+            assert await resp.body(1 << 20) == b'{"ok":true}'
+            resp.close(False)  # a new connection each time
+        assert lookups == ["upstream.example"]  # one lookup for three connections
+        assert srv.connections == 3
+
+
+async def test_a_failed_lookup_is_an_unreachable_upstream(pool: Http1Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    async def getaddrinfo(host: str, port: int, **kw: Any) -> list[Any]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", getaddrinfo)
+    with pytest.raises(Http1Error, match=r"cannot connect to nowhere\.example"):
+        await post(pool, "http://nowhere.example/v1/chat/completions")
