@@ -47,10 +47,14 @@ def decode(body: bytes, header: str, limit: int) -> bytes:
         elif name == "gzip":
             body = _zlib(body, limit, zlib.MAX_WBITS | 16, "gzip")
         else:
-            # RFC 9110 deflate is zlib-wrapped; some clients send a raw deflate stream
-            wbits = zlib.MAX_WBITS if len(body) >= 2 and (body[0] * 256 + body[1]) % 31 == 0 else -zlib.MAX_WBITS
-            body = _zlib(body, limit, wbits, "deflate")
+            body = _zlib(body, limit, deflate_wbits(body), "deflate")
     return body
+
+
+def deflate_wbits(head: bytes) -> int:
+    """zlib's ``wbits`` for a "deflate" stream starting with ``head``: RFC 9110 deflate is
+    zlib-wrapped (a 2-byte header whose value is a multiple of 31); some senders use raw deflate."""
+    return zlib.MAX_WBITS if len(head) >= 2 and (head[0] * 256 + head[1]) % 31 == 0 else -zlib.MAX_WBITS
 
 
 def _too_large(limit: int) -> BodyError:

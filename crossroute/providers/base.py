@@ -227,70 +227,50 @@ class HttpExecutor:
             src = entry.derived["token"] = StaticKey(entry.api_key)
         return src  # type: ignore[no-any-return]
 
-    async def send(self, entry: ProviderEntry, out: Outbound, io: UpstreamIO) -> Upstream:
+    def _request(self, entry: ProviderEntry, out: Outbound) -> UpstreamRequest:
         req = self.build(entry, out)
         if idem := out.client_headers.get("idempotency-key"):
             req.headers = {**req.headers, "Idempotency-Key": idem}
-        proxy_url = entry.proxy_url or io.settings.proxy_url
-        direct = io.direct
-        if direct is not None and (not proxy_url or proxy_url.lower() in ("direct", "none")):
-            return await self._send_direct(entry, out, req, io, direct)
-        if proxy_url:
-            session, proxy = io.client_for(proxy_url), io.proxy_arg(proxy_url)
-        else:
-            session, proxy = io.http, None
-        resent = False
-        while True:
-            try:  # inline, not a helper coroutine: this is every proxied request's path
-                resp = await session.post(req.url, data=req.body, headers=req.headers, proxy=proxy,
-                                          timeout=io.timeout)
-            except TimeoutError:
-                raise UpstreamError(504, f"upstream {entry.name} did not answer in time", scope=MODEL) from None
-            except aiohttp.ClientError as exc:
-                detail = redaction.scrub(f"{type(exc).__name__}: {exc}")
-                raise UpstreamError(0, f"upstream {entry.name} is unreachable ({detail})") from None
-            io.quota.note(entry, resp.status, resp.headers)
-            if resp.status < 400:
-                return HttpUpstream(resp)
-            if resp.status == 401 and not resent and await self.token_source(entry).refresh():
-                resp.release()
-                resent = True
-                req = self.build(entry, out)  # with the new token
-                continue
-            raise await self._failure(entry, resp)
+        return req
 
-    async def _send_direct(self, entry: ProviderEntry, out: Outbound, req: UpstreamRequest, io: UpstreamIO,
-                           direct: Http1Pool) -> Upstream:
-        """``send`` over crossroute's own HTTP/1.1 client (``http1.py``): no proxy in the way."""
+    async def send(self, entry: ProviderEntry, out: Outbound, io: UpstreamIO) -> Upstream:
+        """Direct calls go through crossroute's HTTP/1.1 client (``io.direct``, http1.py), proxied
+        ones (and all of them when ``io.direct`` is None) through the aiohttp session."""
+        req = self._request(entry, out)
+        proxy_url = entry.proxy_url or io.settings.proxy_url
+        direct = io.direct if not proxy_url or proxy_url.lower() in ("direct", "none") else None
+        if direct is None:
+            session, proxy = (io.client_for(proxy_url), io.proxy_arg(proxy_url)) if proxy_url else (io.http, None)
         timeout = io.timeout
-        connect = timeout.sock_connect or timeout.connect or timeout.total
-        read = timeout.sock_read or timeout.total
         resent = False
         while True:
-            try:
-                resp = await direct.post(req.url, req.headers, req.body, connect, read)
+            try:  # inline, not a helper coroutine: this is every request's path
+                if direct is not None:
+                    resp: aiohttp.ClientResponse | Response = await direct.post(
+                        req.url, req.headers, req.body, timeout.sock_connect or timeout.connect or timeout.total,
+                        timeout.sock_read or timeout.total)
+                else:
+                    resp = await session.post(req.url, data=req.body, headers=req.headers, proxy=proxy,
+                                              timeout=timeout)
             except TimeoutError:
                 raise UpstreamError(504, f"upstream {entry.name} did not answer in time", scope=MODEL) from None
-            except Http1Error as exc:
-                detail = redaction.scrub(str(exc))
+            except (aiohttp.ClientError, Http1Error) as exc:
+                detail = redaction.scrub(str(exc) if isinstance(exc, Http1Error) else f"{type(exc).__name__}: {exc}")
                 raise UpstreamError(0, f"upstream {entry.name} is unreachable ({detail})") from None
             io.quota.note(entry, resp.status, resp.headers)
             if resp.status < 400:
-                return resp
+                return resp if isinstance(resp, Response) else HttpUpstream(resp)
             if resp.status == 401 and not resent:
                 try:
                     refreshed = await self.token_source(entry).refresh()
                 except BaseException:
-                    resp.close(False)
+                    resp.release()
                     raise
-                if not refreshed:
-                    raise await self._failure(entry, resp)
-                resp.close(False)
-                resent = True
-                req = self.build(entry, out)  # with the new token
-                if idem := out.client_headers.get("idempotency-key"):
-                    req.headers = {**req.headers, "Idempotency-Key": idem}
-                continue
+                if refreshed:
+                    resp.release()
+                    resent = True
+                    req = self._request(entry, out)  # with the new token
+                    continue
             raise await self._failure(entry, resp)
 
     async def _failure(self, entry: ProviderEntry, resp: aiohttp.ClientResponse | Response) -> UpstreamError:
@@ -302,10 +282,7 @@ class HttpExecutor:
         except (aiohttp.ClientError, Http1Error, TimeoutError):
             body = b""
         finally:
-            if isinstance(resp, Response):
-                resp.close(resp.at_eof())
-            else:
-                resp.release()
+            resp.release()
         body = redaction.scrub_bytes(body)
         message, _ = errors.upstream_error_message(body)
         return UpstreamError(resp.status, f"upstream {entry.name} answered {resp.status}: {redaction.scrub(message)}",

@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from .. import __version__
+from ..bodies import deflate_wbits
 from .failures import BadAnswer
 
 __all__ = ["HIGH_WATER", "KEEPALIVE", "Headers", "Http1Error", "Http1Pool", "Response"]
@@ -57,6 +58,10 @@ ACCEPT_ENCODING = "identity"  # asked for when the request names none (why: gate
 class Http1Error(Exception):
     """No usable HTTP answer: the connection was refused, reset or cut, or what came back is not
     HTTP/1.1 (or not decodable)."""
+
+
+class _NothingBack(Http1Error):
+    """An Http1Error before any byte of the answer arrived (a reused connection may be retried)."""
 
 
 class Headers(dict):  # type: ignore[type-arg]
@@ -157,9 +162,7 @@ class _ZlibDecoder:
         if d is None:
             if not data:
                 return b""
-            # RFC 9110 "deflate" is zlib-wrapped; some servers send raw deflate
-            zlib_wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
-            d = self._d = zlib.decompressobj(zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS)
+            d = self._d = zlib.decompressobj(deflate_wbits(data))
         try:
             out: bytes = d.decompress(data, MAX_EXPANSION)
             if d.unconsumed_tail:
@@ -384,6 +387,7 @@ class Response:
             conn.close()
 
     def release(self) -> None:
+        """``close``, keeping the connection when the answer was read to its end (aiohttp's name)."""
         self.close(self.complete)
 
 
@@ -514,30 +518,26 @@ class Http1Pool:
         data = [_head(target, host, headers, len(body)), body]
         conn = self._take(key)
         if conn is not None:
-            resp = Response(conn, read_timeout)
-            conn.start(resp)
-            conn.transport.writelines(data)  # type: ignore[union-attr]
             try:
-                await resp.wait_headers()
-                return resp
-            except Http1Error:
-                if resp.got_bytes:
-                    raise
-                conn.response = None
-                conn.close()  # closed by the server while idle: once more on a new connection
-            except BaseException:
-                conn.response = None
-                conn.close()
-                raise
-        conn = await self._connect(key, connect_timeout)
+                return await self._exchange(conn, data, read_timeout)
+            except _NothingBack:
+                pass  # closed by the server while idle: once more on a new connection
+        return await self._exchange(await self._connect(key, connect_timeout), data, read_timeout)
+
+    @staticmethod
+    async def _exchange(conn: _Conn, data: list[bytes], read_timeout: float | None) -> Response:
+        """Write the request on ``conn`` and wait for the answer's head; on any failure the
+        connection is closed (an ``Http1Error`` before any byte came back is a ``_NothingBack``)."""
         resp = Response(conn, read_timeout)
         conn.start(resp)
         conn.transport.writelines(data)  # type: ignore[union-attr]
         try:
             await resp.wait_headers()
-        except BaseException:
+        except BaseException as exc:
             conn.response = None
             conn.close()
+            if isinstance(exc, Http1Error) and not isinstance(exc, _NothingBack) and not resp.got_bytes:
+                raise _NothingBack(*exc.args) from None
             raise
         return resp
 
