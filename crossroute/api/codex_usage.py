@@ -6,7 +6,14 @@ The answer has the shape Codex CLI reads (its backend client's ``RateLimitStatus
 "limit_window_seconds", "reset_after_seconds", "reset_at"}, "secondary_window": {...}}}``, all
 window fields integers. Pooled over the accounts that reported (``QuotaBook.pooled``): the mean
 percent used, the soonest reset; ``limit_reached`` only when every account is exhausted (the
-gateway fails over until then). ``rate_limit`` is null before any Codex answer was seen.
+gateway fails over until then), and with it ``"rate_limit_reached_type": {"type":
+"rate_limit_reached"}`` (Codex's ``rateLimitReachedType``). ``rate_limit`` is null before any Codex
+answer was seen.
+
+Codex 0.171 decodes this strictly: ``plan_type`` must be a string (a plan it does not know shows as
+"unknown"), ``allowed`` and ``limit_reached`` must be there, and each window's four fields must be
+present as integers (a float ``reset_at`` or ``used_percent`` fails the whole read). Its
+``account/rateLimits/read`` is run against this route in tests/e2e/test_codex_cli_usage.py.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["CODEX_KINDS", "routes", "usage_payload"]
 
 CODEX_KINDS = frozenset({"codex-oauth", "codex"})
-DEFAULT_PLAN = "plus"  # Codex CLI needs a known plan name; used when no account said its plan
+DEFAULT_PLAN = "plus"  # Codex CLI requires a plan name; used when no account said its plan
 _WINDOWS = (("primary", "primary_window", 5 * 3600), ("secondary", "secondary_window", 7 * 86400))
 
 
@@ -55,7 +62,10 @@ def usage_payload(book: Any, credential_ids: list[str], now: float | None = None
             if w["exhausted"]:
                 rate_limit["allowed"] = False
                 rate_limit["limit_reached"] = True
-    return {"plan_type": pooled["plan"] or DEFAULT_PLAN, "rate_limit": rate_limit}
+    out: dict[str, Any] = {"plan_type": pooled["plan"] or DEFAULT_PLAN, "rate_limit": rate_limit}
+    if rate_limit is not None and rate_limit["limit_reached"]:
+        out["rate_limit_reached_type"] = {"type": "rate_limit_reached"}  # what Codex shows as the limit hit
+    return out
 
 
 async def usage(gw: Gateway, req: Request) -> Reply:
