@@ -32,6 +32,8 @@ from .routing_support import served_by
 from .test_quota_gateway import QuotaUpstream, chat, codex_config, get
 from .test_real_clis import CODEX_MODEL, need_cli
 
+REFRESH_PATH = "/oauth/token"
+
 
 @pytest.fixture(scope="module")
 def qup() -> Iterator[QuotaUpstream]:
@@ -45,12 +47,14 @@ class CodexBehindGateway:
     """A gateway, the recording proxy in front of it, and a Codex home logged in with ChatGPT whose
     ``chatgpt_base_url`` is the proxy (``backend_api``: with the ``/backend-api/`` suffix or bare)."""
 
-    def __init__(self, cfg: dict[str, Any], workdir: Path, backend_api: bool) -> None:
+    def __init__(self, cfg: dict[str, Any], workdir: Path, backend_api: bool, key_known: bool = True) -> None:
         self.gateway = GatewayProcess(cfg, workdir)
         self.proxy = cs.RecordingProxy(self.gateway.url).start()
         self.home = Path(tempfile.mkdtemp(prefix="crossroute-codex-usage-"))
         (self.home / "work").mkdir()
         self.env = cs.codex_chatgpt_env(self.home, self.proxy.url, CODEX_MODEL)
+        # were Codex to refresh its made-up login (it does after 8 days, or on a 401), it would ask here
+        self.env["CODEX_REFRESH_TOKEN_URL_OVERRIDE"] = f"{self.proxy.url}{REFRESH_PATH}"
         self.codex_home = Path(self.env["CODEX_HOME"])
         if not backend_api:
             toml = self.codex_home / "config.toml"
@@ -60,8 +64,8 @@ class CodexBehindGateway:
             toml.write_text(text)
         self.auth = (self.codex_home / "auth.json").read_bytes()
         self.token: str = json.loads(self.auth)["tokens"]["access_token"]
-        # the key Codex sends (its access token) is a client key of this gateway
-        self.gateway.write_config({**cfg, "api-keys": [CLIENT_KEY, self.token]})
+        # the key Codex sends (its access token) is a client key of this gateway (unless key_known is off)
+        self.gateway.write_config({**cfg, "api-keys": [CLIENT_KEY, self.token] if key_known else [CLIENT_KEY]})
         self.gateway.start()
 
     def ask(self, codex: str) -> AppServerRun:
@@ -81,16 +85,17 @@ def limits(run: AppServerRun, where: str) -> dict[str, Any]:
     return dict(result["rateLimits"])
 
 
-def check_run(run: AppServerRun, served: CodexBehindGateway, usage_path: str) -> str:
-    """What every run must show: Codex asked the usage route with its key, got a 200, stayed offline
-    and kept its login (no refresh)."""
+def check_run(run: AppServerRun, served: CodexBehindGateway, usage_path: str, status: int = 200) -> str:
+    """What every run must show: Codex asked the usage route with its key, got ``status``, stayed
+    offline and kept its login (no refresh)."""
     seen = [f"{e.method} {e.path} -> {e.status} {e.response_body[:300]!r}" for e in served.proxy.exchanges]
     where = run.report() + "\nexchanges:\n" + "\n".join(seen) + "\ngateway log:\n" + served.gateway.log()[-3000:]
     asked = [e for e in served.proxy.exchanges if e.path == usage_path]
     assert len(asked) == 1, f"Codex did not ask {usage_path} once\n" + where
-    assert asked[0].method == "GET" and asked[0].status == 200, where
+    assert asked[0].method == "GET" and asked[0].status == status, where
     assert asked[0].header("authorization") == f"Bearer {served.token}", where
     assert not [e for e in served.proxy.exchanges if e.status >= 500], "the gateway answered 5xx\n" + where
+    assert not [e for e in served.proxy.exchanges if e.path == REFRESH_PATH], "Codex tried to refresh\n" + where
     assert not run.connects, "Codex tried to reach addresses other than 127.0.0.1:\n" + "\n".join(run.connects)
     assert (served.codex_home / "auth.json").read_bytes() == served.auth, "Codex rewrote (refreshed) its login"
     return where
@@ -156,5 +161,21 @@ def test_codex_sees_the_limit_reached_when_every_account_is_spent(qup: QuotaUpst
         assert shown["primary"] == {"usedPercent": 100, "windowDurationMins": 300, "resetsAt": int(now + 600)}, where
         assert shown["secondary"]["usedPercent"] == 60, where
         assert shown["rateLimitReachedType"] == "rate_limit_reached", where
+    finally:
+        served.stop()
+
+
+def test_codex_gets_no_limits_with_a_key_the_gateway_does_not_know(qup: QuotaUpstream, tmp_path: Path) -> None:
+    codex = need_cli("codex")
+    qup.clear()
+    qup.quota.clear()
+    qup.quota["cx-a"] = {"used": 0.2, "reset_at": time.time() + 3600, "refuse": False, "week": 0.1}
+    served = CodexBehindGateway(codex_config(qup, ("cx-a",)), tmp_path, backend_api=True, key_known=False)
+    try:
+        assert chat(served.gateway, "x-text")[0] == 200  # the gateway knows the account's quota
+        run = served.ask(codex)
+        where = check_run(run, served, "/backend-api/wham/usage", status=401)
+        assert run.response is not None and "error" in run.response, where
+        assert "401" in run.response["error"]["message"], where
     finally:
         served.stop()
