@@ -14,65 +14,21 @@ import re
 import sqlite3
 import time
 from collections.abc import Sequence
-from operator import itemgetter
 from typing import Any, Protocol
 
-from .schema import COMPONENT, MIGRATIONS, migration_sql
+from .rollup import UPSERT_COLUMNS, fold, segment
+from .schema import COMPONENT, MIGRATIONS, ROLLUP_DIMS, ROLLUP_SUMS, migration_sql
 
 __all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "open_backend"]
 
-COLUMNS = (
-    "ts", "request_id", "client_key", "client_format", "endpoint", "operation", "provider", "credential",
-    "model", "upstream_model", "stream", "transport", "status", "error", "latency_ms", "ttft_ms",
-    "input_tokens", "output_tokens", "cached_tokens", "cache_creation_tokens", "reasoning_tokens",
-    "session_source", "attempt",
-)
 _PG_LOCK = 727011  # advisory lock id held while migrating
 
-# A batch's rows mostly repeat the same key, formats, endpoint, credential, model... : SQLite binds
-# those ``_SHARED`` columns once per statement (one numbered parameter every row of the statement
-# refers to) and only the ``_OWN`` columns per row. Binding a value costs more than SQLite's own
-# work for it (a text is copied on bind), so this is about a fifth less work per row (callgrind).
-_OWN = ("ts", "request_id", "status", "error", "latency_ms", "ttft_ms", "input_tokens", "output_tokens",
-        "cached_tokens", "cache_creation_tokens", "reasoning_tokens", "attempt")
-_SHARED = tuple(c for c in COLUMNS if c not in _OWN)
-_own = itemgetter(*(COLUMNS.index(c) for c in _OWN))
-_shared = itemgetter(*(COLUMNS.index(c) for c in _SHARED))
-_SIZES = (16, 4, 1)  # rows per statement (few and short: each is prepared once per connection)
-_statements: dict[int, str] = {}
-
-# CPython 3.11's sqlite3 binds int, float and str directly but sends every other value, None too,
-# through its adapter protocol: a lookup of (NoneType, PrepareProtocol) in the adapters table, then
-# two failing attribute lookups (``__adapt__``, ``__conform__``), each raising and clearing an
-# exception. A usage row has several NULLs (error, ttft, session source...): registering an adapter
-# for None (``{}.get``, a C callable that returns None) makes it one dict hit, about 13% less work
-# per inserted row (callgrind). The value bound is the same NULL, for every sqlite3 user in the process.
-sqlite3.register_adapter(type(None), {}.get)
-
-
-def _statement(n: int) -> str:
-    """An INSERT of ``n`` rows sharing the ``_SHARED`` values (the last parameters)."""
-    stmt = _statements.get(n)
-    if stmt is None:
-        own, base = len(_OWN), n * len(_OWN)
-        shared = ", ".join(f"?{base + j + 1}" for j in range(len(_SHARED)))
-        rows = ", ".join("(" + ", ".join(f"?{r * own + j + 1}" for j in range(own)) + ", " + shared + ")"
-                         for r in range(n))
-        stmt = _statements[n] = f"INSERT INTO usage_records ({', '.join(_OWN + _SHARED)}) VALUES {rows}"
-    return stmt
-
-
-def _grouped(rows: Sequence[tuple[Any, ...]]) -> dict[tuple[Any, ...], list[Any]]:
-    """The rows by their ``_SHARED`` values (in order of first appearance), each group's ``_OWN``
-    values one after another."""
-    groups: dict[tuple[Any, ...], list[Any]] = {}
-    for r in rows:
-        key = _shared(r)
-        flat = groups.get(key)
-        if flat is None:
-            flat = groups[key] = []
-        flat += _own(r)
-    return groups
+_SEGMENT = "INSERT INTO usage_segments (first_ts, last_ts, n, records) VALUES (?, ?, ?, ?)"
+_UPSERT = (
+    f"INSERT INTO usage_rollup ({', '.join(UPSERT_COLUMNS)}) VALUES ({', '.join('?' * len(UPSERT_COLUMNS))}) "
+    f"ON CONFLICT (bucket, {', '.join(ROLLUP_DIMS)}) DO UPDATE SET "
+    + ", ".join(f"{c} = usage_rollup.{c} + excluded.{c}" for c in ROLLUP_SUMS)
+)
 
 
 class Backend(Protocol):
@@ -146,20 +102,15 @@ class SQLiteBackend:
         return int(row[0]) if row else 0
 
     def insert(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """One transaction. Rows that share their ``_SHARED`` values go together, up to 16 to an
-        INSERT that binds those values once (fewer values to bind, fewer statements to step
-        through, each of which releases and takes back the GIL)."""
+        """One transaction: the batch's segment and its rollup rows."""
+        if not rows:
+            return
         conn = self.conn
         assert conn is not None
-        own = len(_OWN)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for shared, flat in _grouped(rows).items():
-                n, k = len(flat) // own, 0
-                for size in _SIZES:
-                    while n - k >= size:
-                        conn.execute(_statement(size), [*flat[k * own:(k + size) * own], *shared])
-                        k += size
+            conn.execute(_SEGMENT, segment(rows))
+            conn.executemany(_UPSERT, fold(rows))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -189,6 +140,10 @@ def _numbered(sql: str) -> str:
         return f"${n}"
 
     return _QMARK.sub(repl, sql)
+
+
+_PG_SEGMENT = _numbered(_SEGMENT)
+_PG_UPSERT = _numbered(_UPSERT)
 
 
 class PostgresBackend:
@@ -236,8 +191,14 @@ class PostgresBackend:
         return int(v or 0)
 
     def insert(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        # COPY: one round trip for the batch, the cheapest way into PostgreSQL
-        self._run(self.conn.copy_records_to_table("usage_records", records=rows, columns=COLUMNS))
+        if rows:
+            self._run(self._insert(segment(rows), fold(rows)))
+
+    async def _insert(self, seg: tuple[Any, ...], rollups: list[tuple[Any, ...]]) -> None:
+        conn = self.conn
+        async with conn.transaction():
+            await conn.execute(_PG_SEGMENT, *seg)
+            await conn.executemany(_PG_UPSERT, rollups)
 
     def query(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         rows = self._run(self.conn.fetch(_numbered(sql), *params))

@@ -2,15 +2,22 @@
 credential, client key, day ...; the prompt-cache hit ratio (cached / input tokens) per credential
 and per session source; the newest records.
 
+Totals, series and ratios read the per-minute rollups (``usage_rollup``): ``since`` and ``until``
+select whole minutes (a minute counts when it starts in ``[since, until)``, ``since`` taken back to
+its minute's start). The newest records are read from the newest segments.
 Every function is async and runs its SQL on the store's writer thread (after the queued records
 are committed), so it never blocks the gateway's loop. ``UsageUnavailable`` when the store is off.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
-from .records import FIELDS
+import orjson
+
+from .rollup import BUCKET
+from .schema import FIELDS
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
@@ -22,12 +29,11 @@ __all__ = ["GROUPS", "UsageUnavailable", "cache_hit_ratio", "enabled", "recent",
 GROUPS = ("model", "credential", "client_key", "day", "provider", "session_source", "client_format",
           "upstream_model", "endpoint", "transport", "status")
 _SUMS = ("input_tokens", "output_tokens", "cached_tokens", "cache_creation_tokens", "reasoning_tokens")
-_SELECT_SUMS = (
-    "COUNT(*) AS requests, SUM(CASE WHEN status >= 400 OR error IS NOT NULL THEN 1 ELSE 0 END) AS failures, "
-    + ", ".join(f"SUM({c}) AS {c}" for c in _SUMS)
-)
+_SELECT_SUMS = ("SUM(requests) AS requests, SUM(failures) AS failures, SUM(latency_ms) AS latency_ms, "
+                + ", ".join(f"SUM({c}) AS {c}" for c in _SUMS))
 MIN_BUCKET, MAX_BUCKET = 60, 86400 * 31
 MAX_RECENT = 1000
+RECENT_SEGMENTS = 500  # segments (batches) ``recent`` looks back through, at most
 
 
 class UsageUnavailable(RuntimeError):
@@ -45,13 +51,16 @@ def enabled(gw: Gateway) -> bool:
     return "usage" in gw.observers.named
 
 
-_DAY = {"sqlite": "strftime('%Y-%m-%d', ts, 'unixepoch')",
-        "postgres": "to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"}
+_DAY = {"sqlite": "strftime('%Y-%m-%d', bucket, 'unixepoch')",
+        "postgres": "to_char(to_timestamp(bucket) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"}
 
 
 def _col(by: str, dialect: str) -> str:
-    """The SQL expression of a group (``day``: the UTC date of ``ts``)."""
-    return _DAY[dialect] if by == "day" else by
+    """The SQL expression of a group read back (``day``: the UTC date of the minute; a missing
+    value, stored as '' in a rollup key, as NULL)."""
+    if by == "day":
+        return _DAY[dialect]
+    return by if by == "status" else f"NULLIF({by}, '')"
 
 
 def _where(since: float | None, until: float | None, where: dict[str, Any] | None,
@@ -59,20 +68,25 @@ def _where(since: float | None, until: float | None, where: dict[str, Any] | Non
     parts: list[str] = []
     params: list[Any] = []
     if since is not None:
-        parts.append("ts >= ?")
-        params.append(float(since))
+        parts.append("bucket >= ?")
+        params.append(int(float(since) // BUCKET) * BUCKET)
     if until is not None:
-        parts.append("ts < ?")
+        parts.append("bucket < ?")
         params.append(float(until))
     for col, value in (where or {}).items():
         if col not in GROUPS:
             raise ValueError(f"cannot filter by {col!r} (one of {', '.join(GROUPS)})")
-        expr = _col(col, dialect)
-        if value is None:
-            parts.append(f"{expr} IS NULL")
+        if col == "day":
+            expr = _DAY[dialect]
+            if value is None:
+                parts.append("FALSE" if dialect == "postgres" else "0")
+                continue
         else:
-            parts.append(f"{expr} = ?")
-            params.append(int(value) if col == "status" else str(value))
+            expr = col
+            if value is None:
+                value = 0 if col == "status" else ""
+        parts.append(f"{expr} = ?")
+        params.append(int(value) if col == "status" else str(value))
     return (" WHERE " + " AND ".join(parts)) if parts else "", params
 
 
@@ -88,6 +102,7 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
         out[c] = int(r[c] or 0)
     out["total_tokens"] = out["input_tokens"] + out["output_tokens"]
     out["cache_hit_ratio"] = (out["cached_tokens"] / out["input_tokens"]) if out["input_tokens"] else None
+    out["avg_latency_ms"] = round(float(r["latency_ms"] or 0) / out["requests"], 3) if out["requests"] else None
     return out
 
 
@@ -100,22 +115,17 @@ async def totals(gw: Gateway, by: str, *, since: float | None = None, until: flo
     def go(b: Backend) -> list[dict[str, Any]]:
         col = _col(by, b.dialect)
         cond, params = _where(since, until, where, b.dialect)
-        sql = (f"SELECT {col} AS key, {_SELECT_SUMS} FROM usage_records{cond} GROUP BY {col} "
+        sql = (f"SELECT {col} AS key, {_SELECT_SUMS} FROM usage_rollup{cond} GROUP BY {col} "
                "ORDER BY requests DESC, key")
         return b.query(sql, params)
 
     return [_row(r) for r in await store_of(gw).run(go)]
 
 
-def _bucket_expr(b: Backend) -> str:
-    if b.dialect == "postgres":
-        return "CAST(floor(ts / ?) AS BIGINT) * ?"
-    return "CAST(ts / ? AS INTEGER) * ?"
-
-
 async def series(gw: Gateway, by: str | None, *, bucket: int = 3600, since: float | None = None,
                  until: float | None = None, where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Sums per time bucket (``bucket`` seconds, UTC-aligned) and value of ``by`` (None: one row per bucket)."""
+    """Sums per time bucket (``bucket`` seconds, UTC-aligned, whole minutes) and value of ``by``
+    (None: one row per bucket)."""
     bucket = int(bucket)
     if not MIN_BUCKET <= bucket <= MAX_BUCKET:
         raise ValueError(f"bucket must be between {MIN_BUCKET} and {MAX_BUCKET} seconds")
@@ -127,12 +137,10 @@ async def series(gw: Gateway, by: str | None, *, bucket: int = 3600, since: floa
         col = _col(by, b.dialect) if by is not None else None
         cond, params = _where(since, until, where, b.dialect)
         key = col if col is not None else "NULL"
-        expr = _bucket_expr(b)
         group = f"t, {col}" if col is not None else "t"
-        sql = (f"SELECT {expr} AS t, {key} AS key, {_SELECT_SUMS} FROM usage_records{cond} "
+        sql = (f"SELECT (bucket / ?) * ? AS t, {key} AS key, {_SELECT_SUMS} FROM usage_rollup{cond} "
                f"GROUP BY {group} ORDER BY t, key")
-        num: Any = float(bucket) if b.dialect == "postgres" else bucket
-        return b.query(sql, [num, bucket, *params])
+        return b.query(sql, [bucket, bucket, *params])
 
     rows = await store_of(gw).run(go)
     out = []
@@ -152,8 +160,8 @@ async def cache_hit_ratio(gw: Gateway, by: str = "credential", *, since: float |
         col = _col(by, b.dialect)
         cond, params = _where(since, until, None, b.dialect)
         cond = (cond + " AND " if cond else " WHERE ") + "status = 200"
-        sql = (f"SELECT {col} AS key, COUNT(*) AS requests, SUM(input_tokens) AS input_tokens, "
-               f"SUM(cached_tokens) AS cached_tokens FROM usage_records{cond} GROUP BY {col} ORDER BY key")
+        sql = (f"SELECT {col} AS key, SUM(requests) AS requests, SUM(input_tokens) AS input_tokens, "
+               f"SUM(cached_tokens) AS cached_tokens FROM usage_rollup{cond} GROUP BY {col} ORDER BY key")
         return b.query(sql, params)
 
     rows = await store_of(gw).run(go)
@@ -165,14 +173,57 @@ async def cache_hit_ratio(gw: Gateway, by: str = "credential", *, since: float |
     return out
 
 
+_INDEX = {f: i for i, f in enumerate(FIELDS)}
+
+
+def _matcher(where: dict[str, Any] | None) -> list[tuple[int, Any]] | None:
+    """(field index, value) pairs a record must match (``day``: index -1, the UTC date of ``ts``)."""
+    if not where:
+        return None
+    out = []
+    for col, value in where.items():
+        if col == "day":
+            out.append((-1, None if value is None else str(value)))
+        else:
+            out.append((_INDEX[col], None if value is None else int(value) if col == "status" else str(value)))
+    return out
+
+
+def _matches(r: list[Any], match: list[tuple[int, Any]]) -> bool:
+    for i, value in match:
+        got = time.strftime("%Y-%m-%d", time.gmtime(r[0])) if i < 0 else r[i]
+        if got != value:
+            return False
+    return True
+
+
 async def recent(gw: Gateway, limit: int = 100, *, where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The newest records, newest first (``limit`` 1..1000)."""
+    """The newest records, newest first (``limit`` 1..1000; the newest ``RECENT_SEGMENTS`` batches
+    are searched)."""
     limit = max(1, min(int(limit), MAX_RECENT))
     _where(None, None, where)
+    match = _matcher(where)
 
     def go(b: Backend) -> list[dict[str, Any]]:
-        cond, params = _where(None, None, where, b.dialect)
-        sql = f"SELECT {', '.join(FIELDS)} FROM usage_records{cond} ORDER BY ts DESC, id DESC LIMIT {limit}"
-        return b.query(sql, params)
+        found: list[list[Any]] = []
+        last_id: int | None = None
+        seen, enough = 0, False
+        while seen < RECENT_SEGMENTS:
+            cond, params = ("", []) if last_id is None else (" WHERE id < ?", [last_id])
+            page = b.query(f"SELECT id, records FROM usage_segments{cond} ORDER BY id DESC LIMIT 20", params)
+            if not page:
+                break
+            for seg in page:
+                seen += 1
+                last_id = seg["id"]
+                records = orjson.loads(seg["records"])
+                found.extend(records if match is None else [r for r in records if _matches(r, match)])
+            # segments are committed in order of time, but two workers' batches may overlap by a
+            # second or so: once enough are found, one more page settles the newest
+            if enough:
+                break
+            enough = len(found) >= limit
+        found.sort(key=lambda r: r[0], reverse=True)
+        return [dict(zip(FIELDS, r, strict=True)) for r in found[:limit]]
 
     return await store_of(gw).run(go)  # type: ignore[no-any-return]

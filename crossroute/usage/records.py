@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import redaction
 from ..formats.neutral import Usage
+from .schema import FIELDS
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
@@ -23,12 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FIELDS", "clock_offset", "key_id", "provider_of", "records_of", "rows_of", "skipped", "snapshot"]
 
-FIELDS = (
-    "ts", "request_id", "client_key", "client_format", "endpoint", "operation", "provider", "credential",
-    "model", "upstream_model", "stream", "transport", "status", "error", "latency_ms", "ttft_ms",
-    "input_tokens", "output_tokens", "cached_tokens", "cache_creation_tokens", "reasoning_tokens",
-    "session_source", "attempt",
-)
 MAX_ERROR = 500  # characters of a failure reason kept
 _ZERO = (0, 0, 0, 0, 0)
 
@@ -91,35 +86,57 @@ def _error(text: str | None) -> str | None:
 
 
 _SKIP = ("/v0/management", "/management", "/metrics")
-_ONE = 1  # marks the snapshot of a call with one attempt (nearly every call)
+_NESTED = "nested"  # marks the snapshot of a call with no attempt or several (rare)
+_IN = FIELDS.index("input_tokens")
+# wall-clock time minus ``time.monotonic()``, refreshed by the store's writer once per batch: what
+# turns a call's monotonic times into ``ts`` on the loop without a clock read per call
+offset = time.time() - time.monotonic()
 
 
-def snapshot(event: CallEnded) -> tuple[Any, ...] | None:
+def snapshot(gw: Gateway, event: CallEnded) -> tuple[Any, ...] | None:
     """What the records of a finished call need, read on the loop (cheap: no body, no parsing);
     None for a request that makes no record (``skipped``). A call with one attempt (nearly all)
-    is one flat tuple of plain values; any other keeps its attempts as tuples."""
+    is its record itself (``FIELDS`` order), except that while its usage is not parsed yet the
+    input-token column holds the unparsed usage (``rows_of`` parses it on the store's thread).
+    Any other is ``_NESTED`` and the values ``rows_of`` makes its records of."""
     call = event.call
     if call is None:
         if event.status < 400 or event.path.startswith(_SKIP):
             return None
-        return (event.request_id, event.path, event.status, event.error, event.transport, event.client_format,
-                event.started, event.ended, None)
+        return (_NESTED, event.request_id, event.path, event.status, event.error, event.transport,
+                event.client_format, event.started, event.ended, None)
     path = event.path
     if path.startswith(_SKIP):
         return None
     s = call.session
     attempts = call.attempts
+    u = call._usage
     if len(attempts) == 1:
         # plain values only (no Attempt or Call objects): the call's body is not kept alive
         a = attempts[0]
-        return (_ONE, event.request_id, path, event.error, event.ended, call.client_key, call.client_format,
-                call.operation, call.model, call.stream, call.transport, call._usage,
-                s.primary if s is not None else None, a.credential_id, a.upstream_model, a.start, a.first_byte,
-                a.end, a.status, a.error)
-    u = call._usage
+        start, first, end, status, error, cred = a.start, a.first_byte, a.end, a.status, a.error, a.credential_id
+        if error is None:
+            error = event.error
+        if end is None:
+            end = event.ended
+        if status != 200:
+            u = _ZERO
+        elif type(u) is Usage:
+            u = (u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_creation_tokens, u.reasoning_tokens)
+        elif u is None:
+            u = _ZERO
+        else:
+            u = (u, 0, 0, 0, 0)  # parsed by ``rows_of``
+        key = call.client_key
+        return (start + offset, event.request_id, _key_ids.get(key) or key_id(key), call.client_format, path,
+                call.operation, provider_of(gw, cred) if cred is not None else None, cred, call.model,
+                a.upstream_model, 1 if call.stream else 0, call.transport, status,
+                _error(error) if error else None, (end - start) * 1000.0,
+                (first - start) * 1000.0 if first is not None else None, *u,
+                _session_source(s.primary) if s is not None else None, 1)
     if isinstance(u, Usage):
         u = (u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_creation_tokens, u.reasoning_tokens)
-    return (event.request_id, path, event.status, event.error, event.transport, event.client_format,
+    return (_NESTED, event.request_id, path, event.status, event.error, event.transport, event.client_format,
             event.started, event.ended,
             (call.client_key, call.client_format, call.operation, call.model, call.stream, call.transport,
              tuple([(a.credential_id, a.upstream_model, a.start, a.first_byte, a.end, a.status, a.error)
@@ -148,19 +165,11 @@ def rows_of(gw: Gateway, snap: tuple[Any, ...], offset: float | None = None) -> 
     the ``clock_offset`` once per batch: the snapshots of one batch are at most seconds old)."""
     if offset is None:
         offset = clock_offset()
-    if snap[0] is _ONE:
-        (_, rid, path, ev_error, ended, client_key, fmt, operation, model, stream, transport, usage, session,
-         cred, upstream_model, start, first, end, status, error) = snap
-        if error is None and ev_error:
-            error = ev_error
-        if end is None:
-            end = ended
-        u = _resolved(usage) if status == 200 else None
-        return [(start + offset, rid, key_id(client_key), fmt, path, operation, provider_of(gw, cred), cred,
-                 model, upstream_model, 1 if stream else 0, transport, status, _error(error) if error else None,
-                 (end - start) * 1000.0, (first - start) * 1000.0 if first is not None else None,
-                 *(u or _ZERO), _session_source(session), 1)]
-    rid, path, ev_status, ev_error, ev_transport, ev_format, started, ended, c = snap
+    if snap[0] is not _NESTED:  # a record, maybe with its usage not parsed yet
+        if type(snap[_IN]) is int:
+            return [snap]
+        return [(*snap[:_IN], *(_resolved(snap[_IN]) or _ZERO), *snap[_IN + 5:])]
+    _, rid, path, ev_status, ev_error, ev_transport, ev_format, started, ended, c = snap
     if c is None:
         return [(started + offset, rid, None, ev_format, path, None, None, None, None, None,
                  0, ev_transport, ev_status, _error(ev_error), round((ended - started) * 1000, 3),
@@ -194,5 +203,5 @@ def rows_of(gw: Gateway, snap: tuple[Any, ...], offset: float | None = None) -> 
 
 def records_of(gw: Gateway, event: CallEnded) -> list[tuple[Any, ...]]:
     """The usage records of one finished call (``snapshot`` and ``rows_of`` in one step)."""
-    snap = snapshot(event)
+    snap = snapshot(gw, event)
     return [] if snap is None else rows_of(gw, snap)

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import records as _records
 from .backends import Backend, open_backend
 from .records import clock_offset, rows_of, snapshot
 
@@ -75,7 +76,7 @@ class UsageStore:
         return None  # records are made once the call ended (its reply written)
 
     def call_ended(self, event: CallEnded) -> None:
-        snap = snapshot(event)  # None: a request that makes no record (``records.skipped``)
+        snap = snapshot(self.gw, event)  # None: a request that makes no record (``records.skipped``)
         if snap is None:
             return
         pending = self._pending
@@ -174,7 +175,7 @@ class UsageStore:
             if not self._ensure_open():
                 return  # kept; the queue bound (max_queue calls) still holds
             n = min(len(pending), BATCH * 4)
-            offset = clock_offset()
+            offset = _records.offset = clock_offset()
             records: list[tuple[Any, ...]] = []
             tries = 0
             for _ in range(n):

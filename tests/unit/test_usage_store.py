@@ -90,7 +90,7 @@ async def _fresh_pg(url: str) -> None:
     import asyncpg
 
     conn = await asyncpg.connect(url)
-    await conn.execute("DROP TABLE IF EXISTS usage_records; DROP TABLE IF EXISTS crossroute_schema")
+    await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     await conn.close()
 
 
@@ -199,14 +199,16 @@ def test_migrations_are_versioned(tmp_path: Path, url: str | None) -> None:
     old.close()
     new = PostgresBackend(url) if url else SQLiteBackend(str(tmp_path / "u.sqlite3"))
     new.open()
-    assert new.version() == VERSION == 2
+    assert new.version() == VERSION == 3
     rows = new.query("SELECT request_id, model FROM usage_records", [])
-    assert rows == [{"request_id": "old", "model": "m"}]  # kept through the upgrade
+    assert rows == [{"request_id": "old", "model": "m"}]  # kept through the upgrades (3: into a segment)
     assert new.query("SELECT day FROM usage_records", []) == [{"day": None}]  # migration 2 added the column
+    rollup = new.query("SELECT model, credential, status, requests, failures FROM usage_rollup", [])
+    assert rollup == [{"model": "m", "credential": "", "status": 200, "requests": 1, "failures": 0}]
     new.close()
     again = PostgresBackend(url) if url else SQLiteBackend(str(tmp_path / "u.sqlite3"))
     again.open()  # nothing left to apply
-    assert again.version() == 2
+    assert again.version() == 3
     again.close()
 
 
