@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .fake_upstream import FakeUpstream
 from .gateway_process import GatewayProcess
+
+if TYPE_CHECKING:
+    from .test_quota_gateway import QuotaUpstream
 
 CLIENT_KEY = "test-client-key"
 SCENARIOS = [
@@ -91,3 +94,22 @@ def gateway(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) ->
     gw = GatewayProcess(cfg, tmp_path_factory.mktemp("gw")).start()
     yield gw
     gw.stop()
+
+
+@pytest.fixture(scope="module")
+def qup() -> Iterator[QuotaUpstream]:
+    """The quota-announcing fake upstream (test_quota_gateway.py) of one test module."""
+    from .test_quota_gateway import QuotaUpstream
+
+    u = QuotaUpstream()
+    u.start()
+    yield u
+    u.stop()
+
+
+@pytest.fixture
+def quota_up(qup: QuotaUpstream) -> QuotaUpstream:
+    """``qup`` with no recorded requests and no quota set."""
+    qup.clear()
+    qup.quota.clear()
+    return qup

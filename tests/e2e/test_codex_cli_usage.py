@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +32,6 @@ from .test_quota_gateway import QuotaUpstream, chat, codex_config, get
 from .test_real_clis import CODEX_MODEL, need_cli
 
 REFRESH_PATH = "/oauth/token"
-
-
-@pytest.fixture(scope="module")
-def qup() -> Iterator[QuotaUpstream]:
-    u = QuotaUpstream()
-    u.start()
-    yield u
-    u.stop()
 
 
 class CodexBehindGateway:

@@ -12,11 +12,10 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-import pytest
 from aiohttp import web
 
 from tests.redis_server import RedisServer, require_redis_server
@@ -95,21 +94,6 @@ class QuotaUpstream(FakeUpstream):
             # Retry-After far longer than the announced reset: the gateway must follow the reset
             return self._answer(request, kind, "", 429, error_body(kind, 429), headers={"Retry-After": "3600"})
         return await super()._serve(request, kind, model, stream)
-
-
-@pytest.fixture(scope="module")
-def qup() -> Iterator[QuotaUpstream]:
-    u = QuotaUpstream()
-    u.start()
-    yield u
-    u.stop()
-
-
-@pytest.fixture
-def quota_up(qup: QuotaUpstream) -> QuotaUpstream:
-    qup.clear()
-    qup.quota.clear()
-    return qup
 
 
 def get(gw: GatewayProcess, path: str, key: str | None = CLIENT_KEY) -> tuple[int, Any]:

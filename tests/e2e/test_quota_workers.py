@@ -24,19 +24,9 @@ USAGE = "/backend-api/wham/usage"
 SHARE_WAIT = 15.0  # the workers exchange readings about once a second; this only bounds a failure
 
 
-@pytest.fixture(scope="module")
-def qup() -> Iterator[QuotaUpstream]:
-    u = QuotaUpstream()
-    u.start()
-    yield u
-    u.stop()
-
-
 @pytest.fixture
-def workers(qup: QuotaUpstream, tmp_path: Path) -> Iterator[Gateway]:
-    qup.clear()
-    qup.quota.clear()
-    cfg = {**codex_config(qup, ("cx-solo",)), "api-keys": [CLIENT_KEY]}
+def workers(quota_up: QuotaUpstream, tmp_path: Path) -> Iterator[Gateway]:
+    cfg = {**codex_config(quota_up, ("cx-solo",)), "api-keys": [CLIENT_KEY]}
     gw = Gateway(cfg, tmp_path, ("--workers", "2")).start()
     deadline = time.monotonic() + 15
     while gw.log().count(" ready") < 2 and time.monotonic() < deadline:
