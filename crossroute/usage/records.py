@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ..gateway import Gateway
     from ..observe.events import CallEnded
 
-__all__ = ["FIELDS", "clock_offset", "key_id", "provider_of", "records_of", "rows_of", "skipped", "snapshot"]
+__all__ = ["FIELDS", "clock_offset", "key_id", "provider_of", "rows_of", "snapshot"]
 
 MAX_ERROR = 500  # characters of a failure reason kept
 _ZERO = (0, 0, 0, 0, 0)
@@ -63,14 +63,6 @@ def provider_of(gw: Gateway, credential_id: str | None) -> str | None:
     return found
 
 
-def skipped(event: CallEnded) -> bool:
-    """Requests that are not model calls: management, metrics, the panel, and GETs that succeeded."""
-    path = event.path
-    if path.startswith(("/v0/management", "/management", "/metrics")):
-        return True
-    return event.call is None and event.status < 400
-
-
 def _session_source(primary: str | None) -> str | None:
     if primary is None:
         return None
@@ -95,7 +87,7 @@ offset = time.time() - time.monotonic()
 
 def snapshot(gw: Gateway, event: CallEnded) -> tuple[Any, ...] | None:
     """What the records of a finished call need, read on the loop (cheap: no body, no parsing);
-    None for a request that makes no record (``skipped``). A call with one attempt (nearly all)
+    None for a request that makes no record. A call with one attempt (nearly all)
     is its record itself (``FIELDS`` order), except that while its usage is not parsed yet the
     input-token column holds the unparsed usage (``rows_of`` parses it on the store's thread).
     Any other is ``_NESTED`` and the values ``rows_of`` makes its records of."""
@@ -199,9 +191,3 @@ def rows_of(gw: Gateway, snap: tuple[Any, ...], offset: float | None = None) -> 
                     (end - start) * 1000.0, (first - start) * 1000.0 if first is not None else None,
                     *(u or _ZERO), source, i + 1))
     return out
-
-
-def records_of(gw: Gateway, event: CallEnded) -> list[tuple[Any, ...]]:
-    """The usage records of one finished call (``snapshot`` and ``rows_of`` in one step)."""
-    snap = snapshot(gw, event)
-    return [] if snap is None else rows_of(gw, snap)

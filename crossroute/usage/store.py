@@ -76,7 +76,7 @@ class UsageStore:
         return None  # records are made once the call ended (its reply written)
 
     def call_ended(self, event: CallEnded) -> None:
-        snap = snapshot(self.gw, event)  # None: a request that makes no record (``records.skipped``)
+        snap = snapshot(self.gw, event)  # None: a request that makes no record
         if snap is None:
             return
         pending = self._pending
