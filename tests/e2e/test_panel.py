@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator
@@ -35,11 +34,8 @@ def artifacts_dir() -> Path:
 
 
 def seed_usage(data_dir: Path, account_id: str) -> None:
-    """Records of the last seven days, written to the store's SQLite file (schema by its own migrations)."""
+    """Records of the last seven days, written through the store's SQLite backend (segments and rollups)."""
     path = data_dir / "usage.sqlite3"
-    backend = SQLiteBackend(str(path))
-    backend.open()
-    backend.close()
     now = time.time()
     rows = []
     for i in range(40):
@@ -48,15 +44,13 @@ def seed_usage(data_dir: Path, account_id: str) -> None:
         credential = account_id if i % 2 else "mock:m#seed"
         rows.append((ts, f"{i:08x}", "key-0123456789", "openai", "/v1/chat/completions", "generate", "claude",
                      credential, model, model, 0, "http", 200, None, 420.0, 120.0, 1000 + i * 10, 200, 600, 0, 0,
-                     "claude", 1, time.strftime("%Y-%m-%d", time.gmtime(ts))))
-    conn = sqlite3.connect(path)
-    conn.executemany(
-        "INSERT INTO usage_records (ts, request_id, client_key, client_format, endpoint, operation, provider, "
-        "credential, model, upstream_model, stream, transport, status, error, latency_ms, ttft_ms, input_tokens, "
-        "output_tokens, cached_tokens, cache_creation_tokens, reasoning_tokens, session_source, attempt, day) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    conn.commit()
-    conn.close()
+                     "claude", 1))
+    backend = SQLiteBackend(str(path))
+    backend.open()
+    try:
+        backend.insert(rows)
+    finally:
+        backend.close()
 
 
 def seed_accounts(auth_dir: Path) -> str:
