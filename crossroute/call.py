@@ -15,9 +15,10 @@ import orjson
 
 from .formats.neutral import Usage
 from .formats.translate import PendingUsage, usage_of, usage_of_raw
+from .formats.usage_tokens import Tokens, tokens, tokens_of_raw
 from .routing.session_ids import SessionIds
 
-__all__ = ["Attempt", "Call", "ParsedUsage", "RawUsage", "Trace"]
+__all__ = ["Attempt", "Call", "ParsedUsage", "RawUsage", "Tokens", "Trace"]
 
 _ids = itertools.count(1)
 
@@ -103,6 +104,10 @@ class RawUsage:
         except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError, KeyError):
             return None
 
+    def tokens(self) -> Tokens | None:
+        raw = self.raw
+        return None if raw is None else tokens_of_raw(self.fmt, raw)
+
 
 _LAZY = (PendingUsage, ParsedUsage, RawUsage)
 
@@ -144,7 +149,8 @@ class Call:
         self.options: dict[str, Any] = options or {}
         self.transport = transport
         self.session: SessionIds | None = None
-        self._usage: Usage | PendingUsage | ParsedUsage | RawUsage | None = None
+        # a Usage, one not parsed yet, or (once ``tokens`` was read) its counts as a tuple
+        self._usage: Usage | PendingUsage | ParsedUsage | RawUsage | Tokens | None = None
         self.credential_id: str | None = None
         self.upstream_model: str | None = None
         self.status = 0
@@ -160,10 +166,21 @@ class Call:
     @property
     def usage(self) -> Usage | None:
         u = self._usage
+        if type(u) is tuple:
+            return Usage(*u)
         if isinstance(u, _LAZY):
             u = self._usage = u.resolve()
-        return u
+        return u  # type: ignore[return-value]
+
+    @property
+    def tokens(self) -> Tokens | None:
+        """The usage as its five counts (``formats.usage_tokens``), parsed once: what the observers read."""
+        u = self._usage
+        if u is None or type(u) is tuple:
+            return u  # type: ignore[return-value]
+        t = self._usage = u.tokens() if type(u) is RawUsage else tokens(u if type(u) is Usage else u.resolve())
+        return t
 
     @usage.setter
-    def usage(self, value: Usage | PendingUsage | ParsedUsage | RawUsage | None) -> None:
+    def usage(self, value: Usage | PendingUsage | ParsedUsage | RawUsage | Tokens | None) -> None:
         self._usage = value

@@ -12,7 +12,7 @@ A model label is the client's model name only for calls that reached an upstream
 
 The request path does as little as it can: a call with one attempt (nearly all of them) is one
 tuple of its label values, one dictionary look-up and one list append of its ``Attempt`` (and of
-its usage). Those lists are folded into the settled counts (metrics_counts.py) in batches — at a
+its token counts). Those lists are folded into the settled counts (metrics_counts.py) in batches — at a
 scrape, every ``_BATCH`` calls of one label set, and before a reload changes which provider a
 credential id names — with C-level helpers (``map``/``attrgetter``, ``sort`` and ``bisect`` for
 the histogram buckets). Calls with no attempt or several are counted at once (rare).
@@ -36,7 +36,7 @@ from .metrics_state import RedisReading, StateCollector
 if TYPE_CHECKING:
     from ..call import Call
     from ..config import Settings
-    from ..formats.neutral import Usage
+    from ..formats.usage_tokens import Tokens
     from ..gateway import Gateway
     from .events import CallEnded
 
@@ -50,7 +50,6 @@ _FIRST = "first_token" if "first_token" in Attempt.__slots__ else "first_byte"
 TTFT_HELP = ("Time to the first output written to the client" if _FIRST == "first_token"
              else "Time to the upstream's first byte")
 _STARTS, _FIRSTS, _ENDS = attrgetter("start"), attrgetter(_FIRST), attrgetter("end")
-_TOKENS = attrgetter("input_tokens", "output_tokens", "cached_tokens", "cache_creation_tokens", "reasoning_tokens")
 
 # the label values of a call with one attempt:
 # (client format, call's credential id or None, model, status, transport, attempt's credential id, attempt status)
@@ -77,7 +76,7 @@ class Metrics:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self.counts = Counts()
-        self.open: dict[_Key, tuple[list[Attempt], list[Usage]]] = {}
+        self.open: dict[_Key, tuple[list[Attempt], list[Tokens]]] = {}
         self._settings = gw.settings  # the settings the open calls were counted under
         self.workers: Any = None
         self.redis: RedisReading | None = None  # read by api/metrics.py before each scrape
@@ -114,7 +113,7 @@ class Metrics:
                     pending = self.open[key] = ([], [])
                 done = pending[0]
                 done.append(a)
-                u = call.usage
+                u = call.tokens
                 if u is not None:
                     pending[1].append(u)
                 if len(done) >= _BATCH:
@@ -132,7 +131,7 @@ class Metrics:
     def _provider(self, credential_id: str | None) -> str:
         return provider_of(_Settings(self._settings), credential_id) or "-"  # type: ignore[arg-type]
 
-    def _fold(self, key: _Key, pending: tuple[list[Attempt], list[Usage]]) -> None:
+    def _fold(self, key: _Key, pending: tuple[list[Attempt], list[Tokens]]) -> None:
         attempts, usages = pending
         fmt, cred, model, status, transport, acred, astatus = key
         c = self.counts
@@ -155,7 +154,7 @@ class Metrics:
             tok = c.tokens.get((provider, model))
             if tok is None:
                 tok = c.tokens[(provider, model)] = [0] * len(KINDS)
-            for i, column in enumerate(zip(*map(_TOKENS, usages), strict=True)):
+            for i, column in enumerate(zip(*usages, strict=True)):
                 tok[i] += sum(column)
         attempts.clear()
         usages.clear()
@@ -192,12 +191,12 @@ class Metrics:
                 table = c.retries if prev == aid else c.failovers
                 table[p] = table.get(p, 0) + 1
             prev = aid
-        u = call.usage
+        u = call.tokens
         if u is not None:
             tok = c.tokens.get((provider, model))
             if tok is None:
                 tok = c.tokens[(provider, model)] = [0] * len(KINDS)
-            for i, n in enumerate(_TOKENS(u)):
+            for i, n in enumerate(u):
                 tok[i] += n
 
 

@@ -15,14 +15,16 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .. import redaction
+from ..call import RawUsage
 from ..formats.neutral import Usage
+from ..formats.usage_tokens import Tokens, tokens
 from .schema import FIELDS
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
     from ..observe.events import CallEnded
 
-__all__ = ["FIELDS", "clock_offset", "key_id", "provider_of", "rows_of", "snapshot"]
+__all__ = ["FIELDS", "clock_offset", "key_id", "provider_of", "providers", "rows_of", "snapshot"]
 
 MAX_ERROR = 500  # characters of a failure reason kept
 _ZERO = (0, 0, 0, 0, 0)
@@ -63,6 +65,12 @@ def provider_of(gw: Gateway, credential_id: str | None) -> str | None:
     return found
 
 
+def providers(gw: Gateway) -> dict[str, str]:
+    """Credential id -> provider key of the configured entries (what ``snapshot`` is given; an id
+    not in it, an account's or one gone since a reload, names its provider by its own prefix)."""
+    return {p.id: p.provider for p in gw.settings.providers}
+
+
 def _session_source(primary: str | None) -> str | None:
     if primary is None:
         return None
@@ -85,11 +93,11 @@ _IN = FIELDS.index("input_tokens")
 offset = time.time() - time.monotonic()
 
 
-def snapshot(gw: Gateway, event: CallEnded) -> tuple[Any, ...] | None:
+def snapshot(table: dict[str, str], event: CallEnded) -> tuple[Any, ...] | None:
     """What the records of a finished call need, read on the loop (cheap: no body, no parsing);
-    None for a request that makes no record. A call with one attempt (nearly all)
-    is its record itself (``FIELDS`` order), except that while its usage is not parsed yet the
-    input-token column holds the unparsed usage (``rows_of`` parses it on the store's thread).
+    None for a request that makes no record. ``table``: ``providers(gw)``. A call with one attempt
+    (nearly all) is its record itself (``FIELDS`` order), except that while its usage is not parsed
+    yet the input-token column holds the unparsed usage (``rows_of`` parses it on the store's thread).
     Any other is ``_NESTED`` and the values ``rows_of`` makes its records of."""
     call = event.call
     if call is None:
@@ -111,23 +119,20 @@ def snapshot(gw: Gateway, event: CallEnded) -> tuple[Any, ...] | None:
             error = event.error
         if end is None:
             end = event.ended
-        if status != 200:
+        if status != 200 or u is None:
             u = _ZERO
-        elif type(u) is Usage:
-            u = (u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_creation_tokens, u.reasoning_tokens)
-        elif u is None:
-            u = _ZERO
-        else:
-            u = (u, 0, 0, 0, 0)  # parsed by ``rows_of``
+        elif type(u) is not tuple:
+            u = tokens(u) if type(u) is Usage else (u, 0, 0, 0, 0)  # the latter parsed by ``rows_of``
         key = call.client_key
-        return (start + offset, event.request_id, _key_ids.get(key) or key_id(key), call.client_format, path,
-                call.operation, provider_of(gw, cred) if cred is not None else None, cred, call.model,
-                a.upstream_model, 1 if call.stream else 0, call.transport, status,
+        primary = s.primary if s is not None else None
+        return (start + offset, event.request_id, _key_ids.get(key) or key_id(key) if key is not None else None,
+                call.client_format, path, call.operation, table.get(cred) or cred.split("#", 1)[0], cred,
+                call.model, a.upstream_model, 1 if call.stream else 0, call.transport, status,
                 _error(error) if error else None, (end - start) * 1000.0,
                 (first - start) * 1000.0 if first is not None else None, *u,
-                _session_source(s.primary) if s is not None else None, 1)
-    if isinstance(u, Usage):
-        u = (u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_creation_tokens, u.reasoning_tokens)
+                None if primary is None else (primary[:i] if (i := primary.find(":")) >= 0 else "unknown"), 1)
+    if u is not None and type(u) is not tuple:
+        u = tokens(u) if type(u) is Usage else u
     return (_NESTED, event.request_id, path, event.status, event.error, event.transport, event.client_format,
             event.started, event.ended,
             (call.client_key, call.client_format, call.operation, call.model, call.stream, call.transport,
@@ -136,15 +141,14 @@ def snapshot(gw: Gateway, event: CallEnded) -> tuple[Any, ...] | None:
              u, s.primary if s is not None else None, call.started, call.status))
 
 
-def _resolved(u: Any) -> tuple[int, int, int, int, int] | None:
+def _resolved(u: Any) -> Tokens | None:
     """The five token counts of a snapshot's usage (parsed here when the loop left it raw)."""
-    if u is None or isinstance(u, tuple):
-        return u
+    if u is None or type(u) is tuple:
+        return u  # type: ignore[no-any-return]
     # a Usage, or RawUsage / PendingUsage / ParsedUsage: parsed here, off the request path
-    v = u if isinstance(u, Usage) else u.resolve()
-    if v is None:
-        return None
-    return (v.input_tokens, v.output_tokens, v.cached_tokens, v.cache_creation_tokens, v.reasoning_tokens)
+    if type(u) is RawUsage:
+        return u.tokens()
+    return tokens(u if isinstance(u, Usage) else u.resolve())
 
 
 def clock_offset() -> float:

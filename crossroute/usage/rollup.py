@@ -23,6 +23,9 @@ _TS, _STATUS, _ERROR, _LATENCY = (FIELDS.index(f) for f in ("ts", "status", "err
 _IN, _OUT, _CACHED, _CREATED, _REASONING = (FIELDS.index(f) for f in (
     "input_tokens", "output_tokens", "cached_tokens", "cache_creation_tokens", "reasoning_tokens"))
 _STATUS_DIM = ROLLUP_DIMS.index("status")
+_ts, _error = itemgetter(_TS), itemgetter(_ERROR)
+# the summed columns after ``requests`` and ``failures`` (ROLLUP_SUMS order); a missing value counts 0
+_SUMMED = (*((itemgetter(i), 0) for i in (_IN, _OUT, _CACHED, _CREATED, _REASONING)), (itemgetter(_LATENCY), 0.0))
 
 # (first ts, last ts, number of records, the records as JSON text)
 Batch = tuple[float, float, int, str]
@@ -41,30 +44,36 @@ def segment(rows: Sequence[tuple[Any, ...]]) -> Batch:
 
 
 def fold(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The rollup rows of a batch (in ``UPSERT_COLUMNS`` order), one per minute and group."""
-    acc: dict[tuple[Any, ...], list[Any]] = {}
-    get = acc.get
-    for r in rows:
-        key = (int(r[_TS] // BUCKET) * BUCKET, *_dims(r))
-        status = r[_STATUS]
-        failed = 1 if (status is not None and status >= 400) or r[_ERROR] is not None else 0
-        a = get(key)
-        if a is None:
-            acc[key] = [1, failed, r[_IN] or 0, r[_OUT] or 0, r[_CACHED] or 0, r[_CREATED] or 0, r[_REASONING] or 0,
-                        r[_LATENCY] or 0.0]
+    """The rollup rows of a batch (in ``UPSERT_COLUMNS`` order), one per minute and group.
+
+    The records are grouped by their grouping columns first (an ``itemgetter`` per record), then
+    each group summed column by column with C-level ``map``/``sum``; a group is split by minute
+    only when its records span more than one (a batch covers about a second)."""
+    groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+    get = groups.get
+    for key, r in zip(map(_dims, rows), rows, strict=True):
+        g = get(key)
+        if g is None:
+            groups[key] = [r]
         else:
-            a[0] += 1
-            a[1] += failed
-            a[2] += r[_IN] or 0
-            a[3] += r[_OUT] or 0
-            a[4] += r[_CACHED] or 0
-            a[5] += r[_CREATED] or 0
-            a[6] += r[_REASONING] or 0
-            a[7] += r[_LATENCY] or 0.0
+            g.append(r)
     out = []
-    for key, sums in acc.items():
+    for key, g in groups.items():
         dims = ["" if v is None else v for v in key]
-        if key[1 + _STATUS_DIM] is None:
-            dims[1 + _STATUS_DIM] = 0
-        out.append((*dims, *sums))
+        status = key[_STATUS_DIM]
+        if status is None:
+            dims[_STATUS_DIM] = 0
+        every_failed = status is not None and status >= 400
+        first = int(min(map(_ts, g)) // BUCKET)
+        if first == int(max(map(_ts, g)) // BUCKET):
+            parts: Any = ((first * BUCKET, g),)
+        else:
+            by_minute: dict[int, list[tuple[Any, ...]]] = {}
+            for r in g:
+                by_minute.setdefault(int(r[_TS] // BUCKET) * BUCKET, []).append(r)
+            parts = by_minute.items()
+        for bucket, part in parts:
+            n = len(part)
+            failed = n if every_failed else n - list(map(_error, part)).count(None)
+            out.append((bucket, *dims, n, failed, *[sum(filter(None, map(col, part)), zero) for col, zero in _SUMMED]))
     return out

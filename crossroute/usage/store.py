@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import records as _records
 from .backends import Backend, open_backend
-from .records import clock_offset, rows_of, snapshot
+from .records import FIELDS, clock_offset, providers, rows_of, snapshot
 
 if TYPE_CHECKING:
     from ..call import Attempt, Call
@@ -41,6 +41,7 @@ BATCH = 500
 MAX_QUEUE = 10_000
 _LOG_EVERY = 60.0
 _READY = object()  # marks a queue item of ready-made records
+_IN = FIELDS.index("input_tokens")
 _REOPEN_AFTER = 5.0  # seconds between attempts to reopen a database that failed
 
 
@@ -50,6 +51,7 @@ class UsageStore:
     def __init__(self, gw: Gateway, backend: Backend | None = None, *, flush_seconds: float = FLUSH_SECONDS,
                  max_queue: int = MAX_QUEUE) -> None:
         self.gw = gw
+        self._providers = providers(gw)  # credential id -> provider, for the records
         s = gw.settings
         self.url = s.usage_database_url
         self.data_dir = s.data_dir
@@ -76,7 +78,7 @@ class UsageStore:
         return None  # records are made once the call ended (its reply written)
 
     def call_ended(self, event: CallEnded) -> None:
-        snap = snapshot(self.gw, event)  # None: a request that makes no record
+        snap = snapshot(self._providers, event)  # None: a request that makes no record
         if snap is None:
             return
         pending = self._pending
@@ -101,6 +103,7 @@ class UsageStore:
     # ------------------------------------------------------------ component
     def reconfigure(self, gw: Gateway, removed: set[str]) -> None:
         self.gw = gw
+        self._providers = providers(gw)
 
     async def stop(self) -> None:
         with self._cv:
@@ -180,7 +183,9 @@ class UsageStore:
             tries = 0
             for _ in range(n):
                 item = pending.popleft()
-                if item[0] is _READY:
+                if type(item[0]) is float and type(item[_IN]) is int:  # a finished record (``snapshot``)
+                    records.append(item)
+                elif item[0] is _READY:
                     records.extend(item[1])
                     tries = max(tries, item[2])
                 else:
