@@ -13,8 +13,7 @@ A model label is the client's model name only for calls that reached an upstream
 The request path does as little as it can: a call with one attempt (nearly all of them) is one
 tuple of its label values, one dictionary look-up and one list append of its ``Attempt`` (and of
 its token counts). Those lists are folded into the settled counts (metrics_counts.py) in batches — at a
-scrape, every ``_BATCH`` calls of one label set, and before a reload changes which provider a
-credential id names — with C-level helpers (``map``/``attrgetter``, ``sort`` and ``bisect`` for
+scrape, every ``_BATCH`` calls of one label set, and at a reload — with C-level helpers (``map``/``attrgetter``, ``sort`` and ``bisect`` for
 the histogram buckets). Calls with no attempt or several are counted at once (rare).
 """
 
@@ -35,7 +34,6 @@ from .metrics_state import RedisReading, StateCollector
 
 if TYPE_CHECKING:
     from ..call import Call
-    from ..config import Settings
     from ..formats.usage_tokens import Tokens
     from ..gateway import Gateway
     from .events import CallEnded
@@ -54,15 +52,6 @@ _STARTS, _FIRSTS, _ENDS = attrgetter("start"), attrgetter(_FIRST), attrgetter("e
 # the label values of a call with one attempt:
 # (client format, call's credential id or None, model, status, transport, attempt's credential id, attempt status)
 _Key = tuple[str, "str | None", str, int, str, str, int]
-
-
-class _Settings:
-    """What ``provider_of`` reads of a gateway, for the settings some counts were made under."""
-
-    __slots__ = ("settings",)
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
 
 
 class Metrics:
@@ -85,7 +74,7 @@ class Metrics:
         self.registry.register(StateCollector(self))
 
     def reconfigure(self, gw: Gateway, removed: set[str]) -> None:
-        if gw.settings is not self._settings:  # a credential id may name another provider from now on
+        if gw.settings is not self._settings:  # counts settled per settings (a provider is its id's prefix)
             self.settle()
             self._settings = gw.settings
         self.gw = gw
@@ -129,7 +118,7 @@ class Metrics:
         return self.counts
 
     def _provider(self, credential_id: str | None) -> str:
-        return provider_of(_Settings(self._settings), credential_id) or "-"  # type: ignore[arg-type]
+        return provider_of(credential_id) or "-"
 
     def _fold(self, key: _Key, pending: tuple[list[Attempt], list[Tokens]]) -> None:
         attempts, usages = pending

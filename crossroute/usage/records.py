@@ -21,10 +21,9 @@ from ..formats.usage_tokens import Tokens, tokens
 from .schema import FIELDS
 
 if TYPE_CHECKING:
-    from ..gateway import Gateway
     from ..observe.events import CallEnded
 
-__all__ = ["FIELDS", "clock_offset", "key_id", "provider_of", "providers", "rows_of", "snapshot"]
+__all__ = ["FIELDS", "clock_offset", "key_id", "provider_of", "rows_of", "snapshot"]
 
 MAX_ERROR = 500  # characters of a failure reason kept
 _ZERO = (0, 0, 0, 0, 0)
@@ -44,31 +43,20 @@ def key_id(key: str | None) -> str | None:
     return kid
 
 
-# (settings, credential id -> provider): the settings object itself, not its id() (a new settings
-# object may get the id of a freed one, and the table would then be stale)
-_providers: tuple[Any, dict[str, str]] = (None, {})
+_provider_names: dict[str, str] = {}
 
 
-def provider_of(gw: Gateway, credential_id: str | None) -> str | None:
-    """The provider key of a credential id (from the current settings; computed once per settings)."""
-    global _providers
+def provider_of(credential_id: str | None) -> str | None:
+    """The provider key of a credential id: its part before ``#`` (a configured entry's id is
+    ``<provider>#<digest>``, config.py; an account's ``auth:<file>`` is its own), remembered."""
     if credential_id is None:
         return None
-    settings = gw.settings
-    known, table = _providers
-    if known is not settings:
-        table = {p.id: p.provider for p in settings.providers}
-        _providers = (settings, table)
-    found = table.get(credential_id)
-    if found is None:  # a credential gone since (reload), or an account: the id's own prefix
-        found = credential_id.split("#", 1)[0]
+    found = _provider_names.get(credential_id)
+    if found is None:
+        if len(_provider_names) > 4096:
+            _provider_names.clear()
+        found = _provider_names[credential_id] = credential_id.partition("#")[0]
     return found
-
-
-def providers(gw: Gateway) -> dict[str, str]:
-    """Credential id -> provider key of the configured entries (what ``snapshot`` is given; an id
-    not in it, an account's or one gone since a reload, names its provider by its own prefix)."""
-    return {p.id: p.provider for p in gw.settings.providers}
 
 
 def _session_source(primary: str | None) -> str | None:
@@ -93,9 +81,9 @@ _IN = FIELDS.index("input_tokens")
 offset = time.time() - time.monotonic()
 
 
-def snapshot(table: dict[str, str], event: CallEnded) -> tuple[Any, ...] | None:
+def snapshot(event: CallEnded) -> tuple[Any, ...] | None:
     """What the records of a finished call need, read on the loop (cheap: no body, no parsing);
-    None for a request that makes no record. ``table``: ``providers(gw)``. A call with one attempt
+    None for a request that makes no record. A call with one attempt
     (nearly all) is its record itself (``FIELDS`` order), except that while its usage is not parsed
     yet the input-token column holds the unparsed usage (``rows_of`` parses it on the store's thread).
     Any other is ``_NESTED`` and the values ``rows_of`` makes its records of."""
@@ -126,10 +114,10 @@ def snapshot(table: dict[str, str], event: CallEnded) -> tuple[Any, ...] | None:
         key = call.client_key
         primary = s.primary if s is not None else None
         return (start + offset, event.request_id, _key_ids.get(key) or key_id(key) if key is not None else None,
-                call.client_format, path, call.operation, table.get(cred) or cred.split("#", 1)[0], cred,
+                call.client_format, path, call.operation, _provider_names.get(cred) or provider_of(cred), cred,
                 call.model, a.upstream_model, 1 if call.stream else 0, call.transport, status,
                 _error(error) if error else None, (end - start) * 1000.0,
-                (first - start) * 1000.0 if first is not None else None, *u,
+                (first - start) * 1000.0 if first is not None else None, u[0], u[1], u[2], u[3], u[4],
                 None if primary is None else (primary[:i] if (i := primary.find(":")) >= 0 else "unknown"), 1)
     if u is not None and type(u) is not tuple:
         u = tokens(u) if type(u) is Usage else u
@@ -156,7 +144,7 @@ def clock_offset() -> float:
     return time.time() - time.monotonic()
 
 
-def rows_of(gw: Gateway, snap: tuple[Any, ...], offset: float | None = None) -> list[tuple[Any, ...]]:
+def rows_of(snap: tuple[Any, ...], offset: float | None = None) -> list[tuple[Any, ...]]:
     """The usage records (see ``FIELDS``) of a ``snapshot`` (run on the store's thread, which takes
     the ``clock_offset`` once per batch: the snapshots of one batch are at most seconds old)."""
     if offset is None:
@@ -190,7 +178,7 @@ def rows_of(gw: Gateway, snap: tuple[Any, ...], offset: float | None = None) -> 
             u = _resolved(usage) if status == 200 else None
         else:
             u = None
-        out.append((start + offset, rid, kid, fmt, path, operation, provider_of(gw, cred), cred,
+        out.append((start + offset, rid, kid, fmt, path, operation, provider_of(cred), cred,
                     model, upstream_model, stream, transport, status, _error(error) if error else None,
                     (end - start) * 1000.0, (first - start) * 1000.0 if first is not None else None,
                     *(u or _ZERO), source, i + 1))

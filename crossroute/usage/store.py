@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import records as _records
 from .backends import Backend, open_backend
-from .records import FIELDS, clock_offset, providers, rows_of, snapshot
+from .records import FIELDS, clock_offset, rows_of, snapshot
 
 if TYPE_CHECKING:
     from ..call import Attempt, Call
@@ -51,7 +51,6 @@ class UsageStore:
     def __init__(self, gw: Gateway, backend: Backend | None = None, *, flush_seconds: float = FLUSH_SECONDS,
                  max_queue: int = MAX_QUEUE) -> None:
         self.gw = gw
-        self._providers = providers(gw)  # credential id -> provider, for the records
         s = gw.settings
         self.url = s.usage_database_url
         self.data_dir = s.data_dir
@@ -78,7 +77,7 @@ class UsageStore:
         return None  # records are made once the call ended (its reply written)
 
     def call_ended(self, event: CallEnded) -> None:
-        snap = snapshot(self._providers, event)  # None: a request that makes no record
+        snap = snapshot(event)  # None: a request that makes no record
         if snap is None:
             return
         pending = self._pending
@@ -103,7 +102,6 @@ class UsageStore:
     # ------------------------------------------------------------ component
     def reconfigure(self, gw: Gateway, removed: set[str]) -> None:
         self.gw = gw
-        self._providers = providers(gw)
 
     async def stop(self) -> None:
         with self._cv:
@@ -173,7 +171,6 @@ class UsageStore:
         by another worker or briefly missing loses nothing. A batch refused twice is dropped (a
         row the database will never take must not block the queue)."""
         pending = self._pending
-        gw = self.gw
         while pending:
             if not self._ensure_open():
                 return  # kept; the queue bound (max_queue calls) still holds
@@ -190,7 +187,7 @@ class UsageStore:
                     tries = max(tries, item[2])
                 else:
                     try:
-                        records.extend(rows_of(gw, item, offset))
+                        records.extend(rows_of(item, offset))
                     except Exception:
                         self.dropped += 1
                         log.exception("usage store: a call's records could not be made")
