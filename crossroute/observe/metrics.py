@@ -11,10 +11,11 @@ A model label is the client's model name only for calls that reached an upstream
 ``-``), so unknown names sent by clients cannot grow the label set.
 
 The request path does as little as it can: a call with one attempt (nearly all of them) is one
-tuple of its label values, one dictionary look-up and one list append of its ``Attempt`` (and of
-its token counts). Those lists are folded into the settled counts (metrics_counts.py) in batches — at a
-scrape, every ``_BATCH`` calls of one label set, and at a reload — with C-level helpers (``map``/``attrgetter``, ``sort`` and ``bisect`` for
-the histogram buckets). Calls with no attempt or several are counted at once (rare).
+tuple of its label values, one dictionary look-up and one list append of its ``Attempt`` (and
+of its token counts). Those lists are folded into the settled counts (metrics_counts.py) in
+batches — at a scrape, every ``_BATCH`` calls of one label set, and at a reload — with C-level
+helpers (``map``/``attrgetter``, ``sort`` and ``bisect`` for the histogram buckets). Calls
+with no attempt or several are counted at once (rare).
 """
 
 from __future__ import annotations
