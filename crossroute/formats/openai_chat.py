@@ -11,7 +11,6 @@ import os
 import time
 from typing import Any
 
-import msgspec
 import orjson
 
 from .neutral import (
@@ -37,6 +36,7 @@ from .neutral import (
 )
 from .responses_tools import drop_hosted
 from .thinking import effective_effort
+from .usage_tokens import tokens_of_raw
 
 FORMAT = "openai"
 
@@ -61,40 +61,12 @@ def usage_from_chat(usage: dict[str, Any] | None) -> Usage | None:
     )
 
 
-class _CachedDetails(msgspec.Struct):
-    cached_tokens: int | None = None
-
-
-class _ReasoningDetails(msgspec.Struct):
-    reasoning_tokens: int | None = None
-
-
-class _ChatUsage(msgspec.Struct):
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    prompt_tokens_details: _CachedDetails | None = None
-    completion_tokens_details: _ReasoningDetails | None = None
-
-
-_CHAT_USAGE = msgspec.json.Decoder(_ChatUsage)
-
-
 def usage_from_chat_json(raw: bytes | memoryview) -> Usage | None:
-    """``usage_from_chat`` of a ``usage`` object's raw JSON: decoded straight into the four counts
-    (about a tenth of the work of parsing it into dicts); a usage of another shape (numbers sent as
-    strings or floats, not an object) goes to ``usage_from_chat``; None when it is not JSON."""
-    try:
-        u = _CHAT_USAGE.decode(raw)
-    except msgspec.ValidationError:
-        try:
-            return usage_from_chat(orjson.loads(raw))
-        except (orjson.JSONDecodeError, TypeError, ValueError):
-            return None
-    except msgspec.DecodeError:
-        return None
-    pd, cd = u.prompt_tokens_details, u.completion_tokens_details
-    return Usage(u.prompt_tokens or 0, u.completion_tokens or 0, (pd.cached_tokens or 0) if pd is not None else 0, 0,
-                 (cd.reasoning_tokens or 0) if cd is not None else 0)
+    """``usage_from_chat`` of a ``usage`` object's raw JSON, decoded straight into its counts
+    (``usage_tokens.tokens_of_raw``: about a tenth of the work of parsing it into dicts; a usage of
+    another shape goes to ``usage_from_chat``); None when it is not JSON or not an object."""
+    t = tokens_of_raw(FORMAT, raw)
+    return None if t is None else Usage(*t)
 
 
 def usage_to_chat(u: Usage) -> dict[str, Any]:

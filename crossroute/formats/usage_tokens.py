@@ -4,8 +4,8 @@ cached, cache creation, reasoning; the meanings of ``neutral.Usage``).
 
 A usage field of the usual shape (counts as JSON integers) is decoded by msgspec into a Struct of
 only the fields counted, with no dicts and no ``Usage`` object; any other shape (counts as strings
-or floats, snake_case Gemini keys) goes through the format's own reader (``translate.usage_of_raw``),
-so both give the same counts.
+or floats, snake_case Gemini keys) goes through the format's own reader
+(``translate.usage_of_field``), so both give the same counts.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import orjson
 
 from .neutral import Usage
 
@@ -107,9 +108,9 @@ def tokens_of_raw(fmt: str, raw: Any) -> Tokens | None:
             pass  # another shape: the format's own reader below
         except msgspec.DecodeError:
             return None
-    from .translate import usage_of_raw  # the slow path only (translate imports much)
+    from .translate import usage_of_field  # the slow path only (translate imports much)
 
     try:
-        return tokens(usage_of_raw(fmt, memoryview(raw)))
-    except (ValueError, TypeError, AttributeError, KeyError):
+        return tokens(usage_of_field(fmt, orjson.loads(memoryview(raw))))
+    except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError, KeyError):
         return None

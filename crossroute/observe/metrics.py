@@ -13,7 +13,7 @@ A model label is the client's model name only for calls that reached an upstream
 The request path does as little as it can: a call with one attempt (nearly all of them) is one
 tuple of its label values, one dictionary look-up and one list append of its ``Attempt`` (and
 of its token counts). Those lists are folded into the settled counts (metrics_counts.py) in
-batches — at a scrape, every ``_BATCH`` calls of one label set, and at a reload — with C-level
+batches — at a scrape and every ``_BATCH`` calls of one label set — with C-level
 helpers (``map``/``attrgetter``, ``sort`` and ``bisect`` for the histogram buckets). Calls
 with no attempt or several are counted at once (rare).
 """
@@ -67,7 +67,6 @@ class Metrics:
         self.gw = gw
         self.counts = Counts()
         self.open: dict[_Key, tuple[list[Attempt], list[Tokens]]] = {}
-        self._settings = gw.settings  # the settings the open calls were counted under
         self.workers: Any = None
         self.redis: RedisReading | None = None  # read by api/metrics.py before each scrape
         self.registry = CollectorRegistry(auto_describe=False)
@@ -75,10 +74,7 @@ class Metrics:
         self.registry.register(StateCollector(self))
 
     def reconfigure(self, gw: Gateway, removed: set[str]) -> None:
-        if gw.settings is not self._settings:  # counts settled per settings (a provider is its id's prefix)
-            self.settle()
-            self._settings = gw.settings
-        self.gw = gw
+        self.gw = gw  # the open calls need no settling: a provider is its credential id's prefix
 
     async def stop(self) -> None:
         return None
@@ -159,8 +155,6 @@ class Metrics:
             key: tuple[Any, ...] = (event.client_format, "-", "-", event.status, event.transport)
             c.requests[key] = c.requests.get(key, 0) + 1
             return
-        if self.open and self.gw.settings is not self._settings:
-            self.reconfigure(self.gw, set())
         cred = call.credential_id
         provider = self._provider(cred)
         model = call.model
