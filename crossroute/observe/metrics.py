@@ -2,7 +2,7 @@
 
 Counted once per finished call, after its reply was written (``call_ended``): requests by client
 format, provider, model and status; upstream attempts, their latency and time to first token
-(histograms, per provider; see ``_FIRST``); tokens by kind; retries (another attempt on the same credential) and
+(histograms, per provider; see ``TTFT_HELP``); tokens by kind; retries (another attempt on the same credential) and
 failovers (another credential). Read at scrape time: open client streams and WebSocket sessions,
 cooldowns and bound sessions per credential (in-process state only), quota remaining per credential
 (when the quota book reports it), and the usage store's and request log's queues and drops.
@@ -11,17 +11,16 @@ A model label is the client's model name only for calls that reached an upstream
 ``-``), so unknown names sent by clients cannot grow the label set.
 
 The request path does as little as it can: a call with one attempt (nearly all of them) is one
-tuple of its label values, one dictionary look-up and one list append of its ``Attempt`` (and
-of its token counts). Those lists are folded into the settled counts (metrics_counts.py) in
-batches — at a scrape and every ``_BATCH`` calls of one label set — with C-level
-helpers (``map``/``attrgetter``, ``sort`` and ``bisect`` for the histogram buckets). Calls
-with no attempt or several are counted at once (rare).
+tuple of its label values, one dictionary look-up and list appends of its attempt's latency and
+time to first output (and of its token counts); no Attempt is kept. Those lists are folded into
+the settled counts (metrics_counts.py) in batches — at a scrape and every ``_BATCH`` calls of one
+label set — with C-level helpers (``sort`` and ``bisect`` for the histogram buckets, ``zip``/``sum``
+for the tokens). Calls with no attempt or several are counted at once (rare).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from operator import attrgetter, sub
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
@@ -44,15 +43,15 @@ __all__ = ["Metrics"]
 _NOT_COUNTED = ("/metrics", "/v0/management", "/management")
 _BATCH = 256  # calls of one label set waiting to be folded, at most
 # time to first token: when the first output reached the client (``Attempt.first_token``: a
-# stream's first write, a whole answer's end); before call.py has it, the upstream's first byte
-_FIRST = "first_token" if "first_token" in Attempt.__slots__ else "first_byte"
-TTFT_HELP = ("Time to the first output written to the client" if _FIRST == "first_token"
-             else "Time to the upstream's first byte")
-_STARTS, _FIRSTS, _ENDS = attrgetter("start"), attrgetter(_FIRST), attrgetter("end")
+# stream's first write, a whole answer's end)
+TTFT_HELP = "Time to the first output written to the client"
 
 # the label values of a call with one attempt:
 # (client format, call's credential id or None, model, status, transport, attempt's credential id, attempt status)
 _Key = tuple[str, "str | None", str, int, str, str, int]
+# a label set's calls not folded yet: their latencies and times to first output (seconds, None
+# when the attempt has no end / gave no output), and the token counts of those with usage
+_Pending = tuple[list["float | None"], list["float | None"], list["Tokens"]]
 
 
 class Metrics:
@@ -66,7 +65,7 @@ class Metrics:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self.counts = Counts()
-        self.open: dict[_Key, tuple[list[Attempt], list[Tokens]]] = {}
+        self.open: dict[_Key, _Pending] = {}
         self.workers: Any = None
         self.redis: RedisReading | None = None  # read by api/metrics.py before each scrape
         self.registry = CollectorRegistry(auto_describe=False)
@@ -96,12 +95,16 @@ class Metrics:
                 try:
                     pending = self.open[key]
                 except KeyError:
-                    pending = self.open[key] = ([], [])
+                    pending = self.open[key] = ([], [], [])
+                start = a.start
+                end = a.end
+                first = a.first_token
                 done = pending[0]
-                done.append(a)
+                done.append(None if end is None else end - start)
+                pending[1].append(None if first is None else first - start)
                 u = call.tokens
                 if u is not None:
-                    pending[1].append(u)
+                    pending[2].append(u)
                 if len(done) >= _BATCH:
                     self._fold(key, pending)
                 return
@@ -117,24 +120,24 @@ class Metrics:
     def _provider(self, credential_id: str | None) -> str:
         return provider_of(credential_id) or "-"
 
-    def _fold(self, key: _Key, pending: tuple[list[Attempt], list[Tokens]]) -> None:
-        attempts, usages = pending
+    def _fold(self, key: _Key, pending: _Pending) -> None:
+        latencies, ttfts, usages = pending
         fmt, cred, model, status, transport, acred, astatus = key
         c = self.counts
-        n = len(attempts)
+        n = len(latencies)
         provider = self._provider(cred)
         ap = provider if acred == cred else self._provider(acred)
         rkey = (fmt, provider, model, status, transport)
         c.requests[rkey] = c.requests.get(rkey, 0) + n
         akey = (ap, astatus)
         c.attempts[akey] = c.attempts.get(akey, 0) + n
-        starts = list(map(_STARTS, attempts))
-        for table, bounds, ends in ((c.latency, LATENCY, list(map(_ENDS, attempts))),
-                                    (c.ttft, TTFT, list(map(_FIRSTS, attempts)))):
-            if None in ends:
-                values = [e - s for s, e in zip(starts, ends, strict=True) if e is not None]
-            else:
-                values = list(map(sub, ends, starts))
+        for table, bounds, values in ((c.latency, LATENCY, latencies), (c.ttft, TTFT, ttfts)):
+            try:
+                values.sort()  # observe() sorts them too; a None (no end, no output) among others raises
+                if values[0] is None:  # the one value: None
+                    values = []
+            except TypeError:
+                values = [v for v in values if v is not None]
             observe(table, ap, bounds, values)
         if usages:
             tok = c.tokens.get((provider, model))
@@ -142,7 +145,8 @@ class Metrics:
                 tok = c.tokens[(provider, model)] = [0] * len(KINDS)
             for i, column in enumerate(zip(*usages, strict=True)):
                 tok[i] += sum(column)
-        attempts.clear()
+        latencies.clear()
+        ttfts.clear()
         usages.clear()
 
     def _other(self, event: CallEnded) -> None:
@@ -168,7 +172,7 @@ class Metrics:
             c.attempts[akey] = c.attempts.get(akey, 0) + 1
             if a.end is not None:
                 observe(c.latency, p, LATENCY, [a.end - a.start])
-            first = _FIRSTS(a)
+            first = a.first_token
             if first is not None:
                 observe(c.ttft, p, TTFT, [first - a.start])
             if prev is not None:

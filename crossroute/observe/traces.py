@@ -61,11 +61,13 @@ class TraceRing:
     """Observer keeping the routing traces of the newest ``RING`` calls, rendered when asked.
 
     It keeps neither the call (whose body may be large) nor its Trace and Attempt objects: each
-    kept call is one tuple, because every object kept costs the garbage collector a pass while it
-    runs with every call. The common call (one pick, one attempt) is kept flat: the call's fields,
-    ``_FLAT``, the pick's record (``routing.explain.record``, a tuple kept as it is), the attempt's
-    fields and its start and end; any other as the call's fields, ``_NESTED``, the trace's entries, the attempts as
-    ``_attempt`` makes them."""
+    kept call is one tuple. The common call (one pick, one attempt) is kept flat: the call's fields,
+    ``_FLAT``, the pick's record (``routing.explain.record``) with its candidate list and selector
+    replaced by ``_held`` handles, the attempt's fields and its start and end. Such a tuple holds
+    only strings, numbers and None (when the pick's ``more`` does too), so the garbage collector
+    stops tracking it at its first pass instead of walking the whole ring at every collection
+    (that walk cost more than the rest of the ring's work). Any other call is kept as the call's
+    fields, ``_NESTED``, the trace's entries, the attempts as ``_attempt`` makes them."""
 
     def __init__(self, size: int = RING) -> None:
         self.ring: deque[tuple[Any, ...]] = deque(maxlen=size)
@@ -85,10 +87,14 @@ class TraceRing:
             r = trace[0]
             if type(r) is tuple:
                 a = attempts[0]
+                t, candidates, model, selector, outcome, more = r
+                hc, hs = id(candidates), id(selector)
+                if hc not in _held or hs not in _held:
+                    _hold(candidates, selector)
                 self.ring.append((event.request_id, _wall(), event.method, event.path, event.status, event.started,
                                   event.ended, call.id, call.model, call.credential_id, call.client_key, call.started,
-                                  _FLAT, r, a.credential_id, a.upstream_model, a.wire, a.status, a.error, a.start,
-                                  a.end))
+                                  _FLAT, t, hc, model, hs, outcome, more, _epoch, a.credential_id, a.upstream_model,
+                                  a.wire, a.status, a.error, a.start, a.end))
                 return
         if trace is None and not attempts:
             return
@@ -100,8 +106,13 @@ class TraceRing:
     def render(item: tuple[Any, ...]) -> dict[str, Any]:
         rid, wall, method, path, status, ev_started, ev_ended, call_id, model, cred, key, started, form = item[:13]
         if form is _FLAT:
-            cid, um, wire, code, error, start, end = item[14:]
-            entries: Iterable[Any] = (item[13],)
+            t, hc, pick_model, hs, outcome, more, epoch, cid, um, wire, code, error, start, end = item[13:]
+            candidates, selector = _held.get(hc), _held.get(hs)
+            if epoch != _epoch or candidates is None or selector is None:  # let go since (see _hold)
+                entries: Iterable[Any] = ({"step": "note", "t": t,
+                                           "message": "the candidates of this pick are no longer kept"},)
+            else:
+                entries = ((t, candidates, pick_model, selector, outcome, more),)
             attempts: Iterable[Any] = ((cid, um, wire, code, error, (end or start) - start),)
         else:
             entries, attempts = item[13], item[14]
@@ -111,6 +122,24 @@ class TraceRing:
             "duration_ms": round((ev_ended - ev_started) * 1000, 3),
             "trace": _render(call_id, model, started, entries, attempts),
         }
+
+
+# The candidate lists and selectors of the kept picks, by ``id()`` (held here, so that an id is
+# not reused while a ring entry names it). They are the router's own objects, shared by every
+# call until a reload makes new ones; past ``_HOLD`` of them all are let go (``_epoch`` counts
+# that) and the older entries render without their candidates.
+_HOLD = 4096
+_held: dict[int, Any] = {}
+_epoch = 0
+
+
+def _hold(*objs: Any) -> None:
+    global _epoch
+    if len(_held) + len(objs) > _HOLD:
+        _held.clear()
+        _epoch += 1
+    for obj in objs:
+        _held[id(obj)] = obj
 
 
 _FLAT, _NESTED = "flat", "nested"  # how a kept call holds its trace (see TraceRing)
