@@ -15,7 +15,7 @@ tuple of its label values, one dictionary look-up and list appends of its attemp
 time to first output (and of its token counts); no Attempt is kept. Those lists are folded into
 the settled counts (metrics_counts.py) in batches — at a scrape and every ``_BATCH`` calls of one
 label set — with C-level helpers (``sort`` and ``bisect`` for the histogram buckets, ``zip``/``sum``
-for the tokens). Calls with no attempt or several are counted at once (rare).
+for the tokens, kept flat). Calls with no attempt or several are counted at once (rare).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from .metrics_state import RedisReading, StateCollector
 
 if TYPE_CHECKING:
     from ..call import Call
-    from ..formats.usage_tokens import Tokens
     from ..gateway import Gateway
     from .events import CallEnded
 
@@ -50,8 +49,9 @@ TTFT_HELP = "Time to the first output written to the client"
 # (client format, call's credential id or None, model, status, transport, attempt's credential id, attempt status)
 _Key = tuple[str, "str | None", str, int, str, str, int]
 # a label set's calls not folded yet: their latencies and times to first output (seconds, None
-# when the attempt has no end / gave no output), and the token counts of those with usage
-_Pending = tuple[list["float | None"], list["float | None"], list["Tokens"]]
+# when the attempt has no end / gave no output), and the token counts of those with usage (flat,
+# ``len(KINDS)`` per call)
+_Pending = tuple[list["float | None"], list["float | None"], list[int]]
 
 
 class Metrics:
@@ -104,7 +104,7 @@ class Metrics:
                 pending[1].append(None if first is None else first - start)
                 u = call.tokens
                 if u is not None:
-                    pending[2].append(u)
+                    pending[2].extend(u)  # flat: ints, nothing for the garbage collector to walk
                 if len(done) >= _BATCH:
                     self._fold(key, pending)
                 return
@@ -143,8 +143,9 @@ class Metrics:
             tok = c.tokens.get((provider, model))
             if tok is None:
                 tok = c.tokens[(provider, model)] = [0] * len(KINDS)
-            for i, column in enumerate(zip(*usages, strict=True)):
-                tok[i] += sum(column)
+            width = len(KINDS)
+            for i in range(width):
+                tok[i] += sum(usages[i::width])
         latencies.clear()
         ttfts.clear()
         usages.clear()
