@@ -48,8 +48,7 @@ class CallEnded(msgspec.Struct, gc=False):
 
     A msgspec Struct: made in C (a third of a Python class's ``__init__``), its fields read as
     slots. Not tracked by the garbage collector (``gc=False``): nothing refers back to an event,
-    so it is in no reference cycle. ``record``: the call's usage record once an observer made it
-    (``usage.records.record_of``), shared by the observers that read it."""
+    so it is in no reference cycle."""
 
     method: str
     path: str
