@@ -128,3 +128,46 @@ def test_kept_traces_hold_no_live_objects() -> None:
     assert got["trace"]["attempts"] == [{"credential": "c3", "upstream_model": "m", "wire": "openai",
                                          "status": 200, "error": None, "ms": 250.0}]
     assert got["duration_ms"] == 500.0
+
+
+def test_a_kept_pick_is_nothing_for_the_garbage_collector() -> None:
+    """A flat ring entry holds only atomic values (the pick's candidates and selector by handle),
+    so the collector stops tracking it at its first pass, and it still renders the candidates."""
+    import gc
+
+    router = Router(RoutingSettings(), MemoryState())
+    ring = TraceRing(size=3)
+    call = Call("openai", "m", {}, {})
+    call.trace = Trace()
+    cands = [Cand("c1"), Cand("c2")]
+    call.credential_id = router.pick_now(cands, "m", None, (), None, call.trace).credential_id
+    ev = _ended(call, call.credential_id, call.started)
+    ring.call_ended(ev)
+    gc.collect()
+    assert not gc.is_tracked(ring.ring[0])
+    steps = find_trace(_ring_gw(ring), ev.request_id)["trace"]["steps"]  # type: ignore[index]
+    assert steps[0]["step"] == "candidates" and steps[0]["credentials"] == ["c1", "c2"]
+
+
+def test_a_kept_pick_whose_candidates_were_let_go_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the bound of held candidate lists all are let go: an older entry renders a note, never
+    another pick's candidates (an id may be reused once its object is gone)."""
+    from crossroute.observe import traces
+
+    monkeypatch.setattr(traces, "_HOLD", 2)
+    router = Router(RoutingSettings(), MemoryState())
+    ring = TraceRing()
+    rids = []
+    for i in range(3):
+        call = Call("openai", "m", {}, {})
+        call.trace = Trace()
+        call.credential_id = router.pick_now([Cand(f"c{i}")], "m", None, (), None, call.trace).credential_id
+        ev = _ended(call, f"c{i}", call.started)
+        ring.call_ended(ev)
+        rids.append(ev.request_id)
+    gw = _ring_gw(ring)
+    first = find_trace(gw, rids[0])["trace"]["steps"]  # type: ignore[index]
+    assert [s["step"] for s in first] == ["note"] and "no longer kept" in first[0]["message"]
+    assert find_trace(gw, rids[0])["trace"]["attempts"][0]["credential"] == "c0"  # type: ignore[index]
+    last = find_trace(gw, rids[-1])["trace"]["steps"]  # type: ignore[index]
+    assert last[0]["credentials"] == ["c2"] and last[-1]["credential"] == "c2"
