@@ -14,8 +14,8 @@ The request path does as little as it can: a call with one attempt (nearly all o
 tuple of its label values, one dictionary look-up and list appends of its attempt's latency and
 time to first output (and of its token counts); no Attempt is kept. Those lists are folded into
 the settled counts (metrics_counts.py) in batches — at a scrape and every ``_BATCH`` calls of one
-label set — with C-level helpers (``sort`` and ``bisect`` for the histogram buckets, ``zip``/``sum``
-for the tokens, kept flat). Calls with no attempt or several are counted at once (rare).
+label set — with C-level helpers (``sort`` and ``bisect`` for the histogram buckets, slices and
+``sum`` for the tokens, kept flat). Calls with no attempt or several are counted at once (rare).
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ class Metrics:
         for table, bounds, values in ((c.latency, LATENCY, latencies), (c.ttft, TTFT, ttfts)):
             try:
                 values.sort()  # observe() sorts them too; a None (no end, no output) among others raises
-                if values[0] is None:  # the one value: None
+                if values and values[0] is None:  # the one value: None
                     values = []
             except TypeError:
                 values = [v for v in values if v is not None]
